@@ -1,0 +1,246 @@
+import type {
+  App,
+  AppOptions,
+  Decoder,
+  Trigger,
+  TriggerOptions,
+  View,
+  ViewOptions,
+} from './define.ts';
+import { DefinitionError } from './errors.ts';
+
+/** Items are capped at 400 KB by DynamoDB; state gets the bulk, bookkeeping the rest. */
+export const DEFAULT_MAX_STATE_BYTES = 100_000;
+/** Large enough to amortize an invocation, small enough to stay far below the 6 MB payload cap. */
+export const DEFAULT_TRIGGER_BATCH_SIZE = 100;
+/** Short enough to keep produce-to-function latency low, long enough to gather a batch. */
+export const DEFAULT_TRIGGER_MAX_BATCH_WAIT_MS = 50;
+/** Parallel invocations per trigger; Lambda's default account concurrency is far above this. */
+export const DEFAULT_TRIGGER_CONCURRENCY = 8;
+/** Five attempts with capped exponential backoff ride out a throttle or a cold start. */
+export const DEFAULT_RETRY = { maxAttempts: 5, initialBackoffMs: 100, maxBackoffMs: 5_000 } as const;
+
+const VIEW_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const APP_NAME = /^[A-Za-z][A-Za-z0-9-]{0,39}$/;
+const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The default decoder: UTF-8 JSON. */
+export const jsonDecoder: Decoder<any> = (value) => JSON.parse(utf8.decode(value));
+
+function requireFunction(value: unknown, what: string, context: Record<string, unknown>): void {
+  if (typeof value !== 'function') {
+    throw new DefinitionError(
+      `${what} must be a function, received ${describe(value)}; pass a function`,
+      context,
+    );
+  }
+}
+
+function requirePositiveInt(value: unknown, what: string, context: Record<string, unknown>): void {
+  if (!Number.isInteger(value) || (value as number) <= 0) {
+    throw new DefinitionError(`${what} must be a positive integer, received ${describe(value)}`, context);
+  }
+}
+
+/** Short, safe rendering of a received value for error messages. */
+export function describe(value: unknown): string {
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+  try {
+    const text = JSON.stringify(value);
+    if (text === undefined) return String(value);
+    return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+  } catch {
+    return String(value);
+  }
+}
+
+/**
+ * Defines a view: events of `source` folded by `key` into state with `reduce`.
+ *
+ * @example
+ * const attendance = defineView({
+ *   name: 'classAttendance',
+ *   source: 'bookings',
+ *   key: (e: BookingEvent) => e.classId,
+ *   initial: () => ({ booked: 0 }),
+ *   reduce: (s, e) => ({ booked: s.booked + (e.type === 'booked' ? 1 : -1) }),
+ * });
+ */
+export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
+  const name = options?.name;
+  if (typeof name !== 'string' || !VIEW_NAME.test(name)) {
+    throw new DefinitionError(
+      `view name must be 1-64 letters, digits, "_" or "-", received ${describe(name)}`,
+      { view: String(name) },
+    );
+  }
+  const context = { view: name };
+  if (typeof options.source !== 'string' || !TOPIC_NAME.test(options.source)) {
+    throw new DefinitionError(
+      `view "${name}": source must be a Kafka topic name (letters, digits, ".", "_", "-"), received ${describe(options.source)}`,
+      context,
+    );
+  }
+  requireFunction(options.key, `view "${name}": key`, context);
+  requireFunction(options.initial, `view "${name}": initial`, context);
+  requireFunction(options.reduce, `view "${name}": reduce`, context);
+  if (options.decode !== undefined) requireFunction(options.decode, `view "${name}": decode`, context);
+  if (options.filter !== undefined) requireFunction(options.filter, `view "${name}": filter`, context);
+  const maxStateBytes = options.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES;
+  requirePositiveInt(maxStateBytes, `view "${name}": maxStateBytes`, context);
+  if (maxStateBytes > 350_000) {
+    throw new DefinitionError(
+      `view "${name}": maxStateBytes ${maxStateBytes} leaves no room under DynamoDB's 400 KB item cap; use at most 350000`,
+      context,
+    );
+  }
+  const onPoison = options.onPoison ?? 'dead-letter';
+  if (onPoison !== 'dead-letter' && onPoison !== 'stop') {
+    throw new DefinitionError(
+      `view "${name}": onPoison must be "dead-letter" or "stop", received ${describe(onPoison)}`,
+      context,
+    );
+  }
+  return Object.freeze({
+    kind: 'view',
+    name,
+    source: options.source,
+    decode: options.decode ?? (jsonDecoder as Decoder<E>),
+    filter: options.filter ?? (() => true),
+    key: options.key,
+    initial: options.initial,
+    reduce: options.reduce,
+    maxStateBytes,
+    onPoison,
+  });
+}
+
+/**
+ * Subscribes a Lambda function to a view's changes.
+ *
+ * @example
+ * const nearlyFull = defineTrigger({
+ *   view: classAttendance,
+ *   function: 'notifyInstructor',
+ *   when: ({ before, after }) => (before?.booked ?? 0) < 0.9 * after.capacity && after.booked >= 0.9 * after.capacity,
+ * });
+ */
+export function defineTrigger<S>(options: TriggerOptions<S>): Trigger<S> {
+  const view = options?.view;
+  if (!view || view.kind !== 'view') {
+    throw new DefinitionError(`trigger view must be a view from defineView(), received ${describe(view)}`);
+  }
+  const fn = options.function;
+  if (typeof fn !== 'string' || !/^[A-Za-z0-9_:.-]{1,140}$/.test(fn)) {
+    throw new DefinitionError(
+      `trigger on view "${view.name}": function must be a Lambda function name, received ${describe(fn)}`,
+      { view: view.name },
+    );
+  }
+  const name = options.name ?? `${view.name}-${fn}`;
+  const context = { view: view.name, trigger: name };
+  if (options.when !== undefined) requireFunction(options.when, `trigger "${name}": when`, context);
+  const batchSize = options.batchSize ?? DEFAULT_TRIGGER_BATCH_SIZE;
+  requirePositiveInt(batchSize, `trigger "${name}": batchSize`, context);
+  const maxBatchWaitMs = options.maxBatchWaitMs ?? DEFAULT_TRIGGER_MAX_BATCH_WAIT_MS;
+  if (!Number.isInteger(maxBatchWaitMs) || maxBatchWaitMs < 0) {
+    throw new DefinitionError(
+      `trigger "${name}": maxBatchWaitMs must be a non-negative integer, received ${describe(maxBatchWaitMs)}`,
+      context,
+    );
+  }
+  const concurrency = options.concurrency ?? DEFAULT_TRIGGER_CONCURRENCY;
+  requirePositiveInt(concurrency, `trigger "${name}": concurrency`, context);
+  const retry = { ...DEFAULT_RETRY, ...options.retry };
+  requirePositiveInt(retry.maxAttempts, `trigger "${name}": retry.maxAttempts`, context);
+  requirePositiveInt(retry.initialBackoffMs, `trigger "${name}": retry.initialBackoffMs`, context);
+  requirePositiveInt(retry.maxBackoffMs, `trigger "${name}": retry.maxBackoffMs`, context);
+  if (retry.maxBackoffMs < retry.initialBackoffMs) {
+    throw new DefinitionError(
+      `trigger "${name}": retry.maxBackoffMs (${retry.maxBackoffMs}) is below retry.initialBackoffMs (${retry.initialBackoffMs}); raise maxBackoffMs`,
+      context,
+    );
+  }
+  return Object.freeze({
+    kind: 'trigger',
+    name,
+    view,
+    function: fn,
+    when: options.when ?? (() => true),
+    batchSize,
+    maxBatchWaitMs,
+    retry,
+    concurrency,
+  });
+}
+
+/**
+ * Defines the app: the one module the engine loads, the CDK app deploys and `npm run dev` runs.
+ *
+ * @example
+ * export const app = defineApp({ name: 'gym', views: [classAttendance], triggers: [nearlyFull] });
+ */
+export function defineApp(options: AppOptions): App {
+  const name = options?.name;
+  if (typeof name !== 'string' || !APP_NAME.test(name)) {
+    throw new DefinitionError(
+      `app name must start with a letter and hold up to 40 letters, digits or "-", received ${describe(name)}`,
+    );
+  }
+  if (!Array.isArray(options.views) || options.views.length === 0) {
+    throw new DefinitionError(`app "${name}": views must be a non-empty array of defineView() results`);
+  }
+  const views = [...options.views];
+  const seen = new Set<string>();
+  for (const view of views) {
+    if (!view || view.kind !== 'view') {
+      throw new DefinitionError(`app "${name}": views holds ${describe(view)}, not a defineView() result`);
+    }
+    if (seen.has(view.name)) {
+      throw new DefinitionError(`app "${name}": two views are named "${view.name}"; view names must be unique`);
+    }
+    seen.add(view.name);
+  }
+  const triggers = [...(options.triggers ?? [])];
+  const triggerNames = new Set<string>();
+  for (const trigger of triggers) {
+    if (!trigger || trigger.kind !== 'trigger') {
+      throw new DefinitionError(`app "${name}": triggers holds ${describe(trigger)}, not a defineTrigger() result`);
+    }
+    if (!views.includes(trigger.view)) {
+      throw new DefinitionError(
+        `app "${name}": trigger "${trigger.name}" names view "${trigger.view.name}", which is not in the app's views; add it to views`,
+        { trigger: trigger.name, view: trigger.view.name },
+      );
+    }
+    if (triggerNames.has(trigger.name)) {
+      throw new DefinitionError(
+        `app "${name}": two triggers are named "${trigger.name}"; give one a distinct name`,
+        { trigger: trigger.name },
+      );
+    }
+    triggerNames.add(trigger.name);
+  }
+  const deadLetterTopic = options.deadLetterTopic ?? `${name}.dead-letter`;
+  if (!TOPIC_NAME.test(deadLetterTopic)) {
+    throw new DefinitionError(`app "${name}": deadLetterTopic is not a valid topic name: ${describe(deadLetterTopic)}`);
+  }
+  const sourceTopics = [...new Set(views.map((v) => v.source))];
+  if (sourceTopics.includes(deadLetterTopic)) {
+    throw new DefinitionError(
+      `app "${name}": deadLetterTopic "${deadLetterTopic}" is also a view source; poison would loop. Choose another deadLetterTopic`,
+    );
+  }
+  return Object.freeze({
+    kind: 'app',
+    name,
+    views,
+    triggers,
+    deadLetterTopic,
+    sourceTopics,
+    functions: [...new Set(triggers.map((t) => t.function))],
+  });
+}

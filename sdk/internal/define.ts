@@ -1,0 +1,172 @@
+/**
+ * View, trigger and app definitions: the contract shared by the engine (which folds),
+ * the functions (which read and react), the local stack and the CDK app (which deploy).
+ *
+ * Everything here is pure data plus user callbacks; no I/O.
+ */
+
+/** Coordinates and raw content of one Kafka record, as handed to user callbacks. */
+export interface SourceRecord {
+  readonly topic: string;
+  readonly partition: number;
+  /** Kafka offset as a decimal string (offsets are int64). */
+  readonly offset: string;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  /** Record timestamp in epoch milliseconds. */
+  readonly timestampMs: number;
+  readonly headers: Readonly<Record<string, Buffer | undefined>>;
+}
+
+/** Turns a raw record value into an event. Throwing marks the record as poison. */
+export type Decoder<E> = (value: Buffer, record: SourceRecord) => E;
+
+/** A view key: strings and finite numbers; numbers are stored in their decimal form. */
+export type ViewKey = string | number;
+
+/** What to do with a poison record (undecodable, no key, throwing reducer, oversized state). */
+export type PoisonPolicy = 'dead-letter' | 'stop';
+
+/** Options of {@link defineView}. */
+export interface ViewOptions<E, S> {
+  /** Unique name within the app: letters, digits, `_` and `-`. */
+  readonly name: string;
+  /** Source Kafka topic. */
+  readonly source: string;
+  /**
+   * Turns the record value into an event.
+   * @default JSON.parse of the UTF-8 value
+   */
+  readonly decode?: Decoder<E>;
+  /**
+   * Events for which this returns false are skipped (their offsets still count as applied).
+   * @default every event is kept
+   */
+  readonly filter?: (event: E, record: SourceRecord) => boolean;
+  /** The view key of an event. Returning `undefined`, `null` or `''` marks the record as poison. */
+  readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
+  /** The state of a key before its first event. A function, so each key gets a fresh object. */
+  readonly initial: () => S;
+  /** Folds one event into the state of its key. Must not mutate `state`; return a new value. */
+  readonly reduce: (state: S, event: E, record: SourceRecord) => S;
+  /**
+   * Largest serialized state per item, in bytes. A state past it is poison, never truncated.
+   * @default 100_000 (DynamoDB items are capped at 400 KB; this leaves room for bookkeeping)
+   */
+  readonly maxStateBytes?: number;
+  /**
+   * What a poison record does: go to the dead-letter topic and let processing continue, or stop the engine.
+   * @default 'dead-letter'
+   */
+  readonly onPoison?: PoisonPolicy;
+}
+
+/** A compiled view definition; `E` is the event type and `S` the state type. */
+export interface View<E = unknown, S = unknown> {
+  readonly kind: 'view';
+  readonly name: string;
+  readonly source: string;
+  readonly decode: Decoder<E>;
+  readonly filter: (event: E, record: SourceRecord) => boolean;
+  readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
+  readonly initial: () => S;
+  readonly reduce: (state: S, event: E, record: SourceRecord) => S;
+  readonly maxStateBytes: number;
+  readonly onPoison: PoisonPolicy;
+}
+
+/** The state type of a view. */
+export type StateOf<V> = V extends View<unknown, infer S> ? S : never;
+/** The event type of a view. */
+export type EventOf<V> = V extends View<infer E, unknown> ? E : never;
+
+/** One change of one view item, as delivered to trigger functions. */
+export interface Change<S = unknown> {
+  readonly view: string;
+  readonly key: string;
+  /** Window start as an ISO string, for windowed views. */
+  readonly window?: string;
+  /** State last delivered to this trigger, or undefined for a new item. */
+  readonly before: S | undefined;
+  readonly after: S;
+  /** Item version after the change; strictly increasing per item. */
+  readonly version: number;
+  /** Last applied offset per source partition, e.g. `{ "bookings/0": "1841" }`. */
+  readonly offsets: Readonly<Record<string, string>>;
+  /** `(view, key, window, version)` joined; equal for redeliveries of the same change. */
+  readonly idempotencyKey: string;
+}
+
+/** Retry policy of a trigger. */
+export interface RetryOptions {
+  /** @default 5 attempts in all, the first included */
+  readonly maxAttempts?: number;
+  /** @default 100 */
+  readonly initialBackoffMs?: number;
+  /** @default 5_000 */
+  readonly maxBackoffMs?: number;
+}
+
+/** Options of {@link defineTrigger}. */
+export interface TriggerOptions<S> {
+  /** The view whose changes are delivered. */
+  readonly view: View<any, S>;
+  /** Logical function name; resolved to a deployed name or ARN by the engine's `functionNames`. */
+  readonly function: string;
+  /**
+   * Trigger name, unique in the app.
+   * @default `${view.name}-${function}`
+   */
+  readonly name?: string;
+  /**
+   * Changes for which this returns false are not delivered.
+   * @default every change is delivered
+   */
+  readonly when?: (change: Change<S>) => boolean;
+  /** @default 100 changes per invocation */
+  readonly batchSize?: number;
+  /** @default 50 */
+  readonly maxBatchWaitMs?: number;
+  readonly retry?: RetryOptions;
+  /** Invocations in flight at once for this trigger. @default 8 */
+  readonly concurrency?: number;
+}
+
+/** A compiled trigger definition. */
+export interface Trigger<S = unknown> {
+  readonly kind: 'trigger';
+  readonly name: string;
+  readonly view: View<any, S>;
+  readonly function: string;
+  readonly when: (change: Change<S>) => boolean;
+  readonly batchSize: number;
+  readonly maxBatchWaitMs: number;
+  readonly retry: Required<RetryOptions>;
+  readonly concurrency: number;
+}
+
+/** Options of {@link defineApp}. */
+export interface AppOptions {
+  /** App name: names the consumer group, the table and the stack. Letters, digits and `-`. */
+  readonly name: string;
+  readonly views: readonly View<any, any>[];
+  readonly triggers?: readonly Trigger<any>[];
+  /**
+   * Topic that receives poison records and undeliverable changes.
+   * @default `${name}.dead-letter`
+   */
+  readonly deadLetterTopic?: string;
+}
+
+/** A compiled app: what the engine runs, the CDK app deploys and `npm run dev` starts. */
+export interface App {
+  readonly kind: 'app';
+  readonly name: string;
+  readonly views: readonly View<any, any>[];
+  readonly triggers: readonly Trigger<any>[];
+  readonly deadLetterTopic: string;
+  /** Distinct source topics of all views. */
+  readonly sourceTopics: readonly string[];
+  /** Distinct logical function names named by triggers. */
+  readonly functions: readonly string[];
+}
