@@ -1,0 +1,40 @@
+/** Error codes of the embedded local stack. */
+export type LocalStackErrorCode =
+  | 'INVALID_OPTION'
+  | 'JAVA_NOT_FOUND'
+  | 'DYNAMODB_START_FAILED'
+  | 'LAMBDA_START_FAILED'
+  | 'FUNCTION_LOAD_FAILED'
+  | 'STACK_START_FAILED'
+  | 'STOP_FAILED';
+
+/** Context that explains a local stack error. */
+export interface LocalStackErrorContext {
+  readonly component?: 'kafka' | 'dynamodb' | 'lambda' | 'stack';
+  readonly port?: number;
+  readonly dataDir?: string;
+  readonly functionName?: string;
+  readonly [field: string]: unknown;
+}
+
+/**
+ * Base error of the local stack (`local/`). `code` is stable and meant to be matched; the
+ * message says what was wrong, the value received and how to fix it.
+ */
+export class LocalStackError extends Error {
+  override readonly name: string = 'LocalStackError';
+  readonly code: LocalStackErrorCode;
+  readonly retriable: boolean;
+  readonly context: LocalStackErrorContext;
+
+  constructor(
+    code: LocalStackErrorCode,
+    message: string,
+    options: { retriable?: boolean; context?: LocalStackErrorContext; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retriable = options.retriable ?? false;
+    this.context = options.context ?? {};
+  }
+}
