@@ -1,0 +1,342 @@
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+import { CfnOutput, Duration, Fn, Stack, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { DeploymentError } from './errors.ts';
+import { findHandlers } from './handlers.ts';
+import { ENGINE_HEALTH_PORT, resolveProps, type ResolvedProps, type TributaryAppProps } from './props.ts';
+
+/** CloudWatch namespace of the engine's EMF metrics (CONTRACTS.md "Metrics"). */
+export const METRICS_NAMESPACE = 'Tributary';
+
+/**
+ * Deploys one Tributary app: the views table, the engine as an ECS Fargate service scaled on
+ * consumer lag, one Lambda function per handler file, least-privilege roles, alarms and log groups.
+ *
+ * @example
+ * import { app } from '../functions/app.ts';
+ * new TributaryApp(stack, 'Gym', {
+ *   app,
+ *   partitionCount: 6,
+ *   kafka: { mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/prod/1a2b3c4d-...', brokers: ['b-1.prod.kafka.eu-west-1.amazonaws.com:9098'] },
+ * });
+ */
+export class TributaryApp extends Construct {
+  /** The views table (pk/sk strings, TTL `ttl`, on-demand, PITR). */
+  readonly table: dynamodb.Table;
+  /** The ECS cluster running the engine. */
+  readonly cluster: ecs.ICluster;
+  /** The engine service. */
+  readonly service: ecs.FargateService;
+  /** The engine task definition; its `taskRole` holds the engine's data-plane permissions. */
+  readonly taskDefinition: ecs.FargateTaskDefinition;
+  /** The engine's log group. */
+  readonly engineLogGroup: logs.LogGroup;
+  /** Security group of the engine tasks; allow it into the Kafka brokers. */
+  readonly engineSecurityGroup: ec2.ISecurityGroup;
+  /** Deployed functions by logical name (the handler file name). */
+  readonly functions: Readonly<Record<string, nodejs.NodejsFunction>>;
+  /** Alarms: consumer lag, dead letters, engine tasks missing, and one per function on errors. */
+  readonly alarms: readonly cloudwatch.Alarm[];
+
+  constructor(scope: Construct, id: string, props: TributaryAppProps) {
+    super(scope, id);
+    // Validate everything before creating anything: a wrong prop is a synth error, never a half-built tree.
+    const config = resolveProps(props);
+    const { app } = config;
+    const handlersDir = path.join(config.repoRoot, config.handlersDir);
+    const handlers = findHandlers(app, handlersDir, config.handlersDir);
+    if (config.engineImage === undefined) {
+      for (const file of ['Dockerfile', config.appModule]) {
+        if (!fs.existsSync(path.join(config.repoRoot, file))) {
+          throw new DeploymentError('INVALID_PROPS', `TributaryApp: ${file} not found in repoRoot ${config.repoRoot}; the engine image is built from it. Fix repoRoot/appModule or pass engineImage`, { prop: file === 'Dockerfile' ? 'repoRoot' : 'appModule' });
+        }
+      }
+    }
+
+    this.table = new dynamodb.Table(this, 'Views', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      timeToLiveAttribute: 'ttl',
+      removalPolicy: config.tableRemovalPolicy,
+    });
+
+    const functions: Record<string, nodejs.NodejsFunction> = {};
+    for (const handler of handlers) {
+      functions[handler.name] = this.createFunction(config, handler.name, handler.entry);
+    }
+    this.functions = functions;
+
+    const vpc = config.vpc ?? new ec2.Vpc(this, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    this.engineSecurityGroup = config.securityGroups?.[0] ?? new ec2.SecurityGroup(this, 'EngineSecurityGroup', {
+      vpc,
+      description: `Tributary engine of app ${app.name}`,
+      allowAllOutbound: true,
+    });
+    const securityGroups = config.securityGroups ? [...config.securityGroups] : [this.engineSecurityGroup];
+    if (config.kafka.securityGroup) {
+      for (const port of config.kafka.ports) {
+        config.kafka.securityGroup.addIngressRule(this.engineSecurityGroup, ec2.Port.tcp(port), `Tributary engine of app ${app.name} to Kafka`);
+      }
+    }
+
+    // Container Insights publishes RunningTaskCount/DesiredTaskCount, which the engine-tasks alarm reads.
+    const cluster = new ecs.Cluster(this, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+    this.cluster = cluster;
+    this.engineLogGroup = new logs.LogGroup(this, 'EngineLogs', { retention: config.logRetention });
+    this.taskDefinition = new ecs.FargateTaskDefinition(this, 'EngineTask', {
+      cpu: config.cpu,
+      memoryLimitMiB: config.memoryLimitMiB,
+      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.X86_64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+    });
+    const taskRole = this.taskDefinition.taskRole;
+
+    // The engine invokes only the functions its triggers name.
+    const functionNames: Record<string, string> = {};
+    for (const name of app.functions) {
+      const fn = functions[name]!;
+      // The unqualified ARN only: the engine invokes $LATEST by name. fn.grantInvoke() would add
+      // `<arn>:*` (every version and alias), more than the engine uses.
+      iam.Grant.addToPrincipal({ grantee: taskRole, actions: ['lambda:InvokeFunction'], resourceArns: [fn.functionArn] });
+      functionNames[name] = fn.functionName;
+    }
+    this.table.grantReadWriteData(taskRole);
+    if (config.kafka.auth === 'msk-iam') this.grantMsk(config, taskRole);
+
+    const secrets: Record<string, ecs.Secret> = {};
+    if (config.kafka.scramSecret) {
+      secrets.KAFKA_SASL_USERNAME = ecs.Secret.fromSecretsManager(config.kafka.scramSecret, 'username');
+      secrets.KAFKA_SASL_PASSWORD = ecs.Secret.fromSecretsManager(config.kafka.scramSecret, 'password');
+    }
+    this.taskDefinition.addContainer('engine', {
+      image: config.engineImage ?? ecs.ContainerImage.fromAsset(config.repoRoot, {
+        file: 'Dockerfile',
+        platform: Platform.LINUX_AMD64,
+        buildArgs: { APP_MODULE: config.appModule },
+      }),
+      essential: true,
+      logging: ecs.LogDrivers.awsLogs({ logGroup: this.engineLogGroup, streamPrefix: 'engine' }),
+      environment: {
+        TRIBUTARY_APP: app.name,
+        TRIBUTARY_TABLE: this.table.tableName,
+        TRIBUTARY_FUNCTION_NAMES: Stack.of(this).toJsonString(functionNames),
+        TRIBUTARY_GROUP_ID: config.consumerGroup,
+        // Informational: the engine takes the topic from the bundled app; this shows operators where
+        // poison goes and is the topic the MSK policy lets the engine write.
+        TRIBUTARY_DEAD_LETTER_TOPIC: config.deadLetterTopic,
+        TRIBUTARY_HEALTH_PORT: String(ENGINE_HEALTH_PORT),
+        TRIBUTARY_LOG_LEVEL: config.logLevel,
+        KAFKA_BROKERS: config.kafka.brokers.join(','),
+        KAFKA_AUTH: config.kafka.auth,
+        KAFKA_SSL: String(config.kafka.tls),
+        AWS_REGION: Stack.of(this).region,
+        NODE_OPTIONS: '--enable-source-maps',
+      },
+      secrets,
+      // node:22-slim has no curl; Node's fetch probes the engine's own health endpoint.
+      healthCheck: {
+        command: ['CMD', 'node', '-e', `fetch('http://127.0.0.1:${ENGINE_HEALTH_PORT}/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`],
+        interval: Duration.seconds(15),
+        timeout: Duration.seconds(5),
+        retries: 3,
+        startPeriod: Duration.seconds(60),
+      },
+      // SIGTERM, then this long to finish the batch, commit and leave the group (DESIGN.md invariant 7).
+      stopTimeout: config.stopTimeout,
+    });
+
+    this.service = new ecs.FargateService(this, 'Engine', {
+      cluster,
+      taskDefinition: this.taskDefinition,
+      desiredCount: config.minTasks,
+      securityGroups,
+      vpcSubnets: config.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      assignPublicIp: false,
+      // A new version that keeps failing its health check rolls back instead of replacing healthy tasks.
+      circuitBreaker: { enable: true, rollback: true },
+      minHealthyPercent: 100,
+      maxHealthyPercent: 200,
+    });
+
+    const lag = new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: 'ConsumerLag',
+      dimensionsMap: { App: app.name },
+      period: Duration.minutes(1),
+    });
+    // Each task reports the lag summed over its own partitions; the average over tasks is the lag
+    // per task, which falls as tasks are added: the shape target tracking needs.
+    this.service
+      .autoScaleTaskCount({ minCapacity: config.minTasks, maxCapacity: config.maxTasks })
+      .scaleToTrackCustomMetric('ConsumerLagScaling', {
+        metric: lag.with({ statistic: cloudwatch.Stats.AVERAGE }),
+        targetValue: config.targetLagPerTask,
+        scaleOutCooldown: Duration.minutes(1),
+        // Scaling in rebalances the group; wait longer so lag spikes do not flap the task count.
+        scaleInCooldown: Duration.minutes(5),
+      });
+
+    this.alarms = this.createAlarms(config, cluster, lag);
+
+    new CfnOutput(this, 'TableName', { value: this.table.tableName, description: 'Views table (TRIBUTARY_TABLE)' });
+    new CfnOutput(this, 'EngineServiceName', { value: this.service.serviceName });
+    new CfnOutput(this, 'FunctionNames', { value: Stack.of(this).toJsonString(functionNames), description: 'TRIBUTARY_FUNCTION_NAMES of the engine' });
+  }
+
+  private createFunction(config: ResolvedProps, name: string, entry: string): nodejs.NodejsFunction {
+    const logGroup = new logs.LogGroup(this, `${name}Logs`, { retention: config.logRetention });
+    // Own role instead of AWSLambdaBasicExecutionRole, whose logs actions cover every log group (`*`):
+    // this one may write to its own log group only.
+    const role = new iam.Role(this, `${name}FunctionRole`, {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Tributary app ${config.app.name}: function ${name}`,
+    });
+    logGroup.grantWrite(role);
+    const fn = new nodejs.NodejsFunction(this, `Function-${name}`, {
+      role,
+      entry,
+      handler: 'handler',
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: config.functionMemorySize,
+      timeout: config.functionTimeout,
+      logGroup,
+      projectRoot: config.repoRoot,
+      depsLockFilePath: path.join(config.repoRoot, 'package-lock.json'),
+      environment: {
+        TRIBUTARY_TABLE: this.table.tableName,
+        TRIBUTARY_APP: config.app.name,
+        NODE_OPTIONS: '--enable-source-maps',
+      },
+      bundling: {
+        // esbuild is a local devDependency: no Docker needed to bundle.
+        forceDockerBundling: false,
+        format: nodejs.OutputFormat.ESM,
+        target: 'node22',
+        sourceMap: true,
+        minify: true,
+        mainFields: ['module', 'main'],
+        // Some CommonJS dependencies call require() at run time; give them one inside the ESM bundle.
+        banner: "import { createRequire as __tributaryCreateRequire } from 'node:module'; const require = __tributaryCreateRequire(import.meta.url);",
+      },
+    });
+    this.table.grantReadData(fn);
+    return fn;
+  }
+
+  private grantMsk(config: ResolvedProps, role: iam.IRole): void {
+    const clusterArn = config.kafka.mskClusterArn!;
+    // MSK IAM resources hang off the cluster ARN: topic/<cluster>/<uuid>/<topic>, group/<cluster>/<uuid>/<group>.
+    const sibling = (kind: 'topic' | 'group', name: string): string => {
+      if (!Token.isUnresolved(clusterArn)) return `${clusterArn.replace(':cluster/', `:${kind}/`)}/${name}`;
+      const parts = Fn.split(':cluster/', clusterArn, 2);
+      return Fn.join('', [Fn.select(0, parts), `:${kind}/`, Fn.select(1, parts), `/${name}`]);
+    };
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'KafkaConnect',
+      actions: ['kafka-cluster:Connect', 'kafka-cluster:DescribeCluster'],
+      resources: [clusterArn],
+    }));
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'KafkaReadSources',
+      actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:ReadData'],
+      resources: config.app.sourceTopics.map((topic) => sibling('topic', topic)),
+    }));
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'KafkaWriteDeadLetters',
+      actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:WriteData'],
+      resources: [sibling('topic', config.deadLetterTopic)],
+    }));
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'KafkaConsumerGroup',
+      actions: ['kafka-cluster:AlterGroup', 'kafka-cluster:DescribeGroup'],
+      resources: [sibling('group', config.consumerGroup)],
+    }));
+  }
+
+  private createAlarms(config: ResolvedProps, cluster: ecs.Cluster, lag: cloudwatch.Metric): cloudwatch.Alarm[] {
+    const app = config.app.name;
+    const alarms: cloudwatch.Alarm[] = [];
+    alarms.push(new cloudwatch.Alarm(this, 'ConsumerLagAlarm', {
+      alarmDescription: `Tributary app ${app}: consumer lag above ${config.lagAlarmThreshold} records for 5 minutes; autoscaling is at its limit or the engine is stuck`,
+      metric: lag.with({ statistic: cloudwatch.Stats.MAXIMUM }),
+      threshold: config.lagAlarmThreshold,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 5,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }));
+    alarms.push(new cloudwatch.Alarm(this, 'DeadLettersAlarm', {
+      alarmDescription: `Tributary app ${app}: records or changes went to dead-letter topic ${config.deadLetterTopic}`,
+      metric: new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: 'DeadLetters',
+        dimensionsMap: { App: app },
+        statistic: cloudwatch.Stats.SUM,
+        period: Duration.minutes(5),
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }));
+    // Engine restarts: ECS replaces a task that exits or fails its health check, so for a minute or
+    // more RunningTaskCount (its minimum in the minute) sits below DesiredTaskCount. Three such minutes
+    // out of five is a crash loop, not a single restart or a scale-out still starting tasks.
+    const serviceDims = { ClusterName: cluster.clusterName, ServiceName: this.service.serviceName };
+    const taskMetric = (metricName: string, statistic: string): cloudwatch.Metric => new cloudwatch.Metric({
+      namespace: 'ECS/ContainerInsights',
+      metricName,
+      dimensionsMap: serviceDims,
+      statistic,
+      period: Duration.minutes(1),
+    });
+    alarms.push(new cloudwatch.Alarm(this, 'EngineTasksMissingAlarm', {
+      alarmDescription: `Tributary app ${app}: engine tasks keep stopping (running below desired); check the engine logs for crashes or failed health checks`,
+      metric: new cloudwatch.MathExpression({
+        expression: 'desired - running',
+        usingMetrics: {
+          desired: taskMetric('DesiredTaskCount', cloudwatch.Stats.MAXIMUM),
+          running: taskMetric('RunningTaskCount', cloudwatch.Stats.MINIMUM),
+        },
+        period: Duration.minutes(1),
+        label: 'Engine tasks missing',
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 5,
+      datapointsToAlarm: 3,
+      // Container Insights reports a dead service as running 0, so a gap means no data, not an outage.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }));
+    for (const [name, fn] of Object.entries(this.functions)) {
+      alarms.push(new cloudwatch.Alarm(this, `${name}ErrorsAlarm`, {
+        alarmDescription: `Tributary app ${app}: function ${name} returned errors; the engine retries, then dead-letters the change`,
+        metric: fn.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }));
+    }
+    if (config.alarmTopic) {
+      const action = new cloudwatchActions.SnsAction(config.alarmTopic);
+      for (const alarm of alarms) {
+        alarm.addAlarmAction(action);
+        alarm.addOkAction(action);
+      }
+    }
+    return alarms;
+  }
+}
