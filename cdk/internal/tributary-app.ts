@@ -12,6 +12,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { IDEMPOTENCY_PK } from '../../sdk/index.ts';
 import { DeploymentError } from './errors.ts';
 import { findHandlers } from './handlers.ts';
 import { ENGINE_HEALTH_PORT, resolveProps, type ResolvedProps, type TributaryAppProps } from './props.ts';
@@ -233,6 +234,15 @@ export class TributaryApp extends Construct {
       },
     });
     this.table.grantReadData(fn);
+    // The SDK's once() keeps idempotency markers in the views table under their own partition key;
+    // writes are allowed there and nowhere else, so a function can never alter view state.
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['dynamodb:PutItem', 'dynamodb:DeleteItem'],
+        resources: [this.table.tableArn],
+        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [IDEMPOTENCY_PK] } },
+      }),
+    );
     return fn;
   }
 

@@ -236,12 +236,17 @@ describe('functions', () => {
     expect(bundles.map((p) => fs.readFileSync(p, 'utf8')).join('\n')).toContain('"notify"');
   });
 
-  it('gives each function read-only access to the table and writes to its own log group only', () => {
+  it('gives each function read-only access to views, idempotency-marker writes only, and its own log group', () => {
     for (const [name, fn] of Object.entries(tributary.functions)) {
       const statements = statementsOfRole(template, logicalId(fn.role));
       const actions = actionsOf(statements);
       expect(actions.filter((a) => a.startsWith('dynamodb:'))).not.toHaveLength(0);
-      expect(actions.filter((a) => /dynamodb:(Put|Update|Delete|BatchWrite)/.test(a)), name).toEqual([]);
+      const unconditional = statements.filter((s) => s.Condition === undefined);
+      expect(actionsOf(unconditional).filter((a) => /dynamodb:(Put|Update|Delete|BatchWrite)/.test(a)), name).toEqual([]);
+      const writes = statements.filter((s) => actionsOf([s]).some((a) => /dynamodb:(Put|Update|Delete|BatchWrite)/.test(a)));
+      expect(writes, name).toHaveLength(1);
+      expect(actionsOf(writes).sort()).toEqual(['dynamodb:DeleteItem', 'dynamodb:PutItem']);
+      expect(writes[0]!.Condition).toEqual({ 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['_idempotency'] } });
       expect(actions.filter((a) => !a.startsWith('dynamodb:') && !a.startsWith('logs:'))).toEqual([]);
       const roles = template.findResources('AWS::IAM::Role');
       expect(roles[logicalId(fn.role)]!.Properties.ManagedPolicyArns).toBeUndefined();
