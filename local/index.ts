@@ -1,0 +1,33 @@
+/**
+ * The embedded local stack — a Kafka-protocol broker, DynamoDB Local and a Lambda Invoke API
+ * endpoint — that `npm run dev`, the integration tests and the benchmark run against.
+ * **For development and tests only, never production.**
+ */
+
+// The whole stack
+export { startLocalStack } from './internal/stack.ts';
+export type { LocalStack, LocalStackOptions, LocalStackPorts, LocalDynamoDb } from './internal/stack.ts';
+
+// Kafka-protocol broker
+export { startKafkaBroker } from './internal/kafka/index.ts';
+export type { KafkaBroker, KafkaBrokerOptions } from './internal/kafka/index.ts';
+
+// DynamoDB Local
+export { startDynamoDbLocal, DEFAULT_DYNAMODB_JVM_ARGS } from './internal/dynamodb/dynamodb-local.ts';
+export type { DynamoDbLocal, DynamoDbLocalOptions } from './internal/dynamodb/dynamodb-local.ts';
+
+// Lambda Invoke API endpoint
+export {
+  startLambdaEndpoint,
+  DEFAULT_LAMBDA_TIMEOUT_MS,
+  DEFAULT_MAX_CONCURRENCY,
+  MAX_SYNC_REQUEST_BYTES,
+  MAX_ASYNC_REQUEST_BYTES,
+  MAX_RESPONSE_BYTES,
+} from './internal/lambda/endpoint.ts';
+export type { LambdaEndpoint, LambdaEndpointOptions, LocalFunctionOptions } from './internal/lambda/endpoint.ts';
+export type { LambdaContext, LocalHandler, LambdaCallback } from './internal/lambda/context.ts';
+
+// Errors
+export { LocalStackError } from './internal/errors.ts';
+export type { LocalStackErrorCode, LocalStackErrorContext } from './internal/errors.ts';

