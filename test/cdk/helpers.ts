@@ -110,7 +110,7 @@ export function findIamWildcards(template: Template): WildcardFinding[] {
 }
 
 /** All statements of the policies attached to the role with this logical id. */
-export function statementsOfRole(template: Template, roleLogicalId: string): Array<{ Action: string | string[]; Resource: unknown; Effect: string }> {
+export function statementsOfRole(template: Template, roleLogicalId: string): Array<{ Action: string | string[]; Resource: unknown; Effect: string; Condition?: unknown }> {
   const resources = template.toJSON().Resources as Record<string, { Type: string; Properties?: Record<string, any> }>;
   const statements = [];
   for (const resource of Object.values(resources)) {
