@@ -1,0 +1,26 @@
+// Engine
+export { startEngine } from './internal/runtime.ts';
+export type { Engine, EngineState, EngineStats } from './internal/runtime.ts';
+export {
+  compileConfig,
+  functionNamesFromEnv,
+  healthPortFromEnv,
+  kafkaConfigFromEnv,
+  logLevelFromEnv,
+  optionalIntFromEnv,
+  tableNameFromEnv,
+} from './internal/config.ts';
+export type { EngineConfig, EngineOptions, Env } from './internal/config.ts';
+export type { LogLevel } from './internal/log.ts';
+
+// Dead letters
+export { encodeDeadLetter } from './internal/dead-letter.ts';
+export type { DeadLetter, PoisonCode, PoisonDeadLetter, TriggerDeadLetterEntry } from './internal/dead-letter.ts';
+
+// Test driver
+export { createTestDriver, MemoryItemStore } from './internal/test-driver.ts';
+export type { DeliveredChange, TestDriver, TestDriverOptions, TestRecord } from './internal/test-driver.ts';
+
+// Errors
+export { EngineError } from './internal/errors.ts';
+export type { EngineErrorCode, EngineErrorContext } from './internal/errors.ts';

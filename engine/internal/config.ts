@@ -1,0 +1,365 @@
+/**
+ * Engine options: the public {@link EngineOptions} (every field optional except the app and
+ * table, documented with its default), the one function that fills defaults and validates them
+ * into a readonly {@link EngineConfig}, and the helpers that read the standard environment
+ * variables at the edge (engine/main.ts).
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { LambdaClient } from '@aws-sdk/client-lambda';
+import type { Kafka, KafkaConfig, SASLOptions } from 'kafkajs';
+import type { App } from '../../sdk/index.ts';
+import { describe } from '../../sdk/internal/define-fns.ts';
+import { EngineError } from './errors.ts';
+import type { LogLevel } from './log.ts';
+
+/** Hot items stay cached; 100k small states fit well inside a Fargate task's memory. */
+export const DEFAULT_CACHE_MAX_ENTRIES = 100_000;
+/** Caps cache memory independently of state sizes; leaves room for Node and batches in a 1 GB task. */
+export const DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024;
+/** Partitions processed at once per task; each runs one batch at a time, so per-partition order holds. */
+export const DEFAULT_PARTITIONS_CONSUMED_CONCURRENTLY = 4;
+/** Conditional writes in flight per batch; DynamoDB scales with parallel requests, memory stays small. */
+export const DEFAULT_WRITE_CONCURRENCY = 32;
+/** BatchGetItem requests (of up to 100 keys) in flight per batch. */
+export const DEFAULT_READ_CONCURRENCY = 8;
+/** Two tasks writing one hot item conflict now and then; ten losses in a row means something is wrong. */
+export const DEFAULT_MAX_CONFLICT_RETRIES = 10;
+/** Retriable failures (throttling, a broker hiccup) get this many batch attempts before the engine stops. */
+export const DEFAULT_MAX_BATCH_ATTEMPTS = 6;
+/** Backoff between batch attempts starts here... */
+export const DEFAULT_BATCH_RETRY_INITIAL_MS = 200;
+/** ...and doubles up to this. */
+export const DEFAULT_BATCH_RETRY_MAX_MS = 10_000;
+/** kafkajs default; a task that stops heartbeating for this long loses its partitions. */
+export const DEFAULT_SESSION_TIMEOUT_MS = 30_000;
+/** A third of the session timeout or less, as Kafka recommends. */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 3_000;
+/** Bytes fetched per partition and poll: large batches amortize reads and writes. */
+export const DEFAULT_MAX_BYTES_PER_PARTITION = 1024 * 1024;
+/** ECS waits 30 s between SIGTERM and SIGKILL by default; finish within that. */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 25_000;
+/** CloudWatch metrics at one-minute resolution need at most one point per minute; 10 s keeps dashboards lively. */
+export const DEFAULT_METRICS_INTERVAL_MS = 10_000;
+/** Twice the largest state of a view with triggers: 400 KB item cap minus room for keys, offsets and bookkeeping. */
+const MAX_TRIGGERED_STATE_BYTES_X2 = 380_000;
+/** The container health check port (CONTRACTS.md). */
+export const DEFAULT_HEALTH_PORT = 8080;
+
+/** Options of {@link startEngine}. */
+export interface EngineOptions {
+  /** The app to run (`defineApp()` result). Required. */
+  app?: App;
+  /** Views table name. Required (`TRIBUTARY_TABLE` in the container). */
+  tableName?: string;
+  /**
+   * A kafkajs `Kafka` instance or a `KafkaConfig` (pass one, not both).
+   * @default a config from `KAFKA_BROKERS`, `KAFKA_AUTH`, `KAFKA_SSL`, `KAFKA_SASL_*`
+   */
+  kafka?: Kafka | KafkaConfig;
+  /**
+   * DynamoDB client (or document client).
+   * @default `new DynamoDBClient({})` — region, endpoint and credentials from the standard AWS environment
+   */
+  dynamodb?: DynamoDBClient | DynamoDBDocumentClient;
+  /**
+   * Lambda client for triggers.
+   * @default `new LambdaClient({})` from the standard AWS environment
+   */
+  lambda?: LambdaClient;
+  /**
+   * Consumer group id.
+   * @default the app name
+   */
+  groupId?: string;
+  /**
+   * Logical function name -> deployed name or ARN.
+   * @default identity
+   */
+  functionNames?: Readonly<Record<string, string>>;
+  /** @default {@link DEFAULT_CACHE_MAX_ENTRIES} */
+  cacheMaxEntries?: number;
+  /** @default {@link DEFAULT_CACHE_MAX_BYTES} */
+  cacheMaxBytes?: number;
+  /** @default {@link DEFAULT_PARTITIONS_CONSUMED_CONCURRENTLY} */
+  partitionsConsumedConcurrently?: number;
+  /** @default {@link DEFAULT_WRITE_CONCURRENCY} */
+  writeConcurrency?: number;
+  /** @default {@link DEFAULT_READ_CONCURRENCY} */
+  readConcurrency?: number;
+  /** @default {@link DEFAULT_MAX_CONFLICT_RETRIES} */
+  maxConflictRetries?: number;
+  /** @default {@link DEFAULT_MAX_BATCH_ATTEMPTS} */
+  maxBatchAttempts?: number;
+  /** @default {@link DEFAULT_SESSION_TIMEOUT_MS} */
+  sessionTimeoutMs?: number;
+  /** @default {@link DEFAULT_HEARTBEAT_INTERVAL_MS} */
+  heartbeatIntervalMs?: number;
+  /** @default {@link DEFAULT_MAX_BYTES_PER_PARTITION} */
+  maxBytesPerPartition?: number;
+  /** @default {@link DEFAULT_SHUTDOWN_GRACE_MS} */
+  shutdownGraceMs?: number;
+  /** @default {@link DEFAULT_METRICS_INTERVAL_MS} */
+  metricsIntervalMs?: number;
+  /**
+   * Port of the HTTP health endpoint (`GET /health`); 0 picks a free port; `null` serves none.
+   * @default null (engine/main.ts passes `TRIBUTARY_HEALTH_PORT`, default 8080)
+   */
+  healthPort?: number | null;
+  /**
+   * Host the health endpoint binds to.
+   * @default '0.0.0.0' (the container health check comes from outside the process)
+   */
+  healthHost?: string;
+  /** @default 'info' */
+  logLevel?: LogLevel;
+  /**
+   * Where log lines go (one JSON object per line).
+   * @default process.stdout
+   */
+  logSink?: (line: string) => void;
+  /**
+   * Stop gracefully on SIGTERM and SIGINT.
+   * @default false (engine/main.ts turns it on)
+   */
+  handleSignals?: boolean;
+}
+
+/** The validated, defaulted configuration of a running engine. */
+export interface EngineConfig {
+  readonly app: App;
+  readonly tableName: string;
+  readonly groupId: string;
+  readonly functionNames: Readonly<Record<string, string>>;
+  readonly cacheMaxEntries: number;
+  readonly cacheMaxBytes: number;
+  readonly partitionsConsumedConcurrently: number;
+  readonly writeConcurrency: number;
+  readonly readConcurrency: number;
+  readonly maxConflictRetries: number;
+  readonly maxBatchAttempts: number;
+  readonly sessionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly maxBytesPerPartition: number;
+  readonly shutdownGraceMs: number;
+  readonly metricsIntervalMs: number;
+  readonly healthPort: number | null;
+  readonly healthHost: string;
+  readonly logLevel: LogLevel;
+  readonly handleSignals: boolean;
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+function positiveInt(name: string, value: number | undefined, fallback: number, min = 1): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < min) {
+    throw new EngineError('INVALID_CONFIG', `${name} must be an integer >= ${min}, received ${describe(value)}`, {
+      context: { option: name },
+    });
+  }
+  return v;
+}
+
+/**
+ * Fills defaults and validates options across fields.
+ *
+ * @example
+ * const config = compileConfig({ app, tableName: 'gym-views' });
+ */
+export function compileConfig(options: EngineOptions): EngineConfig {
+  const app = options.app;
+  if (!app || app.kind !== 'app') {
+    throw new EngineError('INVALID_CONFIG', `app must be a defineApp() result, received ${describe(app)}; pass { app }`);
+  }
+  const tableName = options.tableName;
+  if (typeof tableName !== 'string' || !/^[A-Za-z0-9_.-]{3,255}$/.test(tableName)) {
+    throw new EngineError(
+      'INVALID_CONFIG',
+      `tableName must be a DynamoDB table name (3-255 letters, digits, "_", "-", "."), received ${describe(tableName)}; set TRIBUTARY_TABLE or pass tableName`,
+    );
+  }
+  for (const view of app.views) {
+    // An item with undelivered trigger changes holds the state twice (current and `before`).
+    const triggered = app.triggers.some((t) => t.view.name === view.name);
+    if (triggered && 2 * view.maxStateBytes > MAX_TRIGGERED_STATE_BYTES_X2) {
+      throw new EngineError(
+        'INVALID_CONFIG',
+        `view "${view.name}" has triggers and maxStateBytes ${view.maxStateBytes}; an item with an undelivered change stores the state twice, which would pass DynamoDB's 400 KB item cap. Use maxStateBytes <= ${MAX_TRIGGERED_STATE_BYTES_X2 / 2}`,
+        { context: { view: view.name } },
+      );
+    }
+  }
+  const groupId = options.groupId ?? app.name;
+  if (typeof groupId !== 'string' || groupId.length === 0) {
+    throw new EngineError('INVALID_CONFIG', `groupId must be a non-empty string, received ${describe(groupId)}`);
+  }
+  const functionNames = options.functionNames ?? {};
+  for (const [logical, deployed] of Object.entries(functionNames)) {
+    if (typeof deployed !== 'string' || deployed.length === 0) {
+      throw new EngineError(
+        'INVALID_CONFIG',
+        `functionNames["${logical}"] must be a function name or ARN, received ${describe(deployed)}`,
+      );
+    }
+  }
+  const sessionTimeoutMs = positiveInt('sessionTimeoutMs', options.sessionTimeoutMs, DEFAULT_SESSION_TIMEOUT_MS);
+  const heartbeatIntervalMs = positiveInt('heartbeatIntervalMs', options.heartbeatIntervalMs, DEFAULT_HEARTBEAT_INTERVAL_MS);
+  if (heartbeatIntervalMs >= sessionTimeoutMs) {
+    throw new EngineError(
+      'INVALID_CONFIG',
+      `heartbeatIntervalMs (${heartbeatIntervalMs}) must be below sessionTimeoutMs (${sessionTimeoutMs}); use about a third of it`,
+    );
+  }
+  const healthPort = options.healthPort === undefined ? null : options.healthPort;
+  if (healthPort !== null && (!Number.isInteger(healthPort) || healthPort < 0 || healthPort > 65_535)) {
+    throw new EngineError('INVALID_CONFIG', `healthPort must be 0-65535 or null, received ${describe(healthPort)}`);
+  }
+  const logLevel = options.logLevel ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new EngineError('INVALID_CONFIG', `logLevel must be one of ${LOG_LEVELS.join(', ')}, received ${describe(logLevel)}`);
+  }
+  return Object.freeze({
+    app,
+    tableName,
+    groupId,
+    functionNames: Object.freeze({ ...functionNames }),
+    cacheMaxEntries: positiveInt('cacheMaxEntries', options.cacheMaxEntries, DEFAULT_CACHE_MAX_ENTRIES, 0),
+    cacheMaxBytes: positiveInt('cacheMaxBytes', options.cacheMaxBytes, DEFAULT_CACHE_MAX_BYTES, 0),
+    partitionsConsumedConcurrently: positiveInt(
+      'partitionsConsumedConcurrently',
+      options.partitionsConsumedConcurrently,
+      DEFAULT_PARTITIONS_CONSUMED_CONCURRENTLY,
+    ),
+    writeConcurrency: positiveInt('writeConcurrency', options.writeConcurrency, DEFAULT_WRITE_CONCURRENCY),
+    readConcurrency: positiveInt('readConcurrency', options.readConcurrency, DEFAULT_READ_CONCURRENCY),
+    maxConflictRetries: positiveInt('maxConflictRetries', options.maxConflictRetries, DEFAULT_MAX_CONFLICT_RETRIES),
+    maxBatchAttempts: positiveInt('maxBatchAttempts', options.maxBatchAttempts, DEFAULT_MAX_BATCH_ATTEMPTS),
+    sessionTimeoutMs,
+    heartbeatIntervalMs,
+    maxBytesPerPartition: positiveInt('maxBytesPerPartition', options.maxBytesPerPartition, DEFAULT_MAX_BYTES_PER_PARTITION),
+    shutdownGraceMs: positiveInt('shutdownGraceMs', options.shutdownGraceMs, DEFAULT_SHUTDOWN_GRACE_MS),
+    metricsIntervalMs: positiveInt('metricsIntervalMs', options.metricsIntervalMs, DEFAULT_METRICS_INTERVAL_MS),
+    healthPort,
+    healthHost: options.healthHost ?? '0.0.0.0',
+    logLevel,
+    handleSignals: options.handleSignals ?? false,
+  });
+}
+
+/** Environment variables, as `process.env`. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+function required(env: Env, name: string, hint: string): string {
+  const value = env[name];
+  if (value === undefined || value.trim() === '') {
+    throw new EngineError('INVALID_CONFIG', `environment variable ${name} is not set; ${hint}`, { context: { variable: name } });
+  }
+  return value.trim();
+}
+
+/**
+ * Builds a kafkajs config from the standard variables: `KAFKA_BROKERS` (comma-separated
+ * host:port), `KAFKA_AUTH` (`none` | `scram-sha-512` | `msk-iam`), `KAFKA_SSL=true`,
+ * `KAFKA_SASL_USERNAME` / `KAFKA_SASL_PASSWORD`.
+ *
+ * @example
+ * const kafka = new Kafka(kafkaConfigFromEnv(process.env));
+ */
+export function kafkaConfigFromEnv(env: Env, clientId = 'tributary-engine'): KafkaConfig {
+  const brokers = required(env, 'KAFKA_BROKERS', 'set it to a comma-separated list of host:port, e.g. "127.0.0.1:9092"')
+    .split(',')
+    .map((b) => b.trim())
+    .filter((b) => b.length > 0);
+  for (const broker of brokers) {
+    if (!/^[^\s:]+:\d{1,5}$/.test(broker)) {
+      throw new EngineError('INVALID_CONFIG', `KAFKA_BROKERS entry ${describe(broker)} is not host:port; e.g. "b-1.msk.example.com:9096"`);
+    }
+  }
+  const auth = (env.KAFKA_AUTH ?? 'none').trim() || 'none';
+  const ssl = (env.KAFKA_SSL ?? '').trim().toLowerCase() === 'true';
+  let sasl: SASLOptions | undefined;
+  if (auth === 'scram-sha-512') {
+    sasl = {
+      mechanism: 'scram-sha-512',
+      username: required(env, 'KAFKA_SASL_USERNAME', 'KAFKA_AUTH=scram-sha-512 needs the SASL user name'),
+      password: required(env, 'KAFKA_SASL_PASSWORD', 'KAFKA_AUTH=scram-sha-512 needs the SASL password'),
+    };
+  } else if (auth === 'msk-iam') {
+    throw new EngineError(
+      'INVALID_CONFIG',
+      'KAFKA_AUTH=msk-iam needs an OAUTHBEARER token provider, which this build does not bundle; use scram-sha-512, or pass a kafkajs config with sasl.oauthBearerProvider to startEngine()',
+    );
+  } else if (auth !== 'none') {
+    throw new EngineError('INVALID_CONFIG', `KAFKA_AUTH must be none, scram-sha-512 or msk-iam, received ${describe(auth)}`);
+  }
+  return {
+    clientId,
+    brokers,
+    ...(ssl || sasl !== undefined ? { ssl: true } : {}),
+    ...(sasl !== undefined ? { sasl } : {}),
+  };
+}
+
+/**
+ * Parses `TRIBUTARY_FUNCTION_NAMES` (JSON object logical name -> deployed name or ARN).
+ *
+ * @example
+ * functionNamesFromEnv({ TRIBUTARY_FUNCTION_NAMES: '{"notify":"gym-notify-abc"}' }); // { notify: 'gym-notify-abc' }
+ */
+export function functionNamesFromEnv(env: Env): Record<string, string> {
+  const raw = env.TRIBUTARY_FUNCTION_NAMES;
+  if (raw === undefined || raw.trim() === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (error) {
+    throw new EngineError(
+      'INVALID_CONFIG',
+      `TRIBUTARY_FUNCTION_NAMES is not JSON (${(error as Error).message}), received ${describe(raw)}; set it to e.g. {"notifyInstructor":"gym-notifyInstructor"}`,
+    );
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new EngineError('INVALID_CONFIG', `TRIBUTARY_FUNCTION_NAMES must be a JSON object, received ${describe(raw)}`);
+  }
+  return parsed as Record<string, string>;
+}
+
+/** Parses `TRIBUTARY_HEALTH_PORT` (default 8080; 0 = any free port). */
+export function healthPortFromEnv(env: Env): number {
+  const raw = env.TRIBUTARY_HEALTH_PORT;
+  if (raw === undefined || raw.trim() === '') return DEFAULT_HEALTH_PORT;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new EngineError('INVALID_CONFIG', `TRIBUTARY_HEALTH_PORT must be a port number 0-65535, received ${describe(raw)}`);
+  }
+  return port;
+}
+
+/** Parses `TRIBUTARY_LOG_LEVEL` (default info). */
+export function logLevelFromEnv(env: Env): LogLevel {
+  const raw = (env.TRIBUTARY_LOG_LEVEL ?? '').trim().toLowerCase();
+  if (raw === '') return 'info';
+  if (!LOG_LEVELS.includes(raw as LogLevel)) {
+    throw new EngineError('INVALID_CONFIG', `TRIBUTARY_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, received ${describe(raw)}`);
+  }
+  return raw as LogLevel;
+}
+
+/** Reads `TRIBUTARY_TABLE`. */
+export function tableNameFromEnv(env: Env): string {
+  return required(env, 'TRIBUTARY_TABLE', 'set it to the views table name (the CDK stack outputs it)');
+}
+
+/** Parses an optional positive integer variable (e.g. `TRIBUTARY_SESSION_TIMEOUT_MS`); undefined when unset. */
+export function optionalIntFromEnv(env: Env, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new EngineError('INVALID_CONFIG', `${name} must be a positive integer, received ${describe(raw)}`, {
+      context: { variable: name },
+    });
+  }
+  return value;
+}

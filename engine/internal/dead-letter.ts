@@ -1,0 +1,138 @@
+/**
+ * Dead letters: poison records and undeliverable changes, and their encoding as Kafka
+ * messages of the app's dead-letter topic. Pure; the runtime produces them.
+ */
+import type { SourceRecord } from '../../sdk/index.ts';
+
+/** Why a record is poison for a view. */
+export type PoisonCode =
+  /** `decode` threw, or the record has no value. */
+  | 'DECODE_FAILED'
+  /** `filter` threw. */
+  | 'FILTER_FAILED'
+  /** `key` returned `undefined`, `null`, `''` or something that is not a string or finite number. */
+  | 'KEY_MISSING'
+  /** `key` threw. */
+  | 'KEY_FAILED'
+  /** `reduce` (or `initial`) threw or returned `undefined`. */
+  | 'REDUCE_FAILED'
+  /** The state after this event is not JSON-serializable. */
+  | 'STATE_NOT_SERIALIZABLE'
+  /** The state after this event is larger than the view's `maxStateBytes`. */
+  | 'STATE_TOO_LARGE';
+
+/** One poison record for one view. */
+export interface PoisonDeadLetter {
+  readonly kind: 'poison';
+  readonly code: PoisonCode;
+  /** What was wrong, the value received and how to fix it. */
+  readonly reason: string;
+  readonly view: string;
+  /** View key, when it was known. */
+  readonly key?: string;
+  readonly record: SourceRecord;
+  /** The error thrown by user code, if any. */
+  readonly error?: { readonly type: string; readonly message: string };
+}
+
+/** A change a trigger could not deliver after its retries (or whose `when` threw). */
+export interface TriggerDeadLetterEntry {
+  readonly kind: 'trigger';
+  readonly code: 'TRIGGER_DELIVERY_FAILED' | 'TRIGGER_WHEN_FAILED';
+  readonly reason: string;
+  readonly trigger: string;
+  readonly view: string;
+  readonly key: string;
+  readonly function: string;
+  readonly change: unknown;
+  readonly attempts?: number;
+  readonly error?: { readonly type: string; readonly message: string };
+}
+
+/** Anything that goes to the dead-letter topic. */
+export type DeadLetter = PoisonDeadLetter | TriggerDeadLetterEntry;
+
+/** A Kafka message ready to produce (kafkajs `Message` shape). */
+export interface DeadLetterMessage {
+  readonly key: Buffer | null;
+  readonly value: string;
+  readonly headers: Record<string, string>;
+}
+
+/** Record coordinates in the usual `topic/partition@offset` form. */
+export function coordinates(record: Pick<SourceRecord, 'topic' | 'partition' | 'offset'>): string {
+  return `${record.topic}/${record.partition}@${record.offset}`;
+}
+
+/**
+ * Encodes a dead letter as a message of the dead-letter topic: a JSON value with the reason,
+ * code, view, source coordinates and the original key/value/headers in base64; headers carry
+ * the code, view and coordinates so a consumer can route without parsing.
+ *
+ * @example
+ * await producer.send({ topic: app.deadLetterTopic, messages: letters.map((l) => encodeDeadLetter(app.name, l)) });
+ */
+export function encodeDeadLetter(appName: string, letter: DeadLetter, now: Date = new Date()): DeadLetterMessage {
+  if (letter.kind === 'poison') {
+    const { record } = letter;
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(record.headers)) {
+      if (value !== undefined) headers[name] = value.toString('base64');
+    }
+    const value = {
+      kind: 'poison',
+      app: appName,
+      code: letter.code,
+      reason: letter.reason,
+      view: letter.view,
+      ...(letter.key !== undefined ? { key: letter.key } : {}),
+      source: {
+        topic: record.topic,
+        partition: record.partition,
+        offset: record.offset,
+        timestampMs: record.timestampMs,
+      },
+      original: {
+        key: record.key === null ? null : record.key.toString('base64'),
+        value: record.value === null ? null : record.value.toString('base64'),
+        headers,
+      },
+      ...(letter.error !== undefined ? { error: letter.error } : {}),
+      deadLetteredAt: now.toISOString(),
+    };
+    return {
+      key: record.key,
+      value: JSON.stringify(value),
+      headers: {
+        'tributary-kind': 'poison',
+        'tributary-code': letter.code,
+        'tributary-view': letter.view,
+        'tributary-source': coordinates(record),
+      },
+    };
+  }
+  const value = {
+    kind: 'trigger',
+    app: appName,
+    code: letter.code,
+    reason: letter.reason,
+    trigger: letter.trigger,
+    view: letter.view,
+    key: letter.key,
+    function: letter.function,
+    change: letter.change,
+    ...(letter.attempts !== undefined ? { attempts: letter.attempts } : {}),
+    ...(letter.error !== undefined ? { error: letter.error } : {}),
+    deadLetteredAt: now.toISOString(),
+  };
+  return {
+    key: Buffer.from(`${letter.view}#${letter.key}`),
+    value: JSON.stringify(value),
+    headers: {
+      'tributary-kind': 'trigger',
+      'tributary-code': letter.code,
+      'tributary-view': letter.view,
+      'tributary-trigger': letter.trigger,
+    },
+  };
+}

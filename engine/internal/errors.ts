@@ -1,0 +1,63 @@
+/** Error codes of the engine. Stable: match on them, not on messages. */
+export type EngineErrorCode =
+  /** An option or environment variable is missing or malformed. */
+  | 'INVALID_CONFIG'
+  /** The app module could not be loaded or does not export a `defineApp()` result. */
+  | 'APP_LOAD_FAILED'
+  /** A poison record hit a view whose `onPoison` is `'stop'`. */
+  | 'POISON_RECORD'
+  /** A conditional write lost: the item changed since it was read (translated `ConditionalCheckFailedException`). */
+  | 'WRITE_CONFLICT'
+  /** An item kept changing under the engine for every retry of one batch. */
+  | 'CONFLICT_RETRIES_EXHAUSTED'
+  /** A DynamoDB call failed (anything but a lost condition). */
+  | 'STORAGE_FAILED'
+  /** A dead-letter record could not be produced; offsets are not committed. */
+  | 'DEAD_LETTER_FAILED'
+  /** Trigger delivery failed in a way that is not a dead letter; offsets are not committed. */
+  | 'TRIGGER_DELIVERY_FAILED'
+  /** Kafka (connect, consume, commit or admin) failed. */
+  | 'KAFKA_FAILED'
+  /** The engine was stopped while the operation was in progress. */
+  | 'ENGINE_STOPPED'
+  /** A test-driver call received something malformed. */
+  | 'INVALID_ARGUMENT';
+
+/** Context that explains an engine error. */
+export interface EngineErrorContext {
+  readonly view?: string;
+  readonly key?: string;
+  readonly trigger?: string;
+  readonly topic?: string;
+  readonly partition?: number;
+  readonly offset?: string;
+  readonly [field: string]: unknown;
+}
+
+/**
+ * Base error of the engine: a stable `code`, whether retrying the same operation can succeed
+ * (`retriable`), and the view/record coordinates that explain it.
+ */
+export class EngineError extends Error {
+  override readonly name: string = 'EngineError';
+  readonly code: EngineErrorCode;
+  readonly retriable: boolean;
+  readonly context: EngineErrorContext;
+
+  constructor(
+    code: EngineErrorCode,
+    message: string,
+    options: { retriable?: boolean; context?: EngineErrorContext; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retriable = options.retriable ?? false;
+    this.context = options.context ?? {};
+  }
+}
+
+/** Name and message of any thrown value, for logs and dead letters. */
+export function errorInfo(error: unknown): { type: string; message: string } {
+  if (error instanceof Error) return { type: error.name, message: error.message };
+  return { type: typeof error, message: String(error) };
+}

@@ -1,0 +1,584 @@
+/**
+ * The pure core of the engine: route a consumer batch (decode -> filter -> key) to view items,
+ * fold each item's events into its state behind the offset fence, classify poison, build the
+ * conditional write and the trigger changes. No I/O: the runtime and the test driver both
+ * drive these functions.
+ */
+import type { Change, SourceRecord, Trigger, View } from '../../sdk/index.ts';
+import { describe } from '../../sdk/internal/define-fns.ts';
+import { offsetsKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/internal/storage.ts';
+import { coordinates, type PoisonDeadLetter, type TriggerDeadLetterEntry } from './dead-letter.ts';
+import { errorInfo } from './errors.ts';
+
+/**
+ * Compares two non-negative decimal offsets (Kafka offsets are int64, so strings).
+ * Returns a negative number, 0 or a positive number.
+ */
+export function compareOffsets(a: string, b: string): number {
+  if (a.length !== b.length) return a.length - b.length;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** One event routed to one view item. */
+export interface RoutedEvent {
+  readonly record: SourceRecord;
+  readonly event: unknown;
+}
+
+/** The events of one batch for one view item, in partition order. */
+export interface ItemEvents {
+  /** `pk` + "\n" + `sk`: unique per item of the table. */
+  readonly id: string;
+  readonly view: View<any, any>;
+  /** View key in its stored string form. */
+  readonly key: string;
+  readonly itemKey: ItemKey;
+  readonly events: RoutedEvent[];
+}
+
+/** A consumer batch routed to view items. */
+export interface RoutedBatch {
+  /** Items touched by the batch, in order of first appearance. */
+  readonly items: Map<string, ItemEvents>;
+  /** Records that were poison before reaching an item (decode, filter, key). */
+  readonly deadLetters: PoisonDeadLetter[];
+  /** Records dropped by a view's `filter` (counted per view and record). */
+  readonly filtered: number;
+}
+
+/** Id of a view item within the table. */
+export function itemId(key: ItemKey): string {
+  return `${key.pk}\n${key.sk}`;
+}
+
+function poison(
+  view: View<any, any>,
+  record: SourceRecord,
+  code: PoisonDeadLetter['code'],
+  reason: string,
+  error?: unknown,
+  key?: string,
+): PoisonDeadLetter {
+  return {
+    kind: 'poison',
+    code,
+    reason,
+    view: view.name,
+    record,
+    ...(key !== undefined ? { key } : {}),
+    ...(error !== undefined ? { error: errorInfo(error) } : {}),
+  };
+}
+
+/** Stored form of a key returned by `key()`, or undefined when it is not a usable key. */
+function storedKey(key: unknown): string | undefined {
+  if (typeof key === 'string') return key.length > 0 ? key : undefined;
+  if (typeof key === 'number' && Number.isFinite(key)) return String(key);
+  return undefined;
+}
+
+/**
+ * Routes records to view items: for every view whose source is the record's topic, decode
+ * (once per distinct decoder), filter, key. Poison records become dead letters naming the view.
+ *
+ * @example
+ * const routed = routeRecords(app.views, records);
+ * for (const item of routed.items.values()) console.log(item.view.name, item.key, item.events.length);
+ */
+export function routeRecords(views: readonly View<any, any>[], records: readonly SourceRecord[]): RoutedBatch {
+  const items = new Map<string, ItemEvents>();
+  const deadLetters: PoisonDeadLetter[] = [];
+  let filtered = 0;
+  const byTopic = new Map<string, View<any, any>[]>();
+  for (const view of views) {
+    const list = byTopic.get(view.source) ?? [];
+    list.push(view);
+    byTopic.set(view.source, list);
+  }
+  for (const record of records) {
+    const topicViews = byTopic.get(record.topic);
+    if (topicViews === undefined) continue;
+    const decoded = new Map<unknown, { ok: true; event: unknown } | { ok: false; error: unknown }>();
+    for (const view of topicViews) {
+      const where = coordinates(record);
+      let outcome = decoded.get(view.decode);
+      if (outcome === undefined) {
+        if (record.value === null) {
+          outcome = { ok: false, error: new Error('record has no value (tombstone)') };
+        } else {
+          try {
+            outcome = { ok: true, event: view.decode(record.value, record) };
+          } catch (error) {
+            outcome = { ok: false, error };
+          }
+        }
+        decoded.set(view.decode, outcome);
+      }
+      if (!outcome.ok) {
+        const { message } = errorInfo(outcome.error);
+        const preview = record.value === null ? 'null' : describe(record.value.subarray(0, 60).toString('utf8'));
+        deadLetters.push(
+          poison(
+            view,
+            record,
+            'DECODE_FAILED',
+            `view "${view.name}": decode failed for record at ${where} (${message}); value starts ${preview}; produce values the view's decode() accepts or give the view a decode() for this format`,
+            outcome.error,
+          ),
+        );
+        continue;
+      }
+      const event = outcome.event;
+      try {
+        if (!view.filter(event, record)) {
+          filtered += 1;
+          continue;
+        }
+      } catch (error) {
+        deadLetters.push(
+          poison(
+            view,
+            record,
+            'FILTER_FAILED',
+            `view "${view.name}": filter() threw for record at ${where}: ${errorInfo(error).message}; make filter() return a boolean for every event`,
+            error,
+          ),
+        );
+        continue;
+      }
+      let rawKey: unknown;
+      try {
+        rawKey = view.key(event, record);
+      } catch (error) {
+        deadLetters.push(
+          poison(
+            view,
+            record,
+            'KEY_FAILED',
+            `view "${view.name}": key() threw for record at ${where}: ${errorInfo(error).message}; make key() return a string or number for every event`,
+            error,
+          ),
+        );
+        continue;
+      }
+      const key = storedKey(rawKey);
+      if (key === undefined) {
+        deadLetters.push(
+          poison(
+            view,
+            record,
+            'KEY_MISSING',
+            `view "${view.name}": key() returned ${describe(rawKey)} for record at ${where}; make key() return a non-empty string or a finite number`,
+          ),
+        );
+        continue;
+      }
+      const itemKey = viewItemKey(view.name, key);
+      const id = itemId(itemKey);
+      let item = items.get(id);
+      if (item === undefined) {
+        item = { id, view, key, itemKey, events: [] };
+        items.set(id, item);
+      }
+      item.events.push({ record, event });
+    }
+  }
+  return { items, deadLetters, filtered };
+}
+
+/**
+ * What the engine knows of a stored item before folding: the state as JSON (the one form
+ * that is both cached and compared), its version and offsets vector, and trigger bookkeeping.
+ * `version` 0 means the item does not exist.
+ */
+export interface ItemSnapshot {
+  readonly version: number;
+  /** Undefined iff the item does not exist. */
+  readonly stateJson: string | undefined;
+  readonly offsets: Readonly<Record<string, string>>;
+  readonly pending?: Readonly<Record<string, number>>;
+  readonly befores?: Readonly<Record<string, unknown>>;
+}
+
+/** The snapshot of an item that does not exist yet. */
+export const ABSENT_ITEM: ItemSnapshot = Object.freeze({ version: 0, stateJson: undefined, offsets: Object.freeze({}) });
+
+/** Snapshot of a stored item (as read from the table). */
+export function snapshotOf(item: ViewItem | undefined): ItemSnapshot {
+  if (item === undefined) return ABSENT_ITEM;
+  return {
+    version: item.version,
+    stateJson: JSON.stringify(item.state),
+    offsets: item.offsets,
+    ...(item.pending !== undefined && Object.keys(item.pending).length > 0
+      ? { pending: item.pending, befores: item.befores ?? {} }
+      : {}),
+  };
+}
+
+/** The conditional write that stores a fold. */
+export interface ItemWrite {
+  /** The whole new item. */
+  readonly item: ViewItem;
+  /** The write's condition: the version it was folded from; 0 = the item must not exist. */
+  readonly expectedVersion: number;
+  /** The new state as JSON (for the cache). */
+  readonly snapshot: ItemSnapshot;
+}
+
+/** Result of {@link foldItem}. */
+export interface FoldResult {
+  /** The write to send; undefined when no event passed the fence and applied. */
+  readonly write: ItemWrite | undefined;
+  /** Events folded into the state. */
+  readonly applied: number;
+  /** Events at or below the stored offset of their partition: already applied earlier. */
+  readonly skipped: number;
+  readonly deadLetters: PoisonDeadLetter[];
+  /** Whether the state differs from the snapshot's (a change for triggers). */
+  readonly changed: boolean;
+}
+
+/** Options of {@link foldItem}. */
+export interface FoldOptions {
+  /** Triggers subscribed to this item's view (they get `pending` bookkeeping). */
+  readonly triggers?: readonly Trigger<any>[];
+  /** Time of the write. @default new Date() */
+  readonly now?: Date;
+}
+
+type Step = { ok: true; state: unknown } | { ok: false; dead: PoisonDeadLetter };
+
+function applyEvent(
+  view: View<any, any>,
+  key: string,
+  state: unknown,
+  entry: RoutedEvent,
+): Step {
+  let next: unknown;
+  try {
+    next = view.reduce(state, entry.event, entry.record);
+  } catch (error) {
+    return {
+      ok: false,
+      dead: poison(
+        view,
+        entry.record,
+        'REDUCE_FAILED',
+        `view "${view.name}": reduce() threw for key "${key}" on record at ${coordinates(entry.record)}: ${errorInfo(error).message}; fix reduce() or filter() such events out`,
+        error,
+        key,
+      ),
+    };
+  }
+  if (next === undefined) {
+    return {
+      ok: false,
+      dead: poison(
+        view,
+        entry.record,
+        'REDUCE_FAILED',
+        `view "${view.name}": reduce() returned undefined for key "${key}" on record at ${coordinates(entry.record)}; return the new state`,
+        undefined,
+        key,
+      ),
+    };
+  }
+  return { ok: true, state: next };
+}
+
+/** Serializes a state, or explains why it cannot be stored. */
+function serialize(
+  view: View<any, any>,
+  key: string,
+  state: unknown,
+  record: SourceRecord,
+): { ok: true; json: string } | { ok: false; dead: PoisonDeadLetter } {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(state);
+  } catch (error) {
+    return {
+      ok: false,
+      dead: poison(
+        view,
+        record,
+        'STATE_NOT_SERIALIZABLE',
+        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} is not JSON-serializable (${errorInfo(error).message}); keep state to plain objects, arrays, strings, numbers and booleans`,
+        error,
+        key,
+      ),
+    };
+  }
+  if (json === undefined) {
+    return {
+      ok: false,
+      dead: poison(
+        view,
+        record,
+        'STATE_NOT_SERIALIZABLE',
+        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} is ${describe(state)}, which JSON cannot hold; return a plain value`,
+        undefined,
+        key,
+      ),
+    };
+  }
+  const bytes = Buffer.byteLength(json);
+  if (bytes > view.maxStateBytes) {
+    return {
+      ok: false,
+      dead: poison(
+        view,
+        record,
+        'STATE_TOO_LARGE',
+        `view "${view.name}": state of key "${key}" would grow to ${bytes} bytes after record at ${coordinates(record)}, over maxStateBytes ${view.maxStateBytes}; bound the state (e.g. topK instead of collect) or raise maxStateBytes`,
+        undefined,
+        key,
+      ),
+    };
+  }
+  return { ok: true, json };
+}
+
+/**
+ * Folds one item's events into its state, behind the offset fence: an event whose offset is at
+ * or below the stored offset of its partition is skipped (already applied). A throwing reducer,
+ * an unserializable or oversized state make that event poison: it is dead-lettered and the
+ * state stays as before it. Returns the conditional write (at most one per item and batch) or
+ * none when nothing applied.
+ *
+ * @example
+ * const { write } = foldItem(item.view, item.key, snapshotOf(stored), item.events);
+ * if (write) await store.write(write); // condition: version = write.expectedVersion
+ */
+export function foldItem(
+  view: View<any, any>,
+  key: string,
+  snapshot: ItemSnapshot,
+  events: readonly RoutedEvent[],
+  options: FoldOptions = {},
+): FoldResult {
+  const deadLetters: PoisonDeadLetter[] = [];
+  const offsets: Record<string, string> = { ...snapshot.offsets };
+  const fresh: RoutedEvent[] = [];
+  let skipped = 0;
+  for (const entry of events) {
+    const partitionKey = offsetsKey(entry.record.topic, entry.record.partition);
+    const stored = offsets[partitionKey];
+    if (stored !== undefined && compareOffsets(entry.record.offset, stored) <= 0) {
+      skipped += 1;
+      continue;
+    }
+    offsets[partitionKey] = entry.record.offset;
+    fresh.push(entry);
+  }
+  if (fresh.length === 0) return { write: undefined, applied: 0, skipped, deadLetters, changed: false };
+
+  let initialState: unknown;
+  if (snapshot.stateJson !== undefined) {
+    initialState = JSON.parse(snapshot.stateJson);
+  } else {
+    try {
+      initialState = view.initial();
+    } catch (error) {
+      for (const entry of fresh) {
+        deadLetters.push(
+          poison(
+            view,
+            entry.record,
+            'REDUCE_FAILED',
+            `view "${view.name}": initial() threw for key "${key}": ${errorInfo(error).message}; make initial() return the empty state`,
+            error,
+            key,
+          ),
+        );
+      }
+      return { write: undefined, applied: 0, skipped, deadLetters, changed: false };
+    }
+  }
+
+  // Fast path: fold everything, check the final state once.
+  let state = initialState;
+  let applied = 0;
+  const fastDead: PoisonDeadLetter[] = [];
+  for (const entry of fresh) {
+    const step = applyEvent(view, key, state, entry);
+    if (step.ok) {
+      state = step.state;
+      applied += 1;
+    } else {
+      fastDead.push(step.dead);
+    }
+  }
+  const last = fresh[fresh.length - 1]!.record;
+  const final = applied > 0 ? serialize(view, key, state, last) : undefined;
+  let stateJson: string;
+  if (final === undefined) {
+    // Every fresh event was poison: nothing to write.
+    return { write: undefined, applied: 0, skipped, deadLetters: fastDead, changed: false };
+  }
+  if (final.ok) {
+    deadLetters.push(...fastDead);
+    stateJson = final.json;
+  } else {
+    // Slow path: some event made the state unstorable; find which by checking after each event.
+    // Re-parse the start state: a reducer that mutated it would otherwise poison this pass.
+    state = snapshot.stateJson !== undefined ? JSON.parse(snapshot.stateJson) : view.initial();
+    applied = 0;
+    let json = snapshot.stateJson;
+    for (const entry of fresh) {
+      const step = applyEvent(view, key, state, entry);
+      if (!step.ok) {
+        deadLetters.push(step.dead);
+        continue;
+      }
+      const checked = serialize(view, key, step.state, entry.record);
+      if (!checked.ok) {
+        deadLetters.push(checked.dead);
+        state = json !== undefined ? JSON.parse(json) : view.initial();
+        continue;
+      }
+      json = checked.json;
+      state = step.state;
+      applied += 1;
+    }
+    if (applied === 0 || json === undefined) {
+      return { write: undefined, applied: 0, skipped, deadLetters, changed: false };
+    }
+    stateJson = json;
+  }
+  if (applied === 0) return { write: undefined, applied: 0, skipped, deadLetters, changed: false };
+
+  const changed = stateJson !== snapshot.stateJson;
+  const version = snapshot.version + 1;
+  // Trigger bookkeeping: a trigger with a change not yet delivered keeps its older `before`;
+  // the others start from the state they were last judged on (this write's starting state).
+  const pending: Record<string, number> = { ...snapshot.pending };
+  const befores: Record<string, unknown> = {};
+  if (changed) {
+    for (const trigger of options.triggers ?? []) {
+      if (pending[trigger.name] === undefined) pending[trigger.name] = snapshot.version;
+    }
+  }
+  for (const since of Object.values(pending)) {
+    if (since === 0) continue;
+    const name = String(since);
+    if (befores[name] !== undefined) continue;
+    const before =
+      since === snapshot.version && snapshot.stateJson !== undefined
+        ? JSON.parse(snapshot.stateJson)
+        : snapshot.befores?.[name];
+    if (before !== undefined) befores[name] = before;
+  }
+  const hasPending = Object.keys(pending).length > 0;
+  const item: ViewItem = {
+    ...viewItemKey(view.name, key),
+    view: view.name,
+    key,
+    state: JSON.parse(stateJson),
+    version,
+    offsets,
+    updatedAt: (options.now ?? new Date()).toISOString(),
+    ...(hasPending ? { pending, befores } : {}),
+  };
+  return {
+    write: {
+      item,
+      expectedVersion: snapshot.version,
+      snapshot: {
+        version,
+        stateJson,
+        offsets,
+        ...(hasPending ? { pending, befores } : {}),
+      },
+    },
+    applied,
+    skipped,
+    deadLetters,
+    changed,
+  };
+}
+
+/** One trigger's verdict on one item's pending change. */
+export interface PendingDelivery {
+  readonly trigger: Trigger<any>;
+  readonly change: Change;
+  /** `when(change)` said yes: deliver. No: just clear the bookkeeping. */
+  readonly deliver: boolean;
+  /** Set when `when` threw: the change goes to the dead-letter topic instead. */
+  readonly deadLetter?: TriggerDeadLetterEntry;
+}
+
+/** Idempotency key of a change: `(view, key, window, version)` joined. */
+export function changeIdempotencyKey(view: string, key: string, window: string | undefined, version: number): string {
+  return `${view}#${key}#${window ?? ''}#${version}`;
+}
+
+/**
+ * The changes an item owes its triggers: one per trigger listed in `pending`, from the state
+ * that trigger last judged (`before`) to the current state, filtered by the trigger's `when`.
+ *
+ * @example
+ * for (const d of pendingDeliveries(view, key, snapshot, app.triggers)) if (d.deliver) changes.push(d.change);
+ */
+export function pendingDeliveries(
+  view: View<any, any>,
+  key: string,
+  snapshot: ItemSnapshot,
+  triggers: readonly Trigger<any>[],
+): PendingDelivery[] {
+  const pending = snapshot.pending;
+  if (pending === undefined || snapshot.stateJson === undefined) return [];
+  const out: PendingDelivery[] = [];
+  for (const trigger of triggers) {
+    if (trigger.view.name !== view.name) continue;
+    const since = pending[trigger.name];
+    if (since === undefined) continue;
+    const before = since === 0 ? undefined : snapshot.befores?.[String(since)];
+    const change: Change = {
+      view: view.name,
+      key,
+      before: before === undefined ? undefined : structuredClone(before),
+      after: JSON.parse(snapshot.stateJson),
+      version: snapshot.version,
+      offsets: { ...snapshot.offsets },
+      idempotencyKey: changeIdempotencyKey(view.name, key, undefined, snapshot.version),
+    };
+    try {
+      out.push({ trigger, change, deliver: trigger.when(change) === true });
+    } catch (error) {
+      out.push({
+        trigger,
+        change,
+        deliver: false,
+        deadLetter: {
+          kind: 'trigger',
+          code: 'TRIGGER_WHEN_FAILED',
+          reason: `trigger "${trigger.name}": when() threw for key "${key}" version ${snapshot.version}: ${errorInfo(error).message}; make when() return a boolean for every change`,
+          trigger: trigger.name,
+          view: view.name,
+          key,
+          function: trigger.function,
+          change,
+          error: errorInfo(error),
+        },
+      });
+    }
+  }
+  return out;
+}
+
+/** The snapshot after the pending bookkeeping of `cleared` triggers was removed. */
+export function clearPending(snapshot: ItemSnapshot, cleared: readonly string[]): ItemSnapshot {
+  if (snapshot.pending === undefined) return snapshot;
+  const pending: Record<string, number> = { ...snapshot.pending };
+  for (const name of cleared) delete pending[name];
+  const { pending: _p, befores: _b, ...rest } = snapshot;
+  if (Object.keys(pending).length === 0) return rest;
+  const befores: Record<string, unknown> = {};
+  for (const since of Object.values(pending)) {
+    const v = snapshot.befores?.[String(since)];
+    if (v !== undefined) befores[String(since)] = v;
+  }
+  return { ...rest, pending, befores };
+}

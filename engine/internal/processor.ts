@@ -1,0 +1,352 @@
+/**
+ * Processes one consumer batch (one topic-partition) end to end, independent of Kafka:
+ * route -> load states (cache, then one batched read) -> fold and write each changed item once,
+ * conditionally (re-read and re-fold on a lost condition) -> dead letters -> trigger changes
+ * -> clear trigger bookkeeping -> checkpoint. The caller commits offsets after it resolves.
+ * Used by the Kafka runtime and by the in-memory test driver.
+ */
+import type { App, Change, SourceRecord, Trigger } from '../../sdk/index.ts';
+import type { ItemKey, ViewItem } from '../../sdk/internal/storage.ts';
+import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
+import { KeyedMutex, mapLimit } from './concurrency.ts';
+import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
+import { EngineError } from './errors.ts';
+import {
+  clearPending,
+  foldItem,
+  pendingDeliveries,
+  routeRecords,
+  snapshotOf,
+  type ItemEvents,
+  type ItemSnapshot,
+  type PendingDelivery,
+} from './fold.ts';
+import { StateCache } from './state-cache.ts';
+
+/** DynamoDB-shaped storage of view items and checkpoints, as the processor needs it. */
+export interface ItemStore {
+  /** Reads items by key (consistently); absent items are missing from the map. Keyed by item id. */
+  readItems(keys: readonly { id: string; key: ItemKey }[]): Promise<Map<string, ViewItem>>;
+  /** Reads one item consistently. */
+  readItem(key: ItemKey): Promise<ViewItem | undefined>;
+  /**
+   * Writes a whole item if its stored version is `expectedVersion` (0 = must not exist).
+   * Throws an {@link EngineError} `WRITE_CONFLICT` when the condition fails.
+   */
+  putItem(item: ViewItem, expectedVersion: number): Promise<void>;
+  /**
+   * Removes the trigger bookkeeping of `triggers` if the item is still at `version`
+   * (`all`: nothing else is pending, so drop all of it). Resolves false when the item moved on.
+   */
+  clearPending(key: ItemKey, triggers: readonly string[], version: number, all: boolean): Promise<boolean>;
+  /** Records that everything below `nextOffset` of the partition is durable. */
+  writeCheckpoint(topic: string, partition: number, nextOffset: string): Promise<void>;
+}
+
+/** Limits of a {@link BatchProcessor}. */
+export interface ProcessorLimits {
+  /** Item writes in flight at once per batch. */
+  readonly writeConcurrency: number;
+  /** Conditional-write attempts per item and batch before giving up. */
+  readonly maxConflictRetries: number;
+}
+
+/** Counters of one processed batch. */
+export interface BatchResult {
+  readonly topic: string;
+  readonly partition: number;
+  readonly records: number;
+  /** Offset to commit: one past the batch's last record. */
+  readonly nextOffset: string;
+  /** Events folded into view states (per view). */
+  readonly applied: number;
+  /** Events skipped by the offset fence (already applied before, e.g. after a crash). */
+  readonly skipped: number;
+  readonly filtered: number;
+  readonly writes: number;
+  readonly conflicts: number;
+  /** Items read from the table (cache misses and re-reads). */
+  readonly reads: number;
+  readonly deadLetters: number;
+  readonly changesDelivered: number;
+  /** Milliseconds spent loading states, folding and writing, delivering changes and dead letters. */
+  readonly timings: { readonly loadMs: number; readonly writeMs: number; readonly deliverMs: number };
+}
+
+/** Log callback of the processor. */
+export type ProcessorLog = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+/** Dependencies of a {@link BatchProcessor}. */
+export interface ProcessorDeps {
+  readonly app: App;
+  readonly store: ItemStore;
+  readonly cache: StateCache;
+  readonly deadLetters: DeadLetterSink;
+  readonly changes: ChangeSink;
+  readonly limits: ProcessorLimits;
+  readonly log?: ProcessorLog;
+  readonly now?: () => Date;
+}
+
+/** Outcome of folding and writing one item. */
+interface ItemOutcome {
+  readonly item: ItemEvents;
+  readonly snapshot: ItemSnapshot;
+  readonly applied: number;
+  readonly skipped: number;
+  readonly wrote: boolean;
+  readonly conflicts: number;
+  readonly reads: number;
+  readonly deadLetters: PoisonDeadLetter[];
+}
+
+/**
+ * Processes consumer batches of one app. One instance per engine process; safe to call
+ * concurrently for different partitions (items shared by them are folded one at a time).
+ */
+export class BatchProcessor {
+  private readonly mutex = new KeyedMutex();
+  private readonly triggersByView = new Map<string, Trigger<any>[]>();
+  private readonly triggerNames: Set<string>;
+
+  constructor(private readonly deps: ProcessorDeps) {
+    for (const trigger of deps.app.triggers) {
+      const list = this.triggersByView.get(trigger.view.name) ?? [];
+      list.push(trigger);
+      this.triggersByView.set(trigger.view.name, list);
+    }
+    this.triggerNames = new Set(deps.app.triggers.map((t) => t.name));
+  }
+
+  /**
+   * Processes `records` (consecutive records of one topic-partition, in offset order). Resolves
+   * once every effect up to the last record is durable: view writes, dead letters, trigger
+   * deliveries and the checkpoint. Rejects (nothing to commit) otherwise.
+   */
+  async process(topic: string, partition: number, records: readonly SourceRecord[]): Promise<BatchResult> {
+    const { app, store, cache, limits } = this.deps;
+    const now = this.deps.now ?? (() => new Date());
+    const started = Date.now();
+    const routed = routeRecords(app.views, records);
+    this.stopOnPoison(routed.deadLetters);
+
+    // Load: cache first, then one batched consistent read for the misses.
+    const items = [...routed.items.values()];
+    const snapshots = new Map<string, ItemSnapshot>();
+    const misses: { id: string; key: ItemKey }[] = [];
+    for (const item of items) {
+      const cached = cache.get(item.id);
+      if (cached !== undefined) snapshots.set(item.id, cached);
+      else misses.push({ id: item.id, key: item.itemKey });
+    }
+    let reads = misses.length;
+    if (misses.length > 0) {
+      const loaded = await store.readItems(misses);
+      for (const miss of misses) {
+        const snapshot = snapshotOf(loaded.get(miss.id));
+        snapshots.set(miss.id, snapshot);
+        cache.set(miss.id, snapshot);
+      }
+    }
+
+    const loaded = Date.now();
+    // Fold and write, one conditional write per changed item.
+    const outcomes = await mapLimit(items, limits.writeConcurrency, (item) =>
+      this.mutex.run(item.id, () => this.foldAndWrite(item, snapshots.get(item.id)!, now())),
+    );
+
+    // Dead letters, then trigger changes; both must be durable before the commit.
+    const letters: DeadLetter[] = [...routed.deadLetters];
+    let applied = 0;
+    let skipped = 0;
+    let writes = 0;
+    let conflicts = 0;
+    for (const outcome of outcomes) {
+      letters.push(...outcome.deadLetters);
+      applied += outcome.applied;
+      skipped += outcome.skipped;
+      writes += outcome.wrote ? 1 : 0;
+      conflicts += outcome.conflicts;
+      reads += outcome.reads;
+    }
+    const written = Date.now();
+    const changesDelivered = await this.deliverPending(outcomes, letters);
+    if (letters.length > 0) {
+      try {
+        await this.deps.deadLetters.send(letters);
+      } catch (error) {
+        throw new EngineError(
+          'DEAD_LETTER_FAILED',
+          `could not write ${letters.length} dead letter(s) of ${topic}/${partition} to "${app.deadLetterTopic}"; offsets stay uncommitted and the batch is retried`,
+          { retriable: true, cause: error, context: { topic, partition } },
+        );
+      }
+    }
+
+    const last = records[records.length - 1];
+    const nextOffset = last === undefined ? '0' : (BigInt(last.offset) + 1n).toString();
+    if (last !== undefined) await store.writeCheckpoint(topic, partition, nextOffset);
+    return {
+      topic,
+      partition,
+      records: records.length,
+      nextOffset,
+      applied,
+      skipped,
+      filtered: routed.filtered,
+      writes,
+      conflicts,
+      reads,
+      deadLetters: letters.length,
+      changesDelivered,
+      timings: { loadMs: loaded - started, writeMs: written - loaded, deliverMs: Date.now() - written },
+    };
+  }
+
+  private stopOnPoison(letters: readonly PoisonDeadLetter[]): void {
+    for (const letter of letters) {
+      const view = this.deps.app.views.find((v) => v.name === letter.view);
+      if (view?.onPoison === 'stop') {
+        throw new EngineError(
+          'POISON_RECORD',
+          `${letter.reason} (view "${letter.view}" has onPoison: 'stop', so the engine stops; fix the record or the view, or set onPoison: 'dead-letter')`,
+          {
+            context: {
+              view: letter.view,
+              topic: letter.record.topic,
+              partition: letter.record.partition,
+              offset: letter.record.offset,
+              poisonCode: letter.code,
+              ...(letter.key !== undefined ? { key: letter.key } : {}),
+            },
+          },
+        );
+      }
+    }
+  }
+
+  private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date): Promise<ItemOutcome> {
+    const { store, cache, limits } = this.deps;
+    const triggers = this.triggersByView.get(item.view.name) ?? [];
+    // Another batch of this process may have written the item since it was loaded.
+    let snapshot = cache.peek(item.id) ?? loaded;
+    let conflicts = 0;
+    let reads = 0;
+    for (;;) {
+      const result = foldItem(item.view, item.key, snapshot, item.events, { triggers, now });
+      this.stopOnPoison(result.deadLetters);
+      if (result.write === undefined) {
+        return {
+          item,
+          snapshot,
+          applied: 0,
+          skipped: result.skipped,
+          wrote: false,
+          conflicts,
+          reads,
+          deadLetters: result.deadLetters,
+        };
+      }
+      try {
+        await store.putItem(result.write.item, result.write.expectedVersion);
+      } catch (error) {
+        if (!(error instanceof EngineError) || error.code !== 'WRITE_CONFLICT') {
+          cache.delete(item.id);
+          throw error;
+        }
+        conflicts += 1;
+        if (conflicts >= limits.maxConflictRetries) {
+          cache.delete(item.id);
+          throw new EngineError(
+            'CONFLICT_RETRIES_EXHAUSTED',
+            `view "${item.view.name}" key "${item.key}": the item changed under ${conflicts} consecutive conditional writes; the batch is retried. Many engine tasks writing one hot key cause this; raise maxConflictRetries or spread the key`,
+            { retriable: true, context: { view: item.view.name, key: item.key } },
+          );
+        }
+        // Someone else wrote the item: re-read it and fold this batch's events again;
+        // the offset fence drops the events the other writer already applied.
+        reads += 1;
+        snapshot = snapshotOf(await store.readItem(item.itemKey));
+        cache.set(item.id, snapshot);
+        continue;
+      }
+      cache.set(item.id, result.write.snapshot);
+      return {
+        item,
+        snapshot: result.write.snapshot,
+        applied: result.applied,
+        skipped: result.skipped,
+        wrote: true,
+        conflicts,
+        reads,
+        deadLetters: result.deadLetters,
+      };
+    }
+  }
+
+  /**
+   * Delivers every pending change of the batch's items (new ones and those left over by a
+   * crash), then clears the bookkeeping of what was delivered, skipped or dead-lettered.
+   * Returns the number of changes handed to triggers.
+   */
+  private async deliverPending(outcomes: readonly ItemOutcome[], letters: DeadLetter[]): Promise<number> {
+    if (this.deps.app.triggers.length === 0) return 0;
+    const perItem: { outcome: ItemOutcome; deliveries: PendingDelivery[]; unknown: string[] }[] = [];
+    const byTrigger = new Map<Trigger<any>, Change[]>();
+    for (const outcome of outcomes) {
+      const pending = outcome.snapshot.pending;
+      if (pending === undefined) continue;
+      const triggers = this.triggersByView.get(outcome.item.view.name) ?? [];
+      const deliveries = pendingDeliveries(outcome.item.view, outcome.item.key, outcome.snapshot, triggers);
+      // Bookkeeping of triggers removed from the app since the write: nothing to deliver.
+      const unknown = Object.keys(pending).filter(
+        (name) => !this.triggerNames.has(name) || !triggers.some((t) => t.name === name),
+      );
+      perItem.push({ outcome, deliveries, unknown });
+      for (const delivery of deliveries) {
+        if (delivery.deadLetter !== undefined) letters.push(delivery.deadLetter);
+        if (!delivery.deliver) continue;
+        const list = byTrigger.get(delivery.trigger) ?? [];
+        list.push(delivery.change);
+        byTrigger.set(delivery.trigger, list);
+      }
+    }
+    if (perItem.length === 0) return 0;
+    let delivered = 0;
+    await Promise.all(
+      [...byTrigger].map(async ([trigger, changes]) => {
+        let results: readonly ChangeOutcome[];
+        try {
+          results = await this.deps.changes.deliver(trigger, changes);
+        } catch (error) {
+          throw new EngineError(
+            'TRIGGER_DELIVERY_FAILED',
+            `trigger "${trigger.name}": ${changes.length} change(s) were neither delivered nor dead-lettered; offsets stay uncommitted and the changes are delivered again`,
+            { retriable: true, cause: error, context: { trigger: trigger.name, view: trigger.view.name } },
+          );
+        }
+        delivered += changes.length;
+        return results;
+      }),
+    );
+    // Everything judged: clear the bookkeeping, conditional on the version delivered. If the
+    // item moved on, its newer writer keeps the older `before` and delivers a coalesced change.
+    const { store, cache, limits } = this.deps;
+    await mapLimit(perItem, limits.writeConcurrency, async ({ outcome, deliveries, unknown }) => {
+      const cleared = [...deliveries.map((d) => d.trigger.name), ...unknown];
+      if (cleared.length === 0) return;
+      const remaining = clearPending(outcome.snapshot, cleared);
+      const all = remaining.pending === undefined;
+      await this.mutex.run(outcome.item.id, async () => {
+        const ok = await store.clearPending(outcome.item.itemKey, cleared, outcome.snapshot.version, all);
+        const cached = cache.peek(outcome.item.id);
+        if (ok && cached !== undefined && cached.version === outcome.snapshot.version) {
+          cache.set(outcome.item.id, clearPending(cached, cleared));
+        } else if (!ok) {
+          cache.delete(outcome.item.id);
+        }
+      });
+    });
+    return delivered;
+  }
+}

@@ -1,0 +1,573 @@
+/**
+ * The Kafka side of the engine: a kafkajs consumer group feeding the {@link BatchProcessor},
+ * offsets committed only after a batch is durable, dead letters produced to the app's
+ * dead-letter topic, trigger changes handed to the dispatcher, health endpoint, logs, metrics
+ * and graceful shutdown.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import {
+  Kafka,
+  logLevel as kafkaLogLevel,
+  Partitioners,
+  type Admin,
+  type Consumer,
+  type EachBatchPayload,
+  type KafkaMessage,
+  type LogEntry,
+  type Producer,
+} from 'kafkajs';
+import type { App, SourceRecord } from '../../sdk/index.ts';
+import { createStorage } from '../../sdk/internal/storage.ts';
+import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
+import { backoffMs, delay } from './concurrency.ts';
+import {
+  compileConfig,
+  DEFAULT_BATCH_RETRY_INITIAL_MS,
+  DEFAULT_BATCH_RETRY_MAX_MS,
+  kafkaConfigFromEnv,
+  type EngineConfig,
+  type EngineOptions,
+} from './config.ts';
+import { encodeDeadLetter, type DeadLetter } from './dead-letter.ts';
+import { DynamoItemStore } from './dynamodb-store.ts';
+import { EngineError, errorInfo } from './errors.ts';
+import { startHealthServer, type HealthServer } from './health.ts';
+import { createLogger, emfLine, type Logger } from './log.ts';
+import { BatchProcessor, type BatchResult } from './processor.ts';
+import { StateCache } from './state-cache.ts';
+import { TriggerDispatcher, type TriggerDeadLetter } from './triggers/dispatcher.ts';
+
+/** Lifecycle of an engine task. */
+export type EngineState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+/** Counters of a running engine (since start). */
+export interface EngineStats {
+  /** Records received from Kafka (including re-reads after a crash). */
+  readonly recordsConsumed: number;
+  readonly batches: number;
+  /** Events folded into view states (one record may feed several views). */
+  readonly eventsApplied: number;
+  /** Events skipped by the offset fence: already applied before (re-reads after a crash or rebalance). */
+  readonly eventsSkipped: number;
+  readonly eventsFiltered: number;
+  readonly writes: number;
+  readonly conflicts: number;
+  readonly reads: number;
+  readonly deadLetters: number;
+  readonly commits: number;
+  readonly changesDelivered: number;
+  readonly triggerInvocations: number;
+  readonly triggerErrors: number;
+  /** Latest lag per `topic/partition` (records behind the high watermark after the last batch). */
+  readonly lag: Readonly<Record<string, number>>;
+  readonly cache: { readonly entries: number; readonly bytes: number; readonly hits: number; readonly misses: number; readonly evictions: number };
+}
+
+/** A running engine task. */
+export interface Engine {
+  /** Resolves once the task joined its consumer group and serves health checks. */
+  readonly ready: Promise<void>;
+  /** Resolves after a requested stop; rejects with the {@link EngineError} that stopped the task. */
+  readonly done: Promise<void>;
+  /** Port of the health endpoint, once ready (undefined when none is served). */
+  readonly healthPort: number | undefined;
+  state(): EngineState;
+  stats(): EngineStats;
+  /** Finishes (or, past the grace period, abandons) in-flight batches, commits what is durable, leaves the group. */
+  stop(): Promise<void>;
+}
+
+function toBuffer(value: Buffer | string | (Buffer | string)[] | undefined): Buffer | undefined {
+  if (value === undefined) return undefined;
+  const first = Array.isArray(value) ? value[0] : value;
+  if (first === undefined) return undefined;
+  return typeof first === 'string' ? Buffer.from(first) : first;
+}
+
+function toSourceRecord(topic: string, partition: number, message: KafkaMessage): SourceRecord {
+  const headers: Record<string, Buffer | undefined> = {};
+  for (const [name, value] of Object.entries(message.headers ?? {})) headers[name] = toBuffer(value);
+  return {
+    topic,
+    partition,
+    offset: message.offset,
+    key: message.key ?? null,
+    value: message.value ?? null,
+    timestampMs: Number(message.timestamp),
+    headers,
+  };
+}
+
+function kafkaLogCreator(log: Logger) {
+  return () =>
+    ({ level, label, log: entry }: LogEntry) => {
+      const { message, timestamp: _t, logger: _l, ...fields } = entry as unknown as Record<string, unknown>;
+      // kafkajs reports rebalances and retried requests as errors; they are routine for us.
+      const mapped = level <= kafkaLogLevel.ERROR ? 'warn' : level === kafkaLogLevel.WARN ? 'warn' : 'debug';
+      log.log(mapped, `kafkajs: ${String(message)}`, { component: 'kafkajs', kafkaLevel: label, ...fields });
+    };
+}
+
+/**
+ * Starts an engine task for an app: joins the app's consumer group and folds its source
+ * topics into the views table.
+ *
+ * @example
+ * const engine = startEngine({ app, tableName: 'gym-views', kafka: { brokers: ['127.0.0.1:9092'] } });
+ * await engine.ready;
+ * // ... later
+ * await engine.stop();
+ */
+export function startEngine(options: EngineOptions): Engine {
+  const config = compileConfig(options);
+  const sink = options.logSink ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const log = createLogger(config.logLevel, sink, { app: config.app.name });
+  const runtime = new EngineRuntime(config, options, log);
+  return runtime.start();
+}
+
+class EngineRuntime {
+  private stateValue: EngineState = 'starting';
+  private readonly counters = {
+    recordsConsumed: 0,
+    batches: 0,
+    eventsApplied: 0,
+    eventsSkipped: 0,
+    eventsFiltered: 0,
+    writes: 0,
+    conflicts: 0,
+    reads: 0,
+    deadLetters: 0,
+    commits: 0,
+    changesDelivered: 0,
+    triggerInvocations: 0,
+    triggerErrors: 0,
+  };
+  /** Counters at the last EMF line, for deltas. */
+  private lastEmitted = { deadLetters: 0, eventsApplied: 0, triggerInvocations: 0, triggerErrors: 0 };
+  private readonly lag: Record<string, number> = {};
+  private readonly cache: StateCache;
+  private readonly app: App;
+  private kafka!: Kafka;
+  private consumer: Consumer | undefined;
+  private producer: Producer | undefined;
+  private admin: Admin | undefined;
+  private dispatcher: TriggerDispatcher | undefined;
+  private health: HealthServer | undefined;
+  private metricsTimer: NodeJS.Timeout | undefined;
+  private stopping: Promise<void> | undefined;
+  private fatal: EngineError | undefined;
+  private requestStop!: () => void;
+  /** Resolves when a stop begins, so start-up waits (joining the group) end early. */
+  private readonly stopRequested = new Promise<void>((resolve) => (this.requestStop = resolve));
+  private resolveDone!: () => void;
+  private rejectDone!: (error: Error) => void;
+  private readonly signalHandler = (signal: NodeJS.Signals) => {
+    this.log.info('signal received; stopping gracefully', { signal });
+    void this.stop();
+  };
+
+  constructor(
+    private readonly config: EngineConfig,
+    private readonly options: EngineOptions,
+    private readonly log: Logger,
+  ) {
+    this.app = config.app;
+    this.cache = new StateCache({ maxEntries: config.cacheMaxEntries, maxBytes: config.cacheMaxBytes });
+  }
+
+  start(): Engine {
+    const done = new Promise<void>((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+    // `done` is how callers learn about failures; keep an unobserved rejection from crashing Node.
+    done.catch(() => {});
+    const ready = this.run();
+    ready.catch((error) => this.fail(error));
+    if (this.config.handleSignals) {
+      process.once('SIGTERM', this.signalHandler);
+      process.once('SIGINT', this.signalHandler);
+    }
+    const self = this;
+    return {
+      ready,
+      done,
+      get healthPort() {
+        return self.health?.port;
+      },
+      state: () => this.stateValue,
+      stats: () => this.stats(),
+      stop: () => this.stop(),
+    };
+  }
+
+  private stats(): EngineStats {
+    return {
+      ...this.counters,
+      lag: { ...this.lag },
+      cache: {
+        entries: this.cache.size,
+        bytes: this.cache.bytes,
+        hits: this.cache.hits,
+        misses: this.cache.misses,
+        evictions: this.cache.evictions,
+      },
+    };
+  }
+
+  private async run(): Promise<void> {
+    const { config, options, log, app } = this;
+    if (config.healthPort !== null) {
+      this.health = await startHealthServer(config.healthPort, config.healthHost, () => ({
+        healthy: this.stateValue === 'running',
+        body: { state: this.stateValue, app: app.name, groupId: config.groupId, lag: { ...this.lag } },
+      }));
+      log.info('health endpoint listening', { port: this.health.port });
+    }
+    const kafkaOption = options.kafka ?? kafkaConfigFromEnv(process.env);
+    this.kafka =
+      kafkaOption instanceof Kafka
+        ? kafkaOption
+        : new Kafka({ clientId: `tributary-${app.name}`, ...kafkaOption, logCreator: kafkaLogCreator(log) });
+    const storage = createStorage({ dynamodb: options.dynamodb ?? new DynamoDBClient({}), tableName: config.tableName });
+    const store = new DynamoItemStore(storage, config.readConcurrency);
+
+    await this.prepareTopics();
+    if (this.stopping) return;
+
+    const producer = this.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
+    this.producer = producer;
+    await producer.connect();
+    const deadLetters: DeadLetterSink = {
+      send: async (letters) => {
+        await producer.send({
+          topic: app.deadLetterTopic,
+          acks: -1,
+          messages: letters.map((letter) => encodeDeadLetter(app.name, letter)),
+        });
+        this.counters.deadLetters += letters.length;
+        for (const letter of letters) {
+          log.warn('dead letter', {
+            code: letter.code,
+            view: letter.view,
+            reason: letter.reason,
+            ...(letter.kind === 'poison'
+              ? { topic: letter.record.topic, partition: letter.record.partition, offset: letter.record.offset }
+              : { trigger: letter.trigger, key: letter.key }),
+          });
+        }
+      },
+    };
+    const changes = this.buildChangeSink(deadLetters);
+    const processor = new BatchProcessor({
+      app,
+      store,
+      cache: this.cache,
+      deadLetters,
+      changes,
+      limits: { writeConcurrency: config.writeConcurrency, maxConflictRetries: config.maxConflictRetries },
+      log: (level, msg, fields) => log.log(level, msg, fields),
+    });
+
+    const consumer = this.kafka.consumer({
+      groupId: config.groupId,
+      sessionTimeout: config.sessionTimeoutMs,
+      heartbeatInterval: config.heartbeatIntervalMs,
+      maxBytesPerPartition: config.maxBytesPerPartition,
+      // The broker answers a fetch as soon as data arrives; the wait only bounds idle polls and shutdown.
+      maxWaitTimeInMs: 1_000,
+      allowAutoTopicCreation: false,
+    });
+    this.consumer = consumer;
+    const joined = new Promise<void>((resolve) => {
+      consumer.on(consumer.events.GROUP_JOIN, (event) => {
+        log.info('joined consumer group', {
+          groupId: config.groupId,
+          memberId: event.payload.memberId,
+          assignment: event.payload.memberAssignment,
+        });
+        resolve();
+      });
+    });
+    consumer.on(consumer.events.CRASH, (event) => {
+      const error = event.payload.error;
+      if (event.payload.restart) {
+        log.warn('consumer crashed; kafkajs restarts it', { error });
+      } else {
+        this.fail(new EngineError('KAFKA_FAILED', `Kafka consumer crashed: ${errorInfo(error).message}`, { cause: error }));
+      }
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topics: [...app.sourceTopics], fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
+      eachBatch: (payload) => this.eachBatch(processor, payload),
+    });
+    await Promise.race([joined, this.stopRequested]);
+    if (this.fatal !== undefined) throw this.fatal;
+    if (this.stopping) return;
+    this.stateValue = 'running';
+    this.metricsTimer = setInterval(() => this.emitMetrics(), config.metricsIntervalMs);
+    this.metricsTimer.unref();
+    log.info('engine running', {
+      groupId: config.groupId,
+      topics: app.sourceTopics,
+      views: app.views.map((v) => v.name),
+      triggers: app.triggers.map((t) => t.name),
+      tableName: config.tableName,
+    });
+  }
+
+  /** Checks the source topics exist and creates the dead-letter topic when it is missing. */
+  private async prepareTopics(): Promise<void> {
+    const { app, log } = this;
+    const admin = this.kafka.admin();
+    this.admin = admin;
+    await admin.connect();
+    try {
+      const existing = new Set(await admin.listTopics());
+      const missing = app.sourceTopics.filter((t) => !existing.has(t));
+      if (missing.length > 0) {
+        throw new EngineError(
+          'INVALID_CONFIG',
+          `source topic(s) ${missing.map((t) => `"${t}"`).join(', ')} do not exist on the brokers; create them (the partition count bounds the engine's parallelism) or fix the views' source`,
+          { context: { topics: missing } },
+        );
+      }
+      if (!existing.has(app.deadLetterTopic)) {
+        try {
+          await admin.createTopics({ topics: [{ topic: app.deadLetterTopic, numPartitions: 1 }], waitForLeaders: true });
+          log.info('created dead-letter topic', { topic: app.deadLetterTopic });
+        } catch (error) {
+          // Another task may have created it at the same time.
+          if (!(await admin.listTopics()).includes(app.deadLetterTopic)) {
+            throw new EngineError(
+              'KAFKA_FAILED',
+              `could not create the dead-letter topic "${app.deadLetterTopic}": ${errorInfo(error).message}; create it yourself or grant CreateTopics`,
+              { cause: error },
+            );
+          }
+        }
+      }
+    } finally {
+      await admin.disconnect().catch(() => {});
+      this.admin = undefined;
+    }
+  }
+
+  private buildChangeSink(deadLetters: DeadLetterSink): ChangeSink {
+    const { app, config, log, options } = this;
+    if (app.triggers.length === 0) {
+      return { deliver: async (_t, changes) => changes.map((): ChangeOutcome => 'delivered') };
+    }
+    const dispatcher = new TriggerDispatcher({
+      lambda: options.lambda ?? new LambdaClient({}),
+      functionNames: config.functionNames,
+      deadLetter: async (entry: TriggerDeadLetter) => {
+        const letter: DeadLetter = {
+          kind: 'trigger',
+          code: 'TRIGGER_DELIVERY_FAILED',
+          reason: `trigger "${entry.trigger}": change of key "${entry.change.key}" version ${entry.change.version} was not delivered to function "${entry.functionName}" after ${entry.attempts} attempt(s): ${entry.error.type}: ${entry.error.message}; fix the function, then replay the change from this dead letter`,
+          trigger: entry.trigger,
+          view: entry.view,
+          key: entry.change.key,
+          function: entry.function,
+          change: entry.change,
+          attempts: entry.attempts,
+          error: { type: entry.error.type, message: entry.error.message },
+        };
+        await deadLetters.send([letter]);
+      },
+      log: (level, msg, fields) => log.log(level, msg, { component: 'triggers', ...fields }),
+      onInvocation: (record) => {
+        this.counters.triggerInvocations += 1;
+        if (record.outcome !== 'ok') this.counters.triggerErrors += 1;
+      },
+    });
+    this.dispatcher = dispatcher;
+    return {
+      deliver: async (trigger, changes) => {
+        const outcomes = await dispatcher.deliver(trigger, changes);
+        return outcomes.map((o): ChangeOutcome => o.status);
+      },
+      close: () => dispatcher.close(),
+    };
+  }
+
+  private async eachBatch(processor: BatchProcessor, payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+    const { config, log } = this;
+    if (batch.messages.length === 0 || this.stopping !== undefined || this.fatal !== undefined) return;
+    const { topic, partition } = batch;
+    const records = batch.messages.map((m) => toSourceRecord(topic, partition, m));
+    this.counters.recordsConsumed += records.length;
+    // Long batches (a slow trigger, throttling) must not cost the partition: keep heartbeating.
+    const beat = setInterval(() => {
+      heartbeat().catch((error) => log.debug('heartbeat failed', { error }));
+    }, Math.max(100, Math.floor(config.heartbeatIntervalMs / 2)));
+    let result: BatchResult | undefined;
+    try {
+      for (let attempt = 1; result === undefined; attempt += 1) {
+        try {
+          result = await processor.process(topic, partition, records);
+        } catch (error) {
+          const engineError =
+            error instanceof EngineError
+              ? error
+              : new EngineError('STORAGE_FAILED', `batch ${topic}/${partition} failed: ${errorInfo(error).message}`, {
+                  retriable: true,
+                  cause: error,
+                });
+          const giveUp = !engineError.retriable || attempt >= config.maxBatchAttempts;
+          if (this.stopping !== undefined) {
+            log.warn('abandoning batch during shutdown; it is re-read after restart', { topic, partition, error: engineError });
+            return;
+          }
+          if (giveUp) {
+            this.fail(engineError);
+            return;
+          }
+          const waitMs = backoffMs(attempt, DEFAULT_BATCH_RETRY_INITIAL_MS, DEFAULT_BATCH_RETRY_MAX_MS);
+          log.warn('batch failed; retrying', { topic, partition, attempt, waitMs, error: engineError });
+          await delay(waitMs);
+          if (!isRunning() || isStale()) return;
+        }
+      }
+    } finally {
+      clearInterval(beat);
+    }
+    const last = records[records.length - 1]!;
+    resolveOffset(last.offset);
+    try {
+      await this.consumer!.commitOffsets([{ topic, partition, offset: result.nextOffset }]);
+      this.counters.commits += 1;
+    } catch (error) {
+      // The partition moved to another task (rebalance): it re-reads from the last commit and
+      // the offset fence skips what this batch applied.
+      log.warn('offset commit failed; the next owner of the partition re-reads from the last commit', {
+        topic,
+        partition,
+        offset: result.nextOffset,
+        error,
+      });
+    }
+    this.counters.batches += 1;
+    this.counters.eventsApplied += result.applied;
+    this.counters.eventsSkipped += result.skipped;
+    this.counters.eventsFiltered += result.filtered;
+    this.counters.writes += result.writes;
+    this.counters.conflicts += result.conflicts;
+    this.counters.reads += result.reads;
+    this.counters.changesDelivered += result.changesDelivered;
+    const lag = Math.max(0, Number(batch.highWatermark) - Number(result.nextOffset));
+    this.lag[`${topic}/${partition}`] = lag;
+    log.debug('batch committed', {
+      topic,
+      partition,
+      records: result.records,
+      nextOffset: result.nextOffset,
+      applied: result.applied,
+      skipped: result.skipped,
+      writes: result.writes,
+      conflicts: result.conflicts,
+      deadLetters: result.deadLetters,
+      lag,
+      ...result.timings,
+    });
+  }
+
+  private emitMetrics(): void {
+    const c = this.counters;
+    const last = this.lastEmitted;
+    const consumerLag = Object.values(this.lag).reduce((a, b) => a + b, 0);
+    this.log.raw(
+      emfLine(this.app.name, {
+        ConsumerLag: consumerLag,
+        DeadLetters: c.deadLetters - last.deadLetters,
+        EventsApplied: c.eventsApplied - last.eventsApplied,
+        TriggerInvocations: c.triggerInvocations - last.triggerInvocations,
+        TriggerErrors: c.triggerErrors - last.triggerErrors,
+      }),
+    );
+    this.log.info('progress', {
+      lag: { ...this.lag },
+      recordsConsumed: c.recordsConsumed,
+      eventsApplied: c.eventsApplied,
+      eventsSkipped: c.eventsSkipped,
+      writes: c.writes,
+      conflicts: c.conflicts,
+      deadLetters: c.deadLetters,
+      cacheEntries: this.cache.size,
+    });
+    this.lastEmitted = {
+      deadLetters: c.deadLetters,
+      eventsApplied: c.eventsApplied,
+      triggerInvocations: c.triggerInvocations,
+      triggerErrors: c.triggerErrors,
+    };
+  }
+
+  private fail(error: unknown): void {
+    if (this.fatal !== undefined) return;
+    const engineError =
+      error instanceof EngineError
+        ? error
+        : new EngineError('KAFKA_FAILED', `engine failed: ${errorInfo(error).message}`, { cause: error });
+    this.fatal = engineError;
+    this.log.error('engine failed; stopping', { error: engineError, code: engineError.code, context: engineError.context });
+    void this.stop();
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    const { log, config } = this;
+    this.stateValue = 'stopping';
+    this.requestStop();
+    process.off('SIGTERM', this.signalHandler);
+    process.off('SIGINT', this.signalHandler);
+    log.info('stopping', { graceMs: config.shutdownGraceMs });
+    const consumer = this.consumer;
+    if (consumer !== undefined) {
+      // disconnect() waits for in-flight batches (which commit what they made durable), then leaves the group.
+      const left = consumer.disconnect().then(
+        () => true,
+        (error) => {
+          log.warn('consumer disconnect failed', { error });
+          return true;
+        },
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), config.shutdownGraceMs);
+      });
+      const clean = await Promise.race([left, graceOver]);
+      clearTimeout(timer);
+      if (!clean) log.warn('shutdown grace period over; abandoning in-flight batches (they are re-read after restart)');
+    }
+    await this.dispatcher?.close().catch((error) => log.warn('trigger dispatcher close failed', { error }));
+    await this.producer?.disconnect().catch(() => {});
+    await this.admin?.disconnect().catch(() => {});
+    if (this.metricsTimer !== undefined) {
+      clearInterval(this.metricsTimer);
+      this.emitMetrics();
+    }
+    await this.health?.close();
+    if (this.fatal !== undefined) {
+      this.stateValue = 'failed';
+      log.error('engine stopped after a failure', { code: this.fatal.code });
+      this.rejectDone(this.fatal);
+    } else {
+      this.stateValue = 'stopped';
+      log.info('engine stopped', { stats: this.stats() });
+      this.resolveDone();
+    }
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * Container / CLI entry of the engine: reads the standard environment variables (CONTRACTS.md),
+ * loads the app module, starts one engine task and stops it gracefully on SIGTERM/SIGINT.
+ *
+ * Usage: `node --import tsx engine/main.ts` (or `npm run engine`) with `KAFKA_BROKERS`,
+ * `TRIBUTARY_TABLE` and optionally `TRIBUTARY_APP_MODULE`, `TRIBUTARY_FUNCTION_NAMES`,
+ * `TRIBUTARY_HEALTH_PORT`, `TRIBUTARY_LOG_LEVEL`, `TRIBUTARY_GROUP_ID`, `TRIBUTARY_SESSION_TIMEOUT_MS`,
+ * `TRIBUTARY_HEARTBEAT_INTERVAL_MS`, `TRIBUTARY_MAX_BYTES_PER_PARTITION`.
+ */
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { App } from '../sdk/index.ts';
+import {
+  functionNamesFromEnv,
+  healthPortFromEnv,
+  kafkaConfigFromEnv,
+  logLevelFromEnv,
+  optionalIntFromEnv,
+  tableNameFromEnv,
+} from './internal/config.ts';
+import { EngineError, errorInfo } from './internal/errors.ts';
+import { startEngine } from './internal/runtime.ts';
+
+/** The app module the container runs unless TRIBUTARY_APP_MODULE says otherwise. */
+const DEFAULT_APP_MODULE = 'functions/app.ts';
+
+async function loadApp(modulePath: string): Promise<App> {
+  const absolute = path.resolve(process.cwd(), modulePath);
+  let loaded: Record<string, unknown>;
+  try {
+    loaded = (await import(pathToFileURL(absolute).href)) as Record<string, unknown>;
+  } catch (error) {
+    throw new EngineError(
+      'APP_LOAD_FAILED',
+      `could not load the app module "${absolute}" (TRIBUTARY_APP_MODULE=${JSON.stringify(modulePath)}): ${errorInfo(error).message}; point TRIBUTARY_APP_MODULE at a module exporting \`app\``,
+      { cause: error },
+    );
+  }
+  const app = (loaded.app ?? (loaded.default as Record<string, unknown> | undefined)?.app ?? loaded.default) as App | undefined;
+  if (!app || app.kind !== 'app') {
+    throw new EngineError(
+      'APP_LOAD_FAILED',
+      `the module "${absolute}" does not export \`app\` (a defineApp() result); it exports ${JSON.stringify(Object.keys(loaded))}. Add \`export const app = defineApp({...})\``,
+    );
+  }
+  return app;
+}
+
+async function main(): Promise<number> {
+  const env = process.env;
+  const logLevel = logLevelFromEnv(env);
+  const tableName = tableNameFromEnv(env);
+  const kafka = kafkaConfigFromEnv(env);
+  const functionNames = functionNamesFromEnv(env);
+  const healthPort = healthPortFromEnv(env);
+  const app = await loadApp(env.TRIBUTARY_APP_MODULE?.trim() || DEFAULT_APP_MODULE);
+  const groupId = env.TRIBUTARY_GROUP_ID?.trim() || undefined;
+  const sessionTimeoutMs = optionalIntFromEnv(env, 'TRIBUTARY_SESSION_TIMEOUT_MS');
+  const heartbeatIntervalMs = optionalIntFromEnv(env, 'TRIBUTARY_HEARTBEAT_INTERVAL_MS');
+  const maxBytesPerPartition = optionalIntFromEnv(env, 'TRIBUTARY_MAX_BYTES_PER_PARTITION');
+  const engine = startEngine({
+    app,
+    tableName,
+    kafka,
+    functionNames,
+    healthPort,
+    logLevel,
+    handleSignals: true,
+    ...(groupId !== undefined ? { groupId } : {}),
+    ...(sessionTimeoutMs !== undefined ? { sessionTimeoutMs } : {}),
+    ...(heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs } : {}),
+    ...(maxBytesPerPartition !== undefined ? { maxBytesPerPartition } : {}),
+  });
+  try {
+    await engine.ready;
+    await engine.done;
+    return 0;
+  } catch (error) {
+    await engine.done.catch(() => {});
+    return error instanceof EngineError && error.code === 'INVALID_CONFIG' ? 2 : 1;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    const info = errorInfo(error);
+    process.stderr.write(
+      `${JSON.stringify({
+        level: 'error',
+        time: new Date().toISOString(),
+        msg: info.message,
+        code: error instanceof EngineError ? error.code : undefined,
+        type: info.type,
+      })}\n`,
+    );
+    process.exit(error instanceof EngineError && error.code === 'INVALID_CONFIG' ? 2 : 1);
+  },
+);

@@ -1,0 +1,236 @@
+/**
+ * The views table layout, shared by the engine (which writes) and the SDK (which reads).
+ *
+ * One DynamoDB table per app, partition key `pk` (S), sort key `sk` (S), TTL attribute `ttl`:
+ * - view items: `pk = "view#" + view`, `sk = "key#" + key` (numbers in decimal form), holding the
+ *   view state, a `version` (+1 per write), the last applied offset per source partition and
+ *   per-trigger bookkeeping of changes not yet delivered;
+ * - engine bookkeeping under `pk = "_tributary"`: checkpoints `sk = "checkpoint#" + topic + "#" + partition`
+ *   whose `offset` is the next offset to consume (everything below it is durable in every view).
+ *
+ * Everything except {@link createStorage} is pure: key encoding and item shapes.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { any, item, number, record, string } from 'dynamodb-toolbox';
+import { Entity } from 'dynamodb-toolbox/entity';
+import { Table } from 'dynamodb-toolbox/table';
+import type { ViewKey } from './define.ts';
+import { describe } from './define-fns.ts';
+import { SdkError } from './errors.ts';
+
+/** Partition key prefix of view items. */
+export const VIEW_PK_PREFIX = 'view#';
+/** Sort key prefix of view items. */
+export const VIEW_SK_PREFIX = 'key#';
+/** Partition key of the engine's bookkeeping items. */
+export const ENGINE_PK = '_tributary';
+/** Sort key prefix of checkpoint items. */
+export const CHECKPOINT_SK_PREFIX = 'checkpoint#';
+
+/** Primary key of any item of the views table. */
+export interface ItemKey {
+  readonly pk: string;
+  readonly sk: string;
+}
+
+/** A view item as stored. */
+export interface ViewItem<S = unknown> extends ItemKey {
+  /** View name (also encoded in `pk`). */
+  readonly view: string;
+  /** View key in its stored, string form (also encoded in `sk`). */
+  readonly key: string;
+  readonly state: S;
+  /** +1 per write; the condition of the next write. */
+  readonly version: number;
+  /** Last applied offset per source partition, `"topic/partition"` -> decimal offset. */
+  readonly offsets: Readonly<Record<string, string>>;
+  /** ISO time of the last write. */
+  readonly updatedAt: string;
+  /**
+   * Trigger bookkeeping: trigger name -> version of the state that trigger last judged (its
+   * next change's `before`; 0 = the item did not exist). A trigger is listed while a change is
+   * written but not yet delivered; the engine removes it after delivery. Absent when all is delivered.
+   */
+  readonly pending?: Readonly<Record<string, number>>;
+  /** The states named by `pending`, by version (decimal string); shared by triggers. */
+  readonly befores?: Readonly<Record<string, S>>;
+  /** Expiry in epoch seconds (DynamoDB TTL), if any. */
+  readonly ttl?: number;
+}
+
+/** A checkpoint item: everything below `offset` in `topic/partition` is durable in the views. */
+export interface CheckpointItem extends ItemKey {
+  readonly topic: string;
+  readonly partition: number;
+  /** Next offset to consume, decimal. */
+  readonly offset: string;
+  /** `offset` as a number, for the engine's "never move backwards" condition. */
+  readonly position?: number;
+  readonly updatedAt: string;
+}
+
+/**
+ * Stored string form of a view key: strings as they are, finite numbers in decimal form.
+ * Throws an {@link SdkError} `INVALID_ARGUMENT` for anything else (and for `''`).
+ *
+ * @example
+ * encodeViewKey(42); // "42"
+ */
+export function encodeViewKey(key: ViewKey): string {
+  if (typeof key === 'string' && key.length > 0) return key;
+  if (typeof key === 'number' && Number.isFinite(key)) return String(key);
+  throw new SdkError(
+    'INVALID_ARGUMENT',
+    `view key must be a non-empty string or a finite number, received ${describe(key)}`,
+    { context: { key: String(key) } },
+  );
+}
+
+/**
+ * Primary key of a view item.
+ *
+ * @example
+ * viewItemKey('classAttendance', 'yoga-1'); // { pk: 'view#classAttendance', sk: 'key#yoga-1' }
+ */
+export function viewItemKey(view: string, key: ViewKey): ItemKey {
+  return { pk: VIEW_PK_PREFIX + view, sk: VIEW_SK_PREFIX + encodeViewKey(key) };
+}
+
+/**
+ * Primary key of the checkpoint of one source partition.
+ *
+ * @example
+ * checkpointKey('bookings', 2); // { pk: '_tributary', sk: 'checkpoint#bookings#2' }
+ */
+export function checkpointKey(topic: string, partition: number): ItemKey {
+  return { pk: ENGINE_PK, sk: `${CHECKPOINT_SK_PREFIX}${topic}#${partition}` };
+}
+
+/**
+ * Key of a source partition in a view item's `offsets` map.
+ *
+ * @example
+ * offsetsKey('bookings', 2); // "bookings/2"
+ */
+export function offsetsKey(topic: string, partition: number): string {
+  return `${topic}/${partition}`;
+}
+
+/** Builds the toolbox table; the name is given per command, so one definition serves any app. */
+function buildTable(documentClient: DynamoDBDocumentClient, tableName: string) {
+  return new Table({
+    documentClient,
+    name: tableName,
+    partitionKey: { name: 'pk', type: 'string' },
+    sortKey: { name: 'sk', type: 'string' },
+  });
+}
+
+function buildViewItemEntity(table: ReturnType<typeof buildTable>) {
+  return new Entity({
+    name: 'viewItem',
+    table,
+    // The layout is the contract in CONTRACTS.md: no toolbox `_et`/`_ct`/`_md` attributes.
+    entityAttribute: false,
+    timestamps: false,
+    schema: item({
+      pk: string().key(),
+      sk: string().key(),
+      view: string(),
+      key: string(),
+      // View state is whatever the view's reducer returns (JSON-like); the engine validates it.
+      state: any(),
+      version: number(),
+      offsets: record(string(), string()),
+      updatedAt: string(),
+      pending: record(string(), number()).optional(),
+      befores: record(string(), any()).optional(),
+      ttl: number().optional(),
+    }),
+  });
+}
+
+function buildCheckpointEntity(table: ReturnType<typeof buildTable>) {
+  return new Entity({
+    name: 'checkpoint',
+    table,
+    entityAttribute: false,
+    timestamps: false,
+    schema: item({
+      pk: string().key(),
+      sk: string().key(),
+      topic: string(),
+      partition: number(),
+      offset: string(),
+      // `offset` as a number, so a condition can refuse to move a checkpoint backwards.
+      position: number().optional(),
+      updatedAt: string(),
+    }),
+  });
+}
+
+/** The toolbox table of an app's views table. */
+export type ViewsTable = ReturnType<typeof buildTable>;
+/** The toolbox entity of view items. */
+export type ViewItemEntity = ReturnType<typeof buildViewItemEntity>;
+/** The toolbox entity of checkpoint items. */
+export type CheckpointEntity = ReturnType<typeof buildCheckpointEntity>;
+
+/** Options of {@link createStorage}. */
+export interface StorageOptions {
+  /**
+   * A DynamoDB client (wrapped in a document client with {@link DOCUMENT_CLIENT_OPTIONS}) or a
+   * ready document client (used as is).
+   * @default a DynamoDBClient from the standard AWS environment
+   */
+  dynamodb?: DynamoDBClient | DynamoDBDocumentClient;
+  /** Views table name. Required. */
+  tableName?: string;
+}
+
+/**
+ * Marshalling of the document client: `undefined` fields disappear (as in JSON) instead of
+ * failing the write, so any JSON-like state can be stored.
+ */
+export const DOCUMENT_CLIENT_OPTIONS = {
+  marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: true },
+  unmarshallOptions: { wrapNumbers: false },
+} as const;
+
+/** The views table of one app: clients, the toolbox table and its entities. */
+export interface Storage {
+  readonly tableName: string;
+  readonly documentClient: DynamoDBDocumentClient;
+  readonly table: ViewsTable;
+  readonly viewItems: ViewItemEntity;
+  readonly checkpoints: CheckpointEntity;
+}
+
+/**
+ * Builds the storage layer of a views table from an injected client.
+ *
+ * @example
+ * const storage = createStorage({ dynamodb: new DynamoDBClient({}), tableName: 'gym-views' });
+ * const { Item } = await storage.viewItems.build(GetItemCommand).key(viewItemKey('classAttendance', 'yoga-1')).send();
+ */
+export function createStorage(options: StorageOptions): Storage {
+  const tableName = options.tableName;
+  if (typeof tableName !== 'string' || tableName.length < 3) {
+    throw new SdkError(
+      'INVALID_ARGUMENT',
+      `tableName must be a DynamoDB table name (3-255 characters), received ${describe(tableName)}; pass the views table name (TRIBUTARY_TABLE)`,
+    );
+  }
+  const client = options.dynamodb ?? new DynamoDBClient({});
+  const documentClient =
+    client instanceof DynamoDBDocumentClient ? client : DynamoDBDocumentClient.from(client, DOCUMENT_CLIENT_OPTIONS);
+  const table = buildTable(documentClient, tableName);
+  return {
+    tableName,
+    documentClient,
+    table,
+    viewItems: buildViewItemEntity(table),
+    checkpoints: buildCheckpointEntity(table),
+  };
+}

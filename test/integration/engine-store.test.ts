@@ -1,0 +1,77 @@
+/**
+ * The engine's DynamoDB layer on DynamoDB Local: conditional writes (a lost condition becomes
+ * WRITE_CONFLICT), batched reads past the 100-key BatchGetItem limit, clearing trigger
+ * bookkeeping, and checkpoints that never move backwards.
+ */
+import { GetItemCommand } from 'dynamodb-toolbox';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DynamoItemStore } from '../../engine/internal/dynamodb-store.ts';
+import { itemId } from '../../engine/internal/fold.ts';
+import { checkpointKey, viewItemKey, type ViewItem } from '../../sdk/internal/storage.ts';
+import { createTable, uniqueName } from './helpers.ts';
+import { testStorage } from './fixtures/engine-support.ts';
+
+function item(key: string, version: number, extra: Partial<ViewItem> = {}): ViewItem {
+  return {
+    ...viewItemKey('v', key),
+    view: 'v',
+    key,
+    state: { n: version, nested: { list: [1, 'two', null] } },
+    version,
+    offsets: { 't/0': String(version) },
+    updatedAt: new Date(0).toISOString(),
+    ...extra,
+  };
+}
+
+describe('DynamoItemStore', () => {
+  const table = uniqueName('engine-store');
+  beforeAll(async () => {
+    await createTable(table);
+  });
+
+  it('writes conditionally on the version and reports a lost condition as WRITE_CONFLICT', async () => {
+    const store = new DynamoItemStore(testStorage(table), 4);
+    await store.putItem(item('a', 1), 0);
+    await expect(store.putItem(item('a', 1), 0)).rejects.toMatchObject({ code: 'WRITE_CONFLICT', retriable: true });
+    await store.putItem(item('a', 2), 1);
+    await expect(store.putItem(item('a', 3), 1)).rejects.toMatchObject({ code: 'WRITE_CONFLICT', context: { view: 'v', key: 'a' } });
+    expect(await store.readItem(viewItemKey('v', 'a'))).toEqual(item('a', 2));
+  });
+
+  it('reads more than 100 items in one call and leaves absent ones out', async () => {
+    const store = new DynamoItemStore(testStorage(table), 2);
+    const keys = Array.from({ length: 230 }, (_, i) => `r${i}`);
+    for (const key of keys.slice(0, 200)) await store.putItem(item(key, 1), 0);
+    const wanted = keys.map((key) => ({ id: itemId(viewItemKey('v', key)), key: viewItemKey('v', key) }));
+    const found = await store.readItems(wanted);
+    expect(found.size).toBe(200);
+    expect(found.get(itemId(viewItemKey('v', 'r199')))).toEqual(item('r199', 1));
+    expect(found.has(itemId(viewItemKey('v', 'r229')))).toBe(false);
+  });
+
+  it('clears trigger bookkeeping only at the delivered version', async () => {
+    const store = new DynamoItemStore(testStorage(table), 2);
+    await store.putItem(item('p', 1, { pending: { t1: 0, t2: 0, t3: 0 }, befores: {} }), 0);
+    expect(await store.clearPending(viewItemKey('v', 'p'), ['t1'], 1, false)).toBe(true);
+    expect((await store.readItem(viewItemKey('v', 'p')))?.pending).toEqual({ t2: 0, t3: 0 });
+    expect(await store.clearPending(viewItemKey('v', 'p'), ['t2', 't3'], 7, true)).toBe(false);
+    expect(await store.clearPending(viewItemKey('v', 'p'), ['t2', 't3'], 1, true)).toBe(true);
+    const cleared = await store.readItem(viewItemKey('v', 'p'));
+    expect(cleared?.pending).toBeUndefined();
+    expect(cleared?.befores).toBeUndefined();
+    expect(cleared?.state).toEqual(item('p', 1).state);
+  });
+
+  it('moves checkpoints forward only', async () => {
+    const storage = testStorage(table);
+    const store = new DynamoItemStore(storage, 2);
+    const read = async () =>
+      (await storage.checkpoints.build(GetItemCommand).key(checkpointKey('topic-x', 2)).send()).Item?.offset;
+    await store.writeCheckpoint('topic-x', 2, '500');
+    await store.writeCheckpoint('topic-x', 2, '400');
+    expect(await read()).toBe('500');
+    await store.writeCheckpoint('topic-x', 2, '1200');
+    expect(await read()).toBe('1200');
+  });
+});

@@ -1,0 +1,270 @@
+import { describe, expect, it } from 'vitest';
+import { defineView, type SourceRecord } from '../../sdk/index.ts';
+import { encodeDeadLetter } from '../../engine/internal/dead-letter.ts';
+import {
+  ABSENT_ITEM,
+  compareOffsets,
+  foldItem,
+  pendingDeliveries,
+  routeRecords,
+  snapshotOf,
+} from '../../engine/internal/fold.ts';
+import { StateCache } from '../../engine/internal/state-cache.ts';
+import { checkpointKey, encodeViewKey, offsetsKey, viewItemKey } from '../../sdk/internal/storage.ts';
+import { defineTrigger } from '../../sdk/index.ts';
+
+type Booking = { classId: string; n?: number; boom?: boolean; big?: boolean };
+
+const counter = defineView({
+  name: 'counter',
+  source: 'bookings',
+  key: (e: Booking) => e.classId,
+  initial: () => ({ count: 0, sum: 0 }),
+  reduce: (s, e) => {
+    if (e.boom) throw new Error('boom');
+    return { count: s.count + 1, sum: s.sum + (e.n ?? 0) };
+  },
+});
+
+function record(offset: number, value: unknown, partition = 0, topic = 'bookings'): SourceRecord {
+  return {
+    topic,
+    partition,
+    offset: String(offset),
+    key: null,
+    value: value === null ? null : Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)),
+    timestampMs: 0,
+    headers: {},
+  };
+}
+
+describe('storage keys', () => {
+  it('encodes view items, checkpoints and offsets as in CONTRACTS.md', () => {
+    expect(viewItemKey('counter', 'yoga')).toEqual({ pk: 'view#counter', sk: 'key#yoga' });
+    expect(viewItemKey('counter', 42)).toEqual({ pk: 'view#counter', sk: 'key#42' });
+    expect(viewItemKey('counter', 1.5)).toEqual({ pk: 'view#counter', sk: 'key#1.5' });
+    expect(checkpointKey('bookings', 2)).toEqual({ pk: '_tributary', sk: 'checkpoint#bookings#2' });
+    expect(offsetsKey('bookings', 2)).toBe('bookings/2');
+  });
+
+  it('rejects unusable keys with INVALID_ARGUMENT', () => {
+    expect(() => encodeViewKey('')).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => encodeViewKey(Number.NaN)).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+});
+
+describe('compareOffsets', () => {
+  it('compares int64 decimal offsets numerically', () => {
+    expect(compareOffsets('9', '10')).toBeLessThan(0);
+    expect(compareOffsets('10', '9')).toBeGreaterThan(0);
+    expect(compareOffsets('9223372036854775806', '9223372036854775807')).toBeLessThan(0);
+    expect(compareOffsets('5', '5')).toBe(0);
+  });
+});
+
+describe('routeRecords', () => {
+  it('routes decoded events to items in order and classifies poison', () => {
+    const routed = routeRecords(
+      [counter],
+      [
+        record(0, { classId: 'a' }),
+        record(1, '{not json'),
+        record(2, { classId: 'b' }),
+        record(3, { nope: 1 }),
+        record(4, null),
+        record(5, { classId: 'a', n: 2 }),
+        record(6, { classId: 'a' }, 0, 'other-topic'),
+      ],
+    );
+    expect([...routed.items.values()].map((i) => [i.key, i.events.map((e) => e.record.offset)])).toEqual([
+      ['a', ['0', '5']],
+      ['b', ['2']],
+    ]);
+    expect(routed.deadLetters.map((d) => [d.code, d.record.offset])).toEqual([
+      ['DECODE_FAILED', '1'],
+      ['KEY_MISSING', '3'],
+      ['DECODE_FAILED', '4'],
+    ]);
+    expect(routed.deadLetters[1]!.reason).toContain('bookings/0@3');
+  });
+
+  it('counts filtered events and dead-letters a throwing filter or key', () => {
+    const view = defineView({
+      name: 'f',
+      source: 'bookings',
+      filter: (e: Booking) => {
+        if (e.classId === 'x') throw new Error('bad filter');
+        return e.classId !== 'skip';
+      },
+      key: (e: Booking) => {
+        if (e.classId === 'k') throw new Error('bad key');
+        return e.classId;
+      },
+      initial: () => 0,
+      reduce: (s: number) => s + 1,
+    });
+    const routed = routeRecords([view], [record(0, { classId: 'skip' }), record(1, { classId: 'x' }), record(2, { classId: 'k' })]);
+    expect(routed.filtered).toBe(1);
+    expect(routed.deadLetters.map((d) => d.code)).toEqual(['FILTER_FAILED', 'KEY_FAILED']);
+    expect(routed.items.size).toBe(0);
+  });
+});
+
+describe('foldItem', () => {
+  const events = (offsets: number[], partition = 0, extra: Partial<Booking> = {}) =>
+    offsets.map((o) => ({ record: record(o, {}, partition), event: { classId: 'a', n: o, ...extra } as Booking }));
+
+  it('folds fresh events into one write conditioned on the read version', () => {
+    const result = foldItem(counter, 'a', ABSENT_ITEM, events([0, 1, 2]));
+    expect(result.applied).toBe(3);
+    expect(result.write?.expectedVersion).toBe(0);
+    expect(result.write?.item).toMatchObject({
+      pk: 'view#counter',
+      sk: 'key#a',
+      state: { count: 3, sum: 3 },
+      version: 1,
+      offsets: { 'bookings/0': '2' },
+    });
+    const next = foldItem(counter, 'a', result.write!.snapshot, events([3], 1));
+    expect(next.write?.expectedVersion).toBe(1);
+    expect(next.write?.item.offsets).toEqual({ 'bookings/0': '2', 'bookings/1': '3' });
+    expect(next.write?.item.state).toEqual({ count: 4, sum: 6 });
+  });
+
+  it('skips events at or below the stored offset of their partition (the fence)', () => {
+    const first = foldItem(counter, 'a', ABSENT_ITEM, events([0, 1, 2]));
+    const again = foldItem(counter, 'a', first.write!.snapshot, events([1, 2, 3, 4]));
+    expect(again.skipped).toBe(2);
+    expect(again.applied).toBe(2);
+    expect(again.write?.item.state).toEqual({ count: 5, sum: 10 });
+    const replay = foldItem(counter, 'a', again.write!.snapshot, events([0, 1, 2, 3, 4]));
+    expect(replay.write).toBeUndefined();
+    expect(replay.skipped).toBe(5);
+  });
+
+  it('dead-letters a throwing reducer and keeps folding the rest', () => {
+    const list = [...events([0]), ...events([1], 0, { boom: true }), ...events([2])];
+    const result = foldItem(counter, 'a', ABSENT_ITEM, list);
+    expect(result.deadLetters.map((d) => [d.code, d.record.offset, d.key])).toEqual([['REDUCE_FAILED', '1', 'a']]);
+    expect(result.write?.item.state).toEqual({ count: 2, sum: 2 });
+    expect(result.write?.item.offsets).toEqual({ 'bookings/0': '2' });
+  });
+
+  it('dead-letters the event that grows the state past maxStateBytes, keeping the others', () => {
+    const collect = defineView({
+      name: 'collect',
+      source: 'bookings',
+      key: (e: { k: string; text: string }) => e.k,
+      initial: () => [] as string[],
+      reduce: (s: string[], e: { k: string; text: string }) => [...s, e.text],
+      maxStateBytes: 100,
+    });
+    const list = ['aa', 'x'.repeat(200), 'bb'].map((text, i) => ({ record: record(i, {}), event: { k: 'k', text } }));
+    const result = foldItem(collect, 'k', ABSENT_ITEM, list);
+    expect(result.deadLetters.map((d) => [d.code, d.record.offset])).toEqual([['STATE_TOO_LARGE', '1']]);
+    expect(result.deadLetters[0]!.reason).toMatch(/maxStateBytes 100/);
+    expect(result.write?.item.state).toEqual(['aa', 'bb']);
+    expect(result.applied).toBe(2);
+  });
+
+  it('writes nothing when every fresh event is poison', () => {
+    const result = foldItem(counter, 'a', ABSENT_ITEM, events([0, 1], 0, { boom: true }));
+    expect(result.write).toBeUndefined();
+    expect(result.deadLetters).toHaveLength(2);
+  });
+
+  it('sets trigger bookkeeping on a change, keeping the older before when coalescing', () => {
+    const trigger = defineTrigger({ view: counter, function: 'notify' });
+    const v1 = foldItem(counter, 'a', ABSENT_ITEM, events([0]), { triggers: [trigger] }).write!;
+    expect(v1.item.pending).toEqual({ 'counter-notify': 0 });
+    // Not delivered yet: the next write keeps before = absent.
+    const v2 = foldItem(counter, 'a', v1.snapshot, events([1]), { triggers: [trigger] }).write!;
+    expect(v2.item.pending).toEqual({ 'counter-notify': 0 });
+    const deliveries = pendingDeliveries(counter, 'a', v2.snapshot, [trigger]);
+    expect(deliveries).toHaveLength(1);
+    expect(deliveries[0]!.change).toMatchObject({
+      view: 'counter',
+      key: 'a',
+      before: undefined,
+      after: { count: 2, sum: 1 },
+      version: 2,
+      idempotencyKey: 'counter#a##2',
+    });
+    // After a delivery the bookkeeping is gone; the next change starts from the delivered state.
+    const { pending: _p, befores: _b, ...delivered } = v2.snapshot;
+    const v3 = foldItem(counter, 'a', delivered, events([2]), { triggers: [trigger] }).write!;
+    expect(v3.item.pending).toEqual({ 'counter-notify': 2 });
+    expect(v3.item.befores).toEqual({ '2': { count: 2, sum: 1 } });
+    expect(pendingDeliveries(counter, 'a', v3.snapshot, [trigger])[0]!.change.before).toEqual({ count: 2, sum: 1 });
+  });
+
+  it('applies when() and dead-letters a throwing when()', () => {
+    const quiet = defineTrigger({ view: counter, function: 'f', name: 'quiet', when: () => false });
+    const broken = defineTrigger({
+      view: counter,
+      function: 'f',
+      name: 'broken',
+      when: () => {
+        throw new Error('nope');
+      },
+    });
+    const write = foldItem(counter, 'a', ABSENT_ITEM, events([0]), { triggers: [quiet, broken] }).write!;
+    const deliveries = pendingDeliveries(counter, 'a', write.snapshot, [quiet, broken]);
+    expect(deliveries.map((d) => [d.trigger.name, d.deliver, d.deadLetter?.code])).toEqual([
+      ['quiet', false, undefined],
+      ['broken', false, 'TRIGGER_WHEN_FAILED'],
+    ]);
+  });
+
+  it('snapshots a stored item as JSON', () => {
+    const snapshot = snapshotOf({
+      pk: 'view#counter',
+      sk: 'key#a',
+      view: 'counter',
+      key: 'a',
+      state: { count: 1 },
+      version: 3,
+      offsets: { 'bookings/0': '7' },
+      updatedAt: 'x',
+    });
+    expect(snapshot).toEqual({ version: 3, stateJson: '{"count":1}', offsets: { 'bookings/0': '7' } });
+  });
+});
+
+describe('encodeDeadLetter', () => {
+  it('carries reason, code, view, coordinates and the original record in base64', () => {
+    const source = { ...record(9, '{bad', 2), key: Buffer.from('k1'), headers: { h: Buffer.from('v') } };
+    const routed = routeRecords([counter], [source]);
+    const message = encodeDeadLetter('gym', routed.deadLetters[0]!, new Date(0));
+    const value = JSON.parse(message.value);
+    expect(value).toMatchObject({
+      kind: 'poison',
+      app: 'gym',
+      code: 'DECODE_FAILED',
+      view: 'counter',
+      source: { topic: 'bookings', partition: 2, offset: '9' },
+      original: { key: Buffer.from('k1').toString('base64'), value: Buffer.from('{bad').toString('base64'), headers: { h: 'dg==' } },
+    });
+    expect(value.error.message).toBeTruthy();
+    expect(message.headers).toMatchObject({ 'tributary-code': 'DECODE_FAILED', 'tributary-source': 'bookings/2@9' });
+    expect(message.key?.toString()).toBe('k1');
+  });
+});
+
+describe('StateCache', () => {
+  it('evicts the least recently used entries past its entry and byte limits', () => {
+    const cache = new StateCache({ maxEntries: 2, maxBytes: 10_000 });
+    const snap = (n: number) => ({ version: n, stateJson: String(n), offsets: {} });
+    cache.set('a', snap(1));
+    cache.set('b', snap(2));
+    cache.get('a');
+    cache.set('c', snap(3));
+    expect(cache.peek('b')).toBeUndefined();
+    expect(cache.peek('a')?.version).toBe(1);
+    expect(cache.size).toBe(2);
+    const small = new StateCache({ maxEntries: 100, maxBytes: 300 });
+    for (let i = 0; i < 10; i += 1) small.set(String(i), { version: 1, stateJson: 'x'.repeat(50), offsets: {} });
+    expect(small.bytes).toBeLessThanOrEqual(300);
+    expect(small.evictions).toBeGreaterThan(0);
+  });
+});
