@@ -5,7 +5,9 @@ export type SdkErrorCode =
   | 'CONFIG_MISSING'
   | 'VIEW_NOT_CAUGHT_UP'
   | 'READ_FAILED'
-  | 'HANDLER_FAILED';
+  | 'HANDLER_FAILED'
+  | 'IDEMPOTENCY_IN_PROGRESS'
+  | 'IDEMPOTENCY_FAILED';
 
 /** Context that explains an SDK error. */
 export interface SdkErrorContext {

@@ -1,0 +1,40 @@
+/** Error codes of the trigger dispatcher. */
+export type TriggerErrorCode =
+  /** `deliver()` received something that is not a trigger or not an array of changes. */
+  | 'INVALID_ARGUMENT'
+  /** A change could not be delivered and the dead-letter callback failed too: do not commit. */
+  | 'DEAD_LETTER_FAILED'
+  /** The dispatcher was closed before the change was delivered or dead-lettered. */
+  | 'DISPATCHER_CLOSED';
+
+/** Context that explains a trigger error. */
+export interface TriggerErrorContext {
+  readonly trigger?: string;
+  readonly view?: string;
+  readonly key?: string;
+  readonly version?: number;
+  readonly function?: string;
+  readonly [field: string]: unknown;
+}
+
+/**
+ * Base error of the trigger dispatcher: a stable `code`, whether retrying the same call
+ * can succeed (`retriable`), and the trigger/change it concerns.
+ */
+export class TriggerError extends Error {
+  override readonly name = 'TriggerError';
+  readonly code: TriggerErrorCode;
+  readonly retriable: boolean;
+  readonly context: TriggerErrorContext;
+
+  constructor(
+    code: TriggerErrorCode,
+    message: string,
+    options: { retriable?: boolean; context?: TriggerErrorContext; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retriable = options.retriable ?? false;
+    this.context = options.context ?? {};
+  }
+}
