@@ -20,3 +20,49 @@ export type {
 // Errors
 export { DefinitionError, SdkError } from './internal/errors.ts';
 export type { SdkErrorCode, SdkErrorContext } from './internal/errors.ts';
+
+// Built-in reducers (plain functions composed into a view's reduce)
+export {
+  avg,
+  avgValue,
+  collect,
+  count,
+  DEFAULT_COLLECT_MAX,
+  latest,
+  max,
+  min,
+  removeWhere,
+  sum,
+  topK,
+} from './internal/reducers.ts';
+export type { AvgState, CollectOptions, LatestState, Timestamp, TopKOptions } from './internal/reducers.ts';
+
+// View reads (get / getMany / query / read-your-writes waitFor)
+export { createViewReader, DEFAULT_QUERY_LIMIT, DEFAULT_WAIT_TIMEOUT_MS, MAX_QUERY_LIMIT } from './internal/reads.ts';
+export type {
+  SourcePosition,
+  ViewGetOptions,
+  ViewKeyRange,
+  ViewQueryOptions,
+  ViewQueryPage,
+  ViewReader,
+  ViewReaderOptions,
+  ViewSnapshot,
+  ViewWaitOptions,
+} from './internal/reads.ts';
+
+// Trigger functions (Lambda handlers of view changes) and their idempotency helper
+export { DEFAULT_ON_EACH_CONCURRENCY, onEachViewChange, onViewChange } from './internal/handler.ts';
+export type {
+  BatchItemFailure,
+  LambdaContextLike,
+  OnEachViewChangeOptions,
+  ViewChangeBatchHandler,
+  ViewChangeContext,
+  ViewChangeEvent,
+  ViewChangeItemHandler,
+  ViewChangeLambdaHandler,
+  ViewChangeResponse,
+} from './internal/handler.ts';
+export { createIdempotency, IDEMPOTENCY_PK, once } from './internal/idempotency.ts';
+export type { Idempotency, IdempotencyOptions, OnceOptions } from './internal/idempotency.ts';
