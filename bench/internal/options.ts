@@ -1,0 +1,174 @@
+/**
+ * Benchmark scenarios and their knobs: CLI flags (`npm run bench -- --events 50000`) override
+ * environment variables (`BENCH_EVENTS=50000`), which override the scenario's defaults.
+ */
+
+/** Which contender runs the events. */
+export type Contender = 'engine' | 'naive';
+
+/**
+ * - `throughput`: the headline comparison, engine vs naive on the same events (~2-3 minutes);
+ * - `keys`: a memory run with one distinct key per event, engine only, to show RSS bounded by
+ *   the state cache rather than by the number of keys;
+ * - `triggers`: the engine with a trigger on the view, delivering changes to a function on the
+ *   local Lambda endpoint: invocations per change, changes delivered/s, produce->function latency.
+ */
+export type Scenario = 'throughput' | 'keys' | 'triggers';
+
+/** Resolved options of one benchmark run. */
+export interface BenchOptions {
+  readonly scenario: Scenario;
+  readonly contenders: readonly Contender[];
+  /** Events produced and consumed in the throughput phase. */
+  readonly events: number;
+  /** Distinct classes (view keys). */
+  readonly classes: number;
+  /** Partitions of the bench topic. */
+  readonly partitions: number;
+  readonly seed: number;
+  /** Latency probes per contender. */
+  readonly probes: number;
+  /** Pause between two probes. */
+  readonly probeIntervalMs: number;
+  /**
+   * Background load (events/s) while probing: "moderate load". Undefined = auto: a fifth of the
+   * slower contender's measured throughput (capped at 500/s), so neither falls behind and the
+   * probes time the pipeline, not a backlog.
+   */
+  readonly backgroundRate: number | undefined;
+  /** Give up on a phase after this long. */
+  readonly phaseTimeoutMs: number;
+  /** State cache limit handed to the engine (entries), when its options take one. */
+  readonly cacheMaxEntries: number | undefined;
+  /** Print the stack's and the workers' logs. */
+  readonly verbose: boolean;
+}
+
+const SCENARIO_DEFAULTS: Record<Scenario, Omit<BenchOptions, 'scenario' | 'verbose'>> = {
+  throughput: {
+    contenders: ['engine', 'naive'],
+    // 50k events over 500 classes: the engine fetches ~5k events per batch, so each key repeats
+    // ~10 times per batch. 50k keeps the naive side (one UpdateItem per event, ~300/s against
+    // DynamoDB Local on a loaded 2-core machine) near three minutes; raise --events on a bigger box.
+    events: 50_000,
+    classes: 500,
+    partitions: 4,
+    seed: 1,
+    probes: 100,
+    probeIntervalMs: 100,
+    backgroundRate: undefined,
+    phaseTimeoutMs: 600_000,
+    cacheMaxEntries: undefined,
+  },
+  keys: {
+    contenders: ['engine'],
+    // One distinct key per event: a cache without a bound would hold a million states.
+    events: 1_000_000,
+    classes: 1_000_000,
+    partitions: 4,
+    seed: 1,
+    probes: 0,
+    probeIntervalMs: 100,
+    backgroundRate: 0,
+    phaseTimeoutMs: 1_800_000,
+    cacheMaxEntries: undefined,
+  },
+  triggers: {
+    contenders: ['engine'],
+    events: 20_000,
+    classes: 500,
+    partitions: 4,
+    seed: 1,
+    probes: 50,
+    probeIntervalMs: 100,
+    backgroundRate: undefined,
+    phaseTimeoutMs: 600_000,
+    cacheMaxEntries: undefined,
+  },
+};
+
+const FLAGS = {
+  events: 'BENCH_EVENTS',
+  classes: 'BENCH_CLASSES',
+  partitions: 'BENCH_PARTITIONS',
+  seed: 'BENCH_SEED',
+  probes: 'BENCH_PROBES',
+  'probe-interval-ms': 'BENCH_PROBE_INTERVAL_MS',
+  'background-rate': 'BENCH_BACKGROUND_RATE',
+  'phase-timeout-ms': 'BENCH_PHASE_TIMEOUT_MS',
+  'cache-max-entries': 'BENCH_CACHE_MAX_ENTRIES',
+} as const;
+
+const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers] [--contenders engine,naive]
+  [--events N] [--classes N] [--partitions N] [--seed N] [--probes N] [--probe-interval-ms N]
+  [--background-rate N] [--phase-timeout-ms N] [--cache-max-entries N] [--verbose]
+  (each flag also reads BENCH_<FLAG> from the environment, e.g. BENCH_EVENTS=50000)`;
+
+/** Thrown for bad flags; the message carries the usage line. */
+export class BenchUsageError extends Error {
+  override readonly name = 'BenchUsageError';
+}
+
+/**
+ * Parses CLI flags and `BENCH_*` environment variables into options.
+ *
+ * @example
+ * const options = parseBenchOptions(process.argv.slice(2), process.env);
+ */
+export function parseBenchOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): BenchOptions {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new BenchUsageError(`unexpected argument ${JSON.stringify(arg)}\n${USAGE}`);
+    const [name, inline] = arg.slice(2).split('=', 2) as [string, string | undefined];
+    if (name === 'verbose' || name === 'help') {
+      flags.set(name, 'true');
+      continue;
+    }
+    const value = inline ?? argv[++i];
+    if (value === undefined) throw new BenchUsageError(`--${name} needs a value\n${USAGE}`);
+    flags.set(name, value);
+  }
+  if (flags.has('help')) throw new BenchUsageError(USAGE);
+  const scenario = (flags.get('scenario') ?? env.BENCH_SCENARIO ?? 'throughput') as Scenario;
+  if (!(scenario in SCENARIO_DEFAULTS)) throw new BenchUsageError(`unknown scenario ${JSON.stringify(scenario)}\n${USAGE}`);
+  const base = SCENARIO_DEFAULTS[scenario];
+  const numbers: Record<string, number | undefined> = {};
+  for (const [flag, envName] of Object.entries(FLAGS)) {
+    const raw = flags.get(flag) ?? env[envName];
+    flags.delete(flag);
+    if (raw === undefined) continue;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < 0) {
+      throw new BenchUsageError(`--${flag} must be a non-negative integer, received ${JSON.stringify(raw)}\n${USAGE}`);
+    }
+    numbers[flag] = value;
+  }
+  const contendersRaw = flags.get('contenders') ?? env.BENCH_CONTENDERS;
+  const contenders = contendersRaw ? contendersRaw.split(',').map((c) => c.trim()) : [...base.contenders];
+  for (const c of contenders) {
+    if (c !== 'engine' && c !== 'naive') throw new BenchUsageError(`unknown contender ${JSON.stringify(c)}\n${USAGE}`);
+  }
+  for (const name of flags.keys()) {
+    if (!['scenario', 'contenders', 'verbose'].includes(name)) throw new BenchUsageError(`unknown flag --${name}\n${USAGE}`);
+  }
+  const options: BenchOptions = {
+    scenario,
+    contenders: contenders as Contender[],
+    events: numbers.events ?? base.events,
+    // A keys run has one key per event unless told otherwise.
+    classes: numbers.classes ?? (scenario === 'keys' ? (numbers.events ?? base.events) : base.classes),
+    partitions: numbers.partitions ?? base.partitions,
+    seed: numbers.seed ?? base.seed,
+    probes: numbers.probes ?? base.probes,
+    probeIntervalMs: numbers['probe-interval-ms'] ?? base.probeIntervalMs,
+    backgroundRate: numbers['background-rate'] ?? base.backgroundRate,
+    phaseTimeoutMs: numbers['phase-timeout-ms'] ?? base.phaseTimeoutMs,
+    cacheMaxEntries: numbers['cache-max-entries'] ?? base.cacheMaxEntries,
+    verbose: flags.has('verbose') || env.BENCH_VERBOSE === '1',
+  };
+  if (options.events < 1 || options.classes < 1 || options.partitions < 1) {
+    throw new BenchUsageError(`--events, --classes and --partitions must be at least 1\n${USAGE}`);
+  }
+  return options;
+}

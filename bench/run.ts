@@ -1,0 +1,627 @@
+/**
+ * `npm run bench`: the Tributary engine against the naive baseline (one `UpdateItem` per
+ * event, the Kafka-triggered-Lambda pattern), on the same generated events, in one run, on the
+ * embedded local stack.
+ *
+ * Phases, per contender, each contender in its own process (so its memory is its own):
+ * 1. throughput — all events are produced first; the contender consumes them from the start;
+ *    events/s is measured from its first durable progress to the last event, and DynamoDB
+ *    write requests are counted by a client middleware;
+ * 2. agreement — the two contenders' views are compared on a sample of keys;
+ * 3. latency — restarted on the caught-up topic, under a moderate background load, probe
+ *    events are produced one at a time and timed until a read shows them.
+ *
+ * @example
+ * npm run bench                                   # ~2-3 minutes, 100k events
+ * npm run bench -- --events 20000 --probes 30     # quicker
+ * npm run bench -- --scenario keys                # 1M distinct keys, engine memory (long)
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { BatchGetItemCommand, type BatchGetItemCommandOutput, CreateTableCommand, DescribeTableCommand, DynamoDBClient, GetItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
+import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs';
+import { toMessage, type BookingEvent } from '../functions/events.ts';
+import { createBookingGenerator, type BookingGenerator } from '../functions/generator.ts';
+import { startLocalStack, type LocalStack } from '../local/index.ts';
+import { createViewReader } from '../sdk/index.ts';
+import { classCountsView, NAIVE_PK } from './internal/class-counts.ts';
+import { mib, num, percentile, renderTable, type DynamoDbRequestCounts, type ResultRow } from './internal/metrics.ts';
+import { BenchUsageError, parseBenchOptions, type BenchOptions, type Contender } from './internal/options.ts';
+import type { WorkerConfig, WorkerStats } from './internal/worker.ts';
+
+/** Events per produce request: big enough to keep the broker busy, small enough for a 1 MB request. */
+const PRODUCE_BATCH = 1_000;
+/** Produce requests in flight while loading the topic. */
+const PRODUCE_IN_FLIGHT = 4;
+/** How often progress is polled; bounds the error of the events/s timing. */
+const PROGRESS_POLL_MS = 50;
+/** How often outstanding latency probes are read (one batch read for all of them). */
+const PROBE_POLL_MS = 10;
+/** A probe not visible after this long counts as timed out. */
+const PROBE_TIMEOUT_MS = 30_000;
+/** Keys compared between the two contenders' views. */
+const AGREEMENT_SAMPLE = 50;
+/** The function the trigger scenario's changes go to, served by the local Lambda endpoint in this process. */
+const TRIGGER_FUNCTION = 'benchChangeSink';
+
+/** What the trigger scenario's function saw. */
+interface TriggerSink {
+  invocations: number;
+  changes: number;
+  /** Arrival time (performance.now()) of the first change of each probe key. */
+  readonly probeArrivals: Map<string, number>;
+}
+
+/** Cap of the automatic background load while probing: "moderate" on any machine. */
+const AUTO_BACKGROUND_MAX_RATE = 500;
+
+const WORKER = fileURLToPath(new URL('./internal/worker.ts', import.meta.url));
+const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+
+/** Measured figures of one contender. */
+interface ContenderResult {
+  contender: Contender;
+  eventsPerSecond?: number;
+  eventsPerSecondSinceStart?: number;
+  counts?: DynamoDbRequestCounts;
+  events?: number;
+  peakRssBytes?: number;
+  latenciesMs: number[];
+  probeTimeouts: number;
+  error?: string;
+}
+
+function log(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+async function createTable(ddb: DynamoDBClient, name: string): Promise<void> {
+  await ddb.send(
+    new CreateTableCommand({
+      TableName: name,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+      ],
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+    }),
+  );
+  for (;;) {
+    const out = await ddb.send(new DescribeTableCommand({ TableName: name }));
+    if (out.Table?.TableStatus === 'ACTIVE') return;
+    await sleep(50);
+  }
+}
+
+/** Produces `count` events from `generator`, a few requests in flight. */
+async function produceAll(producer: Producer, topic: string, generator: BookingGenerator, count: number): Promise<void> {
+  let sent = 0;
+  let lastLog = Date.now();
+  const inFlight = new Set<Promise<unknown>>();
+  while (sent < count) {
+    const events = generator.take(Math.min(PRODUCE_BATCH, count - sent));
+    sent += events.length;
+    const request = producer.send({ topic, acks: -1, messages: events.map(toMessage) });
+    inFlight.add(request);
+    void request.finally(() => inFlight.delete(request)).catch(() => {});
+    if (inFlight.size >= PRODUCE_IN_FLIGHT) await Promise.race(inFlight);
+    if (Date.now() - lastLog > 5_000) {
+      log(`  produced ${num()(sent)} / ${num()(count)}`);
+      lastLog = Date.now();
+    }
+  }
+  await Promise.all(inFlight);
+}
+
+/** A contender process, driven over IPC. */
+class WorkerHandle {
+  private readonly child: ChildProcess;
+  private readonly waiters: ((message: any) => boolean)[] = [];
+  failure: string | undefined;
+
+  constructor(config: WorkerConfig, verbose: boolean, stackEnv: Readonly<Record<string, string>>) {
+    this.child = fork(WORKER, [], {
+      execArgv: ['--import', 'tsx'],
+      env: { ...process.env, ...stackEnv, BENCH_WORKER: JSON.stringify(config) },
+      stdio: verbose ? 'inherit' : ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    this.child.on('message', (message: any) => {
+      if (message?.type === 'failed') this.failure = String(message.message);
+      for (let i = 0; i < this.waiters.length; i++) {
+        if (this.waiters[i]!(message)) this.waiters.splice(i--, 1);
+      }
+    });
+    this.child.on('exit', (code) => {
+      if (code !== 0 && !this.failure) this.failure = `worker exited with code ${code}`;
+      for (const waiter of this.waiters.splice(0)) waiter({ type: 'exit' });
+    });
+  }
+
+  private next<T>(type: string, timeoutMs: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`bench worker: no "${type}" within ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.push((message) => {
+        if (message?.type === type) {
+          clearTimeout(timer);
+          resolve(message as T);
+          return true;
+        }
+        if (message?.type === 'failed' || message?.type === 'exit') {
+          clearTimeout(timer);
+          reject(new Error(`bench worker failed: ${this.failure ?? 'exited'}`));
+          return true;
+        }
+        return false;
+      });
+    });
+  }
+
+  started(): Promise<unknown> {
+    return this.next('started', 120_000);
+  }
+
+  stats(): Promise<WorkerStats> {
+    const answer = this.next<WorkerStats>('stats', 30_000);
+    this.child.send({ type: 'stats' });
+    return answer;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.send({ type: 'stop' });
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 30_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Events durable in a contender's view, counted from offset 0: the engine's checkpoints (next
+ * offset to consume per partition, CONTRACTS.md), or, for the naive worker, the group's
+ * committed offsets before it started plus the events it has applied since.
+ */
+async function progressOf(
+  contender: Contender,
+  ddb: DynamoDBClient,
+  tableName: string,
+  topic: string,
+  naiveBaseline: number,
+  worker: WorkerHandle,
+): Promise<number> {
+  // Per event, not per batch: the worker counts each awaited UpdateItem.
+  if (contender === 'naive') return naiveBaseline + ((await worker.stats()).eventsApplied ?? 0);
+  let total = 0;
+  let cursor: Record<string, any> | undefined;
+  do {
+    const out = await ddb.send(
+      new QueryCommand({
+        TableName: tableName,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        ExpressionAttributeValues: { ':pk': { S: '_tributary' }, ':prefix': { S: `checkpoint#${topic}#` } },
+        ConsistentRead: true,
+        ExclusiveStartKey: cursor,
+      }),
+    );
+    for (const item of out.Items ?? []) total += Number(item.offset?.S ?? item.offset?.N ?? 0);
+    cursor = out.LastEvaluatedKey;
+  } while (cursor);
+  return total;
+}
+
+async function committedTotal(admin: Admin, group: string, topic: string): Promise<number> {
+  const [committed] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+  return (committed?.partitions ?? []).reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
+}
+
+async function endOffsetsTotal(kafka: Kafka, topic: string): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    return (await admin.fetchTopicOffsets(topic)).reduce((sum, p) => sum + Number(p.high), 0);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Throughput of a phase, two ways. */
+interface Throughput {
+  /** Events/s from the first durable progress seen to the last event: steady state, no startup. */
+  readonly steady: number;
+  /** Events/s from "joined the group" to the last event: includes the first fetch. */
+  readonly sinceStart: number;
+  readonly seconds: number;
+}
+
+/** Polls progress until `target` and times it; `fromEvents` is the progress before the contender started. */
+async function waitForProgress(
+  what: string,
+  target: number,
+  timeoutMs: number,
+  progress: () => Promise<number>,
+  startedAt: number = performance.now(),
+  fromEvents = 0,
+): Promise<Throughput> {
+  const deadline = Date.now() + timeoutMs;
+  let lastLog = Date.now();
+  let first: { at: number; done: number } | undefined;
+  for (;;) {
+    const done = await progress();
+    const at = performance.now();
+    if (done > fromEvents && !first) first = { at, done };
+    if (done >= target) {
+      const sinceStart = ((done - fromEvents) / Math.max(1, at - startedAt)) * 1000;
+      // Finished within one poll: there is no steady state to time, only the whole run.
+      const steady = first && at > first.at ? ((done - first.done) / (at - first.at)) * 1000 : sinceStart;
+      return { steady, sinceStart, seconds: (at - startedAt) / 1000 };
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: ${done} of ${target} events after ${timeoutMs} ms`);
+    if (Date.now() - lastLog > 5_000) {
+      log(`  ${what}: ${num()(done)} / ${num()(target)}`);
+      lastLog = Date.now();
+    }
+    await sleep(PROGRESS_POLL_MS);
+  }
+}
+
+function probeEvent(runId: string, contender: Contender, i: number): BookingEvent {
+  const at = new Date();
+  return {
+    type: 'booked',
+    bookingId: `probe-${runId}-${contender}-${i}`,
+    classId: `probe-${runId}-${contender}-${i}`,
+    memberId: 'probe-member',
+    classStartsAt: new Date(at.getTime() + 86_400_000).toISOString(),
+    capacity: 10,
+    at: at.toISOString(),
+  };
+}
+
+/**
+ * Produces probes under background load and times each until a read sees it. One shared poller
+ * checks every outstanding probe with one batch read per tick, so the reads stay at a bounded
+ * rate however slow the contender is (a poller per probe would load DynamoDB Local in proportion
+ * to the latency it measures, and feed back into it).
+ */
+async function measureLatency(
+  options: BenchOptions,
+  contender: Contender,
+  producer: Producer,
+  topic: string,
+  generator: BookingGenerator,
+  visibleKeys: (classIds: string[]) => Promise<Set<string>>,
+  runId: string,
+  producedAt: Map<string, number>,
+): Promise<{ latenciesMs: number[]; timeouts: number }> {
+  let stopBackground = false;
+  const background = (async () => {
+    const perTick = Math.max(0, Math.round((options.backgroundRate ?? 0) / 10));
+    while (!stopBackground && perTick > 0) {
+      const tick = Date.now();
+      await producer.send({ topic, acks: -1, messages: generator.take(perTick).map(toMessage) });
+      await sleep(Math.max(0, 100 - (Date.now() - tick)));
+    }
+  })();
+  const latenciesMs: number[] = [];
+  let timeouts = 0;
+  /** Probe key -> performance.now() just before its produce request. */
+  const outstanding = new Map<string, number>();
+  let producing = true;
+  const poller = (async () => {
+    while (producing || outstanding.size > 0) {
+      const keys = [...outstanding.keys()];
+      if (keys.length > 0) {
+        const seen = await visibleKeys(keys);
+        const now = performance.now();
+        for (const key of keys) {
+          const started = outstanding.get(key)!;
+          if (seen.has(key)) {
+            latenciesMs.push(now - started);
+            outstanding.delete(key);
+          } else if (now - started > PROBE_TIMEOUT_MS) {
+            timeouts++;
+            outstanding.delete(key);
+          }
+        }
+      }
+      await sleep(PROBE_POLL_MS);
+    }
+  })();
+  const sends: Promise<unknown>[] = [];
+  for (let i = 0; i < options.probes; i++) {
+    const event = probeEvent(runId, contender, i);
+    const started = performance.now();
+    producedAt.set(event.classId, started);
+    outstanding.set(event.classId, started);
+    sends.push(producer.send({ topic, acks: -1, messages: [toMessage(event)] }));
+    await sleep(options.probeIntervalMs);
+  }
+  await Promise.all(sends);
+  producing = false;
+  await poller;
+  stopBackground = true;
+  await background;
+  return { latenciesMs, timeouts };
+}
+
+/** Which of `classIds` have an item in the naive table (consistent batch reads). */
+async function naiveVisible(ddb: DynamoDBClient, tableName: string, classIds: string[]): Promise<Set<string>> {
+  const seen = new Set<string>();
+  for (let i = 0; i < classIds.length; i += 100) {
+    let keys: Record<string, any>[] | undefined = classIds.slice(i, i + 100).map((id) => ({ pk: { S: NAIVE_PK }, sk: { S: `key#${id}` } }));
+    while (keys && keys.length > 0) {
+      const out: BatchGetItemCommandOutput = await ddb.send(
+        new BatchGetItemCommand({ RequestItems: { [tableName]: { Keys: keys, ConsistentRead: true, ProjectionExpression: 'sk' } } }),
+      );
+      for (const item of out.Responses?.[tableName] ?? []) seen.add(String(item.sk?.S).slice('key#'.length));
+      keys = out.UnprocessedKeys?.[tableName]?.Keys;
+    }
+  }
+  return seen;
+}
+
+async function compareViews(ddb: DynamoDBClient, engineTable: string, naiveTable: string, classIds: string[]): Promise<string> {
+  const reader = createViewReader({ dynamodb: ddb, tableName: engineTable });
+  const view = classCountsView('unused');
+  const engineItems = await reader.getMany(view, classIds, { consistent: true });
+  let mismatches = 0;
+  for (let i = 0; i < classIds.length; i++) {
+    const out = await ddb.send(
+      new GetItemCommand({ TableName: naiveTable, Key: { pk: { S: NAIVE_PK }, sk: { S: `key#${classIds[i]}` } }, ConsistentRead: true }),
+    );
+    const naive = out.Item;
+    const engine = engineItems[i]?.state;
+    const same =
+      engine !== undefined &&
+      naive !== undefined &&
+      engine.booked === Number(naive.booked?.N) &&
+      engine.cancelled === Number(naive.cancelled?.N) &&
+      engine.net === Number(naive.net?.N) &&
+      engine.lastEventAtMs === Number(naive.lastEventAtMs?.N);
+    if (!same) {
+      mismatches++;
+      if (mismatches <= 3) {
+        const n = naive && { booked: naive.booked?.N, cancelled: naive.cancelled?.N, net: naive.net?.N, lastEventAtMs: naive.lastEventAtMs?.N };
+        log(`  key ${classIds[i]}: engine ${JSON.stringify(engine)} (version ${engineItems[i]?.version}) vs naive ${JSON.stringify(n)}`);
+      }
+    }
+  }
+  return mismatches === 0 ? `yes (${classIds.length} sampled keys equal)` : `NO: ${mismatches} of ${classIds.length} sampled keys differ`;
+}
+
+async function main(): Promise<void> {
+  let options: BenchOptions;
+  try {
+    options = parseBenchOptions(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (error instanceof BenchUsageError) {
+      console.error(error.message);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const runId = Date.now().toString(36);
+  log(`scenario ${options.scenario}: ${num()(options.events)} events, ${num()(options.classes)} classes, ${options.partitions} partitions, contenders ${options.contenders.join(', ')}`);
+  const stackStarted = Date.now();
+  const stack: LocalStack = await startLocalStack({ log: options.verbose ? (line) => log(`stack: ${line}`) : () => {} });
+  log(`local stack up in ${Date.now() - stackStarted} ms (DynamoDB Local ${stack.dynamodb.endpoint}, broker ${stack.kafka.brokers.join(',')})`);
+  const ddb = new DynamoDBClient({ region: stack.region, endpoint: stack.dynamodb.endpoint, credentials });
+  const sink: TriggerSink = { invocations: 0, changes: 0, probeArrivals: new Map() };
+  stack.lambda.register(TRIGGER_FUNCTION, (event: { changes?: { key: string }[] }) => {
+    const now = performance.now();
+    sink.invocations++;
+    for (const change of event.changes ?? []) {
+      sink.changes++;
+      if (change.key.startsWith('probe-') && !sink.probeArrivals.has(change.key)) sink.probeArrivals.set(change.key, now);
+    }
+    return { batchItemFailures: [] };
+  });
+  let triggerPhase: { invocations: number; changes: number; seconds: number } | undefined;
+  const functionLatenciesMs: number[] = [];
+  const kafka = new Kafka({ clientId: 'bench', brokers: [...stack.kafka.brokers], logLevel: logLevel.NOTHING });
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  const progressAdmin = kafka.admin();
+  const results = new Map<Contender, ContenderResult>();
+  let agreement = 'not checked';
+  let backgroundRate = 0;
+  try {
+    const topic = `bench-bookings-${runId}`;
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: options.partitions }, { topic: `${topic}.dead-letter`, numPartitions: 1 }], waitForLeaders: true });
+    await admin.disconnect();
+    await producer.connect();
+    await progressAdmin.connect();
+
+    const generatorOptions = {
+      seed: options.seed,
+      classes: options.classes,
+      members: Math.max(100, Math.min(100_000, options.classes * 10)),
+      pick: options.scenario === 'keys' ? ('sequential' as const) : ('uniform' as const),
+      cancelRate: options.scenario === 'keys' ? 0 : undefined,
+    };
+    const generator = createBookingGenerator(generatorOptions);
+    const produceStarted = Date.now();
+    await produceAll(producer, topic, generator, options.events);
+    log(`produced ${num()(options.events)} events in ${Date.now() - produceStarted} ms`);
+    const target = await endOffsetsTotal(kafka, topic);
+
+    const tables: Record<Contender, string> = { engine: `bench-engine-${runId}`, naive: `bench-naive-${runId}` };
+    const groups: Record<Contender, string> = { engine: `bench-${runId}`, naive: `bench-naive-${runId}` };
+    const workerConfig = (contender: Contender): WorkerConfig => ({
+      mode: contender,
+      brokers: [...stack.kafka.brokers],
+      topic,
+      tableName: tables[contender],
+      group: groups[contender],
+      region: stack.region,
+      dynamodbEndpoint: stack.dynamodb.endpoint,
+      cacheMaxEntries: options.cacheMaxEntries,
+      triggerFunction: contender === 'engine' && options.scenario === 'triggers' ? TRIGGER_FUNCTION : undefined,
+      verbose: options.verbose,
+    });
+
+    // Phase 1: throughput, writes per event, peak memory.
+    for (const contender of options.contenders) {
+      const result: ContenderResult = { contender, latenciesMs: [], probeTimeouts: 0 };
+      results.set(contender, result);
+      await createTable(ddb, tables[contender]);
+      log(`${contender}: consuming ${num()(target)} events`);
+      const baseline = contender === 'naive' ? await committedTotal(progressAdmin, groups.naive, topic) : 0;
+      const worker = new WorkerHandle(workerConfig(contender), options.verbose, stack.env);
+      try {
+        await worker.started();
+        // Both contenders report "started" once they joined their group: the clock starts there.
+        const startedAt = performance.now();
+        const throughput = await waitForProgress(
+          `${contender} throughput`,
+          target,
+          options.phaseTimeoutMs,
+          () => progressOf(contender, ddb, tables[contender], topic, baseline, worker),
+          startedAt,
+          baseline,
+        );
+        result.eventsPerSecond = throughput.steady;
+        result.eventsPerSecondSinceStart = throughput.sinceStart;
+        // Commit after durability: the checkpoint only passes events whose changes were delivered.
+        if (contender === 'engine' && options.scenario === 'triggers') {
+          triggerPhase = { invocations: sink.invocations, changes: sink.changes, seconds: throughput.seconds };
+        }
+        log(`${contender}: ${num(1)(throughput.seconds)} s from joining the group to the last event`);
+        const stats = await worker.stats();
+        // A fresh process: its counters hold exactly this phase's requests.
+        result.counts = stats.counts;
+        result.events = target;
+        result.peakRssBytes = stats.peakRssBytes;
+        if (stats.engineStats) {
+          const e = stats.engineStats as { batches?: number; writes?: number; eventsApplied?: number; cache?: unknown };
+          log(`${contender}: engine stats: batches ${e.batches}, writes ${e.writes}, eventsApplied ${e.eventsApplied}, cache ${JSON.stringify(e.cache)}`);
+        }
+        log(`${contender}: ${num()(throughput.steady)} events/s steady, ${result.counts.writeRequests} write requests, peak RSS ${mib(stats.peakRssBytes)}; requests ${JSON.stringify(result.counts.requests)}`);
+      } catch (error) {
+        result.error = error instanceof Error ? error.message : String(error);
+        log(`${contender}: FAILED: ${result.error}`);
+      } finally {
+        await worker.stop();
+      }
+    }
+
+    // Phase 2: both contenders folded the same events into the same view.
+    if (results.get('engine')?.counts && results.get('naive')?.counts) {
+      const sample = createBookingGenerator(generatorOptions)
+        .take(AGREEMENT_SAMPLE * 3)
+        .map((e) => e.classId);
+      agreement = await compareViews(ddb, tables.engine, tables.naive, [...new Set(sample)].slice(0, AGREEMENT_SAMPLE));
+      log(`views agree: ${agreement}`);
+    }
+
+    // Phase 3: produce -> view-visible latency under moderate load.
+    if (options.probes > 0) {
+      const measuredRates = [...results.values()].map((r) => r.eventsPerSecond).filter((r): r is number => Number.isFinite(r));
+      backgroundRate =
+        options.backgroundRate ?? Math.min(AUTO_BACKGROUND_MAX_RATE, Math.round((Math.min(...measuredRates, Infinity) || 0) / 5));
+      if (!Number.isFinite(backgroundRate)) backgroundRate = 0;
+      const view = classCountsView(topic);
+      const reader = createViewReader({ dynamodb: ddb, tableName: tables.engine });
+      for (const contender of options.contenders) {
+        const result = results.get(contender)!;
+        if (result.error) continue;
+        const baseline = contender === 'naive' ? await committedTotal(progressAdmin, groups.naive, topic) : 0;
+        const worker = new WorkerHandle(workerConfig(contender), options.verbose, stack.env);
+        try {
+          await worker.started();
+          // Resume where phase 1 stopped, plus what the other contender's probing added.
+          const caughtUp = await endOffsetsTotal(kafka, topic);
+          await waitForProgress(`${contender} catch-up`, caughtUp, options.phaseTimeoutMs, () =>
+            progressOf(contender, ddb, tables[contender], topic, baseline, worker),
+          );
+          log(`${contender}: ${options.probes} latency probes at ${backgroundRate} events/s background load`);
+          const visible =
+            contender === 'engine'
+              ? async (classIds: string[]) => {
+                  const items = await reader.getMany(view, classIds, { consistent: true });
+                  return new Set(items.filter((item) => item !== undefined).map((item) => item!.key));
+                }
+              : (classIds: string[]) => naiveVisible(ddb, tables.naive, classIds);
+          const producedAt = new Map<string, number>();
+          const measured = await measureLatency({ ...options, backgroundRate }, contender, producer, topic, generator, visible, runId, producedAt);
+          if (contender === 'engine' && options.scenario === 'triggers') {
+            // A change reaches the function after its write is durable; give stragglers a moment.
+            const deadline = Date.now() + 10_000;
+            while ([...producedAt.keys()].some((k) => !sink.probeArrivals.has(k)) && Date.now() < deadline) await sleep(20);
+            for (const [key, at] of producedAt) {
+              const arrived = sink.probeArrivals.get(key);
+              if (arrived !== undefined) functionLatenciesMs.push(arrived - at);
+            }
+            log(`${contender}: produce->function p50 ${percentile(functionLatenciesMs, 50)?.toFixed(1)} ms, p99 ${percentile(functionLatenciesMs, 99)?.toFixed(1)} ms (${functionLatenciesMs.length} of ${producedAt.size} probes arrived)`);
+          }
+          result.latenciesMs = measured.latenciesMs;
+          result.probeTimeouts = measured.timeouts;
+          log(`${contender}: p50 ${percentile(measured.latenciesMs, 50)?.toFixed(1)} ms, p99 ${percentile(measured.latenciesMs, 99)?.toFixed(1)} ms, ${measured.timeouts} probes timed out`);
+        } catch (error) {
+          log(`${contender}: latency phase FAILED: ${error instanceof Error ? error.message : String(error)}`);
+        } finally {
+          await worker.stop();
+        }
+      }
+    }
+  } finally {
+    await producer.disconnect().catch(() => {});
+    await progressAdmin.disconnect().catch(() => {});
+    await stack.stop();
+  }
+
+  const engine = results.get('engine');
+  const naive = results.get('naive');
+  const perEvent = (r: ContenderResult | undefined, pick: (c: DynamoDbRequestCounts) => number) =>
+    r?.counts && r.events ? pick(r.counts) / r.events : undefined;
+  const rows: ResultRow[] = [
+    { metric: 'events/s, steady (1st durable batch -> last)', engine: engine?.eventsPerSecond, naive: naive?.eventsPerSecond, format: num(0), better: 'higher' },
+    { metric: 'events/s, from group join -> last', engine: engine?.eventsPerSecondSinceStart, naive: naive?.eventsPerSecondSinceStart, format: num(0), better: 'higher' },
+    { metric: 'DynamoDB write requests / event', engine: perEvent(engine, (c) => c.writeRequests), naive: perEvent(naive, (c) => c.writeRequests), format: num(4), better: 'lower' },
+    { metric: 'DynamoDB item writes / event', engine: perEvent(engine, (c) => c.itemWrites), naive: perEvent(naive, (c) => c.itemWrites), format: num(4), better: 'lower' },
+    { metric: 'DynamoDB read requests / event', engine: perEvent(engine, (c) => c.readRequests), naive: perEvent(naive, (c) => c.readRequests), format: num(4), better: 'lower' },
+    { metric: 'produce->view p50 (ms)', engine: percentile(engine?.latenciesMs ?? [], 50), naive: percentile(naive?.latenciesMs ?? [], 50), format: num(1), better: 'lower' },
+    { metric: 'produce->view p99 (ms)', engine: percentile(engine?.latenciesMs ?? [], 99), naive: percentile(naive?.latenciesMs ?? [], 99), format: num(1), better: 'lower' },
+    { metric: 'peak RSS (throughput phase)', engine: engine?.peakRssBytes, naive: naive?.peakRssBytes, format: mib, better: 'lower' },
+  ];
+  console.log('');
+  console.log(`Tributary bench — scenario ${options.scenario}: ${num()(options.events)} events, ${num()(options.classes)} classes (keys), ${options.partitions} partitions, seed ${options.seed}`);
+  console.log(renderTable(rows));
+  if (options.probes > 0) console.log(`latency probes: ${options.probes} per contender, one every ${options.probeIntervalMs} ms, under ${backgroundRate} events/s background load`);
+  console.log(`views agree (engine vs naive): ${agreement}`);
+  for (const r of results.values()) {
+    if (r.counts) console.log(`${r.contender} DynamoDB requests: ${JSON.stringify(r.counts.requests)}`);
+    if (r.latenciesMs.length || r.probeTimeouts) console.log(`${r.contender} latency probes: ${r.latenciesMs.length} measured, ${r.probeTimeouts} timed out`);
+    if (r.error) console.log(`${r.contender} FAILED: ${r.error}`);
+  }
+  if (triggerPhase) {
+    const triggerRows: ResultRow[] = [
+      { metric: 'function invocations / event', engine: triggerPhase.invocations / options.events, naive: 1, format: num(4), better: 'lower' },
+      { metric: 'changes delivered / event', engine: triggerPhase.changes / options.events, naive: 1, format: num(4), better: 'lower' },
+      { metric: 'changes / invocation', engine: triggerPhase.changes / Math.max(1, triggerPhase.invocations), naive: 1, format: num(1), better: 'higher' },
+      { metric: 'events/s with trigger (join -> last)', engine: options.events / triggerPhase.seconds, naive: undefined, format: num(0), better: 'higher' },
+      { metric: 'produce->function p50 (ms)', engine: percentile(functionLatenciesMs, 50), naive: undefined, format: num(1), better: 'lower' },
+      { metric: 'produce->function p99 (ms)', engine: percentile(functionLatenciesMs, 99), naive: undefined, format: num(1), better: 'lower' },
+    ];
+    console.log('');
+    console.log(`Triggers — every change of the view delivered to "${TRIGGER_FUNCTION}" on the local Lambda endpoint`);
+    console.log(renderTable(triggerRows));
+    console.log('naive column: one invocation per event carrying one event, by construction of the pattern (not run)');
+  } else {
+    console.log('trigger figures: run `npm run bench -- --scenario triggers`');
+  }
+  const failed = [...results.values()].some((r) => r.error);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
