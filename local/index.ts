@@ -31,3 +31,7 @@ export type { LambdaContext, LocalHandler, LambdaCallback } from './internal/lam
 // Errors
 export { LocalStackError } from './internal/errors.ts';
 export type { LocalStackErrorCode, LocalStackErrorContext } from './internal/errors.ts';
+
+// Views table (as the CDK app deploys it)
+export { DEFAULT_TABLE_ACTIVE_TIMEOUT_MS, ensureViewsTable } from './internal/tables.ts';
+export type { EnsureViewsTableOptions } from './internal/tables.ts';

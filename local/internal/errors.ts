@@ -6,7 +6,8 @@ export type LocalStackErrorCode =
   | 'LAMBDA_START_FAILED'
   | 'FUNCTION_LOAD_FAILED'
   | 'STACK_START_FAILED'
-  | 'STOP_FAILED';
+  | 'STOP_FAILED'
+  | 'TABLE_CREATE_FAILED';
 
 /** Context that explains a local stack error. */
 export interface LocalStackErrorContext {

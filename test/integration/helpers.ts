@@ -1,14 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import {
-  CreateTableCommand,
-  DescribeTableCommand,
-  DynamoDBClient,
-  ResourceInUseException,
-} from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { Kafka, logLevel } from 'kafkajs';
 import { inject } from 'vitest';
 import type { ProvidedStack } from './global-setup.ts';
+import { ensureViewsTable } from '../../local/index.ts';
 
 export type { ProvidedStack } from './global-setup.ts';
 
@@ -181,28 +177,7 @@ export function lambdaClient(endpoint?: string): LambdaClient {
  * const table = await createTable(uniqueName('views'));
  */
 export async function createTable(name: string, client: DynamoDBClient = dynamoClient()): Promise<string> {
-  try {
-    await client.send(
-      new CreateTableCommand({
-        TableName: name,
-        BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [
-          { AttributeName: 'pk', AttributeType: 'S' },
-          { AttributeName: 'sk', AttributeType: 'S' },
-        ],
-        KeySchema: [
-          { AttributeName: 'pk', KeyType: 'HASH' },
-          { AttributeName: 'sk', KeyType: 'RANGE' },
-        ],
-      }),
-    );
-  } catch (error) {
-    if (!(error instanceof ResourceInUseException)) throw error;
-  }
-  await waitFor(
-    async () => (await client.send(new DescribeTableCommand({ TableName: name }))).Table?.TableStatus === 'ACTIVE',
-    { timeoutMs: 15_000, message: `table "${name}" to become ACTIVE` },
-  );
+  await ensureViewsTable(client, name, { timeoutMs: 15_000 });
   return name;
 }
 
