@@ -11,6 +11,10 @@ export {
   tableNameFromEnv,
 } from './internal/config.ts';
 export type { EngineConfig, EngineOptions, Env } from './internal/config.ts';
+
+// Amazon MSK IAM auth (kafkajs OAUTHBEARER)
+export { DEFAULT_MSK_TOKEN_REFRESH_MARGIN_MS, mskIamTokenProvider } from './internal/msk-iam.ts';
+export type { MskAuthToken, MskAuthTokenSigner, MskIamTokenProviderOptions, OAuthBearerProvider } from './internal/msk-iam.ts';
 export type { LogLevel } from './internal/log.ts';
 
 // Dead letters

@@ -12,6 +12,7 @@ import type { App } from '../../sdk/index.ts';
 import { describe } from '../../sdk/internal/define-fns.ts';
 import { EngineError } from './errors.ts';
 import type { LogLevel } from './log.ts';
+import { mskIamTokenProvider } from './msk-iam.ts';
 
 /** Hot items stay cached; 100k small states fit well inside a Fargate task's memory. */
 export const DEFAULT_CACHE_MAX_ENTRIES = 100_000;
@@ -261,7 +262,8 @@ function required(env: Env, name: string, hint: string): string {
 /**
  * Builds a kafkajs config from the standard variables: `KAFKA_BROKERS` (comma-separated
  * host:port), `KAFKA_AUTH` (`none` | `scram-sha-512` | `msk-iam`), `KAFKA_SSL=true`,
- * `KAFKA_SASL_USERNAME` / `KAFKA_SASL_PASSWORD`.
+ * `KAFKA_SASL_USERNAME` / `KAFKA_SASL_PASSWORD`. Both SASL kinds force TLS; `msk-iam` signs
+ * OAUTHBEARER tokens for `AWS_REGION` with the default AWS credentials (see msk-iam.ts).
  *
  * @example
  * const kafka = new Kafka(kafkaConfigFromEnv(process.env));
@@ -286,10 +288,12 @@ export function kafkaConfigFromEnv(env: Env, clientId = 'tributary-engine'): Kaf
       password: required(env, 'KAFKA_SASL_PASSWORD', 'KAFKA_AUTH=scram-sha-512 needs the SASL password'),
     };
   } else if (auth === 'msk-iam') {
-    throw new EngineError(
-      'INVALID_CONFIG',
-      'KAFKA_AUTH=msk-iam needs an OAUTHBEARER token provider, which this build does not bundle; use scram-sha-512, or pass a kafkajs config with sasl.oauthBearerProvider to startEngine()',
+    const region = required(
+      env,
+      'AWS_REGION',
+      'KAFKA_AUTH=msk-iam signs its auth token for the MSK cluster\'s region; set AWS_REGION to that region, e.g. "eu-west-1" (ECS sets it in tasks)',
     );
+    sasl = { mechanism: 'oauthbearer', oauthBearerProvider: mskIamTokenProvider(region) };
   } else if (auth !== 'none') {
     throw new EngineError('INVALID_CONFIG', `KAFKA_AUTH must be none, scram-sha-512 or msk-iam, received ${describe(auth)}`);
   }
