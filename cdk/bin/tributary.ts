@@ -1,7 +1,7 @@
 /**
  * The CDK app: `npx cdk deploy` (cdk.json runs `npx tsx cdk/bin/tributary.ts`).
  * Deploys the app exported by `functions/app.ts`, configured by `-c tributary:*` context keys
- * (see `CONTEXT_KEYS` in cdk/index.ts and docs/deploy.md).
+ * (see `CONTEXT_KEYS` in cdk/index.ts and the README's Deploy section).
  */
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
