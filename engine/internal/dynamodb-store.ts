@@ -191,6 +191,19 @@ export class DynamoItemStore implements ItemStore {
     }
   }
 
+  async readCheckpoint(topic: string, partition: number): Promise<string | undefined> {
+    try {
+      const { Item } = await this.storage.checkpoints
+        .build(GetItemCommand)
+        .key(checkpointKey(topic, partition))
+        .options({ consistent: true })
+        .send();
+      return Item?.offset;
+    } catch (error) {
+      throw storageError('GetItem (checkpoint)', error, { topic, partition });
+    }
+  }
+
   async writeCheckpoint(topic: string, partition: number, nextOffset: string): Promise<void> {
     // `position` mirrors `offset` as a number so the condition can refuse to move a checkpoint
     // backwards (a task that lost its partition may still finish an older batch).

@@ -159,6 +159,10 @@ class EngineRuntime {
   private stopping: Promise<void> | undefined;
   private fatal: EngineError | undefined;
   private requestStop!: () => void;
+  /** Per `topic/partition`: the checkpoint and commit of its last durable batch, in flight. */
+  private readonly tails = new Map<string, Promise<void>>();
+  /** Group generations seen (GROUP_JOIN events); a commit from an earlier one is skipped. */
+  private generation = 0;
   /** Resolves when a stop begins, so start-up waits (joining the group) end early. */
   private readonly stopRequested = new Promise<void>((resolve) => (this.requestStop = resolve));
   private resolveDone!: () => void;
@@ -291,6 +295,9 @@ class EngineRuntime {
         resolve();
       });
     });
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      this.generation += 1;
+    });
     consumer.on(consumer.events.CRASH, (event) => {
       const error = event.payload.error;
       if (event.payload.restart) {
@@ -403,6 +410,7 @@ class EngineRuntime {
     const { config, log } = this;
     if (batch.messages.length === 0 || this.stopping !== undefined || this.fatal !== undefined) return;
     const { topic, partition } = batch;
+    const generation = this.generation;
     const records = batch.messages.map((m) => toSourceRecord(topic, partition, m));
     this.counters.recordsConsumed += records.length;
     // Long batches (a slow trigger, throttling) must not cost the partition: keep heartbeating.
@@ -413,7 +421,7 @@ class EngineRuntime {
     try {
       for (let attempt = 1; result === undefined; attempt += 1) {
         try {
-          result = await processor.process(topic, partition, records);
+          result = await processor.apply(topic, partition, records);
         } catch (error) {
           const engineError =
             error instanceof EngineError
@@ -442,19 +450,21 @@ class EngineRuntime {
     }
     const last = records[records.length - 1]!;
     resolveOffset(last.offset);
-    try {
-      await this.consumer!.commitOffsets([{ topic, partition, offset: result.nextOffset }]);
-      this.counters.commits += 1;
-    } catch (error) {
-      // The partition moved to another task (rebalance): it re-reads from the last commit and
-      // the offset fence skips what this batch applied.
-      log.warn('offset commit failed; the next owner of the partition re-reads from the last commit', {
-        topic,
-        partition,
-        offset: result.nextOffset,
-        error,
-      });
-    }
+    // Everything the commit depends on is durable now (view writes, dead letters, trigger
+    // deliveries). The checkpoint write and the offset commit run behind the next fetch instead
+    // of before it: they were two serial round trips per batch on the produce->view path.
+    // Chained per partition, so checkpoints and commits keep batch order; at most one tail is
+    // outstanding per partition (the next batch of the partition waits for it before returning).
+    const key = `${topic}/${partition}`;
+    const previous = this.tails.get(key);
+    const nextOffset = result.nextOffset;
+    const tail = (previous ?? Promise.resolve()).then(() => this.checkpointAndCommit(processor, topic, partition, nextOffset, generation));
+    this.tails.set(key, tail);
+    void tail.finally(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    // Bounds the pipeline; during shutdown, also waits for this batch's own checkpoint and commit.
+    await (this.stopping !== undefined ? tail : previous);
     this.counters.batches += 1;
     this.counters.eventsApplied += result.applied;
     this.counters.eventsSkipped += result.skipped;
@@ -465,7 +475,7 @@ class EngineRuntime {
     this.counters.changesDelivered += result.changesDelivered;
     const lag = Math.max(0, Number(batch.highWatermark) - Number(result.nextOffset));
     this.lag[`${topic}/${partition}`] = lag;
-    log.debug('batch committed', {
+    log.debug('batch durable; checkpoint and commit follow', {
       topic,
       partition,
       records: result.records,
@@ -478,6 +488,74 @@ class EngineRuntime {
       lag,
       ...result.timings,
     });
+  }
+
+  /**
+   * Writes the checkpoint of a durable batch, then commits its offsets. A checkpoint that cannot
+   * be written is retried like a batch, then stops the engine: nothing past it is committed, and
+   * the next owner of the partition re-reads from the last commit (the offset fence skips what
+   * was applied). The commit is skipped when the group rebalanced since the batch was fetched:
+   * the partition may belong to another task now, and a late commit must not move its offset
+   * back (the committing eachBatch used to hold the rebalance off; this tail does not). Never
+   * rejects.
+   */
+  private async checkpointAndCommit(
+    processor: BatchProcessor,
+    topic: string,
+    partition: number,
+    nextOffset: string,
+    generation: number,
+  ): Promise<void> {
+    const { config, log } = this;
+    for (let attempt = 1; ; attempt += 1) {
+      if (this.fatal !== undefined) return;
+      try {
+        await processor.checkpoint(topic, partition, nextOffset);
+        break;
+      } catch (error) {
+        const engineError =
+          error instanceof EngineError
+            ? error
+            : new EngineError('STORAGE_FAILED', `checkpoint of ${topic}/${partition} failed: ${errorInfo(error).message}`, {
+                retriable: true,
+                cause: error,
+              });
+        if (!engineError.retriable || attempt >= config.maxBatchAttempts) {
+          this.fail(engineError);
+          return;
+        }
+        const waitMs = backoffMs(attempt, DEFAULT_BATCH_RETRY_INITIAL_MS, DEFAULT_BATCH_RETRY_MAX_MS);
+        log.warn('checkpoint failed; retrying', { topic, partition, attempt, waitMs, error: engineError });
+        await delay(waitMs);
+      }
+    }
+    if (generation !== this.generation) {
+      log.debug('rebalanced since the batch; its offsets are left to the partition owner', { topic, partition, offset: nextOffset });
+      return;
+    }
+    try {
+      await this.consumer!.commitOffsets([{ topic, partition, offset: nextOffset }]);
+      this.counters.commits += 1;
+    } catch (error) {
+      // The partition moved to another task (rebalance): it re-reads from the last commit and
+      // the offset fence skips what this batch applied.
+      log.warn('offset commit failed; the next owner of the partition re-reads from the last commit', {
+        topic,
+        partition,
+        offset: nextOffset,
+        error,
+      });
+    }
+  }
+
+  /** Waits (within the shutdown grace period) for the checkpoints and commits in flight. */
+  private async settleTails(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.config.shutdownGraceMs);
+    });
+    await Promise.race([Promise.allSettled([...this.tails.values()]), graceOver]);
+    clearTimeout(timer);
   }
 
   private emitMetrics(): void {
@@ -536,6 +614,9 @@ class EngineRuntime {
     log.info('stopping', { graceMs: config.shutdownGraceMs });
     const consumer = this.consumer;
     if (consumer !== undefined) {
+      // Batches that start from now on return at once; a batch in flight waits for its own
+      // checkpoint and commit. These are the earlier batches' ones.
+      await this.settleTails();
       // disconnect() waits for in-flight batches (which commit what they made durable), then leaves the group.
       const left = consumer.disconnect().then(
         () => true,

@@ -73,6 +73,10 @@ export class MemoryItemStore implements ItemStore {
   async writeCheckpoint(topic: string, partition: number, nextOffset: string): Promise<void> {
     this.checkpoints.set(checkpointKey(topic, partition).sk, nextOffset);
   }
+
+  async readCheckpoint(topic: string, partition: number): Promise<string | undefined> {
+    return this.checkpoints.get(checkpointKey(topic, partition).sk);
+  }
 }
 
 /** A record to push through the driver. `value` objects and strings are JSON/UTF-8 encoded. */
