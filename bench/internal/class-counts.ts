@@ -62,7 +62,7 @@ export const NAIVE_PK = 'naive#classCounts';
  * @example
  * await ddb.send(naiveUpdate(table, event));
  */
-export function naiveUpdate(tableName: string, event: BookingEvent): UpdateItemCommand {
+export function naiveUpdate(tableName: string, event: BookingEvent, returnNewState = false): UpdateItemCommand {
   const booked = event.type === 'booked' ? 1 : 0;
   const input: UpdateItemCommandInput = {
     TableName: tableName,
@@ -74,6 +74,8 @@ export function naiveUpdate(tableName: string, event: BookingEvent): UpdateItemC
       ':n': { N: booked ? '1' : '-1' },
       ':at': { N: String(Date.parse(event.at)) },
     },
+    // The naive trigger pattern hands the new state to the function it invokes next.
+    ...(returnNewState ? { ReturnValues: 'ALL_NEW' as const } : {}),
   };
   return new UpdateItemCommand(input);
 }

@@ -29,7 +29,8 @@ export async function startBenchEngine(config: WorkerConfig, dynamodb: DynamoDBC
     kafka: { brokers: [...config.brokers] },
     dynamodb,
     healthPort: null,
-    logLevel: config.verbose ? 'info' : 'warn',
+    // BENCH_ENGINE_LOG_LEVEL=debug shows each batch's timings (load/write/deliver) when profiling.
+    logLevel: (process.env.BENCH_ENGINE_LOG_LEVEL as 'debug' | 'info' | 'warn' | undefined) ?? (config.verbose ? 'info' : 'warn'),
     logSink: (line) => process.stderr.write(`[engine] ${line}\n`),
     ...(config.cacheMaxEntries === undefined ? {} : { cacheMaxEntries: config.cacheMaxEntries }),
   });

@@ -8,6 +8,7 @@
  * worker -> parent `{ type: 'started' }`, `{ type: 'stats', ... }`, `{ type: 'stopped' }`, `{ type: 'failed', message }`.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { Kafka, logLevel } from 'kafkajs';
 import { decodeBookingEvent } from '../../functions/events.ts';
 import { naiveUpdate } from './class-counts.ts';
@@ -24,7 +25,10 @@ export interface WorkerConfig {
   readonly region: string;
   readonly dynamodbEndpoint: string;
   readonly cacheMaxEntries: number | undefined;
-  /** Engine only: deliver every view change to this function (trigger scenario). */
+  /**
+   * Trigger scenario: the engine delivers every view change to this function; the naive worker
+   * invokes it once per event, after that event's `UpdateItem`.
+   */
   readonly triggerFunction: string | undefined;
   readonly verbose: boolean;
 }
@@ -58,6 +62,8 @@ async function startNaive(config: WorkerConfig, dynamodb: DynamoDBClient): Promi
   await consumer.connect();
   await consumer.subscribe({ topic: config.topic, fromBeginning: true });
   let applied = 0;
+  // Standard AWS environment (AWS_ENDPOINT_URL_LAMBDA from the stack), like the engine's client.
+  const lambda = config.triggerFunction === undefined ? undefined : new LambdaClient({});
   await consumer.run({
     // Like Lambda's Kafka event source: one batch per partition at a time, partitions in parallel.
     partitionsConsumedConcurrently: 64,
@@ -68,7 +74,19 @@ async function startNaive(config: WorkerConfig, dynamodb: DynamoDBClient): Promi
         if (!isRunning() || isStale()) break;
         // The function body of the naive pattern: decode, one UpdateItem, next record.
         const event = decodeBookingEvent(message.value ?? Buffer.alloc(0));
-        await dynamodb.send(naiveUpdate(config.tableName, event));
+        const updated = await dynamodb.send(naiveUpdate(config.tableName, event, lambda !== undefined));
+        if (lambda !== undefined) {
+          // The naive trigger: one synchronous invocation per event, carrying that event's change.
+          const change = { view: 'classCounts', key: event.classId, after: updated.Attributes ?? null };
+          const response = await lambda.send(
+            new InvokeCommand({
+              FunctionName: config.triggerFunction,
+              InvocationType: 'RequestResponse',
+              Payload: Buffer.from(JSON.stringify({ trigger: 'naive', view: 'classCounts', changes: [change] })),
+            }),
+          );
+          if (response.FunctionError) throw new Error(`naive trigger: function "${config.triggerFunction}" failed: ${response.FunctionError}`);
+        }
         resolveOffset(message.offset);
         applied++;
         await heartbeat();
