@@ -322,7 +322,10 @@ describe('TriggerDispatcher over the local Lambda endpoint', () => {
         recorder.leave();
       });
       const errors: string[] = [];
-      const trigger = triggerFor(fn, { batchSize: 5, concurrency: 4, retry: { maxAttempts: 12, initialBackoffMs: 10, maxBackoffMs: 200 } });
+      // Four senders race for two slots, so one change can lose many times in a row on a loaded
+      // machine; the attempt budget is generous because this test is about backoff, not about
+      // exhausting retries (the dead-letter tests cover that).
+      const trigger = triggerFor(fn, { batchSize: 5, concurrency: 4, retry: { maxAttempts: 40, initialBackoffMs: 10, maxBackoffMs: 200 } });
       const deadLetters: TriggerDeadLetter[] = [];
       const dispatcher = dispatcherWith(deadLetters, {
         lambda: client,
