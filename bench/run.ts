@@ -19,11 +19,11 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { BatchGetItemCommand, type BatchGetItemCommandOutput, CreateTableCommand, DescribeTableCommand, DynamoDBClient, GetItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
+import { BatchGetItemCommand, type BatchGetItemCommandOutput, DynamoDBClient, GetItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs';
 import { toMessage, type BookingEvent } from '../functions/events.ts';
 import { createBookingGenerator, type BookingGenerator } from '../functions/generator.ts';
-import { startLocalStack, type LocalStack } from '../local/index.ts';
+import { ensureViewsTable, startLocalStack, type LocalStack } from '../local/index.ts';
 import { createViewReader } from '../sdk/index.ts';
 import { classCountsView, NAIVE_PK } from './internal/class-counts.ts';
 import { mib, num, percentile, renderTable, type DynamoDbRequestCounts, type ResultRow } from './internal/metrics.ts';
@@ -77,28 +77,6 @@ function log(message: string): void {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function createTable(ddb: DynamoDBClient, name: string): Promise<void> {
-  await ddb.send(
-    new CreateTableCommand({
-      TableName: name,
-      BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-      ],
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
-    }),
-  );
-  for (;;) {
-    const out = await ddb.send(new DescribeTableCommand({ TableName: name }));
-    if (out.Table?.TableStatus === 'ACTIVE') return;
-    await sleep(50);
-  }
-}
 
 /** Produces `count` events from `generator`, a few requests in flight. */
 async function produceAll(producer: Producer, topic: string, generator: BookingGenerator, count: number): Promise<void> {
@@ -474,7 +452,7 @@ async function main(): Promise<void> {
     for (const contender of options.contenders) {
       const result: ContenderResult = { contender, latenciesMs: [], probeTimeouts: 0 };
       results.set(contender, result);
-      await createTable(ddb, tables[contender]);
+      await ensureViewsTable(ddb, tables[contender]);
       log(`${contender}: consuming ${num()(target)} events`);
       const baseline = contender === 'naive' ? await committedTotal(progressAdmin, groups.naive, topic) : 0;
       const worker = new WorkerHandle(workerConfig(contender), options.verbose, stack.env);
