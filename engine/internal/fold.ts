@@ -499,6 +499,12 @@ export function foldItem(
   };
 }
 
+/** The state a trigger last judged an item at (its `after`), and that state's version. */
+export interface JudgedState {
+  readonly version: number;
+  readonly stateJson: string;
+}
+
 /** One trigger's verdict on one item's pending change. */
 export interface PendingDelivery {
   readonly trigger: Trigger<any>;
@@ -526,6 +532,7 @@ export function pendingDeliveries(
   key: string,
   snapshot: ItemSnapshot,
   triggers: readonly Trigger<any>[],
+  judged?: ReadonlyMap<string, JudgedState>,
 ): PendingDelivery[] {
   const pending = snapshot.pending;
   if (pending === undefined || snapshot.stateJson === undefined) return [];
@@ -534,7 +541,16 @@ export function pendingDeliveries(
     if (trigger.view.name !== view.name) continue;
     const since = pending[trigger.name];
     if (since === undefined) continue;
-    const before = since === 0 ? undefined : snapshot.befores?.[String(since)];
+    // A change judged since the stored bookkeeping was written (by this process, not yet settled
+    // in the item) is where this one starts; one at or past this version leaves nothing to judge.
+    const last = judged?.get(trigger.name);
+    if (last !== undefined && last.version >= snapshot.version) continue;
+    const before =
+      last !== undefined && last.version >= since
+        ? JSON.parse(last.stateJson)
+        : since === 0
+          ? undefined
+          : snapshot.befores?.[String(since)];
     const change: Change = {
       view: view.name,
       key,
@@ -566,6 +582,38 @@ export function pendingDeliveries(
     }
   }
   return out;
+}
+
+/**
+ * The snapshot after the changes of `judged` triggers up to `version` (state `stateJson`) were
+ * delivered, skipped or dead-lettered, when the item has moved on past `version`: their
+ * bookkeeping starts at `version` instead of an older one, so the next change starts there.
+ */
+export function advancePending(
+  snapshot: ItemSnapshot,
+  judged: readonly string[],
+  version: number,
+  stateJson: string,
+): ItemSnapshot {
+  if (snapshot.pending === undefined || snapshot.version <= version) return snapshot;
+  const pending: Record<string, number> = { ...snapshot.pending };
+  let advanced = false;
+  for (const name of judged) {
+    const since = pending[name];
+    if (since !== undefined && since < version) {
+      pending[name] = version;
+      advanced = true;
+    }
+  }
+  if (!advanced) return snapshot;
+  const befores: Record<string, unknown> = {};
+  for (const since of Object.values(pending)) {
+    const name = String(since);
+    if (befores[name] !== undefined) continue;
+    const before = since === version ? JSON.parse(stateJson) : snapshot.befores?.[name];
+    if (before !== undefined) befores[name] = before;
+  }
+  return { ...snapshot, pending, befores };
 }
 
 /** The snapshot after the pending bookkeeping of `cleared` triggers was removed. */

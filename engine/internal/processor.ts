@@ -13,6 +13,7 @@ import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError } from './errors.ts';
 import {
+  advancePending,
   clearPending,
   foldItem,
   pendingDeliveries,
@@ -20,6 +21,7 @@ import {
   snapshotOf,
   type ItemEvents,
   type ItemSnapshot,
+  type JudgedState,
   type PendingDelivery,
 } from './fold.ts';
 import { StateCache } from './state-cache.ts';
@@ -92,9 +94,43 @@ export interface ProcessorDeps {
   readonly now?: () => Date;
 }
 
+/**
+ * What this process judged of one item's triggers while batches touching it are unfinished.
+ * Batches of several partitions can write one item (a view key unlike the Kafka key); each
+ * write keeps the stored bookkeeping of the changes still owed, so a later batch's change would
+ * start from an older `before`. Judging them one batch after the other, in write order, against
+ * what the earlier batch judged keeps `before` = the state the trigger last judged.
+ */
+interface ItemJudging {
+  /** Resolves once the latest registered batch judged this item and handed its changes on. */
+  tail: Promise<void> | undefined;
+  /** Per trigger, the latest version judged and its state. */
+  readonly judged: Map<string, JudgedState>;
+  /** Batches registered and not finished: the entry is dropped at 0, so memory stays bounded. */
+  holders: number;
+}
+
+/** One batch's place in an item's judging order. */
+interface JudgeGate {
+  readonly id: string;
+  /** The previous batch's turn; this batch judges after it. */
+  readonly prev: Promise<void> | undefined;
+  readonly open: () => void;
+  opened: boolean;
+  dropped: boolean;
+}
+
+/** The gates one batch registered; closed once the batch finished or failed. */
+interface GateList {
+  readonly gates: JudgeGate[];
+  closed: boolean;
+}
+
 /** Outcome of folding and writing one item. */
 interface ItemOutcome {
   readonly item: ItemEvents;
+  /** This batch's turn to judge the item's triggers (set when the item has changes owed). */
+  readonly gate?: JudgeGate;
   readonly snapshot: ItemSnapshot;
   readonly applied: number;
   readonly skipped: number;
@@ -117,6 +153,8 @@ export class BatchProcessor {
   private readonly durableUpTo = new Map<string, bigint>();
   private readonly triggersByView = new Map<string, Trigger<any>[]>();
   private readonly triggerNames: Set<string>;
+  /** Per item id, only while batches that owe its changes are unfinished (see {@link ItemJudging}). */
+  private readonly judging = new Map<string, ItemJudging>();
 
   constructor(private readonly deps: ProcessorDeps) {
     for (const trigger of deps.app.triggers) {
@@ -171,56 +209,63 @@ export class BatchProcessor {
     }
 
     const loaded = Date.now();
-    // Fold and write, one conditional write per changed item.
-    const outcomes = await mapLimit(items, limits.writeConcurrency, (item) =>
-      this.mutex.run(item.id, () => this.foldAndWrite(item, snapshots.get(item.id)!, now())),
-    );
+    const gates: GateList = { gates: [], closed: false };
+    // The batch's turns to judge items (see `deliverPending`) end with it, whatever happens.
+    try {
+      // Fold and write, one conditional write per changed item.
+      const outcomes = await mapLimit(items, limits.writeConcurrency, (item) =>
+        this.mutex.run(item.id, () => this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates)),
+      );
 
-    // Dead letters, then trigger changes; both must be durable before the commit.
-    const letters: DeadLetter[] = [...routed.deadLetters];
-    let applied = 0;
-    let skipped = 0;
-    let writes = 0;
-    let conflicts = 0;
-    for (const outcome of outcomes) {
-      letters.push(...outcome.deadLetters);
-      applied += outcome.applied;
-      skipped += outcome.skipped;
-      writes += outcome.wrote ? 1 : 0;
-      conflicts += outcome.conflicts;
-      reads += outcome.reads;
-    }
-    const written = Date.now();
-    const changesDelivered = await this.deliverPending(outcomes, letters);
-    if (letters.length > 0) {
-      try {
-        await this.deps.deadLetters.send(letters);
-      } catch (error) {
-        throw new EngineError(
-          'DEAD_LETTER_FAILED',
-          `could not write ${letters.length} dead letter(s) of ${topic}/${partition} to "${app.deadLetterTopic}"; offsets stay uncommitted and the batch is retried`,
-          { retriable: true, cause: error, context: { topic, partition } },
-        );
+      // Dead letters, then trigger changes; both must be durable before the commit.
+      const letters: DeadLetter[] = [...routed.deadLetters];
+      let applied = 0;
+      let skipped = 0;
+      let writes = 0;
+      let conflicts = 0;
+      for (const outcome of outcomes) {
+        letters.push(...outcome.deadLetters);
+        applied += outcome.applied;
+        skipped += outcome.skipped;
+        writes += outcome.wrote ? 1 : 0;
+        conflicts += outcome.conflicts;
+        reads += outcome.reads;
       }
-    }
+      const written = Date.now();
+      const changesDelivered = await this.deliverPending(outcomes, letters, gates);
+      if (letters.length > 0) {
+        try {
+          await this.deps.deadLetters.send(letters);
+        } catch (error) {
+          throw new EngineError(
+            'DEAD_LETTER_FAILED',
+            `could not write ${letters.length} dead letter(s) of ${topic}/${partition} to "${app.deadLetterTopic}"; offsets stay uncommitted and the batch is retried`,
+            { retriable: true, cause: error, context: { topic, partition } },
+          );
+        }
+      }
 
-    const last = records[records.length - 1];
-    const nextOffset = last === undefined ? '0' : (BigInt(last.offset) + 1n).toString();
-    return {
-      topic,
-      partition,
-      records: records.length,
-      nextOffset,
-      applied,
-      skipped,
-      filtered: routed.filtered,
-      writes,
-      conflicts,
-      reads,
-      deadLetters: letters.length,
-      changesDelivered,
-      timings: { loadMs: loaded - started, writeMs: written - loaded, deliverMs: Date.now() - written },
-    };
+      const last = records[records.length - 1];
+      const nextOffset = last === undefined ? '0' : (BigInt(last.offset) + 1n).toString();
+      return {
+        topic,
+        partition,
+        records: records.length,
+        nextOffset,
+        applied,
+        skipped,
+        filtered: routed.filtered,
+        writes,
+        conflicts,
+        reads,
+        deadLetters: letters.length,
+        changesDelivered,
+        timings: { loadMs: loaded - started, writeMs: written - loaded, deliverMs: Date.now() - written },
+      };
+    } finally {
+      gates.closed = true;
+      for (const gate of gates.gates) this.dropGate(gate);
+    }
   }
 
   private stopOnPoison(letters: readonly PoisonDeadLetter[]): void {
@@ -245,7 +290,44 @@ export class BatchProcessor {
     }
   }
 
-  private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date): Promise<ItemOutcome> {
+  /** Takes the next turn to judge item `id`'s triggers, after the batches registered before. */
+  private registerGate(id: string, gates: GateList): JudgeGate | undefined {
+    if (gates.closed) return undefined;
+    let judging = this.judging.get(id);
+    if (judging === undefined) {
+      judging = { tail: undefined, judged: new Map(), holders: 0 };
+      this.judging.set(id, judging);
+    }
+    let open!: () => void;
+    const turn = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const gate: JudgeGate = { id, prev: judging.tail, open, opened: false, dropped: false };
+    judging.tail = turn;
+    judging.holders += 1;
+    gates.gates.push(gate);
+    return gate;
+  }
+
+  /** Lets the next batch judge the item (this one judged it, or never will). */
+  private openGate(gate: JudgeGate): void {
+    if (gate.opened) return;
+    gate.opened = true;
+    gate.open();
+  }
+
+  /** The batch is finished with the item: once no batch holds it, forget what was judged. */
+  private dropGate(gate: JudgeGate): void {
+    this.openGate(gate);
+    if (gate.dropped) return;
+    gate.dropped = true;
+    const judging = this.judging.get(gate.id);
+    if (judging === undefined) return;
+    judging.holders -= 1;
+    if (judging.holders <= 0) this.judging.delete(gate.id);
+  }
+
+  private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date, gates: GateList): Promise<ItemOutcome> {
     const { store, cache, limits } = this.deps;
     const triggers = this.triggersByView.get(item.view.name) ?? [];
     // Another batch of this process may have written the item since it was loaded.
@@ -294,8 +376,11 @@ export class BatchProcessor {
         continue;
       }
       cache.set(item.id, result.write.snapshot);
+      // Registered under the item's lock, right after the write: turns follow version order.
+      const gate = result.write.snapshot.pending !== undefined ? this.registerGate(item.id, gates) : undefined;
       return {
         item,
+        ...(gate !== undefined ? { gate } : {}),
         snapshot: result.write.snapshot,
         applied: result.applied,
         skipped: result.skipped,
@@ -310,37 +395,40 @@ export class BatchProcessor {
   /**
    * Delivers every pending change of the batch's items (new ones and those left over by a
    * crash), then clears the bookkeeping of what was delivered, skipped or dead-lettered.
+   * An item another batch of this process wrote before, and has not finished with, is judged
+   * after that batch judged it, from the state it judged (see {@link ItemJudging}); its changes
+   * go to the triggers as soon as they are judged, so the dispatcher gets them in version order.
    * Returns the number of changes handed to triggers.
    */
-  private async deliverPending(outcomes: readonly ItemOutcome[], letters: DeadLetter[]): Promise<number> {
+  private async deliverPending(outcomes: readonly ItemOutcome[], letters: DeadLetter[], gates: GateList): Promise<number> {
     if (this.deps.app.triggers.length === 0) return 0;
     const perItem: { outcome: ItemOutcome; deliveries: PendingDelivery[]; unknown: string[] }[] = [];
-    const byTrigger = new Map<Trigger<any>, Change[]>();
-    for (const outcome of outcomes) {
-      const pending = outcome.snapshot.pending;
-      if (pending === undefined) continue;
+    const judge = (outcome: ItemOutcome, gate: JudgeGate | undefined): PendingDelivery[] => {
+      const pending = outcome.snapshot.pending!;
       const triggers = this.triggersByView.get(outcome.item.view.name) ?? [];
-      const deliveries = pendingDeliveries(outcome.item.view, outcome.item.key, outcome.snapshot, triggers);
+      const judging = gate !== undefined ? this.judging.get(gate.id) : undefined;
+      const deliveries = pendingDeliveries(outcome.item.view, outcome.item.key, outcome.snapshot, triggers, judging?.judged);
+      if (judging !== undefined && outcome.snapshot.stateJson !== undefined) {
+        for (const { trigger } of deliveries) {
+          const last = judging.judged.get(trigger.name);
+          if (last === undefined || last.version < outcome.snapshot.version) {
+            judging.judged.set(trigger.name, { version: outcome.snapshot.version, stateJson: outcome.snapshot.stateJson });
+          }
+        }
+      }
       // Bookkeeping of triggers removed from the app since the write: nothing to deliver.
       const unknown = Object.keys(pending).filter(
         (name) => !this.triggerNames.has(name) || !triggers.some((t) => t.name === name),
       );
       perItem.push({ outcome, deliveries, unknown });
-      for (const delivery of deliveries) {
-        if (delivery.deadLetter !== undefined) letters.push(delivery.deadLetter);
-        if (!delivery.deliver) continue;
-        const list = byTrigger.get(delivery.trigger) ?? [];
-        list.push(delivery.change);
-        byTrigger.set(delivery.trigger, list);
-      }
-    }
-    if (perItem.length === 0) return 0;
+      for (const delivery of deliveries) if (delivery.deadLetter !== undefined) letters.push(delivery.deadLetter);
+      return deliveries;
+    };
     let delivered = 0;
-    await Promise.all(
-      [...byTrigger].map(async ([trigger, changes]) => {
-        let results: readonly ChangeOutcome[];
+    const send = (trigger: Trigger<any>, changes: Change[]): Promise<void> =>
+      (async () => {
         try {
-          results = await this.deps.changes.deliver(trigger, changes);
+          await this.deps.changes.deliver(trigger, changes);
         } catch (error) {
           throw new EngineError(
             'TRIGGER_DELIVERY_FAILED',
@@ -349,24 +437,74 @@ export class BatchProcessor {
           );
         }
         delivered += changes.length;
-        return results;
-      }),
-    );
+      })();
+    const group = (deliveries: readonly PendingDelivery[], byTrigger: Map<Trigger<any>, Change[]>): void => {
+      for (const delivery of deliveries) {
+        if (!delivery.deliver) continue;
+        const list = byTrigger.get(delivery.trigger) ?? [];
+        list.push(delivery.change);
+        byTrigger.set(delivery.trigger, list);
+      }
+    };
+
+    // Items no unfinished batch of this process wrote before: judged now, batched per trigger.
+    const byTrigger = new Map<Trigger<any>, Change[]>();
+    const ready: JudgeGate[] = [];
+    const waiting: { outcome: ItemOutcome; gate: JudgeGate }[] = [];
+    for (const outcome of outcomes) {
+      if (outcome.snapshot.pending === undefined) continue;
+      // An item this batch did not write may still owe changes (another batch's, or a crash's).
+      const gate = outcome.gate ?? this.registerGate(outcome.item.id, gates);
+      if (gate?.prev !== undefined) {
+        waiting.push({ outcome, gate });
+        continue;
+      }
+      group(judge(outcome, gate), byTrigger);
+      if (gate !== undefined) ready.push(gate);
+    }
+    const sends: Promise<void>[] = [...byTrigger].map(([trigger, changes]) => send(trigger, changes));
+    // deliver() queues its changes before it returns: the next batch's changes go behind them.
+    for (const gate of ready) this.openGate(gate);
+    // The others: each after the batch before it judged the item.
+    for (const { outcome, gate } of waiting) {
+      sends.push(
+        (async () => {
+          try {
+            await gate.prev;
+            const own = new Map<Trigger<any>, Change[]>();
+            group(judge(outcome, gate), own);
+            const mine = [...own].map(([trigger, changes]) => send(trigger, changes));
+            this.openGate(gate);
+            await Promise.all(mine);
+          } finally {
+            this.openGate(gate);
+          }
+        })(),
+      );
+    }
+    await Promise.all(sends);
+    if (perItem.length === 0) return 0;
     // Everything judged. The bookkeeping is cleared in the cache only, not with a write of its
     // own: the item's next write (a whole-item put from the cache) drops it, and until then the
     // checkpoint this batch writes next proves it delivered (see `settle`). That saves one
     // UpdateItem per changed item and batch, which was half of the DynamoDB requests and the
-    // slowest serial step of a batch with triggers. If the item moved on meanwhile, its newer
-    // writer kept the older `before` and delivers a coalesced change.
+    // slowest serial step of a batch with triggers. If the item moved on meanwhile (another
+    // batch wrote it, keeping the older bookkeeping), the bookkeeping advances to this version,
+    // so a change built from it later starts where this one ended.
     const { cache } = this.deps;
     await Promise.all(
       perItem.map(({ outcome, deliveries, unknown }) => {
-        const cleared = [...deliveries.map((d) => d.trigger.name), ...unknown];
+        const judged = deliveries.map((d) => d.trigger.name);
+        const cleared = [...judged, ...unknown];
         if (cleared.length === 0) return undefined;
         return this.mutex.run(outcome.item.id, async () => {
           const cached = cache.peek(outcome.item.id);
-          if (cached !== undefined && cached.version === outcome.snapshot.version) {
+          if (cached === undefined) return;
+          if (cached.version === outcome.snapshot.version) {
             cache.set(outcome.item.id, clearPending(cached, cleared));
+          } else if (cached.version > outcome.snapshot.version && outcome.snapshot.stateJson !== undefined && judged.length > 0) {
+            const advanced = advancePending(cached, judged, outcome.snapshot.version, outcome.snapshot.stateJson);
+            if (advanced !== cached) cache.set(outcome.item.id, advanced);
           }
         });
       }),

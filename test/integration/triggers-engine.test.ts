@@ -353,12 +353,7 @@ describe('triggers through the engine (Kafka -> engine -> view -> Lambda)', () =
     );
   });
 
-  // KNOWN BUG, skipped so the suite stays green (see the README's "Known limits" and the note on
-  // issue 4): when batches of several partitions write one view key at once, both build their
-  // change from the same pending `before`, and the first delivery's bookkeeping clear loses to
-  // the second write, so later changes start from a stale `before` (versions stay in order and
-  // nothing is lost). This test asserts the correct behaviour; un-skip it with the fix.
-  it.skip('keeps each change starting where the previous delivered one ended when several partitions write one view key', async () => {
+  it('keeps each change starting where the previous delivered one ended when several partitions write one view key', async () => {
     // Invariant 1 allows a view key unlike the Kafka key: then batches of different partitions
     // write the same item concurrently, and invariant 4 still promises `before` = the state last
     // delivered. An edge-triggered when() (count crosses 100) relies on it to fire once.

@@ -3,6 +3,7 @@ import { defineView, type SourceRecord } from '../../sdk/index.ts';
 import { encodeDeadLetter } from '../../engine/internal/dead-letter.ts';
 import {
   ABSENT_ITEM,
+  advancePending,
   compareOffsets,
   foldItem,
   pendingDeliveries,
@@ -196,6 +197,31 @@ describe('foldItem', () => {
     expect(v3.item.pending).toEqual({ 'counter-notify': 2 });
     expect(v3.item.befores).toEqual({ '2': { count: 2, sum: 1 } });
     expect(pendingDeliveries(counter, 'a', v3.snapshot, [trigger])[0]!.change.before).toEqual({ count: 2, sum: 1 });
+  });
+
+  it('starts a change where the trigger last judged, and advances bookkeeping the item moved past', () => {
+    const trigger = defineTrigger({ view: counter, function: 'notify' });
+    const v1 = foldItem(counter, 'a', ABSENT_ITEM, events([0]), { triggers: [trigger] }).write!;
+    const v2 = foldItem(counter, 'a', v1.snapshot, events([1]), { triggers: [trigger] }).write!;
+    const s1 = JSON.parse(v1.snapshot.stateJson!);
+    // v2 kept v1's bookkeeping (before = absent); another batch judged v1 meanwhile.
+    expect(v2.item.pending).toEqual({ 'counter-notify': 0 });
+    const judged = new Map([[trigger.name, { version: 1, stateJson: v1.snapshot.stateJson! }]]);
+    expect(pendingDeliveries(counter, 'a', v2.snapshot, [trigger], judged)[0]!.change).toMatchObject({
+      before: s1,
+      after: JSON.parse(v2.snapshot.stateJson!),
+      version: 2,
+    });
+    // Judged at or past the snapshot's version: nothing left to judge.
+    expect(pendingDeliveries(counter, 'a', v1.snapshot, [trigger], judged)).toEqual([]);
+    // v1's change settled after v2 was written: v2's bookkeeping now starts at v1.
+    const advanced = advancePending(v2.snapshot, [trigger.name], 1, v1.snapshot.stateJson!);
+    expect(advanced).toMatchObject({ version: 2, pending: { 'counter-notify': 1 }, befores: { '1': s1 } });
+    expect(pendingDeliveries(counter, 'a', advanced, [trigger])[0]!.change.before).toEqual(s1);
+    // Never backwards, never to the item's own version (that is a clear), other triggers untouched.
+    expect(advancePending(advanced, [trigger.name], 0, '{}')).toBe(advanced);
+    expect(advancePending(v2.snapshot, [trigger.name], 2, v2.snapshot.stateJson!)).toBe(v2.snapshot);
+    expect(advancePending(v2.snapshot, ['other'], 1, v1.snapshot.stateJson!)).toBe(v2.snapshot);
   });
 
   it('applies when() and dead-letters a throwing when()', () => {
