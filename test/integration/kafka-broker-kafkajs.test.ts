@@ -9,33 +9,8 @@ import { join } from 'node:path';
 import { type Consumer, Kafka, type KafkaMessage, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type KafkaBroker, startKafkaBroker } from '../../local/internal/kafka/index.ts';
+import { murmur2 } from './fixtures/murmur2.ts';
 import { uniqueName, waitFor } from './helpers.ts';
-
-/** Java-compatible murmur2 (what Kafka's and kafkajs's default partitioners hash keys with). */
-function murmur2(data: Buffer): number {
-  const m = 0x5bd1e995;
-  const r = 24;
-  let h = (0x9747b28c ^ data.length) | 0;
-  const len4 = data.length & ~3;
-  for (let i = 0; i < len4; i += 4) {
-    let k = data.readInt32LE(i);
-    k = Math.imul(k, m);
-    k ^= k >>> r;
-    k = Math.imul(k, m);
-    h = Math.imul(h, m) ^ k;
-  }
-  const rest = data.length & 3;
-  if (rest === 3) h ^= data[len4 + 2]! << 16;
-  if (rest >= 2) h ^= data[len4 + 1]! << 8;
-  if (rest >= 1) {
-    h ^= data[len4]!;
-    h = Math.imul(h, m);
-  }
-  h ^= h >>> 13;
-  h = Math.imul(h, m);
-  h ^= h >>> 15;
-  return h;
-}
 
 const PARTITIONS = 3;
 const MESSAGES = 10_000;
