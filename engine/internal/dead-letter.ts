@@ -18,6 +18,11 @@ export type PoisonCode =
   | 'REDUCE_FAILED'
   /** The state after this event is not JSON-serializable. */
   | 'STATE_NOT_SERIALIZABLE'
+  /**
+   * The state after this event holds what DynamoDB cannot store: a number that is not finite or
+   * out of DynamoDB's range, an empty object key, nesting over 31 levels.
+   */
+  | 'STATE_NOT_STORABLE'
   /** The state after this event is larger than the view's `maxStateBytes`. */
   | 'STATE_TOO_LARGE';
 

@@ -287,6 +287,51 @@ function applyEvent(
   return { ok: true, state: next };
 }
 
+/** DynamoDB numbers: magnitudes from 1E-130 up to (not including) 1E+126. */
+const DYNAMODB_MAX_MAGNITUDE = 1e126;
+const DYNAMODB_MIN_MAGNITUDE = 1e-130;
+/** DynamoDB nests at most 32 levels; the item's `state` attribute is the first. */
+const MAX_STATE_DEPTH = 31;
+
+function pathOf(parent: string, key: string | number): string {
+  return typeof key === 'number' ? `${parent}[${key}]` : /^[A-Za-z_$][\w$]*$/.test(key) ? `${parent}.${key}` : `${parent}[${JSON.stringify(key)}]`;
+}
+
+/**
+ * Why DynamoDB would refuse `value` (the state as JSON.stringify sees it), or undefined: a
+ * number that is not finite (JSON would silently turn it into null) or outside DynamoDB's range,
+ * an empty object key, or nesting deeper than DynamoDB allows. Values JSON drops are skipped.
+ */
+export function unstorableReason(value: unknown, path = 'state', depth = 0, key: string | number = ''): string | undefined {
+  if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
+    value = (value as { toJSON: (key: string) => unknown }).toJSON(String(key));
+  }
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) return `${path} is ${value}, which JSON would store as null`;
+    const magnitude = Math.abs(value);
+    if (magnitude >= DYNAMODB_MAX_MAGNITUDE || (magnitude !== 0 && magnitude < DYNAMODB_MIN_MAGNITUDE)) {
+      return `${path} is ${value}, outside DynamoDB's number range (magnitudes 1e-130 to below 1e126)`;
+    }
+    return undefined;
+  }
+  if (value === null || typeof value !== 'object') return undefined;
+  if (depth + 1 > MAX_STATE_DEPTH) return `${path} nests deeper than the ${MAX_STATE_DEPTH} levels DynamoDB can hold in a state`;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const reason = unstorableReason(value[i], pathOf(path, i), depth + 1, i);
+      if (reason !== undefined) return reason;
+    }
+    return undefined;
+  }
+  for (const [name, field] of Object.entries(value)) {
+    if (field === undefined || typeof field === 'function' || typeof field === 'symbol') continue;
+    if (name === '') return `${path} has an empty key, which DynamoDB cannot store`;
+    const reason = unstorableReason(field, pathOf(path, name), depth + 1, name);
+    if (reason !== undefined) return reason;
+  }
+  return undefined;
+}
+
 /** Serializes a state, or explains why it cannot be stored. */
 function serialize(
   view: View<any, any>,
@@ -318,6 +363,20 @@ function serialize(
         record,
         'STATE_NOT_SERIALIZABLE',
         `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} is ${describe(state)}, which JSON cannot hold; return a plain value`,
+        undefined,
+        key,
+      ),
+    };
+  }
+  const unstorable = unstorableReason(state);
+  if (unstorable !== undefined) {
+    return {
+      ok: false,
+      dead: poison(
+        view,
+        record,
+        'STATE_NOT_STORABLE',
+        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} cannot be stored: ${unstorable}; keep numbers finite and within DynamoDB's range, object keys non-empty and nesting shallow`,
         undefined,
         key,
       ),

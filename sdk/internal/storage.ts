@@ -191,12 +191,15 @@ export interface StorageOptions {
 
 /**
  * Marshalling of the document client: `undefined` fields disappear (as in JSON) instead of
- * failing the write, so any JSON-like state can be stored.
+ * failing the write, so any JSON-like state can be stored. States hold JavaScript numbers, so
+ * numbers past 2^53 are stored as the double's exact decimal form (`allowImpreciseNumbers` only
+ * lifts lib-dynamodb's guard; nothing is rounded that was not already a double) and read back
+ * as numbers, never as BigInt, which JSON cannot hold.
  */
 export const DOCUMENT_CLIENT_OPTIONS = {
-  marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: true },
-  unmarshallOptions: { wrapNumbers: false },
-} as const;
+  marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: true, allowImpreciseNumbers: true },
+  unmarshallOptions: { wrapNumbers: (value: string): number => Number(value) },
+};
 
 /** The views table of one app: clients, the toolbox table and its entities. */
 export interface Storage {

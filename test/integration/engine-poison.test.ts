@@ -7,7 +7,7 @@
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startEngine, type Engine } from '../../engine/index.ts';
-import { defineApp, defineView } from '../../sdk/index.ts';
+import { createViewReader, defineApp, defineView } from '../../sdk/index.ts';
 import { createTable, createTopic, dynamoClient, stack, uniqueName, waitFor } from './helpers.ts';
 import { connectProducer, readView, testKafka, testStorage } from './fixtures/engine-support.ts';
 
@@ -111,6 +111,47 @@ describe('engine poison handling', () => {
       ann: { total: 3, notes: [] },
       bob: { total: 3, notes: ['ok'] },
     });
+  });
+
+  it('stores numbers past 2^53 exactly and dead-letters states DynamoDB cannot hold', async () => {
+    const topic = uniqueName('engine-numbers');
+    const table = uniqueName('engine-numbers');
+    await Promise.all([createTable(table), createTopic(stack().kafkaBrokers, topic, 1)]);
+    type Set = { user: string; set: Record<string, number | null> };
+    const metrics = defineView({
+      name: 'metrics',
+      source: topic,
+      key: (e: Set) => e.user,
+      initial: () => ({}) as Record<string, number>,
+      // JSON events carry 1e200 as a number; null stands for NaN, which JSON cannot carry.
+      reduce: (s, e) => ({ ...s, ...Object.fromEntries(Object.entries(e.set).map(([k, v]) => [k, v === null ? Number.NaN : v])) }),
+    });
+    const app = defineApp({ name: uniqueName('numbers'), views: [metrics] });
+    const values = [
+      { user: 'cy', set: { big: 2 ** 60 } }, // 0: past Number.MAX_SAFE_INTEGER, a double DynamoDB holds
+      { user: 'cy', set: { huge: 1e200 } }, // 1: over DynamoDB's 1e126
+      { user: 'cy', set: { nan: null } }, // 2: NaN, which JSON would store as null
+      { user: 'cy', set: { exp: 1.5e21, tiny: 2.5e-100 } }, // 3
+    ];
+    const kafka = testKafka('engine-numbers-test');
+    const producer = await connectProducer(kafka);
+    await producer.send({ topic, acks: -1, messages: values.map((v) => ({ value: JSON.stringify(v) })) });
+    await producer.disconnect();
+    await start(app, table).ready;
+    const letters = await readAll(kafka, app.deadLetterTopic, 2);
+    expect(letters.map((l) => [l.value.source.offset, l.value.code]).sort()).toEqual([
+      ['1', 'STATE_NOT_STORABLE'],
+      ['2', 'STATE_NOT_STORABLE'],
+    ]);
+    expect(letters.find((l) => l.value.source.offset === '1')!.value.reason).toContain('state.huge is 1e+200');
+    const reader = createViewReader({ dynamodb: dynamoClient(), tableName: table });
+    const expected = { big: 2 ** 60, exp: 1.5e21, tiny: 2.5e-100 };
+    await waitFor(async () => (await reader.get(metrics, 'cy', { consistent: true }))?.state.exp !== undefined, {
+      timeoutMs: 20_000,
+      message: 'offset 3 applied',
+    });
+    // Read back as numbers (not BigInt), equal to what the reducer returned.
+    expect((await reader.get(metrics, 'cy', { consistent: true }))?.state).toEqual(expected);
   });
 
   it("stops the engine on poison when the view says onPoison: 'stop', without committing past it", async () => {

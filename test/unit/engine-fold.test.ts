@@ -9,6 +9,7 @@ import {
   pendingDeliveries,
   routeRecords,
   snapshotOf,
+  unstorableReason,
 } from '../../engine/internal/fold.ts';
 import { StateCache } from '../../engine/internal/state-cache.ts';
 import { checkpointKey, encodeViewKey, offsetsKey, viewItemKey } from '../../sdk/internal/storage.ts';
@@ -166,6 +167,45 @@ describe('foldItem', () => {
     expect(result.deadLetters[0]!.reason).toMatch(/maxStateBytes 100/);
     expect(result.write?.item.state).toEqual(['aa', 'bb']);
     expect(result.applied).toBe(2);
+  });
+
+  it('dead-letters the event that makes the state unstorable in DynamoDB, keeping the others', () => {
+    const metrics = defineView({
+      name: 'metrics',
+      source: 'bookings',
+      key: (e: { k: string; set: Record<string, unknown> }) => e.k,
+      initial: () => ({}) as Record<string, unknown>,
+      reduce: (s: Record<string, unknown>, e: { k: string; set: Record<string, unknown> }) => ({ ...s, ...e.set }),
+    });
+    const sets: Record<string, unknown>[] = [
+      { a: 1 },
+      { b: 1e200 }, // 1: over DynamoDB's 1e126
+      { c: 2 ** 60 }, // storable: past 2^53 but a double DynamoDB holds exactly
+      { d: Number.NaN }, // 3: JSON would turn it into null
+      { '': 1 }, // 4: empty attribute name
+      { e: 1e-200 }, // 5: under DynamoDB's 1e-130
+    ];
+    const list = sets.map((set, i) => ({ record: record(i, {}), event: { k: 'k', set } }));
+    const result = foldItem(metrics, 'k', ABSENT_ITEM, list);
+    expect(result.deadLetters.map((d) => [d.code, d.record.offset])).toEqual([
+      ['STATE_NOT_STORABLE', '1'],
+      ['STATE_NOT_STORABLE', '3'],
+      ['STATE_NOT_STORABLE', '4'],
+      ['STATE_NOT_STORABLE', '5'],
+    ]);
+    expect(result.deadLetters[0]!.reason).toContain('state.b is 1e+200');
+    expect(result.write?.item.state).toEqual({ a: 1, c: 2 ** 60 });
+  });
+
+  it('explains what in a state DynamoDB cannot store, following JSON.stringify', () => {
+    const deep = (n: number): unknown => (n === 0 ? 1 : { x: deep(n - 1) });
+    expect(unstorableReason({ a: [1, { b: -1e130 }] })).toBe("state.a[1].b is -1e+130, outside DynamoDB's number range (magnitudes 1e-130 to below 1e126)");
+    expect(unstorableReason({ 'odd key': Infinity })).toBe('state["odd key"] is Infinity, which JSON would store as null');
+    expect(unstorableReason(deep(31))).toBeUndefined();
+    expect(unstorableReason(deep(32))).toMatch(/nests deeper than the 31 levels/);
+    // What JSON drops or converts is judged as JSON stores it.
+    expect(unstorableReason({ gone: undefined, fn: () => 1, at: new Date(0), n: 9.99e125, tiny: 1e-130, zero: -0 })).toBeUndefined();
+    expect(unstorableReason({ custom: { toJSON: () => ({ '': 1 }) } })).toBe('state.custom has an empty key, which DynamoDB cannot store');
   });
 
   it('writes nothing when every fresh event is poison', () => {
