@@ -5,7 +5,8 @@
  * Usage: `node --import tsx engine/main.ts` (or `npm run engine`) with `KAFKA_BROKERS`,
  * `TRIBUTARY_TABLE` and optionally `TRIBUTARY_APP_MODULE`, `TRIBUTARY_FUNCTION_NAMES`,
  * `TRIBUTARY_HEALTH_PORT`, `TRIBUTARY_LOG_LEVEL`, `TRIBUTARY_GROUP_ID`, `TRIBUTARY_SESSION_TIMEOUT_MS`,
- * `TRIBUTARY_HEARTBEAT_INTERVAL_MS`, `TRIBUTARY_MAX_BYTES_PER_PARTITION`.
+ * `TRIBUTARY_HEARTBEAT_INTERVAL_MS`, `TRIBUTARY_MAX_BYTES_PER_PARTITION`, `TRIBUTARY_CACHE_MAX_ENTRIES`,
+ * `TRIBUTARY_CACHE_MAX_BYTES`.
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -58,6 +59,8 @@ async function main(): Promise<number> {
   const sessionTimeoutMs = optionalIntFromEnv(env, 'TRIBUTARY_SESSION_TIMEOUT_MS');
   const heartbeatIntervalMs = optionalIntFromEnv(env, 'TRIBUTARY_HEARTBEAT_INTERVAL_MS');
   const maxBytesPerPartition = optionalIntFromEnv(env, 'TRIBUTARY_MAX_BYTES_PER_PARTITION');
+  const cacheMaxEntries = optionalIntFromEnv(env, 'TRIBUTARY_CACHE_MAX_ENTRIES');
+  const cacheMaxBytes = optionalIntFromEnv(env, 'TRIBUTARY_CACHE_MAX_BYTES');
   const engine = startEngine({
     app,
     tableName,
@@ -70,6 +73,8 @@ async function main(): Promise<number> {
     ...(sessionTimeoutMs !== undefined ? { sessionTimeoutMs } : {}),
     ...(heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs } : {}),
     ...(maxBytesPerPartition !== undefined ? { maxBytesPerPartition } : {}),
+    ...(cacheMaxEntries !== undefined ? { cacheMaxEntries } : {}),
+    ...(cacheMaxBytes !== undefined ? { cacheMaxBytes } : {}),
   });
   try {
     await engine.ready;

@@ -139,6 +139,9 @@ export class TributaryApp extends Construct {
         TRIBUTARY_DEAD_LETTER_TOPIC: config.deadLetterTopic,
         TRIBUTARY_HEALTH_PORT: String(ENGINE_HEALTH_PORT),
         TRIBUTARY_LOG_LEVEL: config.logLevel,
+        // A quarter of the task's memory for cached view state (approximate heap bytes); the rest
+        // is Node, the Kafka fetch buffers and the batch being folded.
+        TRIBUTARY_CACHE_MAX_BYTES: String(Math.floor(config.memoryLimitMiB / 4) * 1024 * 1024),
         KAFKA_BROKERS: config.kafka.brokers.join(','),
         KAFKA_AUTH: config.kafka.auth,
         KAFKA_SSL: String(config.kafka.tls),

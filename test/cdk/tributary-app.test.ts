@@ -126,6 +126,11 @@ describe('engine service', () => {
     expect(envOf(container).TRIBUTARY_HEALTH_PORT).toBe('8080');
   });
 
+  it('sizes the state cache to a quarter of the task memory', () => {
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', { Memory: '1024' });
+    expect(envOf(engineContainer()).TRIBUTARY_CACHE_MAX_BYTES).toBe(String(256 * 1024 * 1024));
+  });
+
   it('passes the table, functions, dead-letter topic and Kafka settings as env', () => {
     const env = envOf(engineContainer());
     expect(env.TRIBUTARY_TABLE).toEqual({ Ref: logicalId(tributary.table) });

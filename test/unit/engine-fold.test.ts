@@ -328,9 +328,11 @@ describe('StateCache', () => {
     expect(cache.peek('b')).toBeUndefined();
     expect(cache.peek('a')?.version).toBe(1);
     expect(cache.size).toBe(2);
-    const small = new StateCache({ maxEntries: 100, maxBytes: 300 });
+    // Each entry is ~300 bytes (overhead + strings): three fit in 1,000.
+    const small = new StateCache({ maxEntries: 100, maxBytes: 1_000 });
     for (let i = 0; i < 10; i += 1) small.set(String(i), { version: 1, stateJson: 'x'.repeat(50), offsets: {} });
-    expect(small.bytes).toBeLessThanOrEqual(300);
+    expect(small.bytes).toBeLessThanOrEqual(1_000);
+    expect(small.size).toBe(3);
     expect(small.evictions).toBeGreaterThan(0);
   });
 });
