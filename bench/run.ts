@@ -59,6 +59,82 @@ const AUTO_BACKGROUND_MAX_RATE = 500;
 const WORKER = fileURLToPath(new URL('./internal/worker.ts', import.meta.url));
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 
+/** One memory reading of the engine worker during a `keys` run. */
+interface MemoryPoint {
+  readonly seconds: number;
+  readonly keysFolded: number;
+  readonly cacheEntries: number;
+  readonly rssBytes: number;
+  readonly peakRssBytes: number;
+  readonly heapUsedBytes: number;
+  readonly externalBytes: number;
+}
+
+/** How often the `keys` scenario reads the engine worker's memory. */
+const MEMORY_SAMPLE_MS = 2_000;
+/** Every this many readings, one goes to the progress log. */
+const MEMORY_LOG_EVERY = 15;
+
+/**
+ * Reads `worker`'s memory every {@link MEMORY_SAMPLE_MS} until `stop()`; in a `keys` run each
+ * event is a new key, so the engine's applied-event count is the number of distinct keys folded.
+ */
+function sampleMemory(worker: WorkerHandle): { points: MemoryPoint[]; stop: () => Promise<void> } {
+  const points: MemoryPoint[] = [];
+  const started = performance.now();
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      try {
+        const stats = await worker.stats();
+        const engine = stats.engineStats as { eventsApplied?: number; cache?: { entries?: number } } | undefined;
+        points.push({
+          seconds: (performance.now() - started) / 1000,
+          keysFolded: engine?.eventsApplied ?? 0,
+          cacheEntries: engine?.cache?.entries ?? 0,
+          rssBytes: stats.rssBytes,
+          peakRssBytes: stats.peakRssBytes,
+          heapUsedBytes: stats.heapUsedBytes,
+          externalBytes: stats.externalBytes,
+        });
+        const point = points[points.length - 1]!;
+        if (points.length % MEMORY_LOG_EVERY === 1) {
+          log(`  engine memory: ${num()(point.keysFolded)} keys folded, cache ${num()(point.cacheEntries)} entries, RSS ${mib(point.rssBytes)}, V8 heap used ${mib(point.heapUsedBytes)}`);
+        }
+      } catch {
+        return; // the worker is gone; the phase reports why
+      }
+      await sleep(MEMORY_SAMPLE_MS);
+    }
+  })();
+  return {
+    points,
+    stop: async () => {
+      running = false;
+      await loop;
+    },
+  };
+}
+
+/**
+ * The memory timeline as a table: the first reading at or past each tenth of the keys, so a
+ * flat RSS column shows memory bounded by the cache, not by the number of keys.
+ */
+function renderMemoryTimeline(points: readonly MemoryPoint[], totalKeys: number): string {
+  const rows: MemoryPoint[] = [];
+  for (let tenth = 1; tenth <= 10; tenth++) {
+    const point = points.find((p) => p.keysFolded >= (totalKeys * tenth) / 10 && !rows.includes(p));
+    if (point) rows.push(point);
+  }
+  const last = points[points.length - 1];
+  if (last && !rows.includes(last)) rows.push(last);
+  const header = ['distinct keys folded', 'elapsed (s)', 'cache entries', 'RSS', 'peak RSS so far', 'V8 heap used', 'external'];
+  const body = rows.map((p) => [num()(p.keysFolded), num()(p.seconds), num()(p.cacheEntries), mib(p.rssBytes), mib(p.peakRssBytes), mib(p.heapUsedBytes), mib(p.externalBytes)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join(' | ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('-|-'), ...body.map(line)].join('\n');
+}
+
 /** Measured figures of one contender. */
 interface ContenderResult {
   contender: Contender;
@@ -411,6 +487,7 @@ async function main(): Promise<void> {
   const results = new Map<Contender, ContenderResult>();
   let agreement = 'not checked';
   let backgroundRate = 0;
+  let memoryTimeline: MemoryPoint[] = [];
   try {
     const topic = `bench-bookings-${runId}`;
     const admin = kafka.admin();
@@ -462,14 +539,21 @@ async function main(): Promise<void> {
         await worker.started();
         // Both contenders report "started" once they joined their group: the clock starts there.
         const startedAt = performance.now();
-        const throughput = await waitForProgress(
-          `${contender} throughput`,
-          target,
-          options.phaseTimeoutMs,
-          () => progressOf(contender, ddb, tables[contender], topic, baseline, worker),
-          startedAt,
-          baseline,
-        );
+        const sampler = options.scenario === 'keys' && contender === 'engine' ? sampleMemory(worker) : undefined;
+        let throughput: Throughput;
+        try {
+          throughput = await waitForProgress(
+            `${contender} throughput`,
+            target,
+            options.phaseTimeoutMs,
+            () => progressOf(contender, ddb, tables[contender], topic, baseline, worker),
+            startedAt,
+            baseline,
+          );
+        } finally {
+          await sampler?.stop();
+          if (sampler) memoryTimeline = sampler.points;
+        }
         result.eventsPerSecond = throughput.steady;
         result.eventsPerSecondSinceStart = throughput.sinceStart;
         // Commit after durability: the checkpoint only passes events whose changes were delivered.
@@ -583,6 +667,11 @@ async function main(): Promise<void> {
   console.log('');
   console.log(`Tributary bench — scenario ${options.scenario}: ${num()(options.events)} events, ${num()(options.classes)} classes (keys), ${options.partitions} partitions, seed ${options.seed}`);
   console.log(renderTable(rows));
+  if (memoryTimeline.length > 0) {
+    console.log('');
+    console.log(`Engine memory while folding ${num()(options.events)} distinct keys (state cache limit: ${options.cacheMaxEntries === undefined ? 'engine default' : num()(options.cacheMaxEntries)} entries)`);
+    console.log(renderMemoryTimeline(memoryTimeline, options.events));
+  }
   if (options.probes > 0) console.log(`latency probes: ${options.probes} per contender, one every ${options.probeIntervalMs} ms, under ${backgroundRate} events/s background load`);
   console.log(`views agree (engine vs naive): ${agreement}`);
   for (const r of results.values()) {

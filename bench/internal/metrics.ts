@@ -75,17 +75,28 @@ export function diffCounts(after: DynamoDbRequestCounts, before: DynamoDbRequest
   };
 }
 
-/** Resident set size now and its peak (VmHWM) over the process's life, in bytes. */
-export function memoryNow(): { rssBytes: number; peakRssBytes: number } {
-  const rssBytes = process.memoryUsage.rss();
-  let peakRssBytes = rssBytes;
+/** Memory of this process: resident set now and at its peak, and the V8 heap and off-heap buffers. */
+export interface MemorySample {
+  readonly rssBytes: number;
+  /** Peak resident set (VmHWM) over the process's life. */
+  readonly peakRssBytes: number;
+  readonly heapUsedBytes: number;
+  readonly heapTotalBytes: number;
+  /** Buffers and other memory outside the V8 heap (Kafka fetch buffers among them). */
+  readonly externalBytes: number;
+}
+
+/** Resident set size now and its peak (VmHWM) over the process's life, with V8's heap figures, in bytes. */
+export function memoryNow(): MemorySample {
+  const usage = process.memoryUsage();
+  let peakRssBytes = usage.rss;
   try {
     const match = /VmHWM:\s+(\d+)\s+kB/.exec(readFileSync('/proc/self/status', 'utf8'));
     if (match) peakRssBytes = Number(match[1]) * 1024;
   } catch {
     // Not Linux: the current RSS is the best figure available.
   }
-  return { rssBytes, peakRssBytes };
+  return { rssBytes: usage.rss, peakRssBytes, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, externalBytes: usage.external };
 }
 
 /**

@@ -12,7 +12,7 @@ import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { Kafka, logLevel } from 'kafkajs';
 import { decodeBookingEvent } from '../../functions/events.ts';
 import { naiveUpdate } from './class-counts.ts';
-import { countDynamoDbRequests, memoryNow, type DynamoDbRequestCounts } from './metrics.ts';
+import { countDynamoDbRequests, memoryNow, type DynamoDbRequestCounts, type MemorySample } from './metrics.ts';
 
 /** What the parent tells a worker. */
 export interface WorkerConfig {
@@ -34,11 +34,9 @@ export interface WorkerConfig {
 }
 
 /** A worker's answer to `{ type: 'stats' }`. */
-export interface WorkerStats {
+export interface WorkerStats extends MemorySample {
   readonly type: 'stats';
   readonly counts: DynamoDbRequestCounts;
-  readonly rssBytes: number;
-  readonly peakRssBytes: number;
   /** Events the contender reports as applied, when it can tell. */
   readonly eventsApplied: number | undefined;
   /** The engine's own counters (`Engine.stats()`), engine only. */
