@@ -26,7 +26,7 @@ import { createBookingGenerator, type BookingGenerator } from '../functions/gene
 import { ensureViewsTable, startLocalStack, type LocalStack } from '../local/index.ts';
 import { createViewReader } from '../sdk/index.ts';
 import { classCountsView, NAIVE_PK } from './internal/class-counts.ts';
-import { mib, num, percentile, renderTable, type DynamoDbRequestCounts, type ResultRow } from './internal/metrics.ts';
+import { mib, num, percentile, renderGrid, renderTable, type DynamoDbRequestCounts, type ResultRow } from './internal/metrics.ts';
 import { BenchUsageError, parseBenchOptions, type BenchOptions, type Contender } from './internal/options.ts';
 import type { WorkerConfig, WorkerStats } from './internal/worker.ts';
 
@@ -130,9 +130,7 @@ function renderMemoryTimeline(points: readonly MemoryPoint[], totalKeys: number)
   if (last && !rows.includes(last)) rows.push(last);
   const header = ['distinct keys folded', 'elapsed (s)', 'cache entries', 'RSS', 'peak RSS so far', 'V8 heap used', 'external'];
   const body = rows.map((p) => [num()(p.keysFolded), num()(p.seconds), num()(p.cacheEntries), mib(p.rssBytes), mib(p.peakRssBytes), mib(p.heapUsedBytes), mib(p.externalBytes)]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join(' | ');
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('-|-'), ...body.map(line)].join('\n');
+  return renderGrid(header, body, 'number');
 }
 
 /** Measured figures of one contender. */

@@ -143,8 +143,20 @@ export function renderTable(rows: readonly ResultRow[]): string {
       ratio,
     ];
   });
+  return renderGrid(header, body, 'label');
+}
+
+/**
+ * Renders a fixed-width text grid: a header, a rule, then the rows; cells right-aligned, or the
+ * first column left-aligned when it holds `label`s.
+ *
+ * @example
+ * console.log(renderGrid(['keys', 'RSS'], [['100,000', '519.0 MiB']], 'number'));
+ */
+export function renderGrid(header: readonly string[], body: readonly (readonly string[])[], firstColumn: 'label' | 'number'): string {
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ');
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (i === 0 && firstColumn === 'label' ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ');
   return [line(header), widths.map((w) => '-'.repeat(w)).join('-|-'), ...body.map(line)].join('\n');
 }
 
