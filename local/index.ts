@@ -6,11 +6,17 @@
 
 // The whole stack
 export { startLocalStack } from './internal/stack.ts';
-export type { LocalStack, LocalStackOptions, LocalStackPorts, LocalDynamoDb } from './internal/stack.ts';
+export type { LocalStack, LocalStackOptions, LocalStackPorts, LocalDynamoDb, LocalKafka, LocalKafkaKind, ExternalKafka } from './internal/stack.ts';
 
 // Kafka-protocol broker
 export { startKafkaBroker } from './internal/kafka/index.ts';
 export type { KafkaBroker, KafkaBrokerOptions } from './internal/kafka/index.ts';
+
+// Apache Kafka (a real single-node broker, resolved from Maven Central)
+export { startApacheKafka, DEFAULT_APACHE_KAFKA_JVM_ARGS } from './internal/apache-kafka/broker.ts';
+export type { ApacheKafka, ApacheKafkaOptions } from './internal/apache-kafka/broker.ts';
+export { resolveApacheKafka, apacheKafkaPrerequisites, defaultCacheDir as defaultApacheKafkaCacheDir, APACHE_KAFKA_POM } from './internal/apache-kafka/resolve.ts';
+export type { ResolveApacheKafkaOptions, ResolvedApacheKafka } from './internal/apache-kafka/resolve.ts';
 
 // DynamoDB Local
 export { startDynamoDbLocal, DEFAULT_DYNAMODB_JVM_ARGS } from './internal/dynamodb/dynamodb-local.ts';

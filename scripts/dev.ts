@@ -7,7 +7,8 @@
  * SIGTERM. For development only, never production.
  *
  * Options: `--rate N` events per second (default 20), `--events N` stop producing after N
- * events, `--stack-only` the stack without the app.
+ * events, `--stack-only` the stack without the app, `--kafka apache` a real Apache Kafka
+ * (resolved from Maven Central on first use) instead of the embedded broker.
  *
  * Ports (env, 0 = random): TRIBUTARY_KAFKA_PORT (default 9092), TRIBUTARY_DYNAMODB_PORT
  * (default 8000), TRIBUTARY_LAMBDA_PORT (default 3001).
@@ -17,7 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Kafka, logLevel as kafkaLogLevel } from 'kafkajs';
-import { ensureViewsTable, startLocalStack, type LocalStack } from '../local/index.ts';
+import { ensureViewsTable, startLocalStack, type LocalKafkaKind, type LocalStack } from '../local/index.ts';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** Gitignored; delete it to start from empty topics and tables. */
@@ -40,18 +41,20 @@ function portFromEnv(name: string, fallback: number): number {
 }
 
 /** Starts the dev stack; the lead's example-app wiring goes on top of this. */
-export async function startDevStack(): Promise<LocalStack> {
-  mkdirSync(DATA_DIR, { recursive: true });
+export async function startDevStack(kafka: LocalKafkaKind = 'embedded'): Promise<LocalStack> {
+  // Views fence events by broker offsets, so each broker gets its own tables: state folded
+  // from one broker's offsets must never meet the other broker's records.
+  const dataDir = kafka === 'apache' ? path.join(DATA_DIR, 'apache') : DATA_DIR;
+  mkdirSync(dataDir, { recursive: true });
   return startLocalStack({
-    dataDir: DATA_DIR,
+    kafka,
+    dataDir,
     ports: {
       kafka: portFromEnv('TRIBUTARY_KAFKA_PORT', DEFAULT_KAFKA_PORT),
       dynamodb: portFromEnv('TRIBUTARY_DYNAMODB_PORT', DEFAULT_DYNAMODB_PORT),
       lambda: portFromEnv('TRIBUTARY_LAMBDA_PORT', DEFAULT_LAMBDA_PORT),
     },
     ...(existsSync(FUNCTIONS_DIR) ? { functionsDir: FUNCTIONS_DIR } : {}),
-    // Auto-create lets ad-hoc producers (kcat, scripts) write to new topics in dev.
-    kafka: { autoCreateTopics: true },
     log: (line) => console.log(`[local] ${line}`),
   });
 }
@@ -65,7 +68,7 @@ function printBanner(stack: LocalStack): void {
       '',
       'Tributary local stack is running — for DEVELOPMENT ONLY, not for production.',
       '',
-      `  Kafka broker        ${stack.kafka.brokers.join(',')}`,
+      `  Kafka broker        ${stack.kafka.brokers.join(',')}  (${stack.kafka.kind === 'apache' ? `Apache Kafka ${stack.kafka.version}` : 'embedded; --kafka apache for Apache Kafka'})`,
       `  DynamoDB Local      ${stack.dynamodb.endpoint}`,
       `  Lambda Invoke API   ${stack.lambda.endpoint}  (functions/handlers/<name>.ts)`,
       `  Data                ${stack.dataDir}  (delete it to start empty)`,
@@ -87,6 +90,8 @@ interface DevOptions {
   readonly events: number | undefined;
   /** Start the stack alone, without the example app. */
   readonly stackOnly: boolean;
+  /** Which broker the stack runs. */
+  readonly kafka: LocalKafkaKind;
 }
 
 /** Slow enough to read the output, fast enough to see classes fill up within a minute. */
@@ -101,6 +106,7 @@ function parseArgs(argv: readonly string[]): DevOptions {
   let rate = DEFAULT_RATE;
   let events: number | undefined;
   let stackOnly = false;
+  let kafka: LocalKafkaKind = 'embedded';
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
     const value = (): number => {
@@ -115,9 +121,16 @@ function parseArgs(argv: readonly string[]): DevOptions {
     if (arg === '--rate') rate = value();
     else if (arg === '--events') events = Math.floor(value());
     else if (arg === '--stack-only') stackOnly = true;
-    else throw new Error(`unknown option ${JSON.stringify(arg)}; use --rate N, --events N or --stack-only`);
+    else if (arg === '--kafka') {
+      const kind = argv[i + 1];
+      if (kind !== 'apache' && kind !== 'embedded') {
+        throw new Error(`--kafka needs apache or embedded, received ${JSON.stringify(kind)}; e.g. --kafka apache`);
+      }
+      kafka = kind;
+      i += 1;
+    } else throw new Error(`unknown option ${JSON.stringify(arg)}; use --rate N, --events N, --stack-only or --kafka apache|embedded`);
   }
-  return { rate, events, stackOnly };
+  return { rate, events, stackOnly, kafka };
 }
 
 /** The running example app: engine, event generator and live summary on top of the stack. */
@@ -230,7 +243,7 @@ async function startExampleApp(stack: LocalStack, options: DevOptions): Promise<
 
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
-  const stack = await startDevStack();
+  const stack = await startDevStack(options.kafka);
   printBanner(stack);
   let devApp: DevApp | undefined;
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startDynamoDbLocal, type DynamoDbLocal, type DynamoDbLocalOptions } from './dynamodb/dynamodb-local.ts';
 import { LocalStackError } from './errors.ts';
+import { startApacheKafka, type ApacheKafka, type ApacheKafkaOptions } from './apache-kafka/broker.ts';
 import { startKafkaBroker, type KafkaBroker, type KafkaBrokerOptions } from './kafka/index.ts';
 import type { LocalHandler } from './lambda/context.ts';
 import { startLambdaEndpoint, type LambdaEndpoint, type LambdaEndpointOptions } from './lambda/endpoint.ts';
@@ -18,8 +19,31 @@ export interface LocalStackPorts {
   lambda?: number;
 }
 
+/** Which Kafka broker a local stack runs. */
+export type LocalKafkaKind = 'embedded' | 'apache';
+
+/** Brokers the stack does not run (a cluster of your own, LocalStack's, MSK through a tunnel). */
+export interface ExternalKafka {
+  readonly kind: 'external';
+  readonly brokers: string[];
+  /** Does nothing: the stack did not start these brokers. */
+  stop(): Promise<void>;
+}
+
+/** The Kafka part of a running stack: the embedded broker, a real Apache Kafka, or brokers given to it. */
+export type LocalKafka = KafkaBroker | ApacheKafka | ExternalKafka;
+
 /** Options of {@link startLocalStack}. Development and tests only. */
 export interface LocalStackOptions {
+  /**
+   * The broker: `'embedded'`, the Kafka-protocol broker written in TypeScript (starts in
+   * milliseconds, needs nothing installed), or `'apache'`, a real single-node Apache Kafka
+   * resolved from Maven Central on first use (needs Java 17+, and Maven for the first
+   * resolution; see `startApacheKafka`). `{ brokers }` starts no broker and hands those
+   * brokers to clients instead.
+   * @default 'embedded'
+   */
+  kafka?: LocalKafkaKind | { readonly brokers: readonly string[] };
   /**
    * Persistent data directory: broker logs go to `<dataDir>/kafka`, DynamoDB Local's database
    * to `<dataDir>/dynamodb`, so `npm run dev` keeps topics and tables across restarts. Unset,
@@ -53,10 +77,15 @@ export interface LocalStackOptions {
    */
   functions?: Record<string, LocalHandler>;
   /**
-   * Further broker options (`autoCreateTopics`, `defaultPartitions`, ...).
+   * Further options of the embedded broker (`autoCreateTopics`, `defaultPartitions`, ...).
    * @default {}
    */
-  kafka?: Omit<KafkaBrokerOptions, 'host' | 'port' | 'dataDir' | 'log'>;
+  embeddedKafka?: Omit<KafkaBrokerOptions, 'host' | 'port' | 'dataDir' | 'log'>;
+  /**
+   * Further options of Apache Kafka (`brokerConfig`, `cacheDir`, `jvmArgs`, ...).
+   * @default {}
+   */
+  apacheKafka?: Omit<ApacheKafkaOptions, 'host' | 'port' | 'dataDir' | 'log'>;
   /**
    * Further DynamoDB Local options (`jvmArgs`, `startTimeoutMs`, `javaCommand`).
    * @default {}
@@ -87,7 +116,8 @@ export interface LocalDynamoDb {
 
 /** A running embedded stack: broker, DynamoDB Local and the Lambda Invoke API endpoint. */
 export interface LocalStack {
-  readonly kafka: KafkaBroker;
+  /** The broker; `kafka.kind` says which one. */
+  readonly kafka: LocalKafka;
   readonly dynamodb: LocalDynamoDb;
   readonly lambda: LambdaEndpoint;
   readonly region: string;
@@ -143,14 +173,44 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const started = Date.now();
   log(`starting ${DEV_ONLY_NOTICE} (data: ${ephemeral ? `temporary ${dataDir}` : dataDir})`);
 
+  const kafkaChoice = options.kafka ?? 'embedded';
+  const kafkaKind = typeof kafkaChoice === 'object' && kafkaChoice !== null ? 'external' : kafkaChoice;
+  if (kafkaKind === 'external' && (typeof kafkaChoice !== 'object' || !Array.isArray(kafkaChoice.brokers) || kafkaChoice.brokers.length === 0)) {
+    removeTemp();
+    process.off('exit', removeTemp);
+    throw new LocalStackError('INVALID_OPTION', `local stack: kafka.brokers must be a non-empty list of host:port, got ${JSON.stringify(kafkaChoice)}`, {
+      context: { component: 'kafka' },
+    });
+  }
+  if (kafkaKind !== 'embedded' && kafkaKind !== 'apache' && kafkaKind !== 'external') {
+    removeTemp();
+    process.off('exit', removeTemp);
+    throw new LocalStackError('INVALID_OPTION', `local stack: kafka must be 'embedded' or 'apache', got ${JSON.stringify(kafkaKind)}`, {
+      context: { component: 'kafka' },
+    });
+  }
+  const startKafka = async (): Promise<LocalKafka> =>
+    typeof kafkaChoice === 'object'
+      ? { kind: 'external', brokers: [...kafkaChoice.brokers], stop: async () => {} }
+      : kafkaKind === 'apache'
+      ? startApacheKafka({
+          ...options.apacheKafka,
+          host,
+          port: options.ports?.kafka ?? 0,
+          // Apache Kafka's storage format is its own; it never shares a folder with the embedded broker's.
+          dataDir: path.join(dataDir, 'apache-kafka'),
+          log: (line) => log(`kafka: ${line}`),
+        })
+      : startKafkaBroker({
+          ...options.embeddedKafka,
+          host,
+          port: options.ports?.kafka ?? 0,
+          dataDir: path.join(dataDir, 'kafka'),
+          log: (line) => log(`kafka: ${line}`),
+        });
+
   const parts = await Promise.allSettled([
-    startKafkaBroker({
-      ...options.kafka,
-      host,
-      port: options.ports?.kafka ?? 0,
-      dataDir: path.join(dataDir, 'kafka'),
-      log: (line) => log(`kafka: ${line}`),
-    }),
+    startKafka(),
     startDynamoDbLocal({
       ...options.dynamodb,
       host,
@@ -200,7 +260,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   };
   log(
     `ready in ${Date.now() - started} ms (DynamoDB Local JVM: ${dynamo.startupMs} ms): ` +
-      `kafka ${kafka.brokers.join(',')}, dynamodb ${dynamo.endpoint}, lambda ${lambda.endpoint} — ${DEV_ONLY_NOTICE}`,
+      `kafka (${kafka.kind}${kafka.kind === 'apache' ? ` ${kafka.version}` : ''}) ${kafka.brokers.join(',')}, dynamodb ${dynamo.endpoint}, lambda ${lambda.endpoint} — ${DEV_ONLY_NOTICE}`,
   );
 
   let stopping: Promise<void> | undefined;

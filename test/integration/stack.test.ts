@@ -118,7 +118,7 @@ describe('startLocalStack', () => {
       } finally {
         await first.stop();
       }
-      expect(await isListening('127.0.0.1', first.kafka.port)).toBe(false);
+      expect(await isListening('127.0.0.1', Number(first.kafka.brokers[0]!.split(':')[1]))).toBe(false);
       expect(await isListening('127.0.0.1', first.dynamodb.port)).toBe(false);
       expect(await isListening('127.0.0.1', first.lambda.port)).toBe(false);
       expect(existsSync(dataDir)).toBe(true);

