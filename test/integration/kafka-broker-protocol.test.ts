@@ -1,8 +1,9 @@
 /**
  * Wire-level edge cases of the embedded broker, driven over raw sockets with kafkajs's own
  * request encoders and response decoders (an independent implementation of the protocol):
- * Fetch long-poll timing, min/max bytes, unknown APIs, garbage frames, CRC checks and
- * idempotent-producer sequence checks.
+ * Fetch long-poll timing, min/max bytes, unknown APIs, garbage frames, CRC checks,
+ * idempotent-producer sequence checks, and the limits and defaults Apache Kafka applies
+ * (message.max.bytes, auto.create.topics.enable).
  */
 import { appendFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -397,6 +398,108 @@ describe('embedded broker wire protocol', () => {
     await admin.deleteTopics({ topics: [topic] });
     await expect(admin.fetchTopicMetadata({ topics: [topic] })).rejects.toMatchObject({ type: 'UNKNOWN_TOPIC_OR_PARTITION' });
     await admin.disconnect();
+  });
+
+  describe('limits and defaults of Apache Kafka', () => {
+    // kafkajs wraps a broker's error (KafkaJSProtocolError) in its retrier's errors; the type is on a cause.
+    const errorTypes = (error: unknown): string[] => {
+      const types: string[] = [];
+      for (let e = error as { type?: string; cause?: unknown } | undefined; e !== undefined && e !== null; e = e.cause as typeof e) {
+        if (typeof e.type === 'string') types.push(e.type);
+      }
+      return types;
+    };
+    const highWatermark = async (k: Kafka, topic: string): Promise<string | undefined> => {
+      const admin = k.admin();
+      await admin.connect();
+      try {
+        return (await admin.fetchTopicOffsets(topic))[0]?.high;
+      } finally {
+        await admin.disconnect();
+      }
+    };
+
+    it('refuses a record batch above message.max.bytes (1048588) with MESSAGE_TOO_LARGE and stores nothing', async () => {
+      const topic = await createTopic();
+      const producer = kafka.producer({ allowAutoTopicCreation: false, retry: { retries: 0 } });
+      await producer.connect();
+      try {
+        const refused = await producer.send({ topic, acks: -1, messages: [{ value: Buffer.alloc(1_200_000, 'x') }] }).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        expect(errorTypes(refused)).toContain('MESSAGE_TOO_LARGE');
+        expect(await highWatermark(kafka, topic)).toBe('0');
+
+        await producer.send({ topic, acks: -1, messages: [{ value: Buffer.alloc(900_000, 'y') }] });
+        expect(await highWatermark(kafka, topic)).toBe('1');
+      } finally {
+        await producer.disconnect();
+      }
+    });
+
+    it('applies a maxMessageBytes given at start instead of the default', async () => {
+      const own = await startKafkaBroker({ maxMessageBytes: 2_000 });
+      try {
+        const k = new Kafka({ brokers: own.brokers, clientId: 'small-limit', logLevel: logLevel.NOTHING });
+        const producer = k.producer({ retry: { retries: 0 } });
+        await producer.connect();
+        try {
+          const topic = uniqueName('wire-small');
+          await producer.send({ topic, acks: -1, messages: [{ value: Buffer.alloc(1_000, 'a') }] });
+          const refused = await producer.send({ topic, acks: -1, messages: [{ value: Buffer.alloc(3_000, 'b') }] }).then(
+            () => undefined,
+            (error: unknown) => error,
+          );
+          expect(errorTypes(refused)).toContain('MESSAGE_TOO_LARGE');
+          expect(await highWatermark(k, topic)).toBe('1');
+        } finally {
+          await producer.disconnect();
+        }
+      } finally {
+        await own.stop();
+      }
+    });
+
+    it('auto-creates a topic with 1 partition when a producer writes to it (auto.create.topics.enable=true)', async () => {
+      const topic = uniqueName('wire-auto');
+      const producer = kafka.producer();
+      await producer.connect();
+      try {
+        await producer.send({ topic, acks: -1, messages: [{ value: 'first' }] });
+      } finally {
+        await producer.disconnect();
+      }
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+        expect(meta.topics[0]?.partitions.map((p) => p.partitionId)).toEqual([0]);
+      } finally {
+        await admin.disconnect();
+      }
+      await waitFor(async () => (await highWatermark(kafka, topic)) === '1', { timeoutMs: 5_000, message: 'auto-created topic holds the message' });
+    });
+
+    it('refuses a producer writing to an unknown topic with UNKNOWN_TOPIC_OR_PARTITION when autoCreateTopics is false', async () => {
+      const own = await startKafkaBroker({ autoCreateTopics: false });
+      try {
+        const k = new Kafka({ brokers: own.brokers, clientId: 'no-auto-create', logLevel: logLevel.NOTHING });
+        const producer = k.producer({ retry: { retries: 0 } });
+        await producer.connect();
+        try {
+          const refused = await producer.send({ topic: uniqueName('wire-no-auto'), acks: -1, messages: [{ value: 'lost' }] }).then(
+            () => undefined,
+            (error: unknown) => error,
+          );
+          expect(errorTypes(refused)).toContain('UNKNOWN_TOPIC_OR_PARTITION');
+        } finally {
+          await producer.disconnect();
+        }
+      } finally {
+        await own.stop();
+      }
+    });
   });
 
   it('drops a torn write at the end of a partition log on restart and keeps appending after the last whole batch', async () => {

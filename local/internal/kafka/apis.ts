@@ -13,6 +13,7 @@ export const ERROR = {
   NONE: 0,
   OFFSET_OUT_OF_RANGE: 1,
   UNKNOWN_TOPIC_OR_PARTITION: 3,
+  MESSAGE_TOO_LARGE: 10,
   INVALID_TOPIC_EXCEPTION: 17,
   INVALID_REQUIRED_ACKS: 21,
   UNSUPPORTED_VERSION: 35,
@@ -30,6 +31,8 @@ export interface ApiContext {
   readonly port: () => number;
   readonly autoCreateTopics: boolean;
   readonly defaultPartitions: number;
+  /** Largest record batch Produce accepts, in bytes (Kafka's message.max.bytes). */
+  readonly maxMessageBytes: number;
   readonly log: (line: string) => void;
   /** Wakes fetch long-polls waiting on this partition. */
   readonly notifyAppend: (topic: string, partition: number) => void;
@@ -118,6 +121,9 @@ function metadata(ctx: ApiContext, { version, r, w }: ApiRequest): Writer {
     entries = requested.map(({ id, name }) => {
       let topic = name !== null ? ctx.store.topics.get(name) : undefined;
       if (topic === undefined && id !== null && !id.equals(ZERO_UUID)) topic = ctx.store.topicsById.get(uuidKey(id));
+      // Created here and answered with its partitions at once. Kafka (KRaft) answers the first
+      // request UNKNOWN_TOPIC_OR_PARTITION while its controller creates the topic; clients retry
+      // that, so skipping the wait changes no outcome.
       if (topic === undefined && name !== null && ctx.autoCreateTopics && allowAutoCreate && TOPIC_NAME.test(name)) {
         topic = ctx.store.createTopic(name, ctx.defaultPartitions);
         ctx.log(`auto-created topic ${name} with ${ctx.defaultPartitions} partition(s)`);
@@ -294,6 +300,17 @@ function produce(ctx: ApiContext, { version, r, w }: ApiRequest): Writer | null 
           result.errorCode = batches.errorCode;
           result.message = batches.reason;
           ctx.log(`produce to ${t.name}/${p.index} refused: ${batches.reason}`);
+          return result;
+        }
+        // Checked for every batch before any is stored: Kafka validates the whole partition's
+        // records first, so one oversized batch refuses them all.
+        const oversized = batches.find((b) => b.buf.length > ctx.maxMessageBytes);
+        if (oversized !== undefined) {
+          result.errorCode = ERROR.MESSAGE_TOO_LARGE;
+          result.message = `record batch of ${oversized.buf.length} bytes exceeds message.max.bytes ${ctx.maxMessageBytes}`;
+          ctx.log(
+            `produce to ${t.name}/${p.index} refused: ${result.message}; send smaller batches or start the broker with a larger maxMessageBytes`,
+          );
           return result;
         }
         let appended = false;

@@ -28,8 +28,11 @@ export interface KafkaBrokerOptions {
    */
   dataDir?: string;
   /**
-   * Create unknown topics on Metadata requests that allow it (Kafka's auto.create.topics.enable).
-   * @default false
+   * Create unknown topics, with `defaultPartitions` partitions, on Metadata requests that allow
+   * it (Kafka's auto.create.topics.enable). A producer writing to an unknown topic asks Metadata
+   * first, so it creates the topic; set false to make such writes fail with
+   * UNKNOWN_TOPIC_OR_PARTITION, as on a cluster that turns auto-creation off.
+   * @default true
    */
   autoCreateTopics?: boolean;
   /**
@@ -37,6 +40,13 @@ export interface KafkaBrokerOptions {
    * @default 1
    */
   defaultPartitions?: number;
+  /**
+   * Largest record batch, in bytes as sent (after compression), that Produce accepts (Kafka's
+   * message.max.bytes); a larger one is refused with MESSAGE_TOO_LARGE and nothing of its
+   * partition's records is stored.
+   * @default 1048588
+   */
+  maxMessageBytes?: number;
   /**
    * Smallest session timeout a consumer may ask for (Kafka's group.min.session.timeout.ms).
    * @default 1000
@@ -56,6 +66,7 @@ export interface KafkaBrokerOptions {
 
 /** A running broker. */
 export interface KafkaBroker {
+  readonly kind: 'embedded';
   /** Host clients connect to. */
   readonly host: string;
   /** Port the broker listens on (the chosen one when `port` was 0). */
@@ -69,6 +80,12 @@ export interface KafkaBroker {
 const DEFAULT_HOST = '127.0.0.1';
 // Kafka's own default; a topic's partition count is normally chosen explicitly by CreateTopics.
 const DEFAULT_PARTITIONS = 1;
+// Kafka's default: code that writes to a topic nobody created works against a stock broker, so
+// it works here too; a stricter cluster is one option away.
+const DEFAULT_AUTO_CREATE_TOPICS = true;
+// Kafka's default message.max.bytes (1 MiB plus the 12-byte log overhead of a batch): a record
+// that a stock broker refuses must fail here too, not first in production.
+const DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
 // Low enough that tests may use short sessions to make failover fast; Kafka's default is 6 s.
 const DEFAULT_MIN_SESSION_TIMEOUT_MS = 1000;
 // Kafka's default group.max.session.timeout.ms (5 minutes).
@@ -103,6 +120,7 @@ export async function startKafkaBroker(options: KafkaBrokerOptions = {}): Promis
   const requestedPort = options.port ?? 0;
   const log = options.log ?? (() => {});
   const defaultPartitions = options.defaultPartitions ?? DEFAULT_PARTITIONS;
+  const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   if (!Number.isInteger(requestedPort) || requestedPort < 0 || requestedPort > 65535) {
     throw new LocalStackError('INVALID_OPTION', `kafka broker port ${requestedPort} is invalid; use 0 (random) or 1-65535`, {
       context: { component: 'kafka', port: requestedPort },
@@ -110,6 +128,11 @@ export async function startKafkaBroker(options: KafkaBrokerOptions = {}): Promis
   }
   if (!Number.isInteger(defaultPartitions) || defaultPartitions < 1) {
     throw new LocalStackError('INVALID_OPTION', `defaultPartitions ${defaultPartitions} is invalid; use a positive integer`, {
+      context: { component: 'kafka' },
+    });
+  }
+  if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1) {
+    throw new LocalStackError('INVALID_OPTION', `maxMessageBytes ${maxMessageBytes} is invalid; use a positive integer (Kafka's default is ${DEFAULT_MAX_MESSAGE_BYTES})`, {
       context: { component: 'kafka' },
     });
   }
@@ -138,8 +161,9 @@ export async function startKafkaBroker(options: KafkaBrokerOptions = {}): Promis
     groups,
     host,
     port: () => port,
-    autoCreateTopics: options.autoCreateTopics ?? false,
+    autoCreateTopics: options.autoCreateTopics ?? DEFAULT_AUTO_CREATE_TOPICS,
     defaultPartitions,
+    maxMessageBytes,
     log,
     notifyAppend: () => {
       for (const waiter of [...waiters]) {
@@ -287,6 +311,7 @@ export async function startKafkaBroker(options: KafkaBrokerOptions = {}): Promis
 
   let stopped: Promise<void> | undefined;
   return {
+    kind: 'embedded',
     host,
     port,
     brokers: [`${host}:${port}`],
