@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Consumer, Kafka, type KafkaMessage, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type KafkaBroker, startKafkaBroker } from '../../local/internal/kafka/index.ts';
+import { type ConformanceBroker, conformanceBrokerKinds, startConformanceBroker } from './fixtures/conformance-brokers.ts';
 import { murmur2 } from './fixtures/murmur2.ts';
 import { uniqueName, waitFor } from './helpers.ts';
 
@@ -23,15 +23,18 @@ interface Seen {
   value: string;
 }
 
-describe('embedded broker with kafkajs', () => {
+describe.each(conformanceBrokerKinds())('$kind broker with kafkajs', ({ kind, skip }) => {
+  if (skip) console.log(`[conformance] apache broker skipped: ${skip}`);
+  // Skipped, not dropped, so a run without Apache Kafka shows what it did not check.
+  const scenario = skip ? it.skip : it;
   let dataDir: string;
-  let broker: KafkaBroker;
+  let broker: ConformanceBroker;
   let kafka: Kafka;
   const topic = uniqueName('kjs-orders');
   const group = uniqueName('kjs-group');
   const consumers: Consumer[] = [];
 
-  const newKafka = (b: KafkaBroker): Kafka =>
+  const newKafka = (b: ConformanceBroker): Kafka =>
     new Kafka({ brokers: b.brokers, clientId: 'kafkajs-conformance', logLevel: logLevel.NOTHING, retry: { retries: 3, initialRetryTime: 100 } });
 
   const consumer = (groupId: string): Consumer => {
@@ -59,18 +62,19 @@ describe('embedded broker with kafkajs', () => {
   };
 
   beforeAll(async () => {
+    if (skip) return;
     dataDir = await mkdtemp(join(tmpdir(), 'tributary-kafka-'));
-    broker = await startKafkaBroker({ dataDir });
+    broker = await startConformanceBroker(kind, dataDir);
     kafka = newKafka(broker);
   });
 
   afterAll(async () => {
     for (const c of consumers) await c.disconnect().catch(() => {});
     await broker?.stop();
-    await rm(dataDir, { recursive: true, force: true });
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  it('creates a 3-partition topic and refuses to create it twice', async () => {
+  scenario('creates a 3-partition topic and refuses to create it twice', async () => {
     const admin = kafka.admin();
     await admin.connect();
     try {
@@ -79,7 +83,7 @@ describe('embedded broker with kafkajs', () => {
       expect(meta.topics[0]?.partitions.map((p) => p.partitionId).sort()).toEqual([0, 1, 2]);
       // kafkajs answers false (not an error) when every topic already exists.
       expect(await admin.createTopics({ topics: [{ topic, numPartitions: PARTITIONS }] })).toBe(false);
-      // Auto-creation is off: an unknown topic is reported, not created.
+      // The admin client never asks for auto-creation: an unknown topic is reported, not created.
       await expect(admin.fetchTopicMetadata({ topics: [uniqueName('kjs-missing')] })).rejects.toMatchObject({
         type: 'UNKNOWN_TOPIC_OR_PARTITION',
       });
@@ -88,7 +92,7 @@ describe('embedded broker with kafkajs', () => {
     }
   });
 
-  it('stores 10k keyed messages produced with acks=-1, partitioned by murmur2(key)', async () => {
+  scenario('stores 10k keyed messages produced with acks=-1, partitioned by murmur2(key)', async () => {
     const producer = kafka.producer({ allowAutoTopicCreation: false });
     await producer.connect();
     for (let start = 0; start < MESSAGES; start += 1000) {
@@ -105,7 +109,7 @@ describe('embedded broker with kafkajs', () => {
     expect(ends).toEqual(expected);
   });
 
-  it('consumes every message in a group with eachBatch, commits, and a restarted consumer resumes at the commit', async () => {
+  scenario('consumes every message in a group with eachBatch, commits, and a restarted consumer resumes at the commit', async () => {
     const seen: Seen[] = [];
     const first = consumer(group);
     await first.connect();
@@ -164,7 +168,7 @@ describe('embedded broker with kafkajs', () => {
     for (const s of resumed) expect(s.offset).toBeGreaterThanOrEqual(ends[s.partition]!);
   });
 
-  it('splits partitions between two group members and hands them over when one leaves', async () => {
+  scenario('splits partitions between two group members and hands them over when one leaves', async () => {
     const splitGroup = uniqueName('kjs-split');
     const assigned = new Map<Consumer, number[]>();
     const track = (c: Consumer): void => {
@@ -194,7 +198,7 @@ describe('embedded broker with kafkajs', () => {
     await a.disconnect();
   });
 
-  it('serves an idempotent producer: every message stored once', async () => {
+  scenario('serves an idempotent producer: every message stored once', async () => {
     const idemTopic = uniqueName('kjs-idem');
     const admin = kafka.admin();
     await admin.connect();
@@ -209,7 +213,7 @@ describe('embedded broker with kafkajs', () => {
     expect(await endOffsets(kafka, idemTopic)).toEqual([200]);
   });
 
-  it('keeps topics, messages and committed offsets across a broker restart on the same data directory', async () => {
+  scenario('keeps topics, messages and committed offsets across a broker restart on the same data directory', async () => {
     const before = await endOffsets(kafka, topic);
     const committedOffsets = async (): Promise<number[]> => {
       const admin = kafka.admin();
@@ -225,7 +229,7 @@ describe('embedded broker with kafkajs', () => {
     expect(committedBefore).toEqual(before);
     for (const c of consumers) await c.disconnect().catch(() => {});
     await broker.stop();
-    broker = await startKafkaBroker({ dataDir });
+    broker = await startConformanceBroker(kind, dataDir);
     kafka = newKafka(broker);
 
     expect(await endOffsets(kafka, topic)).toEqual(before);

@@ -18,7 +18,7 @@ import {
   stringSerializers,
 } from '@platformatic/kafka';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type KafkaBroker, startKafkaBroker } from '../../local/internal/kafka/index.ts';
+import { type ConformanceBroker, conformanceBrokerKinds, startConformanceBroker } from './fixtures/conformance-brokers.ts';
 import { murmur2 } from './fixtures/murmur2.ts';
 import { uniqueName, waitFor } from './helpers.ts';
 
@@ -29,9 +29,12 @@ const KEYS = 250;
 type Msg = Message<string, string, string, string>;
 type Stream = MessagesStream<string, string, string, string>;
 
-describe('embedded broker with @platformatic/kafka', () => {
+describe.each(conformanceBrokerKinds())('$kind broker with @platformatic/kafka', ({ kind, skip }) => {
+  if (skip) console.log(`[conformance] apache broker skipped: ${skip}`);
+  // Skipped, not dropped, so a run without Apache Kafka shows what it did not check.
+  const scenario = skip ? it.skip : it;
   let dataDir: string;
-  let broker: KafkaBroker;
+  let broker: ConformanceBroker;
   const topic = uniqueName('plt-orders');
   const group = uniqueName('plt-group');
   const closers: (() => Promise<unknown>)[] = [];
@@ -77,17 +80,18 @@ describe('embedded broker with @platformatic/kafka', () => {
   };
 
   beforeAll(async () => {
+    if (skip) return;
     dataDir = await mkdtemp(join(tmpdir(), 'tributary-kafka-plt-'));
-    broker = await startKafkaBroker({ dataDir });
+    broker = await startConformanceBroker(kind, dataDir);
   });
 
   afterAll(async () => {
     for (const close of closers.reverse()) await close().catch(() => {});
     await broker?.stop();
-    await rm(dataDir, { recursive: true, force: true });
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  it('creates a 3-partition topic and refuses to create it twice', async () => {
+  scenario('creates a 3-partition topic and refuses to create it twice', async () => {
     const a = admin();
     const [created] = await a.createTopics({ topics: [topic], partitions: PARTITIONS, replicas: 1 });
     expect(created).toMatchObject({ name: topic, partitions: PARTITIONS });
@@ -96,7 +100,7 @@ describe('embedded broker with @platformatic/kafka', () => {
     await expect(a.createTopics({ topics: [topic], partitions: PARTITIONS, replicas: 1 })).rejects.toThrow();
   });
 
-  it('stores 10k keyed messages produced with acks=-1, partitioned by the default partitioner', async () => {
+  scenario('stores 10k keyed messages produced with acks=-1, partitioned by the default partitioner', async () => {
     const p = producer();
     for (let start = 0; start < MESSAGES; start += 1000) {
       await p.send({
@@ -109,7 +113,7 @@ describe('embedded broker with @platformatic/kafka', () => {
     expect(await endOffsets(topic)).toEqual(expected);
   });
 
-  it('consumes every message in a group, commits, and a restarted consumer resumes at the commit', async () => {
+  scenario('consumes every message in a group, commits, and a restarted consumer resumes at the commit', async () => {
     const seen: Msg[] = [];
     const first = consumer(group);
     const stream = await first.consume({ topics: [topic], mode: 'earliest', autocommit: false });
@@ -138,7 +142,7 @@ describe('embedded broker with @platformatic/kafka', () => {
     for (const m of resumed) expect(Number(m.offset)).toBeGreaterThanOrEqual(ends[m.partition]!);
   });
 
-  it('splits partitions between two group members and hands them over when one leaves', async () => {
+  scenario('splits partitions between two group members and hands them over when one leaves', async () => {
     const splitGroup = uniqueName('plt-split');
     const a = consumer(splitGroup);
     const b = consumer(splitGroup);
@@ -157,7 +161,7 @@ describe('embedded broker with @platformatic/kafka', () => {
     await a.close(true);
   });
 
-  it('serves an idempotent producer: every message stored once', async () => {
+  scenario('serves an idempotent producer: every message stored once', async () => {
     const idemTopic = uniqueName('plt-idem');
     await admin().createTopics({ topics: [idemTopic], partitions: 1, replicas: 1 });
     const p = producer(true);
@@ -169,12 +173,12 @@ describe('embedded broker with @platformatic/kafka', () => {
     expect(Number(listed!.partitions[0]!.offset)).toBe(200);
   });
 
-  it('keeps topics, messages and committed offsets across a broker restart on the same data directory', async () => {
+  scenario('keeps topics, messages and committed offsets across a broker restart on the same data directory', async () => {
     const before = await endOffsets(topic);
     const committedBefore = await committedOffsets(group);
     for (const close of closers.splice(0).reverse()) await close().catch(() => {});
     await broker.stop();
-    broker = await startKafkaBroker({ dataDir });
+    broker = await startConformanceBroker(kind, dataDir);
 
     expect(await endOffsets(topic)).toEqual(before);
     expect(await committedOffsets(group)).toEqual(committedBefore);
