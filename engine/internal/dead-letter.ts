@@ -64,6 +64,46 @@ export interface DeadLetterMessage {
   readonly headers: Record<string, string>;
 }
 
+/**
+ * The largest dead-letter message the engine produces, and the largest group of them it sends
+ * in one request. Apache Kafka refuses a record batch over `message.max.bytes` (1,048,588 by
+ * default, MSK's too) with MESSAGE_TOO_LARGE, for good: a retry can never succeed. This leaves
+ * room for the batch and record framing under that default.
+ */
+export const DEFAULT_DEAD_LETTER_MAX_BYTES = 1_000_000;
+
+/** Bytes of a message as the broker counts them, near enough: key, value and headers. */
+export function deadLetterBytes(message: DeadLetterMessage): number {
+  let bytes = (message.key?.length ?? 0) + Buffer.byteLength(message.value);
+  for (const [name, value] of Object.entries(message.headers)) bytes += Buffer.byteLength(name) + Buffer.byteLength(value);
+  return bytes;
+}
+
+/**
+ * Groups messages, in order, into sends of at most `maxBytes` each, so a batch of dead letters
+ * never becomes one record batch the broker refuses.
+ *
+ * @example
+ * for (const group of groupDeadLetters(messages, 1_000_000)) await producer.send({ topic, messages: group });
+ */
+export function groupDeadLetters(messages: readonly DeadLetterMessage[], maxBytes: number): DeadLetterMessage[][] {
+  const groups: DeadLetterMessage[][] = [];
+  let current: DeadLetterMessage[] = [];
+  let currentBytes = 0;
+  for (const message of messages) {
+    const bytes = deadLetterBytes(message);
+    if (current.length > 0 && currentBytes + bytes > maxBytes) {
+      groups.push(current);
+      current = [];
+      currentBytes = 0;
+    }
+    current.push(message);
+    currentBytes += bytes;
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
 /** Record coordinates in the usual `topic/partition@offset` form. */
 export function coordinates(record: Pick<SourceRecord, 'topic' | 'partition' | 'offset'>): string {
   return `${record.topic}/${record.partition}@${record.offset}`;
@@ -74,10 +114,40 @@ export function coordinates(record: Pick<SourceRecord, 'topic' | 'partition' | '
  * code, view, source coordinates and the original key/value/headers in base64; headers carry
  * the code, view and coordinates so a consumer can route without parsing.
  *
+ * A message that would pass `maxBytes` drops the bulky part and says so in `omitted`: for a
+ * poison record its original value (and headers), which stay readable in the source topic at
+ * the coordinates the letter carries; for a change its `before` and `after`, which the view item
+ * and the change's version identify. A letter is never refused by the broker for its size.
+ *
  * @example
  * await producer.send({ topic: app.deadLetterTopic, messages: letters.map((l) => encodeDeadLetter(app.name, l)) });
  */
-export function encodeDeadLetter(appName: string, letter: DeadLetter, now: Date = new Date()): DeadLetterMessage {
+export function encodeDeadLetter(appName: string, letter: DeadLetter, now: Date = new Date(), maxBytes: number = DEFAULT_DEAD_LETTER_MAX_BYTES): DeadLetterMessage {
+  const message = encodeWhole(appName, letter, now);
+  if (deadLetterBytes(message) <= maxBytes) return message;
+  const value = JSON.parse(message.value) as Record<string, unknown>;
+  const bytes = deadLetterBytes(message);
+  if (letter.kind === 'poison') {
+    const original = value.original as Record<string, unknown>;
+    value.original = { key: original.key, value: null, headers: {} };
+    value.omitted = {
+      fields: ['original.value', 'original.headers'],
+      reason: `the dead letter would be ${bytes} bytes, over the ${maxBytes}-byte limit; read the record at ${coordinates(letter.record)} while the topic retains it`,
+      originalValueBytes: letter.record.value?.length ?? 0,
+    };
+  } else {
+    const change = (value.change ?? {}) as Record<string, unknown>;
+    const { before: _before, after: _after, ...rest } = change;
+    value.change = rest;
+    value.omitted = {
+      fields: ['change.before', 'change.after'],
+      reason: `the dead letter would be ${bytes} bytes, over the ${maxBytes}-byte limit; the view item holds the state of this key, and the change's version says which one it was`,
+    };
+  }
+  return { ...message, value: JSON.stringify(value) };
+}
+
+function encodeWhole(appName: string, letter: DeadLetter, now: Date): DeadLetterMessage {
   if (letter.kind === 'poison') {
     const { record } = letter;
     const headers: Record<string, string> = {};

@@ -29,7 +29,7 @@ import {
   type EngineConfig,
   type EngineOptions,
 } from './config.ts';
-import { encodeDeadLetter, type DeadLetter } from './dead-letter.ts';
+import { DEFAULT_DEAD_LETTER_MAX_BYTES, encodeDeadLetter, groupDeadLetters, type DeadLetter } from './dead-letter.ts';
 import { DynamoItemStore } from './dynamodb-store.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import { startHealthServer, type HealthServer } from './health.ts';
@@ -161,6 +161,8 @@ class EngineRuntime {
   private requestStop!: () => void;
   /** Per `topic/partition`: the checkpoint and commit of its last durable batch, in flight. */
   private readonly tails = new Map<string, Promise<void>>();
+  /** Per partition, the highest offset queued for checkpoint and commit, and in which generation. */
+  private readonly queuedCheckpoints = new Map<string, { offset: bigint; generation: number }>();
   /** Group generations seen (GROUP_JOIN events); a commit from an earlier one is skipped. */
   private generation = 0;
   /** Resolves when a stop begins, so start-up waits (joining the group) end early. */
@@ -246,11 +248,12 @@ class EngineRuntime {
     await producer.connect();
     const deadLetters: DeadLetterSink = {
       send: async (letters) => {
-        await producer.send({
-          topic: app.deadLetterTopic,
-          acks: -1,
-          messages: letters.map((letter) => encodeDeadLetter(app.name, letter)),
-        });
+        const now = new Date();
+        const messages = letters.map((letter) => encodeDeadLetter(app.name, letter, now, DEFAULT_DEAD_LETTER_MAX_BYTES));
+        // In order, one request at a time: the letters of one partition keep their order in the topic.
+        for (const group of groupDeadLetters(messages, DEFAULT_DEAD_LETTER_MAX_BYTES)) {
+          await producer.send({ topic: app.deadLetterTopic, acks: -1, messages: group });
+        }
         this.counters.deadLetters += letters.length;
         for (const letter of letters) {
           log.warn('dead letter', {
@@ -297,6 +300,10 @@ class EngineRuntime {
     });
     consumer.on(consumer.events.GROUP_JOIN, () => {
       this.generation += 1;
+    });
+    consumer.on(consumer.events.START_BATCH_PROCESS, (event) => {
+      const { batchSize, topic, partition, lastOffset, highWatermark } = event.payload;
+      if (batchSize === 0) this.onFilteredBatch(processor, topic, partition, lastOffset, highWatermark);
     });
     consumer.on(consumer.events.CRASH, (event) => {
       const error = event.payload.error;
@@ -448,21 +455,17 @@ class EngineRuntime {
     } finally {
       clearInterval(beat);
     }
-    const last = records[records.length - 1]!;
-    resolveOffset(last.offset);
+    // The fetch may end in records the consumer never sees: transaction markers and aborted
+    // records (read-committed). They hold nothing to apply, so the batch covers them too;
+    // otherwise the checkpoint and the commit would stop short of the end of the log, lag would
+    // never read 0, and a read-your-writes wait for the last offset would never return.
+    const fetchedThrough = BigInt(batch.lastOffset()) + 1n;
+    const nextOffset = fetchedThrough > BigInt(result.nextOffset) ? fetchedThrough.toString() : result.nextOffset;
+    resolveOffset((BigInt(nextOffset) - 1n).toString());
     // Everything the commit depends on is durable now (view writes, dead letters, trigger
     // deliveries). The checkpoint write and the offset commit run behind the next fetch instead
     // of before it: they were two serial round trips per batch on the produce->view path.
-    // Chained per partition, so checkpoints and commits keep batch order; at most one tail is
-    // outstanding per partition (the next batch of the partition waits for it before returning).
-    const key = `${topic}/${partition}`;
-    const previous = this.tails.get(key);
-    const nextOffset = result.nextOffset;
-    const tail = (previous ?? Promise.resolve()).then(() => this.checkpointAndCommit(processor, topic, partition, nextOffset, generation));
-    this.tails.set(key, tail);
-    void tail.finally(() => {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    });
+    const { previous, tail } = this.scheduleCheckpoint(processor, topic, partition, nextOffset, generation);
     // Bounds the pipeline; during shutdown, also waits for this batch's own checkpoint and commit.
     await (this.stopping !== undefined ? tail : previous);
     this.counters.batches += 1;
@@ -473,13 +476,13 @@ class EngineRuntime {
     this.counters.conflicts += result.conflicts;
     this.counters.reads += result.reads;
     this.counters.changesDelivered += result.changesDelivered;
-    const lag = Math.max(0, Number(batch.highWatermark) - Number(result.nextOffset));
+    const lag = Math.max(0, Number(batch.highWatermark) - Number(nextOffset));
     this.lag[`${topic}/${partition}`] = lag;
     log.debug('batch durable; checkpoint and commit follow', {
       topic,
       partition,
       records: result.records,
-      nextOffset: result.nextOffset,
+      nextOffset,
       applied: result.applied,
       skipped: result.skipped,
       writes: result.writes,
@@ -488,6 +491,46 @@ class EngineRuntime {
       lag,
       ...result.timings,
     });
+  }
+
+  /**
+   * Queues the checkpoint and commit of `nextOffset` behind the partition's previous one, so
+   * checkpoints and commits keep batch order; at most one tail is outstanding per partition (the
+   * next batch of the partition waits for it before returning). An offset at or below one
+   * already queued is not queued again.
+   */
+  private scheduleCheckpoint(
+    processor: BatchProcessor,
+    topic: string,
+    partition: number,
+    nextOffset: string,
+    generation: number,
+  ): { previous: Promise<void> | undefined; tail: Promise<void> } {
+    const key = `${topic}/${partition}`;
+    const previous = this.tails.get(key);
+    const queued = this.queuedCheckpoints.get(key);
+    if (queued !== undefined && queued.generation === generation && BigInt(nextOffset) <= queued.offset) {
+      return { previous, tail: previous ?? Promise.resolve() };
+    }
+    this.queuedCheckpoints.set(key, { offset: BigInt(nextOffset), generation });
+    const tail = (previous ?? Promise.resolve()).then(() => this.checkpointAndCommit(processor, topic, partition, nextOffset, generation));
+    this.tails.set(key, tail);
+    void tail.finally(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    return { previous, tail };
+  }
+
+  /**
+   * kafkajs hands no batch to `eachBatch` when a fetch held only transaction markers or aborted
+   * records; it reports it as a batch of size 0. The offsets past them are checkpointed and
+   * committed all the same, or a partition whose log ends in a marker shows lag forever.
+   */
+  private onFilteredBatch(processor: BatchProcessor, topic: string, partition: number, lastOffset: string, highWatermark: string): void {
+    if (this.stopping !== undefined || this.fatal !== undefined) return;
+    const nextOffset = (BigInt(lastOffset) + 1n).toString();
+    this.scheduleCheckpoint(processor, topic, partition, nextOffset, this.generation);
+    this.lag[`${topic}/${partition}`] = Math.max(0, Number(highWatermark) - Number(nextOffset));
   }
 
   /**

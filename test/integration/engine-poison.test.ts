@@ -113,6 +113,43 @@ describe('engine poison handling', () => {
     });
   });
 
+  it('dead-letters poison records near the broker size limit without stalling: large letters are split into requests, an oversized one omits the value', async () => {
+    // Kafka refuses a record batch over message.max.bytes (1,048,588 by default) for good, so a
+    // dead letter carrying a 900 KB record in base64 (1.2 MB), or three 300 KB letters in one
+    // request, would be retried forever and the partition would never move again.
+    const topic = uniqueName('engine-big-poison');
+    const table = uniqueName('engine-big-poison');
+    await Promise.all([createTable(table), createTopic(stack().kafkaBrokers, topic, 1)]);
+    const app = defineApp({ name: uniqueName('bigpoison'), views: [scoresView(topic)] });
+    const kafka = testKafka('engine-big-poison-test');
+    const producer = await connectProducer(kafka);
+    const big = '{' + 'x'.repeat(900_000); // undecodable, one record under the broker's limit
+    const medium = (i: number): string => `{${String(i)}` + 'y'.repeat(300_000); // undecodable, 400 KB in base64
+    const values = [JSON.stringify({ user: 'ann', points: 1 }), big, medium(1), medium(2), medium(3), JSON.stringify({ user: 'ann', points: 2 })];
+    for (const [i, value] of values.entries()) await producer.send({ topic, acks: -1, messages: [{ key: `r${i}`, value }] });
+    await producer.disconnect();
+
+    await start(app, table).ready;
+    const letters = await readAll(kafka, app.deadLetterTopic, 4);
+    const byOffset = new Map(letters.map((l) => [l.value.source.offset, l.value]));
+    expect([...byOffset.keys()].sort()).toEqual(['1', '2', '3', '4']);
+    expect(byOffset.get('1')).toMatchObject({
+      code: 'DECODE_FAILED',
+      original: { value: null },
+      omitted: { fields: ['original.value', 'original.headers'], originalValueBytes: big.length },
+    });
+    expect(byOffset.get('1').omitted.reason).toContain(`${topic}/0@1`);
+    for (const offset of ['2', '3', '4']) {
+      expect(byOffset.get(offset).omitted).toBeUndefined();
+      expect(Buffer.from(byOffset.get(offset).original.value, 'base64').toString('utf8')).toBe(values[Number(offset)]);
+    }
+    const storage = testStorage(table);
+    await waitFor(async () => ((await readView(storage, 'scores')).get('ann') as { total?: number } | undefined)?.total === 3, {
+      timeoutMs: 30_000,
+      message: 'ann applied past the large poison records',
+    });
+  });
+
   it('stores numbers past 2^53 exactly and dead-letters states DynamoDB cannot hold', async () => {
     const topic = uniqueName('engine-numbers');
     const table = uniqueName('engine-numbers');

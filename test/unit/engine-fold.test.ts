@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { defineView, type SourceRecord } from '../../sdk/index.ts';
-import { encodeDeadLetter } from '../../engine/internal/dead-letter.ts';
+import { deadLetterBytes, encodeDeadLetter, groupDeadLetters } from '../../engine/internal/dead-letter.ts';
 import {
   ABSENT_ITEM,
   advancePending,
@@ -314,6 +314,49 @@ describe('encodeDeadLetter', () => {
     expect(value.error.message).toBeTruthy();
     expect(message.headers).toMatchObject({ 'tributary-code': 'DECODE_FAILED', 'tributary-source': 'bookings/2@9' });
     expect(message.key?.toString()).toBe('k1');
+  });
+
+  it('omits the original value of a poison record whose letter would pass the size limit, and says where to read it', () => {
+    const source = { ...record(4, '{' + 'x'.repeat(5_000), 1), key: Buffer.from('k1'), headers: { h: Buffer.from('v') } };
+    const letter = routeRecords([counter], [source]).deadLetters[0]!;
+    expect(deadLetterBytes(encodeDeadLetter('gym', letter, new Date(0)))).toBeGreaterThan(6_000);
+    const message = encodeDeadLetter('gym', letter, new Date(0), 2_000);
+    expect(deadLetterBytes(message)).toBeLessThanOrEqual(2_000);
+    const value = JSON.parse(message.value);
+    expect(value).toMatchObject({
+      code: 'DECODE_FAILED',
+      source: { topic: 'bookings', partition: 1, offset: '4' },
+      original: { key: Buffer.from('k1').toString('base64'), value: null, headers: {} },
+      omitted: { fields: ['original.value', 'original.headers'], originalValueBytes: 5_001 },
+    });
+    expect(value.omitted.reason).toContain('bookings/1@4');
+  });
+
+  it("omits a change's before and after when its letter would pass the size limit, keeping key and version", () => {
+    const big = 'y'.repeat(3_000);
+    const letter = {
+      kind: 'trigger' as const,
+      code: 'TRIGGER_DELIVERY_FAILED' as const,
+      reason: 'function failed',
+      trigger: 't',
+      view: 'counter',
+      key: 'c1',
+      function: 'f',
+      change: { view: 'counter', key: 'c1', version: 7, before: { big }, after: { big } },
+    };
+    expect(JSON.parse(encodeDeadLetter('gym', letter, new Date(0)).value).change.after).toEqual({ big });
+    const value = JSON.parse(encodeDeadLetter('gym', letter, new Date(0), 1_000).value);
+    expect(value.change).toEqual({ view: 'counter', key: 'c1', version: 7 });
+    expect(value.omitted.fields).toEqual(['change.before', 'change.after']);
+  });
+
+  it('groups letters, in order, into requests under the size limit', () => {
+    const message = (n: number) => ({ key: null, value: 'v'.repeat(n), headers: {} });
+    const groups = groupDeadLetters([message(400), message(400), message(400), message(900), message(50)], 1_000);
+    expect(groups.map((g) => g.map((m) => m.value.length))).toEqual([[400, 400], [400], [900, 50]]);
+    expect(groupDeadLetters([], 1_000)).toEqual([]);
+    // One letter over the limit still goes alone (encodeDeadLetter keeps each under it).
+    expect(groupDeadLetters([message(1_500)], 1_000)).toHaveLength(1);
   });
 });
 
