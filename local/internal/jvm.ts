@@ -113,6 +113,8 @@ export interface JvmProcess {
   readonly output: OutputTail;
   /** Resolves with the exit code once the process has exited. */
   readonly exited: Promise<number | null>;
+  /** Resolves with the exit code once the process has exited and its output has been read to the end. */
+  readonly closed: Promise<number | null>;
   hasExited(): boolean;
   /** SIGTERM to the group, SIGKILL after `graceMs`; resolves once it has exited. */
   stop(graceMs: number): Promise<void>;
@@ -139,6 +141,7 @@ export function spawnJvm(options: SpawnJvmOptions): JvmProcess {
       resolve(code);
     }),
   );
+  const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   const killOnExit = (): void => killGroup(child, 'SIGKILL');
   process.on('exit', killOnExit);
   void exited.then(() => process.off('exit', killOnExit));
@@ -152,6 +155,7 @@ export function spawnJvm(options: SpawnJvmOptions): JvmProcess {
     child,
     output,
     exited,
+    closed,
     hasExited: () => exitedFlag,
     stop(graceMs: number): Promise<void> {
       stopping ??= (async () => {

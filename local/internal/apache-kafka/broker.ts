@@ -257,16 +257,18 @@ function renderProperties(config: Record<string, string | number | boolean>): st
 
 /** Formats the storage folder for a new single-node cluster (kafka-storage.sh format). */
 async function format(p: StartOnceParams, jvmArgs: readonly string[], serverProperties: string, context: Record<string, unknown>): Promise<void> {
-  const clusterId = randomBytes(16).toString('base64url');
+  const clusterId = newClusterId();
   const tool = spawnJvm({
     name: 'apache-kafka-format',
     java: p.java,
-    args: [...jvmArgs, 'kafka.tools.StorageTool', 'format', '--cluster-id', clusterId, '--config', serverProperties, '--ignore-formatted'],
+    // `--cluster-id=` form: a base64url id may start with '-', which would read as an option.
+    args: [...jvmArgs, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, `--config=${serverProperties}`, '--ignore-formatted'],
     cwd: p.dataDir,
     onLine: (line) => p.log(`format: ${line}`),
     keepAlive: true,
   });
-  const code = await tool.exited;
+  // After the output is read to the end, so a failure carries the tool's message.
+  const code = await tool.closed;
   if (code !== 0) {
     throw (
       javaStartFailure('Apache Kafka', code, tool.output.text(), context) ??
@@ -274,6 +276,17 @@ async function format(p: StartOnceParams, jvmArgs: readonly string[], serverProp
         context,
       })
     );
+  }
+}
+
+/**
+ * A random cluster id as Kafka makes them (16 bytes, base64url), never starting with '-', as
+ * Kafka's own `Uuid.randomUuid` ensures, since tools would read such an id as an option.
+ */
+function newClusterId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
   }
 }
 
