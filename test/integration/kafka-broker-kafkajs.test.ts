@@ -213,6 +213,49 @@ describe.each(conformanceBrokerKinds())('$kind broker with kafkajs', ({ kind, sk
     expect(await endOffsets(kafka, idemTopic)).toEqual([200]);
   });
 
+  // kafkajs wraps a broker's error (KafkaJSProtocolError) in its retrier's errors; the type is on a cause.
+  const errorTypes = (error: unknown): string[] => {
+    const types: string[] = [];
+    for (let e = error as { type?: string; cause?: unknown } | undefined; e !== undefined && e !== null; e = e.cause as typeof e) {
+      if (typeof e.type === 'string') types.push(e.type);
+    }
+    return types;
+  };
+
+  scenario('refuses a record batch above message.max.bytes (1048588 by default) with MESSAGE_TOO_LARGE and stores nothing', async () => {
+    const limitTopic = uniqueName('kjs-limit');
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: limitTopic, numPartitions: 1 }], waitForLeaders: true });
+    await admin.disconnect();
+    const producer = kafka.producer({ allowAutoTopicCreation: false, retry: { retries: 0 } });
+    await producer.connect();
+    try {
+      const refused = await producer.send({ topic: limitTopic, acks: -1, messages: [{ value: Buffer.alloc(1_200_000, 'x') }] }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(errorTypes(refused)).toContain('MESSAGE_TOO_LARGE');
+      expect(await endOffsets(kafka, limitTopic)).toEqual([0]);
+      await producer.send({ topic: limitTopic, acks: -1, messages: [{ value: Buffer.alloc(900_000, 'y') }] });
+      expect(await endOffsets(kafka, limitTopic)).toEqual([1]);
+    } finally {
+      await producer.disconnect();
+    }
+  });
+
+  scenario('auto-creates an unknown topic with 1 partition when a producer writes to it (auto.create.topics.enable defaults to true)', async () => {
+    const autoTopic = uniqueName('kjs-auto');
+    const producer = kafka.producer();
+    await producer.connect();
+    try {
+      await producer.send({ topic: autoTopic, acks: -1, messages: [{ value: 'first' }] });
+    } finally {
+      await producer.disconnect();
+    }
+    await waitFor(async () => (await endOffsets(kafka, autoTopic)).join() === '1', { timeoutMs: 10_000, message: 'auto-created topic holds the message' });
+  });
+
   scenario('keeps topics, messages and committed offsets across a broker restart on the same data directory', async () => {
     const before = await endOffsets(kafka, topic);
     const committedOffsets = async (): Promise<number[]> => {

@@ -419,25 +419,7 @@ describe('embedded broker wire protocol', () => {
       }
     };
 
-    it('refuses a record batch above message.max.bytes (1048588) with MESSAGE_TOO_LARGE and stores nothing', async () => {
-      const topic = await createTopic();
-      const producer = kafka.producer({ allowAutoTopicCreation: false, retry: { retries: 0 } });
-      await producer.connect();
-      try {
-        const refused = await producer.send({ topic, acks: -1, messages: [{ value: Buffer.alloc(1_200_000, 'x') }] }).then(
-          () => undefined,
-          (error: unknown) => error,
-        );
-        expect(errorTypes(refused)).toContain('MESSAGE_TOO_LARGE');
-        expect(await highWatermark(kafka, topic)).toBe('0');
-
-        await producer.send({ topic, acks: -1, messages: [{ value: Buffer.alloc(900_000, 'y') }] });
-        expect(await highWatermark(kafka, topic)).toBe('1');
-      } finally {
-        await producer.disconnect();
-      }
-    });
-
+    // The defaults (message.max.bytes, auto-create) are conformance scenarios, run on both brokers.
     it('applies a maxMessageBytes given at start instead of the default', async () => {
       const own = await startKafkaBroker({ maxMessageBytes: 2_000 });
       try {
@@ -459,26 +441,6 @@ describe('embedded broker wire protocol', () => {
       } finally {
         await own.stop();
       }
-    });
-
-    it('auto-creates a topic with 1 partition when a producer writes to it (auto.create.topics.enable=true)', async () => {
-      const topic = uniqueName('wire-auto');
-      const producer = kafka.producer();
-      await producer.connect();
-      try {
-        await producer.send({ topic, acks: -1, messages: [{ value: 'first' }] });
-      } finally {
-        await producer.disconnect();
-      }
-      const admin = kafka.admin();
-      await admin.connect();
-      try {
-        const meta = await admin.fetchTopicMetadata({ topics: [topic] });
-        expect(meta.topics[0]?.partitions.map((p) => p.partitionId)).toEqual([0]);
-      } finally {
-        await admin.disconnect();
-      }
-      await waitFor(async () => (await highWatermark(kafka, topic)) === '1', { timeoutMs: 5_000, message: 'auto-created topic holds the message' });
     });
 
     it('refuses a producer writing to an unknown topic with UNKNOWN_TOPIC_OR_PARTITION when autoCreateTopics is false', async () => {
