@@ -142,7 +142,7 @@ export interface LocalStack {
 const LOCAL_ACCESS_KEY_ID = 'local';
 const LOCAL_SECRET_ACCESS_KEY = 'local';
 
-const DEV_ONLY_NOTICE = 'embedded stack for development and tests only, NOT for production';
+const DEV_ONLY_NOTICE = 'local stack for development and tests only, NOT for production';
 
 /**
  * Starts the embedded stack — a Kafka-protocol broker, DynamoDB Local and the Lambda Invoke API
