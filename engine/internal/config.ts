@@ -44,7 +44,7 @@ export const DEFAULT_SHUTDOWN_GRACE_MS = 25_000;
 export const DEFAULT_METRICS_INTERVAL_MS = 10_000;
 /** Twice the largest state of a view with triggers: 400 KB item cap minus room for keys, offsets and bookkeeping. */
 const MAX_TRIGGERED_STATE_BYTES_X2 = 380_000;
-/** The container health check port (CONTRACTS.md). */
+/** The container health check port (docs/architecture.md, "Metrics, logs and health"). */
 export const DEFAULT_HEALTH_PORT = 8080;
 
 /** Options of {@link startEngine}. */

@@ -51,7 +51,7 @@ function storageError(what: string, error: unknown, context: Record<string, unkn
 /**
  * Input of the conditional write of a view item: the whole item, if its stored version is
  * `expectedVersion` (0 = the item must not exist). Built by hand on the hot path (the same item
- * and condition the toolbox entity builds, see test/unit/engine-fold.test.ts) because toolbox's
+ * and condition the toolbox entity builds, see test/unit/engine-storage.test.ts) because toolbox's
  * per-call schema parsing of arbitrary state costs milliseconds of CPU per write.
  *
  * @example

@@ -548,7 +548,7 @@ export class BatchProcessor {
    * every change pending on each item it wrote before it checkpoints, so bookkeeping is settled
    * once, for every partition the item has applied events of, a checkpoint has passed the
    * item's offset: the batch that wrote it last has finished. Otherwise the changes are owed
-   * (a crash between write and delivery) and are delivered again (invariant 4).
+   * (a crash between write and delivery) and are delivered again (docs/architecture.md, invariant 4).
    */
   private settle(snapshot: ItemSnapshot): ItemSnapshot {
     if (snapshot.pending === undefined) return snapshot;

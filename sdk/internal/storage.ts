@@ -131,7 +131,7 @@ function buildViewItemEntity(table: ReturnType<typeof buildTable>) {
   return new Entity({
     name: 'viewItem',
     table,
-    // The layout is the contract in CONTRACTS.md: no toolbox `_et`/`_ct`/`_md` attributes.
+    // The layout is a contract (docs/architecture.md, "Storage layout"): no toolbox `_et`/`_ct`/`_md` attributes.
     entityAttribute: false,
     timestamps: false,
     schema: item({
