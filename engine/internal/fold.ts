@@ -235,8 +235,6 @@ export interface FoldResult {
   /** Events at or below the stored offset of their partition: already applied earlier. */
   readonly skipped: number;
   readonly deadLetters: PoisonDeadLetter[];
-  /** Whether the state differs from the snapshot's (a change for triggers). */
-  readonly changed: boolean;
 }
 
 /** Options of {@link foldItem}. */
@@ -431,7 +429,7 @@ export function foldItem(
     offsets[partitionKey] = entry.record.offset;
     fresh.push(entry);
   }
-  if (fresh.length === 0) return { write: undefined, applied: 0, skipped, deadLetters, changed: false };
+  if (fresh.length === 0) return { write: undefined, applied: 0, skipped, deadLetters };
 
   let initialState: unknown;
   if (snapshot.stateJson !== undefined) {
@@ -452,7 +450,7 @@ export function foldItem(
           ),
         );
       }
-      return { write: undefined, applied: 0, skipped, deadLetters, changed: false };
+      return { write: undefined, applied: 0, skipped, deadLetters };
     }
   }
 
@@ -474,7 +472,7 @@ export function foldItem(
   let stateJson: string;
   if (final === undefined) {
     // Every fresh event was poison: nothing to write.
-    return { write: undefined, applied: 0, skipped, deadLetters: fastDead, changed: false };
+    return { write: undefined, applied: 0, skipped, deadLetters: fastDead };
   }
   if (final.ok) {
     deadLetters.push(...fastDead);
@@ -502,11 +500,11 @@ export function foldItem(
       applied += 1;
     }
     if (applied === 0 || json === undefined) {
-      return { write: undefined, applied: 0, skipped, deadLetters, changed: false };
+      return { write: undefined, applied: 0, skipped, deadLetters };
     }
     stateJson = json;
   }
-  if (applied === 0) return { write: undefined, applied: 0, skipped, deadLetters, changed: false };
+  if (applied === 0) return { write: undefined, applied: 0, skipped, deadLetters };
 
   const changed = stateJson !== snapshot.stateJson;
   const version = snapshot.version + 1;
@@ -554,7 +552,6 @@ export function foldItem(
     applied,
     skipped,
     deadLetters,
-    changed,
   };
 }
 

@@ -37,12 +37,6 @@ export interface ItemStore {
    * Throws an {@link EngineError} `WRITE_CONFLICT` when the condition fails.
    */
   putItem(item: ViewItem, expectedVersion: number): Promise<void>;
-  /**
-   * Removes the trigger bookkeeping of `triggers` if the item is still at `version`
-   * (`all`: nothing else is pending, so drop all of it). Resolves false when the item moved on.
-   * The batch loop does not call it: it settles bookkeeping through checkpoints (see `settle`).
-   */
-  clearPending(key: ItemKey, triggers: readonly string[], version: number, all: boolean): Promise<boolean>;
   /** Records that everything below `nextOffset` of the partition is durable. */
   writeCheckpoint(topic: string, partition: number, nextOffset: string): Promise<void>;
   /** The partition's checkpoint (next offset to consume), read consistently; undefined when none. */
