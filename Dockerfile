@@ -4,8 +4,8 @@
 # Build stage: esbuild bundles engine/main.ts into dist/engine.mjs and the app module
 # (APP_MODULE, default functions/app.ts) into dist/app.mjs, with code splitting so both share one
 # copy of the SDK and every dependency. The engine loads the app through TRIBUTARY_APP_MODULE
-# (CONTRACTS.md), which the runtime stage points at the bundled module: no TypeScript, no
-# node_modules and no npm at run time.
+# (docs/architecture.md, "Environment variables"), which the runtime stage points at the bundled
+# module: no TypeScript, no node_modules and no npm at run time.
 FROM node:22 AS build
 WORKDIR /build
 # Dependencies first so this layer stays cached while the sources change.

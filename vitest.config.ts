@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Three projects, one per kind of test (see STYLE.md "Tests"):
+// Three projects, one per kind of test (see README.md "Tests"):
 // - unit: no network, pure logic and the in-memory test driver;
 // - integration: the real embedded stack (broker, DynamoDB Local, Lambda endpoint),
 //   started once by the global setup and shared through provided endpoints;

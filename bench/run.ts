@@ -237,8 +237,8 @@ class WorkerHandle {
 
 /**
  * Events durable in a contender's view, counted from offset 0: the engine's checkpoints (next
- * offset to consume per partition, CONTRACTS.md), or, for the naive worker, the group's
- * committed offsets before it started plus the events it has applied since.
+ * offset to consume per partition, docs/architecture.md "Storage layout"), or, for the naive
+ * worker, the group's committed offsets before it started plus the events it has applied since.
  */
 async function progressOf(
   contender: Contender,

@@ -1,6 +1,7 @@
 /**
- * Container / CLI entry of the engine: reads the standard environment variables (CONTRACTS.md),
- * loads the app module, starts one engine task and stops it gracefully on SIGTERM/SIGINT.
+ * Container / CLI entry of the engine: reads the standard environment variables
+ * (docs/architecture.md, "Environment variables"), loads the app module, starts one engine task
+ * and stops it gracefully on SIGTERM/SIGINT.
  *
  * Usage: `node --import tsx engine/main.ts` (or `npm run engine`) with `KAFKA_BROKERS`,
  * `TRIBUTARY_TABLE` and optionally `TRIBUTARY_APP_MODULE`, `TRIBUTARY_FUNCTION_NAMES`,

@@ -198,9 +198,9 @@ export const DEFAULT_FUNCTION_MEMORY_MB = 256;
 export const DEFAULT_FUNCTION_TIMEOUT = Duration.seconds(30);
 /** A month of logs covers most incident look-backs without unbounded cost. */
 export const DEFAULT_LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
-/** The module `npm run dev` and the engine load by default (CONTRACTS.md). */
+/** The module `npm run dev` and the engine load by default (`TRIBUTARY_APP_MODULE`, docs/architecture.md). */
 export const DEFAULT_APP_MODULE = 'functions/app.ts';
-/** Handler files by logical function name (CONTRACTS.md). */
+/** Handler files by logical function name (docs/architecture.md, "Definitions"). */
 export const DEFAULT_HANDLERS_DIR = 'functions/handlers';
 /** Port the engine serves `/health` on (`TRIBUTARY_HEALTH_PORT`). */
 export const ENGINE_HEALTH_PORT = 8080;

@@ -17,7 +17,7 @@ import { DeploymentError } from './errors.ts';
 import { findHandlers } from './handlers.ts';
 import { ENGINE_HEALTH_PORT, resolveProps, type ResolvedProps, type TributaryAppProps } from './props.ts';
 
-/** CloudWatch namespace of the engine's EMF metrics (CONTRACTS.md "Metrics"). */
+/** CloudWatch namespace of the engine's EMF metrics (docs/architecture.md, "Metrics, logs and health"). */
 export const METRICS_NAMESPACE = 'Tributary';
 
 /**
@@ -157,7 +157,8 @@ export class TributaryApp extends Construct {
         retries: 3,
         startPeriod: Duration.seconds(60),
       },
-      // SIGTERM, then this long to finish the batch, commit and leave the group (DESIGN.md invariant 7).
+      // SIGTERM, then this long to finish the batch, commit and leave the group
+      // (docs/architecture.md, invariant 7).
       stopTimeout: config.stopTimeout,
     });
 

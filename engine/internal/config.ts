@@ -9,7 +9,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { Kafka, KafkaConfig, SASLOptions } from 'kafkajs';
 import type { App } from '../../sdk/index.ts';
-import { describe } from '../../sdk/internal/define-fns.ts';
+import { preview } from '../../sdk/internal/define-fns.ts';
 import { EngineError } from './errors.ts';
 import type { LogLevel } from './log.ts';
 import { mskIamTokenProvider } from './msk-iam.ts';
@@ -44,7 +44,7 @@ export const DEFAULT_SHUTDOWN_GRACE_MS = 25_000;
 export const DEFAULT_METRICS_INTERVAL_MS = 10_000;
 /** Twice the largest state of a view with triggers: 400 KB item cap minus room for keys, offsets and bookkeeping. */
 const MAX_TRIGGERED_STATE_BYTES_X2 = 380_000;
-/** The container health check port (CONTRACTS.md). */
+/** The container health check port (docs/architecture.md, "Metrics, logs and health"). */
 export const DEFAULT_HEALTH_PORT = 8080;
 
 /** Options of {@link startEngine}. */
@@ -155,7 +155,7 @@ const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 function positiveInt(name: string, value: number | undefined, fallback: number, min = 1): number {
   const v = value ?? fallback;
   if (!Number.isInteger(v) || v < min) {
-    throw new EngineError('INVALID_CONFIG', `${name} must be an integer >= ${min}, received ${describe(value)}`, {
+    throw new EngineError('INVALID_CONFIG', `${name} must be an integer >= ${min}, received ${preview(value)}`, {
       context: { option: name },
     });
   }
@@ -171,13 +171,13 @@ function positiveInt(name: string, value: number | undefined, fallback: number, 
 export function compileConfig(options: EngineOptions): EngineConfig {
   const app = options.app;
   if (!app || app.kind !== 'app') {
-    throw new EngineError('INVALID_CONFIG', `app must be a defineApp() result, received ${describe(app)}; pass { app }`);
+    throw new EngineError('INVALID_CONFIG', `app must be a defineApp() result, received ${preview(app)}; pass { app }`);
   }
   const tableName = options.tableName;
   if (typeof tableName !== 'string' || !/^[A-Za-z0-9_.-]{3,255}$/.test(tableName)) {
     throw new EngineError(
       'INVALID_CONFIG',
-      `tableName must be a DynamoDB table name (3-255 letters, digits, "_", "-", "."), received ${describe(tableName)}; set TRIBUTARY_TABLE or pass tableName`,
+      `tableName must be a DynamoDB table name (3-255 letters, digits, "_", "-", "."), received ${preview(tableName)}; set TRIBUTARY_TABLE or pass tableName`,
     );
   }
   for (const view of app.views) {
@@ -193,14 +193,14 @@ export function compileConfig(options: EngineOptions): EngineConfig {
   }
   const groupId = options.groupId ?? app.name;
   if (typeof groupId !== 'string' || groupId.length === 0) {
-    throw new EngineError('INVALID_CONFIG', `groupId must be a non-empty string, received ${describe(groupId)}`);
+    throw new EngineError('INVALID_CONFIG', `groupId must be a non-empty string, received ${preview(groupId)}`);
   }
   const functionNames = options.functionNames ?? {};
   for (const [logical, deployed] of Object.entries(functionNames)) {
     if (typeof deployed !== 'string' || deployed.length === 0) {
       throw new EngineError(
         'INVALID_CONFIG',
-        `functionNames["${logical}"] must be a function name or ARN, received ${describe(deployed)}`,
+        `functionNames["${logical}"] must be a function name or ARN, received ${preview(deployed)}`,
       );
     }
   }
@@ -214,11 +214,11 @@ export function compileConfig(options: EngineOptions): EngineConfig {
   }
   const healthPort = options.healthPort === undefined ? null : options.healthPort;
   if (healthPort !== null && (!Number.isInteger(healthPort) || healthPort < 0 || healthPort > 65_535)) {
-    throw new EngineError('INVALID_CONFIG', `healthPort must be 0-65535 or null, received ${describe(healthPort)}`);
+    throw new EngineError('INVALID_CONFIG', `healthPort must be 0-65535 or null, received ${preview(healthPort)}`);
   }
   const logLevel = options.logLevel ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) {
-    throw new EngineError('INVALID_CONFIG', `logLevel must be one of ${LOG_LEVELS.join(', ')}, received ${describe(logLevel)}`);
+    throw new EngineError('INVALID_CONFIG', `logLevel must be one of ${LOG_LEVELS.join(', ')}, received ${preview(logLevel)}`);
   }
   return Object.freeze({
     app,
@@ -275,7 +275,7 @@ export function kafkaConfigFromEnv(env: Env, clientId = 'tributary-engine'): Kaf
     .filter((b) => b.length > 0);
   for (const broker of brokers) {
     if (!/^[^\s:]+:\d{1,5}$/.test(broker)) {
-      throw new EngineError('INVALID_CONFIG', `KAFKA_BROKERS entry ${describe(broker)} is not host:port; e.g. "b-1.msk.example.com:9096"`);
+      throw new EngineError('INVALID_CONFIG', `KAFKA_BROKERS entry ${preview(broker)} is not host:port; e.g. "b-1.msk.example.com:9096"`);
     }
   }
   const auth = (env.KAFKA_AUTH ?? 'none').trim() || 'none';
@@ -295,7 +295,7 @@ export function kafkaConfigFromEnv(env: Env, clientId = 'tributary-engine'): Kaf
     );
     sasl = { mechanism: 'oauthbearer', oauthBearerProvider: mskIamTokenProvider(region) };
   } else if (auth !== 'none') {
-    throw new EngineError('INVALID_CONFIG', `KAFKA_AUTH must be none, scram-sha-512 or msk-iam, received ${describe(auth)}`);
+    throw new EngineError('INVALID_CONFIG', `KAFKA_AUTH must be none, scram-sha-512 or msk-iam, received ${preview(auth)}`);
   }
   return {
     clientId,
@@ -320,11 +320,11 @@ export function functionNamesFromEnv(env: Env): Record<string, string> {
   } catch (error) {
     throw new EngineError(
       'INVALID_CONFIG',
-      `TRIBUTARY_FUNCTION_NAMES is not JSON (${(error as Error).message}), received ${describe(raw)}; set it to e.g. {"notifyInstructor":"gym-notifyInstructor"}`,
+      `TRIBUTARY_FUNCTION_NAMES is not JSON (${(error as Error).message}), received ${preview(raw)}; set it to e.g. {"notifyInstructor":"gym-notifyInstructor"}`,
     );
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new EngineError('INVALID_CONFIG', `TRIBUTARY_FUNCTION_NAMES must be a JSON object, received ${describe(raw)}`);
+    throw new EngineError('INVALID_CONFIG', `TRIBUTARY_FUNCTION_NAMES must be a JSON object, received ${preview(raw)}`);
   }
   return parsed as Record<string, string>;
 }
@@ -335,7 +335,7 @@ export function healthPortFromEnv(env: Env): number {
   if (raw === undefined || raw.trim() === '') return DEFAULT_HEALTH_PORT;
   const port = Number(raw);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
-    throw new EngineError('INVALID_CONFIG', `TRIBUTARY_HEALTH_PORT must be a port number 0-65535, received ${describe(raw)}`);
+    throw new EngineError('INVALID_CONFIG', `TRIBUTARY_HEALTH_PORT must be a port number 0-65535, received ${preview(raw)}`);
   }
   return port;
 }
@@ -345,7 +345,7 @@ export function logLevelFromEnv(env: Env): LogLevel {
   const raw = (env.TRIBUTARY_LOG_LEVEL ?? '').trim().toLowerCase();
   if (raw === '') return 'info';
   if (!LOG_LEVELS.includes(raw as LogLevel)) {
-    throw new EngineError('INVALID_CONFIG', `TRIBUTARY_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, received ${describe(raw)}`);
+    throw new EngineError('INVALID_CONFIG', `TRIBUTARY_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, received ${preview(raw)}`);
   }
   return raw as LogLevel;
 }
@@ -361,7 +361,7 @@ export function optionalIntFromEnv(env: Env, name: string): number | undefined {
   if (raw === undefined || raw.trim() === '') return undefined;
   const value = Number(raw);
   if (!Number.isInteger(value) || value <= 0) {
-    throw new EngineError('INVALID_CONFIG', `${name} must be a positive integer, received ${describe(raw)}`, {
+    throw new EngineError('INVALID_CONFIG', `${name} must be a positive integer, received ${preview(raw)}`, {
       context: { variable: name },
     });
   }

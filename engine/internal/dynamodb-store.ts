@@ -4,15 +4,7 @@
  * other AWS error is rethrown as `STORAGE_FAILED` with its cause.
  */
 import { BatchGetCommand as DocBatchGetCommand, PutCommand, type PutCommandInput } from '@aws-sdk/lib-dynamodb';
-import {
-  $remove,
-  BatchGetCommand,
-  BatchGetRequest,
-  EntityFormatter,
-  GetItemCommand,
-  PutItemCommand,
-  UpdateItemCommand,
-} from 'dynamodb-toolbox';
+import { BatchGetCommand, BatchGetRequest, EntityFormatter, GetItemCommand, PutItemCommand } from 'dynamodb-toolbox';
 import { checkpointKey, type ItemKey, type Storage, type ViewItem } from '../../sdk/internal/storage.ts';
 import { backoffMs, delay, mapLimit } from './concurrency.ts';
 import { EngineError } from './errors.ts';
@@ -51,7 +43,7 @@ function storageError(what: string, error: unknown, context: Record<string, unkn
 /**
  * Input of the conditional write of a view item: the whole item, if its stored version is
  * `expectedVersion` (0 = the item must not exist). Built by hand on the hot path (the same item
- * and condition the toolbox entity builds, see test/unit/engine-fold.test.ts) because toolbox's
+ * and condition the toolbox entity builds, see test/unit/engine-storage.test.ts) because toolbox's
  * per-call schema parsing of arbitrary state costs milliseconds of CPU per write.
  *
  * @example
@@ -75,18 +67,8 @@ export function conditionalPutInput(tableName: string, item: ViewItem, expectedV
   };
 }
 
-/** Counters of a {@link DynamoItemStore}. */
-export interface StoreStats {
-  reads: number;
-  writes: number;
-  conflicts: number;
-  unprocessedRetries: number;
-}
-
 /** View items and checkpoints in the app's DynamoDB table. */
 export class DynamoItemStore implements ItemStore {
-  readonly stats: StoreStats = { reads: 0, writes: 0, conflicts: 0, unprocessedRetries: 0 };
-
   constructor(
     private readonly storage: Storage,
     private readonly readConcurrency: number,
@@ -123,7 +105,6 @@ export class DynamoItemStore implements ItemStore {
       for (const raw of response.Responses?.[storage.tableName] ?? []) {
         const id = ids.get(`${raw.pk}\n${raw.sk}`);
         if (id === undefined) continue;
-        this.stats.reads += 1;
         out.set(id, formatter.format(raw) as ViewItem);
       }
       const unprocessed = response.UnprocessedKeys;
@@ -135,7 +116,6 @@ export class DynamoItemStore implements ItemStore {
           { retriable: true },
         );
       }
-      this.stats.unprocessedRetries += 1;
       await delay(backoffMs(round, BATCH_GET_BACKOFF_INITIAL_MS, BATCH_GET_BACKOFF_MAX_MS));
       requestItems = unprocessed as typeof params;
     }
@@ -145,7 +125,6 @@ export class DynamoItemStore implements ItemStore {
   async readItem(key: ItemKey): Promise<ViewItem | undefined> {
     try {
       const { Item } = await this.storage.viewItems.build(GetItemCommand).key(key).options({ consistent: true }).send();
-      this.stats.reads += 1;
       return Item as ViewItem | undefined;
     } catch (error) {
       throw storageError('GetItem', error, { pk: key.pk, sk: key.sk });
@@ -155,10 +134,8 @@ export class DynamoItemStore implements ItemStore {
   async putItem(item: ViewItem, expectedVersion: number): Promise<void> {
     try {
       await this.storage.documentClient.send(new PutCommand(conditionalPutInput(this.storage.tableName, item, expectedVersion)));
-      this.stats.writes += 1;
     } catch (error) {
       if (isConditionFailure(error)) {
-        this.stats.conflicts += 1;
         throw new EngineError(
           'WRITE_CONFLICT',
           `view "${item.view}" key "${item.key}": the item is no longer at version ${expectedVersion}`,
@@ -166,28 +143,6 @@ export class DynamoItemStore implements ItemStore {
         );
       }
       throw storageError('PutItem', error, { view: item.view, key: item.key });
-    }
-  }
-
-  async clearPending(key: ItemKey, triggers: readonly string[], version: number, all: boolean): Promise<boolean> {
-    const update: Record<string, unknown> = { ...key };
-    if (all) {
-      update.pending = $remove();
-      update.befores = $remove();
-    } else {
-      update.pending = Object.fromEntries(triggers.map((name) => [name, $remove()]));
-    }
-    try {
-      await this.storage.viewItems
-        .build(UpdateItemCommand)
-        .item(update as never)
-        .options({ condition: { attr: 'version', eq: version } as never })
-        .send();
-      this.stats.writes += 1;
-      return true;
-    } catch (error) {
-      if (isConditionFailure(error)) return false;
-      throw storageError('UpdateItem (clear trigger bookkeeping)', error, { pk: key.pk, sk: key.sk });
     }
   }
 
@@ -214,7 +169,6 @@ export class DynamoItemStore implements ItemStore {
         .item({ ...checkpointKey(topic, partition), topic, partition, offset: nextOffset, position, updatedAt: new Date().toISOString() })
         .options({ condition: { or: [{ attr: 'pk', exists: false }, { attr: 'position', exists: false }, { attr: 'position', lte: position }] } })
         .send();
-      this.stats.writes += 1;
     } catch (error) {
       if (isConditionFailure(error)) return;
       throw storageError('PutItem (checkpoint)', error, { topic, partition });

@@ -5,7 +5,7 @@
  * drive these functions.
  */
 import type { Change, SourceRecord, Trigger, View } from '../../sdk/index.ts';
-import { describe } from '../../sdk/internal/define-fns.ts';
+import { preview } from '../../sdk/internal/define-fns.ts';
 import { offsetsKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/internal/storage.ts';
 import { coordinates, type PoisonDeadLetter, type TriggerDeadLetterEntry } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
@@ -116,13 +116,13 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
       }
       if (!outcome.ok) {
         const { message } = errorInfo(outcome.error);
-        const preview = record.value === null ? 'null' : describe(record.value.subarray(0, 60).toString('utf8'));
+        const valueStart = record.value === null ? 'null' : preview(record.value.subarray(0, 60).toString('utf8'));
         deadLetters.push(
           poison(
             view,
             record,
             'DECODE_FAILED',
-            `view "${view.name}": decode failed for record at ${where} (${message}); value starts ${preview}; produce values the view's decode() accepts or give the view a decode() for this format`,
+            `view "${view.name}": decode failed for record at ${where} (${message}); value starts ${valueStart}; produce values the view's decode() accepts or give the view a decode() for this format`,
             outcome.error,
           ),
         );
@@ -168,7 +168,7 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
             view,
             record,
             'KEY_MISSING',
-            `view "${view.name}": key() returned ${describe(rawKey)} for record at ${where}; make key() return a non-empty string or a finite number`,
+            `view "${view.name}": key() returned ${preview(rawKey)} for record at ${where}; make key() return a non-empty string or a finite number`,
           ),
         );
         continue;
@@ -235,8 +235,6 @@ export interface FoldResult {
   /** Events at or below the stored offset of their partition: already applied earlier. */
   readonly skipped: number;
   readonly deadLetters: PoisonDeadLetter[];
-  /** Whether the state differs from the snapshot's (a change for triggers). */
-  readonly changed: boolean;
 }
 
 /** Options of {@link foldItem}. */
@@ -362,7 +360,7 @@ function serialize(
         view,
         record,
         'STATE_NOT_SERIALIZABLE',
-        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} is ${describe(state)}, which JSON cannot hold; return a plain value`,
+        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} is ${preview(state)}, which JSON cannot hold; return a plain value`,
         undefined,
         key,
       ),
@@ -408,7 +406,7 @@ function serialize(
  *
  * @example
  * const { write } = foldItem(item.view, item.key, snapshotOf(stored), item.events);
- * if (write) await store.write(write); // condition: version = write.expectedVersion
+ * if (write) await store.putItem(write.item, write.expectedVersion); // an ItemStore; WRITE_CONFLICT when the version moved
  */
 export function foldItem(
   view: View<any, any>,
@@ -431,7 +429,7 @@ export function foldItem(
     offsets[partitionKey] = entry.record.offset;
     fresh.push(entry);
   }
-  if (fresh.length === 0) return { write: undefined, applied: 0, skipped, deadLetters, changed: false };
+  if (fresh.length === 0) return { write: undefined, applied: 0, skipped, deadLetters };
 
   let initialState: unknown;
   if (snapshot.stateJson !== undefined) {
@@ -452,7 +450,7 @@ export function foldItem(
           ),
         );
       }
-      return { write: undefined, applied: 0, skipped, deadLetters, changed: false };
+      return { write: undefined, applied: 0, skipped, deadLetters };
     }
   }
 
@@ -474,7 +472,7 @@ export function foldItem(
   let stateJson: string;
   if (final === undefined) {
     // Every fresh event was poison: nothing to write.
-    return { write: undefined, applied: 0, skipped, deadLetters: fastDead, changed: false };
+    return { write: undefined, applied: 0, skipped, deadLetters: fastDead };
   }
   if (final.ok) {
     deadLetters.push(...fastDead);
@@ -502,11 +500,11 @@ export function foldItem(
       applied += 1;
     }
     if (applied === 0 || json === undefined) {
-      return { write: undefined, applied: 0, skipped, deadLetters, changed: false };
+      return { write: undefined, applied: 0, skipped, deadLetters };
     }
     stateJson = json;
   }
-  if (applied === 0) return { write: undefined, applied: 0, skipped, deadLetters, changed: false };
+  if (applied === 0) return { write: undefined, applied: 0, skipped, deadLetters };
 
   const changed = stateJson !== snapshot.stateJson;
   const version = snapshot.version + 1;
@@ -554,7 +552,6 @@ export function foldItem(
     applied,
     skipped,
     deadLetters,
-    changed,
   };
 }
 

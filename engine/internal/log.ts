@@ -63,7 +63,10 @@ export function createLogger(
   };
 }
 
-/** Metric values of one EMF line (CONTRACTS.md names). */
+/**
+ * Metric values of one EMF line. The CDK alarms and autoscaling read these names
+ * (docs/architecture.md, "Metrics, logs and health").
+ */
 export interface EngineMetrics {
   readonly ConsumerLag: number;
   readonly DeadLetters: number;

@@ -6,7 +6,7 @@
  * authenticates a broker connection.
  */
 import type { OauthbearerProviderResponse } from 'kafkajs';
-import { describe } from '../../sdk/internal/define-fns.ts';
+import { preview } from '../../sdk/internal/define-fns.ts';
 import { EngineError } from './errors.ts';
 
 /** A token from the MSK IAM signer: the OAUTHBEARER value and when it expires (ms since the epoch). */
@@ -92,7 +92,7 @@ export function mskIamTokenProvider(region: string, options: MskIamTokenProvider
   if (trimmedRegion === '') {
     throw new EngineError(
       'INVALID_CONFIG',
-      `MSK IAM auth needs the AWS region of the MSK cluster, received ${describe(region)}; set AWS_REGION (e.g. "eu-west-1")`,
+      `MSK IAM auth needs the AWS region of the MSK cluster, received ${preview(region)}; set AWS_REGION (e.g. "eu-west-1")`,
       { context: { variable: 'AWS_REGION' } },
     );
   }

@@ -37,12 +37,6 @@ export interface ItemStore {
    * Throws an {@link EngineError} `WRITE_CONFLICT` when the condition fails.
    */
   putItem(item: ViewItem, expectedVersion: number): Promise<void>;
-  /**
-   * Removes the trigger bookkeeping of `triggers` if the item is still at `version`
-   * (`all`: nothing else is pending, so drop all of it). Resolves false when the item moved on.
-   * The batch loop does not call it: it settles bookkeeping through checkpoints (see `settle`).
-   */
-  clearPending(key: ItemKey, triggers: readonly string[], version: number, all: boolean): Promise<boolean>;
   /** Records that everything below `nextOffset` of the partition is durable. */
   writeCheckpoint(topic: string, partition: number, nextOffset: string): Promise<void>;
   /** The partition's checkpoint (next offset to consume), read consistently; undefined when none. */
@@ -202,9 +196,9 @@ export class BatchProcessor {
       const loaded = await store.readItems(misses);
       const read = misses.map((miss) => snapshotOf(loaded.get(miss.id)));
       await this.refreshCheckpoints(read);
-      // Not cached yet: foldAndWrite caches each item once, after its write. Caching here too
-      // made a batch with more new keys than the cache holds evict every key twice (once
-      // loaded, once written), which is what the eviction counter showed.
+      // Not cached yet: foldAndWrite caches each item once, after its write. Caching here as
+      // well would make a batch with more new keys than the cache holds evict every key twice
+      // (once loaded, once written).
       misses.forEach((miss, i) => snapshots.set(miss.id, this.settle(read[i]!)));
     }
 
@@ -486,11 +480,11 @@ export class BatchProcessor {
     if (perItem.length === 0) return 0;
     // Everything judged. The bookkeeping is cleared in the cache only, not with a write of its
     // own: the item's next write (a whole-item put from the cache) drops it, and until then the
-    // checkpoint this batch writes next proves it delivered (see `settle`). That saves one
-    // UpdateItem per changed item and batch, which was half of the DynamoDB requests and the
-    // slowest serial step of a batch with triggers. If the item moved on meanwhile (another
-    // batch wrote it, keeping the older bookkeeping), the bookkeeping advances to this version,
-    // so a change built from it later starts where this one ended.
+    // checkpoint this batch writes next proves it delivered (see `settle`). A write of its own
+    // would cost one UpdateItem per changed item and batch, as many requests as the view writes,
+    // and be the slowest serial step of a batch with triggers. If the item moved on meanwhile
+    // (another batch wrote it, keeping the older bookkeeping), the bookkeeping advances to this
+    // version, so a change built from it later starts where this one ended.
     const { cache } = this.deps;
     await Promise.all(
       perItem.map(({ outcome, deliveries, unknown }) => {
@@ -548,7 +542,7 @@ export class BatchProcessor {
    * every change pending on each item it wrote before it checkpoints, so bookkeeping is settled
    * once, for every partition the item has applied events of, a checkpoint has passed the
    * item's offset: the batch that wrote it last has finished. Otherwise the changes are owed
-   * (a crash between write and delivery) and are delivered again (invariant 4).
+   * (a crash between write and delivery) and are delivered again (docs/architecture.md, invariant 4).
    */
   private settle(snapshot: ItemSnapshot): ItemSnapshot {
     if (snapshot.pending === undefined) return snapshot;

@@ -464,7 +464,7 @@ class EngineRuntime {
     resolveOffset((BigInt(nextOffset) - 1n).toString());
     // Everything the commit depends on is durable now (view writes, dead letters, trigger
     // deliveries). The checkpoint write and the offset commit run behind the next fetch instead
-    // of before it: they were two serial round trips per batch on the produce->view path.
+    // of before it, which keeps their two serial round trips off the produce->view path.
     const { previous, tail } = this.scheduleCheckpoint(processor, topic, partition, nextOffset, generation);
     // Bounds the pipeline; during shutdown, also waits for this batch's own checkpoint and commit.
     await (this.stopping !== undefined ? tail : previous);
@@ -539,8 +539,8 @@ class EngineRuntime {
    * the next owner of the partition re-reads from the last commit (the offset fence skips what
    * was applied). The commit is skipped when the group rebalanced since the batch was fetched:
    * the partition may belong to another task now, and a late commit must not move its offset
-   * back (the committing eachBatch used to hold the rebalance off; this tail does not). Never
-   * rejects.
+   * back. This tail runs outside eachBatch, so nothing holds the rebalance off until it is done.
+   * Never rejects.
    */
   private async checkpointAndCommit(
     processor: BatchProcessor,

@@ -54,22 +54,6 @@ export class MemoryItemStore implements ItemStore {
     this.items.set(id, structuredClone(item));
   }
 
-  async clearPending(key: ItemKey, triggers: readonly string[], version: number, all: boolean): Promise<boolean> {
-    const id = itemId(key);
-    const stored = this.items.get(id);
-    if (stored === undefined || stored.version !== version) return false;
-    this.writes += 1;
-    if (all) {
-      const { pending: _p, befores: _b, ...rest } = stored;
-      this.items.set(id, rest);
-    } else {
-      const pending = { ...stored.pending };
-      for (const name of triggers) delete pending[name];
-      this.items.set(id, { ...stored, pending });
-    }
-    return true;
-  }
-
   async writeCheckpoint(topic: string, partition: number, nextOffset: string): Promise<void> {
     this.checkpoints.set(checkpointKey(topic, partition).sk, nextOffset);
   }

@@ -32,7 +32,7 @@ export const jsonDecoder: Decoder<any> = (value) => JSON.parse(utf8.decode(value
 function requireFunction(value: unknown, what: string, context: Record<string, unknown>): void {
   if (typeof value !== 'function') {
     throw new DefinitionError(
-      `${what} must be a function, received ${describe(value)}; pass a function`,
+      `${what} must be a function, received ${preview(value)}; pass a function`,
       context,
     );
   }
@@ -40,12 +40,12 @@ function requireFunction(value: unknown, what: string, context: Record<string, u
 
 function requirePositiveInt(value: unknown, what: string, context: Record<string, unknown>): void {
   if (!Number.isInteger(value) || (value as number) <= 0) {
-    throw new DefinitionError(`${what} must be a positive integer, received ${describe(value)}`, context);
+    throw new DefinitionError(`${what} must be a positive integer, received ${preview(value)}`, context);
   }
 }
 
 /** Short, safe rendering of a received value for error messages. */
-export function describe(value: unknown): string {
+export function preview(value: unknown): string {
   if (typeof value === 'function') return 'a function';
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
   try {
@@ -73,14 +73,14 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
   const name = options?.name;
   if (typeof name !== 'string' || !VIEW_NAME.test(name)) {
     throw new DefinitionError(
-      `view name must be 1-64 letters, digits, "_" or "-", received ${describe(name)}`,
+      `view name must be 1-64 letters, digits, "_" or "-", received ${preview(name)}`,
       { view: String(name) },
     );
   }
   const context = { view: name };
   if (typeof options.source !== 'string' || !TOPIC_NAME.test(options.source)) {
     throw new DefinitionError(
-      `view "${name}": source must be a Kafka topic name (letters, digits, ".", "_", "-"), received ${describe(options.source)}`,
+      `view "${name}": source must be a Kafka topic name (letters, digits, ".", "_", "-"), received ${preview(options.source)}`,
       context,
     );
   }
@@ -100,7 +100,7 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
   const onPoison = options.onPoison ?? 'dead-letter';
   if (onPoison !== 'dead-letter' && onPoison !== 'stop') {
     throw new DefinitionError(
-      `view "${name}": onPoison must be "dead-letter" or "stop", received ${describe(onPoison)}`,
+      `view "${name}": onPoison must be "dead-letter" or "stop", received ${preview(onPoison)}`,
       context,
     );
   }
@@ -131,12 +131,12 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
 export function defineTrigger<S>(options: TriggerOptions<S>): Trigger<S> {
   const view = options?.view;
   if (!view || view.kind !== 'view') {
-    throw new DefinitionError(`trigger view must be a view from defineView(), received ${describe(view)}`);
+    throw new DefinitionError(`trigger view must be a view from defineView(), received ${preview(view)}`);
   }
   const fn = options.function;
   if (typeof fn !== 'string' || !/^[A-Za-z0-9_:.-]{1,140}$/.test(fn)) {
     throw new DefinitionError(
-      `trigger on view "${view.name}": function must be a Lambda function name, received ${describe(fn)}`,
+      `trigger on view "${view.name}": function must be a Lambda function name, received ${preview(fn)}`,
       { view: view.name },
     );
   }
@@ -148,7 +148,7 @@ export function defineTrigger<S>(options: TriggerOptions<S>): Trigger<S> {
   const maxBatchWaitMs = options.maxBatchWaitMs ?? DEFAULT_TRIGGER_MAX_BATCH_WAIT_MS;
   if (!Number.isInteger(maxBatchWaitMs) || maxBatchWaitMs < 0) {
     throw new DefinitionError(
-      `trigger "${name}": maxBatchWaitMs must be a non-negative integer, received ${describe(maxBatchWaitMs)}`,
+      `trigger "${name}": maxBatchWaitMs must be a non-negative integer, received ${preview(maxBatchWaitMs)}`,
       context,
     );
   }
@@ -187,7 +187,7 @@ export function defineApp(options: AppOptions): App {
   const name = options?.name;
   if (typeof name !== 'string' || !APP_NAME.test(name)) {
     throw new DefinitionError(
-      `app name must start with a letter and hold up to 40 letters, digits or "-", received ${describe(name)}`,
+      `app name must start with a letter and hold up to 40 letters, digits or "-", received ${preview(name)}`,
     );
   }
   if (!Array.isArray(options.views) || options.views.length === 0) {
@@ -197,7 +197,7 @@ export function defineApp(options: AppOptions): App {
   const seen = new Set<string>();
   for (const view of views) {
     if (!view || view.kind !== 'view') {
-      throw new DefinitionError(`app "${name}": views holds ${describe(view)}, not a defineView() result`);
+      throw new DefinitionError(`app "${name}": views holds ${preview(view)}, not a defineView() result`);
     }
     if (seen.has(view.name)) {
       throw new DefinitionError(`app "${name}": two views are named "${view.name}"; view names must be unique`);
@@ -208,7 +208,7 @@ export function defineApp(options: AppOptions): App {
   const triggerNames = new Set<string>();
   for (const trigger of triggers) {
     if (!trigger || trigger.kind !== 'trigger') {
-      throw new DefinitionError(`app "${name}": triggers holds ${describe(trigger)}, not a defineTrigger() result`);
+      throw new DefinitionError(`app "${name}": triggers holds ${preview(trigger)}, not a defineTrigger() result`);
     }
     if (!views.includes(trigger.view)) {
       throw new DefinitionError(
@@ -226,7 +226,7 @@ export function defineApp(options: AppOptions): App {
   }
   const deadLetterTopic = options.deadLetterTopic ?? `${name}.dead-letter`;
   if (!TOPIC_NAME.test(deadLetterTopic)) {
-    throw new DefinitionError(`app "${name}": deadLetterTopic is not a valid topic name: ${describe(deadLetterTopic)}`);
+    throw new DefinitionError(`app "${name}": deadLetterTopic is not a valid topic name: ${preview(deadLetterTopic)}`);
   }
   const sourceTopics = [...new Set(views.map((v) => v.source))];
   if (sourceTopics.includes(deadLetterTopic)) {

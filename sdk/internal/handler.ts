@@ -4,7 +4,7 @@
  * Lambda handler.
  */
 import type { Change, Trigger } from './define.ts';
-import { describe as short } from './define-fns.ts';
+import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 
 /**
@@ -110,7 +110,7 @@ export function onViewChange<S>(trigger: Trigger<S>, handler: ViewChangeBatchHan
     if (!Array.isArray((response as ViewChangeResponse).batchItemFailures)) {
       throw new SdkError(
         'HANDLER_FAILED',
-        `trigger "${trigger.name}": handler returned ${short(response)}; return nothing or { batchItemFailures: [{ itemIdentifier: change.idempotencyKey }] }`,
+        `trigger "${trigger.name}": handler returned ${preview(response)}; return nothing or { batchItemFailures: [{ itemIdentifier: change.idempotencyKey }] }`,
         { context: { trigger: trigger.name, view: trigger.view.name } },
       );
     }
@@ -143,7 +143,7 @@ export function onEachViewChange<S>(
   if (!Number.isInteger(concurrency) || concurrency <= 0) {
     throw new SdkError(
       'INVALID_ARGUMENT',
-      `onEachViewChange(trigger "${trigger.name}"): concurrency must be a positive integer, received ${short(concurrency)}`,
+      `onEachViewChange(trigger "${trigger.name}"): concurrency must be a positive integer, received ${preview(concurrency)}`,
       { context: { trigger: trigger.name } },
     );
   }
@@ -190,7 +190,7 @@ function logChangeError(error: unknown, change: Change<unknown>, context: ViewCh
 
 function requireTrigger(trigger: Trigger<any> | undefined, fn: string): void {
   if (!trigger || trigger.kind !== 'trigger') {
-    throw new SdkError('INVALID_ARGUMENT', `${fn}: first argument must be a defineTrigger() result, received ${short(trigger)}`);
+    throw new SdkError('INVALID_ARGUMENT', `${fn}: first argument must be a defineTrigger() result, received ${preview(trigger)}`);
   }
 }
 
@@ -199,14 +199,14 @@ function parseEvent<S>(trigger: Trigger<S>, event: unknown): ViewChangeEvent<S> 
   if (!candidate || typeof candidate !== 'object' || !Array.isArray(candidate.changes)) {
     throw new SdkError(
       'INVALID_ARGUMENT',
-      `trigger "${trigger.name}": the function received ${short(event)}, not a view change event { trigger, view, changes }; invoke it through the Tributary engine`,
+      `trigger "${trigger.name}": the function received ${preview(event)}, not a view change event { trigger, view, changes }; invoke it through the Tributary engine`,
       { context: { trigger: trigger.name, view: trigger.view.name } },
     );
   }
   if (candidate.view !== trigger.view.name) {
     throw new SdkError(
       'INVALID_ARGUMENT',
-      `trigger "${trigger.name}" handles view "${trigger.view.name}" but received changes of view ${short(candidate.view)}; subscribe this function with a trigger on "${trigger.view.name}" or wrap it with the right trigger`,
+      `trigger "${trigger.name}" handles view "${trigger.view.name}" but received changes of view ${preview(candidate.view)}; subscribe this function with a trigger on "${trigger.view.name}" or wrap it with the right trigger`,
       { context: { trigger: trigger.name, view: trigger.view.name } },
     );
   }

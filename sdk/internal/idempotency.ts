@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import { describe } from './define-fns.ts';
+import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 import type { LambdaContextLike } from './handler.ts';
 
@@ -153,11 +153,11 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
       if (typeof key !== 'string' || key.length === 0 || Buffer.byteLength(key) > 1024) {
         throw new SdkError(
           'INVALID_ARGUMENT',
-          `idempotency: key must be a non-empty string of at most 1024 bytes, received ${describe(key)}; use change.idempotencyKey, prefixed with the side effect's name`,
+          `idempotency: key must be a non-empty string of at most 1024 bytes, received ${preview(key)}; use change.idempotencyKey, prefixed with the side effect's name`,
         );
       }
       if (typeof sideEffect !== 'function') {
-        throw new SdkError('INVALID_ARGUMENT', `idempotency: sideEffect must be a function, received ${describe(sideEffect)}`);
+        throw new SdkError('INVALID_ARGUMENT', `idempotency: sideEffect must be a function, received ${preview(sideEffect)}`);
       }
       const remaining = callOptions.lambda?.getRemainingTimeInMillis?.();
       const leaseMs = options.inProgressTimeoutMs ?? (remaining && remaining > 0 ? remaining : DEFAULT_IN_PROGRESS_TIMEOUT_MS);
@@ -169,7 +169,7 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
         }
         throw new SdkError(
           'IDEMPOTENCY_IN_PROGRESS',
-          `idempotency: key ${describe(key)} is being processed by another run (lease until ${new Date(claimed.leaseUntilMs ?? 0).toISOString()}); retry later`,
+          `idempotency: key ${preview(key)} is being processed by another run (lease until ${new Date(claimed.leaseUntilMs ?? 0).toISOString()}); retry later`,
           { retriable: true, context: { key } },
         );
       }
@@ -241,13 +241,13 @@ function storeError(key: string, table: string, cause: unknown): SdkError {
   const name = (cause as Error)?.name ?? 'Error';
   return new SdkError(
     'IDEMPOTENCY_FAILED',
-    `idempotency: could not read or write the marker of key ${describe(key)} in table "${table}" (${name}: ${(cause as Error)?.message ?? String(cause)}); check the table exists and the function may read and write it`,
+    `idempotency: could not read or write the marker of key ${preview(key)} in table "${table}" (${name}: ${(cause as Error)?.message ?? String(cause)}); check the table exists and the function may read and write it`,
     { retriable: name !== 'ResourceNotFoundException' && name !== 'AccessDeniedException', context: { key, table }, cause },
   );
 }
 
 function requirePositiveInt(value: unknown, what: string): void {
   if (!Number.isInteger(value) || (value as number) <= 0) {
-    throw new SdkError('INVALID_ARGUMENT', `idempotency: ${what} must be a positive integer, received ${describe(value)}`);
+    throw new SdkError('INVALID_ARGUMENT', `idempotency: ${what} must be a positive integer, received ${preview(value)}`);
   }
 }

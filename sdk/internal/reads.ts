@@ -12,7 +12,7 @@ import {
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import type { App, View, ViewKey } from './define.ts';
-import { describe } from './define-fns.ts';
+import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 import { checkpointKey, createStorage, VIEW_PK_PREFIX, VIEW_SK_PREFIX, viewItemKey } from './storage.ts';
 
@@ -162,14 +162,14 @@ function requireKey(view: View<any, any>, key: unknown): string {
   if (typeof key === 'number' && Number.isFinite(key)) return String(key);
   throw new SdkError(
     'INVALID_ARGUMENT',
-    `view "${view.name}": key must be a non-empty string or a finite number, received ${describe(key)}`,
+    `view "${view.name}": key must be a non-empty string or a finite number, received ${preview(key)}`,
     { context: { view: view.name } },
   );
 }
 
 function requireView(view: unknown, method: string): asserts view is View<any, any> {
   if (!view || (view as View).kind !== 'view') {
-    throw new SdkError('INVALID_ARGUMENT', `${method}: expected a view from defineView(), received ${describe(view)}`);
+    throw new SdkError('INVALID_ARGUMENT', `${method}: expected a view from defineView(), received ${preview(view)}`);
   }
 }
 
@@ -218,7 +218,7 @@ function decodeCursor(view: string, cursor: string): Record<string, unknown> {
   }
   throw new SdkError(
     'INVALID_ARGUMENT',
-    `view "${view}": cursor ${describe(cursor)} is not a cursor returned by query() on this view; pass the cursor of the previous page unchanged`,
+    `view "${view}": cursor ${preview(cursor)} is not a cursor returned by query() on this view; pass the cursor of the previous page unchanged`,
     { context: { view } },
   );
 }
@@ -250,7 +250,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
   if (typeof tableName !== 'string' || tableName.length < 3) {
     throw new SdkError(
       'CONFIG_MISSING',
-      `createViewReader: no views table name (tableName option: ${describe(options.tableName)}, TRIBUTARY_TABLE: ${describe(process.env.TRIBUTARY_TABLE)}); set TRIBUTARY_TABLE or pass { tableName }`,
+      `createViewReader: no views table name (tableName option: ${preview(options.tableName)}, TRIBUTARY_TABLE: ${preview(process.env.TRIBUTARY_TABLE)}); set TRIBUTARY_TABLE or pass { tableName }`,
     );
   }
   const documents = createStorage({ dynamodb: options.dynamodb, tableName }).documentClient;
@@ -271,7 +271,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
       );
       return out.Item ? toItem<S>(out.Item) : undefined;
     } catch (error) {
-      throw readFailed(error, `view "${view.name}": get of key ${describe(k)}`, { view: view.name, key: k, table });
+      throw readFailed(error, `view "${view.name}": get of key ${preview(k)}`, { view: view.name, key: k, table });
     }
   }
 
@@ -282,7 +282,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
   ): Promise<(ViewSnapshot<S> | undefined)[]> {
     requireView(view, 'getMany');
     if (!Array.isArray(keys)) {
-      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": getMany keys must be an array, received ${describe(keys)}`, {
+      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": getMany keys must be an array, received ${preview(keys)}`, {
         context: { view: view.name },
       });
     }
@@ -340,13 +340,13 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_QUERY_LIMIT) {
       throw new SdkError(
         'INVALID_ARGUMENT',
-        `view "${view.name}": query limit must be an integer from 1 to ${MAX_QUERY_LIMIT}, received ${describe(limit)}`,
+        `view "${view.name}": query limit must be an integer from 1 to ${MAX_QUERY_LIMIT}, received ${preview(limit)}`,
         { context },
       );
     }
     const order = opts.order ?? 'asc';
     if (order !== 'asc' && order !== 'desc') {
-      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": query order must be "asc" or "desc", received ${describe(order)}`, {
+      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": query order must be "asc" or "desc", received ${preview(order)}`, {
         context,
       });
     }
@@ -354,7 +354,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     let condition: string;
     if (range && typeof range === 'object' && 'prefix' in range) {
       if (typeof range.prefix !== 'string') {
-        throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": query prefix must be a string, received ${describe(range.prefix)}`, {
+        throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": query prefix must be a string, received ${preview(range.prefix)}`, {
           context,
         });
       }
@@ -367,7 +367,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
         if (from > to) {
           throw new SdkError(
             'INVALID_ARGUMENT',
-            `view "${view.name}": query range from ${describe(from)} sorts after to ${describe(to)} (keys compare as strings); swap them or use order: 'desc'`,
+            `view "${view.name}": query range from ${preview(from)} sorts after to ${preview(to)} (keys compare as strings); swap them or use order: 'desc'`,
             { context },
           );
         }
@@ -389,7 +389,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     } else {
       throw new SdkError(
         'INVALID_ARGUMENT',
-        `view "${view.name}": query range must be { prefix } or { from?, to? }, received ${describe(range)}`,
+        `view "${view.name}": query range must be { prefix } or { from?, to? }, received ${preview(range)}`,
         { context },
       );
     }
@@ -419,7 +419,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     opts: ViewWaitOptions = {},
   ): Promise<void> {
     if (!target || (target.kind !== 'view' && target.kind !== 'app')) {
-      throw new SdkError('INVALID_ARGUMENT', `waitFor: expected a view or an app, received ${describe(target)}`);
+      throw new SdkError('INVALID_ARGUMENT', `waitFor: expected a view or an app, received ${preview(target)}`);
     }
     const topics = target.kind === 'view' ? [target.source] : target.sourceTopics;
     const { topic, partition } = position ?? ({} as SourcePosition);
@@ -427,12 +427,12 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     if (typeof topic !== 'string' || !topics.includes(topic)) {
       throw new SdkError(
         'INVALID_ARGUMENT',
-        `waitFor: topic ${describe(topic)} is not a source of ${target.kind} "${target.name}" (sources: ${topics.join(', ')}); pass the topic the record was produced to`,
+        `waitFor: topic ${preview(topic)} is not a source of ${target.kind} "${target.name}" (sources: ${topics.join(', ')}); pass the topic the record was produced to`,
         { context },
       );
     }
     if (!Number.isInteger(partition) || partition < 0) {
-      throw new SdkError('INVALID_ARGUMENT', `waitFor: partition must be a non-negative integer, received ${describe(partition)}`, {
+      throw new SdkError('INVALID_ARGUMENT', `waitFor: partition must be a non-negative integer, received ${preview(partition)}`, {
         context,
       });
     }
@@ -440,13 +440,13 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     if (offset === undefined || offset < 0n) {
       throw new SdkError(
         'INVALID_ARGUMENT',
-        `waitFor: offset must be a non-negative integer (string, number or bigint), received ${describe(String(position.offset))}`,
+        `waitFor: offset must be a non-negative integer (string, number or bigint), received ${preview(String(position.offset))}`,
         { context },
       );
     }
     const timeoutMs = opts.timeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS;
     if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
-      throw new SdkError('INVALID_ARGUMENT', `waitFor: timeoutMs must be a non-negative number, received ${describe(timeoutMs)}`, {
+      throw new SdkError('INVALID_ARGUMENT', `waitFor: timeoutMs must be a non-negative number, received ${preview(timeoutMs)}`, {
         context,
       });
     }

@@ -18,7 +18,7 @@
  * `INVALID_ARGUMENT`; inside a reducer that makes the record poison, which the engine sends to
  * the dead-letter topic instead of storing a corrupt state.
  */
-import { describe } from './define-fns.ts';
+import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 
 /**
@@ -31,7 +31,7 @@ function requireFinite(value: unknown, reducer: string, what = 'value'): number 
   if (typeof value !== 'number' || !Number.isFinite(value)) {
     throw new SdkError(
       'INVALID_ARGUMENT',
-      `${reducer}(): ${what} must be a finite number, received ${describe(value)}; DynamoDB cannot store NaN or Infinity, so convert or filter the event first`,
+      `${reducer}(): ${what} must be a finite number, received ${preview(value)}; DynamoDB cannot store NaN or Infinity, so convert or filter the event first`,
       { context: { reducer } },
     );
   }
@@ -150,7 +150,7 @@ function toEpochMs(at: Timestamp, reducer: string): number {
   if (typeof ms !== 'number' || !Number.isFinite(ms)) {
     throw new SdkError(
       'INVALID_ARGUMENT',
-      `${reducer}(): timestamp must be epoch milliseconds, an ISO-8601 string or a valid Date, received ${describe(at instanceof Date ? String(at) : at)}`,
+      `${reducer}(): timestamp must be epoch milliseconds, an ISO-8601 string or a valid Date, received ${preview(at instanceof Date ? String(at) : at)}`,
       { context: { reducer } },
     );
   }
@@ -192,7 +192,7 @@ function requireCap(value: unknown, reducer: string, what: string): number {
   if (!Number.isInteger(value) || (value as number) <= 0) {
     throw new SdkError(
       'INVALID_ARGUMENT',
-      `${reducer}(): ${what} must be a positive integer, received ${describe(value)}`,
+      `${reducer}(): ${what} must be a positive integer, received ${preview(value)}`,
       { context: { reducer } },
     );
   }

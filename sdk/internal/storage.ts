@@ -16,7 +16,7 @@ import { any, item, number, record, string } from 'dynamodb-toolbox';
 import { Entity } from 'dynamodb-toolbox/entity';
 import { Table } from 'dynamodb-toolbox/table';
 import type { ViewKey } from './define.ts';
-import { describe } from './define-fns.ts';
+import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 
 /** Partition key prefix of view items. */
@@ -82,7 +82,7 @@ export function encodeViewKey(key: ViewKey): string {
   if (typeof key === 'number' && Number.isFinite(key)) return String(key);
   throw new SdkError(
     'INVALID_ARGUMENT',
-    `view key must be a non-empty string or a finite number, received ${describe(key)}`,
+    `view key must be a non-empty string or a finite number, received ${preview(key)}`,
     { context: { key: String(key) } },
   );
 }
@@ -131,7 +131,7 @@ function buildViewItemEntity(table: ReturnType<typeof buildTable>) {
   return new Entity({
     name: 'viewItem',
     table,
-    // The layout is the contract in CONTRACTS.md: no toolbox `_et`/`_ct`/`_md` attributes.
+    // The layout is a contract (docs/architecture.md, "Storage layout"): no toolbox `_et`/`_ct`/`_md` attributes.
     entityAttribute: false,
     timestamps: false,
     schema: item({
@@ -222,7 +222,7 @@ export function createStorage(options: StorageOptions): Storage {
   if (typeof tableName !== 'string' || tableName.length < 3) {
     throw new SdkError(
       'INVALID_ARGUMENT',
-      `tableName must be a DynamoDB table name (3-255 characters), received ${describe(tableName)}; pass the views table name (TRIBUTARY_TABLE)`,
+      `tableName must be a DynamoDB table name (3-255 characters), received ${preview(tableName)}; pass the views table name (TRIBUTARY_TABLE)`,
     );
   }
   const client = options.dynamodb ?? new DynamoDBClient({});

@@ -1,8 +1,9 @@
 /**
- * Invariants 1 and 2 under crashes: engine processes (engine/main.ts, spawned like the
- * container) are SIGKILLed at random points while events flow, restarted each time, and the
- * final state still equals the reference exactly — with one process, and with two processes of
- * one consumer group killed alternately (items written from several partitions and processes).
+ * Invariants 1 and 2 (docs/architecture.md) under crashes: engine processes (engine/main.ts,
+ * spawned like the container) are SIGKILLed at random points while events flow, restarted each
+ * time, and the final state still equals the reference exactly — with one process, and with two
+ * processes of one consumer group killed alternately (items written from several partitions and
+ * processes).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createTable, createTopic, stack, uniqueName } from './helpers.ts';

@@ -1,8 +1,8 @@
 /**
- * Invariant 5 on the real stack: undecodable records, records whose key() returns nothing, a
- * throwing reducer and oversized state end in the dead-letter topic with their reason, code and
- * coordinates, and every other event is applied. A view with onPoison: 'stop' stops the engine
- * instead, without committing past the poison record.
+ * Invariant 5 (docs/architecture.md) on the real stack: undecodable records, records whose key()
+ * returns nothing, a throwing reducer and oversized state end in the dead-letter topic with their
+ * reason, code and coordinates, and every other event is applied. A view with onPoison: 'stop'
+ * stops the engine instead, without committing past the poison record.
  */
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';

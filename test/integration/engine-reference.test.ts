@@ -1,7 +1,7 @@
 /**
- * Invariants 1 and 3 on the real embedded stack: 100k random events over 3 partitions and 1k
- * keys fold to exactly the reference (including a view keyed unlike the Kafka message), and a
- * restarted engine resumes from committed offsets without re-reading history.
+ * Invariants 1 and 3 (docs/architecture.md) on the real embedded stack: 100k random events over 3
+ * partitions and 1k keys fold to exactly the reference (including a view keyed unlike the Kafka
+ * message), and a restarted engine resumes from committed offsets without re-reading history.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEngine, type Engine } from '../../engine/index.ts';

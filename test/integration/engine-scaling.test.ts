@@ -1,6 +1,7 @@
 /**
- * Invariants 1 and 3 under rebalances: a second engine task joins the group mid-stream and the
- * first leaves mid-stream (graceful stop); both did work, and the final state is exact.
+ * Invariants 1 and 3 (docs/architecture.md) under rebalances: a second engine task joins the group
+ * mid-stream and the first leaves mid-stream (graceful stop); both did work, and the final state
+ * is exact.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { startEngine, type Engine } from '../../engine/index.ts';

@@ -1,7 +1,7 @@
 /**
  * The engine's DynamoDB layer on DynamoDB Local: conditional writes (a lost condition becomes
- * WRITE_CONFLICT), batched reads past the 100-key BatchGetItem limit, clearing trigger
- * bookkeeping, and checkpoints that never move backwards.
+ * WRITE_CONFLICT), batched reads past the 100-key BatchGetItem limit, whole-item puts that drop
+ * trigger bookkeeping, and checkpoints that never move backwards.
  */
 import { GetItemCommand } from 'dynamodb-toolbox';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -50,17 +50,20 @@ describe('DynamoItemStore', () => {
     expect(found.has(itemId(viewItemKey('v', 'r229')))).toBe(false);
   });
 
-  it('clears trigger bookkeeping only at the delivered version', async () => {
+  it('drops trigger bookkeeping with the next whole-item put, and keeps it when that put is stale', async () => {
+    // The engine clears delivered bookkeeping in its cache only; the item's next conditional
+    // put, a whole item without `pending`/`befores`, is what removes it from the table.
     const store = new DynamoItemStore(testStorage(table), 2);
-    await store.putItem(item('p', 1, { pending: { t1: 0, t2: 0, t3: 0 }, befores: {} }), 0);
-    expect(await store.clearPending(viewItemKey('v', 'p'), ['t1'], 1, false)).toBe(true);
-    expect((await store.readItem(viewItemKey('v', 'p')))?.pending).toEqual({ t2: 0, t3: 0 });
-    expect(await store.clearPending(viewItemKey('v', 'p'), ['t2', 't3'], 7, true)).toBe(false);
-    expect(await store.clearPending(viewItemKey('v', 'p'), ['t2', 't3'], 1, true)).toBe(true);
+    const pending = { pending: { t1: 0, t2: 0 }, befores: {} };
+    await store.putItem(item('p', 1, pending), 0);
+    expect((await store.readItem(viewItemKey('v', 'p')))?.pending).toEqual({ t1: 0, t2: 0 });
+    await expect(store.putItem(item('p', 8), 7)).rejects.toMatchObject({ code: 'WRITE_CONFLICT' });
+    expect((await store.readItem(viewItemKey('v', 'p')))?.pending).toEqual({ t1: 0, t2: 0 });
+    await store.putItem(item('p', 2), 1);
     const cleared = await store.readItem(viewItemKey('v', 'p'));
     expect(cleared?.pending).toBeUndefined();
     expect(cleared?.befores).toBeUndefined();
-    expect(cleared?.state).toEqual(item('p', 1).state);
+    expect(cleared).toEqual(item('p', 2));
   });
 
   it('moves checkpoints forward only', async () => {

@@ -119,7 +119,8 @@ function safeJson(value: unknown): string {
 }
 
 /**
- * The standard environment variables (see CONTRACTS.md) pointing at the shared stack:
+ * The standard environment variables (docs/architecture.md, "Local stack") pointing at the
+ * shared stack:
  * `KAFKA_BROKERS`, `AWS_REGION`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_LAMBDA`,
  * dummy `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
  *

@@ -1,6 +1,7 @@
 /**
- * Invariants 4 and 6 through the real engine, end to end: Kafka -> engine (in process) ->
- * DynamoDB view -> Lambda Invoke API -> a function in this test, observed in memory.
+ * Invariants 4 and 6 (docs/architecture.md) through the real engine, end to end: Kafka -> engine
+ * (in process) -> DynamoDB view -> Lambda Invoke API -> a function in this test, observed in
+ * memory.
  *
  * - order: 20k events over 500 keys arrive at the function in version order per key, with no
  *   gaps (each `before` is the previous `after`), ending at the view state and the reference fold;

@@ -41,7 +41,7 @@ function record(offset: number, value: unknown, partition = 0, topic = 'bookings
 }
 
 describe('storage keys', () => {
-  it('encodes view items, checkpoints and offsets as in CONTRACTS.md', () => {
+  it('encodes view items, checkpoints and offsets as in docs/architecture.md "Storage layout"', () => {
     expect(viewItemKey('counter', 'yoga')).toEqual({ pk: 'view#counter', sk: 'key#yoga' });
     expect(viewItemKey('counter', 42)).toEqual({ pk: 'view#counter', sk: 'key#42' });
     expect(viewItemKey('counter', 1.5)).toEqual({ pk: 'view#counter', sk: 'key#1.5' });

@@ -1,7 +1,7 @@
 /**
- * Delivers view changes to trigger functions (design invariant 4): at least once, in version
- * order per item, items in parallel and batched across keys, retried with backoff, then
- * dead-lettered so one bad key never blocks the others.
+ * Delivers view changes to trigger functions (docs/architecture.md, invariant 4): at least
+ * once, in version order per item, items in parallel and batched across keys, retried with
+ * backoff, then dead-lettered so one bad key never blocks the others.
  */
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { Change, Trigger, ViewChangeEvent } from '../../../sdk/index.ts';
@@ -605,7 +605,7 @@ export class TriggerDispatcher {
     }
     // A function that fails a whole batch may be failing on one change only: bisect, as Lambda's
     // event source mappings do, without charging an attempt, so the other changes get through
-    // and only the culprit exhausts its attempts (design invariant 4: one bad key never blocks).
+    // and only the culprit exhausts its attempts (invariant 4: one bad key never blocks).
     const bisect = result.kind === 'error' && result.byFunction === true && batch.length > 1;
     for (const { item, entry } of batch) {
       if (result.kind === 'ok' || (result.kind === 'partial' && !result.failed.has(entry.change.idempotencyKey))) {
