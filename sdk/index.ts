@@ -57,6 +57,7 @@ export type {
   BatchItemFailure,
   LambdaContextLike,
   OnEachViewChangeOptions,
+  OnViewChangeOptions,
   ViewChangeBatchHandler,
   ViewChangeContext,
   ViewChangeEvent,
@@ -66,3 +67,5 @@ export type {
 } from './internal/handler.ts';
 export { createIdempotency, IDEMPOTENCY_PK, once } from './internal/idempotency.ts';
 export type { Idempotency, IdempotencyOptions, OnceOptions } from './internal/idempotency.ts';
+export { createHighWaterMark, HIGH_WATER_MARK_SK_PREFIX } from './internal/high-water-mark.ts';
+export type { HighWaterMark, HighWaterMarkOptions } from './internal/high-water-mark.ts';

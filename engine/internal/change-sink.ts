@@ -5,9 +5,20 @@
  */
 import type { Change, Trigger } from '../../sdk/index.ts';
 import type { DeadLetter } from './dead-letter.ts';
+import type { DeliveryVerdict } from './ownership.ts';
 
 /** What happened to one change handed to a {@link ChangeSink}. */
-export type ChangeOutcome = 'delivered' | 'dead-lettered' | 'skipped';
+export type ChangeOutcome = 'delivered' | 'dead-lettered' | 'skipped' | 'superseded';
+
+/** Where a batch's changes came from, as the sink needs it to fence their delivery. */
+export interface ChangeOrigin {
+  /**
+   * Whether this task may still deliver the batch's changes, asked right before each
+   * invocation; when `lost`, the sink rejects with an error of code `PARTITION_LOST`.
+   * @default always `owned`
+   */
+  readonly right?: () => DeliveryVerdict;
+}
 
 /**
  * Delivers changes of one trigger. Resolves once every change is delivered or dead-lettered
@@ -15,7 +26,7 @@ export type ChangeOutcome = 'delivered' | 'dead-lettered' | 'skipped';
  * then does not commit, and the changes are delivered again after a restart).
  */
 export interface ChangeSink {
-  deliver(trigger: Trigger<any>, changes: readonly Change[]): Promise<readonly ChangeOutcome[]>;
+  deliver(trigger: Trigger<any>, changes: readonly Change[], origin?: ChangeOrigin): Promise<readonly ChangeOutcome[]>;
   /** Stops accepting changes; in-flight deliveries settle or reject. */
   close?(): Promise<void>;
 }

@@ -16,6 +16,12 @@ export type EngineErrorCode =
   | 'DEAD_LETTER_FAILED'
   /** Trigger delivery failed in a way that is not a dead letter; offsets are not committed. */
   | 'TRIGGER_DELIVERY_FAILED'
+  /**
+   * The task may no longer own the partition of a batch (rebalanced, expelled, or paused past
+   * its session timeout) while its changes were in hand: they were not delivered, the batch is
+   * abandoned uncommitted, and the partition's owner delivers them.
+   */
+  | 'PARTITION_LOST'
   /** Kafka (connect, consume, commit or admin) failed. */
   | 'KAFKA_FAILED'
   /** The engine was stopped while the operation was in progress. */

@@ -686,3 +686,18 @@ export function clearPending(snapshot: ItemSnapshot, cleared: readonly string[])
   }
   return { ...rest, pending, befores };
 }
+
+/**
+ * Whether a stored item's trigger bookkeeping has moved past `version` for `trigger`: a later
+ * write of the item records that the trigger already judged the state at `version` or later
+ * (or owes nothing), so a change to `version` still in some task's hands is stale. The item's
+ * own version alone proves nothing: a write keeps the bookkeeping of changes still owed.
+ *
+ * @example
+ * if (changeSuperseded(await store.readItem(key), 'classNearlyFull', change.version)) skip(change);
+ */
+export function changeSuperseded(item: Pick<ViewItem, 'version' | 'pending'> | undefined, trigger: string, version: number): boolean {
+  if (item === undefined || item.version <= version) return false;
+  const since = item.pending?.[trigger];
+  return since === undefined || since >= version;
+}

@@ -8,10 +8,10 @@
  */
 import type { App, Change, SourceRecord, Trigger } from '../../sdk/index.ts';
 import { offsetsKey, type ItemKey, type ViewItem } from '../../sdk/internal/storage.ts';
-import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
+import type { ChangeOrigin, ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
-import { EngineError } from './errors.ts';
+import { EngineError, errorInfo } from './errors.ts';
 import {
   advancePending,
   clearPending,
@@ -173,9 +173,10 @@ export class BatchProcessor {
   /**
    * {@link process} without the checkpoint: resolves once the view writes, dead letters and
    * trigger deliveries of `records` are durable. The caller must then call {@link checkpoint}
-   * (and only after it, commit) with `nextOffset`, in batch order per partition.
+   * (and only after it, commit) with `nextOffset`, in batch order per partition. `origin` fences
+   * the trigger deliveries (see {@link ChangeOrigin}); a lost right rejects with `PARTITION_LOST`.
    */
-  async apply(topic: string, partition: number, records: readonly SourceRecord[]): Promise<BatchResult> {
+  async apply(topic: string, partition: number, records: readonly SourceRecord[], origin: ChangeOrigin = {}): Promise<BatchResult> {
     const { app, store, cache, limits } = this.deps;
     const now = this.deps.now ?? (() => new Date());
     const started = Date.now();
@@ -226,7 +227,7 @@ export class BatchProcessor {
         reads += outcome.reads;
       }
       const written = Date.now();
-      const changesDelivered = await this.deliverPending(outcomes, letters, gates);
+      const changesDelivered = await this.deliverPending(outcomes, letters, gates, origin);
       if (letters.length > 0) {
         try {
           await this.deps.deadLetters.send(letters);
@@ -394,7 +395,12 @@ export class BatchProcessor {
    * go to the triggers as soon as they are judged, so the dispatcher gets them in version order.
    * Returns the number of changes handed to triggers.
    */
-  private async deliverPending(outcomes: readonly ItemOutcome[], letters: DeadLetter[], gates: GateList): Promise<number> {
+  private async deliverPending(
+    outcomes: readonly ItemOutcome[],
+    letters: DeadLetter[],
+    gates: GateList,
+    origin: ChangeOrigin,
+  ): Promise<number> {
     if (this.deps.app.triggers.length === 0) return 0;
     const perItem: { outcome: ItemOutcome; deliveries: PendingDelivery[]; unknown: string[] }[] = [];
     const judge = (outcome: ItemOutcome, gate: JudgeGate | undefined): PendingDelivery[] => {
@@ -422,8 +428,15 @@ export class BatchProcessor {
     const send = (trigger: Trigger<any>, changes: Change[]): Promise<void> =>
       (async () => {
         try {
-          await this.deps.changes.deliver(trigger, changes);
+          await this.deps.changes.deliver(trigger, changes, origin);
         } catch (error) {
+          if ((error as { code?: unknown } | null)?.code === 'PARTITION_LOST') {
+            throw new EngineError(
+              'PARTITION_LOST',
+              `trigger "${trigger.name}": this task may no longer own the partition, so the change(s) of its ${changes.length} still in hand were not delivered (${errorInfo(error).message}); the batch is left uncommitted for the partition's owner`,
+              { cause: error, context: { trigger: trigger.name, view: trigger.view.name } },
+            );
+          }
           throw new EngineError(
             'TRIGGER_DELIVERY_FAILED',
             `trigger "${trigger.name}": ${changes.length} change(s) were neither delivered nor dead-lettered; offsets stay uncommitted and the changes are delivered again`,

@@ -18,7 +18,7 @@ import {
   type Producer,
 } from 'kafkajs';
 import type { App, SourceRecord } from '../../sdk/index.ts';
-import { createStorage } from '../../sdk/internal/storage.ts';
+import { createStorage, viewItemKey } from '../../sdk/internal/storage.ts';
 import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import { backoffMs, delay } from './concurrency.ts';
 import {
@@ -32,8 +32,10 @@ import {
 import { DEFAULT_DEAD_LETTER_MAX_BYTES, encodeDeadLetter, groupDeadLetters, type DeadLetter } from './dead-letter.ts';
 import { DynamoItemStore } from './dynamodb-store.ts';
 import { EngineError, errorInfo } from './errors.ts';
+import { changeSuperseded, itemId } from './fold.ts';
 import { startHealthServer, type HealthServer } from './health.ts';
 import { createLogger, emfLine, type Logger } from './log.ts';
+import { PartitionOwnership, type DeliveryVerdict } from './ownership.ts';
 import { BatchProcessor, type BatchResult } from './processor.ts';
 import { StateCache } from './state-cache.ts';
 import { TriggerDispatcher, type TriggerDeadLetter } from './triggers/dispatcher.ts';
@@ -165,6 +167,10 @@ class EngineRuntime {
   private readonly queuedCheckpoints = new Map<string, { offset: bigint; generation: number }>();
   /** Group generations seen (GROUP_JOIN events); a commit from an earlier one is skipped. */
   private generation = 0;
+  /** Whether this task still owns a partition, asked before each trigger invocation. */
+  private readonly ownership: PartitionOwnership;
+  /** Per `topic/partition`, the generation of its last batch here: a first batch after a join is in doubt. */
+  private readonly batchGenerations = new Map<string, number>();
   /** Resolves when a stop begins, so start-up waits (joining the group) end early. */
   private readonly stopRequested = new Promise<void>((resolve) => (this.requestStop = resolve));
   private resolveDone!: () => void;
@@ -181,6 +187,7 @@ class EngineRuntime {
   ) {
     this.app = config.app;
     this.cache = new StateCache({ maxEntries: config.cacheMaxEntries, maxBytes: config.cacheMaxBytes });
+    this.ownership = new PartitionOwnership({ sessionTimeoutMs: config.sessionTimeoutMs });
   }
 
   start(): Engine {
@@ -267,7 +274,7 @@ class EngineRuntime {
         }
       },
     };
-    const changes = this.buildChangeSink(deadLetters);
+    const changes = this.buildChangeSink(deadLetters, store);
     const processor = new BatchProcessor({
       app,
       store,
@@ -298,9 +305,10 @@ class EngineRuntime {
         resolve();
       });
     });
-    consumer.on(consumer.events.GROUP_JOIN, () => {
-      this.generation += 1;
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      this.generation = this.ownership.joined(event.payload.memberAssignment);
     });
+    consumer.on(consumer.events.HEARTBEAT, () => this.ownership.heartbeatSucceeded());
     consumer.on(consumer.events.START_BATCH_PROCESS, (event) => {
       const { batchSize, topic, partition, lastOffset, highWatermark } = event.payload;
       if (batchSize === 0) this.onFilteredBatch(processor, topic, partition, lastOffset, highWatermark);
@@ -373,7 +381,7 @@ class EngineRuntime {
     }
   }
 
-  private buildChangeSink(deadLetters: DeadLetterSink): ChangeSink {
+  private buildChangeSink(deadLetters: DeadLetterSink, store: DynamoItemStore): ChangeSink {
     const { app, config, log, options } = this;
     if (app.triggers.length === 0) {
       return { deliver: async (_t, changes) => changes.map((): ChangeOutcome => 'delivered') };
@@ -397,6 +405,11 @@ class EngineRuntime {
         await deadLetters.send([letter]);
       },
       log: (level, msg, fields) => log.log(level, msg, { component: 'triggers', ...fields }),
+      superseded: async (trigger, changes) => {
+        const keys = changes.map((change) => ({ id: itemId(viewItemKey(change.view, change.key)), key: viewItemKey(change.view, change.key) }));
+        const items = await store.readItems(keys);
+        return changes.map((change, i) => change.window === undefined && changeSuperseded(items.get(keys[i]!.id), trigger.name, change.version));
+      },
       onInvocation: (record) => {
         this.counters.triggerInvocations += 1;
         if (record.outcome !== 'ok') this.counters.triggerErrors += 1;
@@ -404,8 +417,8 @@ class EngineRuntime {
     });
     this.dispatcher = dispatcher;
     return {
-      deliver: async (trigger, changes) => {
-        const outcomes = await dispatcher.deliver(trigger, changes);
+      deliver: async (trigger, changes, origin) => {
+        const outcomes = await dispatcher.deliver(trigger, changes, origin?.right !== undefined ? { right: origin.right } : {});
         return outcomes.map((o): ChangeOutcome => o.status);
       },
       close: () => dispatcher.close(),
@@ -418,17 +431,30 @@ class EngineRuntime {
     if (batch.messages.length === 0 || this.stopping !== undefined || this.fatal !== undefined) return;
     const { topic, partition } = batch;
     const generation = this.generation;
+    const partitionKey = `${topic}/${partition}`;
+    // Its first batch since the join: the cached items may predate another owner's deliveries.
+    const firstSinceJoin = this.batchGenerations.get(partitionKey) !== generation;
+    this.batchGenerations.set(partitionKey, generation);
+    const right = (): DeliveryVerdict => {
+      const verdict = this.ownership.verdict(topic, partition, generation);
+      return verdict.right === 'owned' && firstSinceJoin
+        ? { right: 'doubtful', reason: 'first batch of the partition since this task joined the group' }
+        : verdict;
+    };
     const records = batch.messages.map((m) => toSourceRecord(topic, partition, m));
     this.counters.recordsConsumed += records.length;
     // Long batches (a slow trigger, throttling) must not cost the partition: keep heartbeating.
     const beat = setInterval(() => {
-      heartbeat().catch((error) => log.debug('heartbeat failed', { error }));
+      heartbeat().catch((error) => {
+        this.ownership.heartbeatFailed(error);
+        log.debug('heartbeat failed', { error });
+      });
     }, Math.max(100, Math.floor(config.heartbeatIntervalMs / 2)));
     let result: BatchResult | undefined;
     try {
       for (let attempt = 1; result === undefined; attempt += 1) {
         try {
-          result = await processor.apply(topic, partition, records);
+          result = await processor.apply(topic, partition, records, { right });
         } catch (error) {
           const engineError =
             error instanceof EngineError
@@ -437,6 +463,18 @@ class EngineRuntime {
                   retriable: true,
                   cause: error,
                 });
+          if (engineError.code === 'PARTITION_LOST') {
+            // Not a failure: uncommitted, the batch is re-read by whoever owns the partition (this
+            // task too, once it rejoins). The wait keeps a re-fetch from spinning until kafkajs
+            // notices the rebalance.
+            log.info('partition may be lost; its changes in hand were not delivered, the batch is left to the owner', {
+              topic,
+              partition,
+              error: engineError,
+            });
+            await delay(config.heartbeatIntervalMs);
+            return;
+          }
           const giveUp = !engineError.retriable || attempt >= config.maxBatchAttempts;
           if (this.stopping !== undefined) {
             log.warn('abandoning batch during shutdown; it is re-read after restart', { topic, partition, error: engineError });

@@ -7,7 +7,8 @@ export type SdkErrorCode =
   | 'READ_FAILED'
   | 'HANDLER_FAILED'
   | 'IDEMPOTENCY_IN_PROGRESS'
-  | 'IDEMPOTENCY_FAILED';
+  | 'IDEMPOTENCY_FAILED'
+  | 'HIGH_WATER_MARK_FAILED';
 
 /** Context that explains an SDK error. */
 export interface SdkErrorContext {

@@ -6,6 +6,7 @@
 import type { Change, Trigger } from './define.ts';
 import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
+import { defaultHighWaterMarkStore, type HighWaterMark } from './high-water-mark.ts';
 
 /**
  * The payload of one trigger invocation: a batch of changes of one view, at most one
@@ -62,8 +63,29 @@ export type ViewChangeBatchHandler<S> = (
 /** Handler of one change: throw to have this change (and only it) retried. */
 export type ViewChangeItemHandler<S> = (change: Change<S>, context: ViewChangeContext) => Promise<void> | void;
 
+/** Options of {@link onViewChange}; {@link onEachViewChange} takes them too. */
+export interface OnViewChangeOptions {
+  /**
+   * Refuse a change older than the newest one the handler accepted for its key, so the handler
+   * never sees a key's versions go backwards, not even from an engine task that was paused past
+   * its session timeout with an invocation already on the wire. `true` keeps the marks in the
+   * views table named by `TRIBUTARY_TABLE` (under `pk = "_idempotency"`, which functions may
+   * write); pass {@link createHighWaterMark} to inject a client or table. Costs one conditional
+   * PutItem per change, before the handler runs; a refused change counts as processed and is
+   * reported to `onStale`. A redelivery of the same version is accepted (use `once()` for its
+   * side effects).
+   * @default false
+   */
+  readonly highWaterMark?: boolean | HighWaterMark;
+  /**
+   * Called for each change refused by the high-water mark.
+   * @default none
+   */
+  readonly onStale?: (change: Change<unknown>, context: ViewChangeContext) => void;
+}
+
 /** Options of {@link onEachViewChange}. */
-export interface OnEachViewChangeOptions {
+export interface OnEachViewChangeOptions extends OnViewChangeOptions {
   /**
    * Changes processed at once. Changes in one event belong to distinct items, so they are
    * independent; changes of one item (should an event hold several) still run one after another.
@@ -95,17 +117,30 @@ const NO_FAILURES: ViewChangeResponse = Object.freeze({ batchItemFailures: Objec
  *   for (const { key, after } of changes) console.log(`class ${key}: ${after.booked}/${after.capacity}`);
  * });
  */
-export function onViewChange<S>(trigger: Trigger<S>, handler: ViewChangeBatchHandler<S>): ViewChangeLambdaHandler {
+export function onViewChange<S>(
+  trigger: Trigger<S>,
+  handler: ViewChangeBatchHandler<S>,
+  options: OnViewChangeOptions = {},
+): ViewChangeLambdaHandler {
   requireTrigger(trigger, 'onViewChange');
   if (typeof handler !== 'function') {
     throw new SdkError('INVALID_ARGUMENT', `onViewChange(trigger "${trigger.name}"): handler must be a function`, {
       context: { trigger: trigger.name },
     });
   }
+  const highWaterMark = highWaterMarkOf(options, trigger, 'onViewChange');
   return async (event, lambda) => {
     const parsed = parseEvent<S>(trigger, event);
     const context: ViewChangeContext = { trigger: parsed.trigger, view: parsed.view, lambda };
-    const response = await handler(parsed.changes, context);
+    let changes = parsed.changes;
+    if (highWaterMark !== undefined) {
+      const store = highWaterMark();
+      const accepted = await Promise.all(changes.map((change) => store.accept(trigger.name, change)));
+      for (const [i, change] of changes.entries()) if (!accepted[i]) options.onStale?.(change as Change<unknown>, context);
+      changes = changes.filter((_, i) => accepted[i]);
+      if (changes.length === 0) return NO_FAILURES;
+    }
+    const response = await handler(changes, context);
     if (response === undefined || response === null) return NO_FAILURES;
     if (!Array.isArray((response as ViewChangeResponse).batchItemFailures)) {
       throw new SdkError(
@@ -148,6 +183,7 @@ export function onEachViewChange<S>(
     );
   }
   const onError = options.onError ?? logChangeError;
+  const highWaterMark = highWaterMarkOf(options, trigger, 'onEachViewChange');
   return async (event, lambda) => {
     const parsed = parseEvent<S>(trigger, event);
     const context: ViewChangeContext = { trigger: parsed.trigger, view: parsed.view, lambda };
@@ -167,6 +203,10 @@ export function onEachViewChange<S>(
         for (let i = 0; i < group.length; i++) {
           const change = group[i]!;
           try {
+            if (highWaterMark !== undefined && !(await highWaterMark().accept(trigger.name, change))) {
+              options.onStale?.(change as Change<unknown>, context);
+              continue;
+            }
             await handler(change, context);
           } catch (error) {
             onError(error, change as Change<unknown>, context);
@@ -186,6 +226,26 @@ function logChangeError(error: unknown, change: Change<unknown>, context: ViewCh
   console.error(
     `[${context.lambda?.functionName ?? context.trigger}] change ${change.view}/${change.key} v${change.version} failed, will be retried: ${message}`,
   );
+}
+
+/** The wrapper's high-water mark (resolved on first use, so `true` reads `TRIBUTARY_TABLE` only when invoked), or undefined when off. */
+function highWaterMarkOf(options: OnViewChangeOptions, trigger: Trigger<any>, fn: string): (() => HighWaterMark) | undefined {
+  const { highWaterMark, onStale } = options;
+  if (onStale !== undefined && typeof onStale !== 'function') {
+    throw new SdkError('INVALID_ARGUMENT', `${fn}(trigger "${trigger.name}"): onStale must be a function, received ${short(onStale)}`, {
+      context: { trigger: trigger.name },
+    });
+  }
+  if (highWaterMark === undefined || highWaterMark === false) return undefined;
+  if (highWaterMark === true) return defaultHighWaterMarkStore;
+  if (typeof (highWaterMark as Partial<HighWaterMark> | null)?.accept !== 'function') {
+    throw new SdkError(
+      'INVALID_ARGUMENT',
+      `${fn}(trigger "${trigger.name}"): highWaterMark must be true, false or a createHighWaterMark() result, received ${short(highWaterMark)}`,
+      { context: { trigger: trigger.name } },
+    );
+  }
+  return () => highWaterMark;
 }
 
 function requireTrigger(trigger: Trigger<any> | undefined, fn: string): void {

@@ -476,4 +476,42 @@ describe('TriggerDispatcher over the local Lambda endpoint', () => {
     await expect(dispatcher.deliver(triggerFor(uniqueName('never')), [foreign])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(dispatcher.stats.invocations).toBe(0);
   });
+
+  it('fences every invocation by the call\'s delivery right: lost changes fail with PARTITION_LOST unsent, doubtful ones the item moved past settle as superseded', async () => {
+    const fn = uniqueName('fence');
+    const invoked: string[] = [];
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    endpoint.register(fn, async (event: Event) => {
+      for (const change of event.changes) invoked.push(change.idempotencyKey);
+      if (invoked.length === 1) await released;
+    });
+    const trigger = triggerFor(fn, { batchSize: 1, concurrency: 1 });
+    const asked: string[][] = [];
+    const dispatcher = dispatcherWith([], {
+      // The stored bookkeeping of key b moved past v1: another task delivered it.
+      superseded: async (_trigger, changes) => {
+        asked.push(changes.map((c) => c.idempotencyKey));
+        return changes.map((c) => c.key === 'b');
+      },
+    });
+    let stale: 'owned' | 'lost' = 'owned';
+    // The first call's changes: one in flight, the others in hand when its right is lost.
+    const lostCall = dispatcher.deliver(trigger, changesFor(['x', 'y', 'z'], 1, 1), { right: () => ({ right: stale, reason: 'test' }) });
+    const doubtfulCall = dispatcher.deliver(trigger, changesFor(['a', 'b'], 1, 1), { right: () => ({ right: 'doubtful' }) });
+    await waitFor(() => invoked.length === 1, { message: 'the first invocation held' });
+    stale = 'lost';
+    release();
+
+    await expect(lostCall).rejects.toMatchObject({ code: 'PARTITION_LOST' });
+    const outcomes = await doubtfulCall;
+    expect(outcomes.map((o) => [o.change.key, o.status])).toEqual([
+      ['a', 'delivered'],
+      ['b', 'superseded'],
+    ]);
+    // Only the change already in flight went out of the lost call; b was checked, not sent.
+    expect(invoked).toEqual(['counters#x##1', 'counters#a##1']);
+    expect(asked.flat()).toEqual(['counters#a##1', 'counters#b##1']);
+    expect(dispatcher.stats.pendingChanges).toBe(0);
+  });
 });

@@ -9,7 +9,7 @@ import { TriggerDispatcher, type TriggerDeadLetter } from '../../engine/internal
 import { classNearlyFull } from '../../functions/triggers.ts';
 import type { ClassAttendance } from '../../functions/views.ts';
 import { startLambdaEndpoint, type LambdaEndpoint } from '../../local/index.ts';
-import { createIdempotency, IDEMPOTENCY_PK, SdkError, type Change } from '../../sdk/index.ts';
+import { createHighWaterMark, createIdempotency, HIGH_WATER_MARK_SK_PREFIX, IDEMPOTENCY_PK, SdkError, type Change } from '../../sdk/index.ts';
 import { createTable, dynamoClient, lambdaClient, LOCAL_CREDENTIALS, stack, uniqueName, waitFor } from './helpers.ts';
 
 let table: string;
@@ -179,5 +179,40 @@ describe('notifyInstructor through the Lambda endpoint', () => {
       log.mockRestore();
       lambda.destroy();
     }
+  });
+});
+
+describe('createHighWaterMark()', () => {
+  it('accepts a key\'s versions at or above its mark and refuses older ones, with the mark stored beside the once() markers', async () => {
+    const marks = createHighWaterMark({ dynamodb, table });
+    const key = uniqueName('class');
+    const at = (version: number) => ({ view: 'classAttendance', key, version });
+    expect(await marks.accept('notify', at(40))).toBe(true);
+    expect(await marks.accept('notify', at(42))).toBe(true);
+    // The paused task's v41 after the new owner's v42; a redelivery of v42 passes.
+    expect(await marks.accept('notify', at(41))).toBe(false);
+    expect(await marks.accept('notify', at(42))).toBe(true);
+    // Another trigger on the same item keeps its own mark.
+    expect(await marks.accept('audit', at(41))).toBe(true);
+
+    const { Items } = await documents.send(
+      new QueryCommand({
+        TableName: table,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        ExpressionAttributeValues: { ':pk': IDEMPOTENCY_PK, ':prefix': `${HIGH_WATER_MARK_SK_PREFIX}notify#classAttendance##${key}` },
+        ConsistentRead: true,
+      }),
+    );
+    expect(Items).toHaveLength(1);
+    expect(Items![0]).toMatchObject({ pk: '_idempotency', version: 42 });
+    expect(Items![0]!.ttl).toBeGreaterThan(Math.floor(Date.now() / 1000) + 6 * 24 * 3600);
+  });
+
+  it('fails with HIGH_WATER_MARK_FAILED, not retriable, when the table does not exist', async () => {
+    const marks = createHighWaterMark({ dynamodb, table: uniqueName('missing') });
+    await expect(marks.accept('notify', { view: 'v', key: 'k', version: 1 })).rejects.toMatchObject({
+      code: 'HIGH_WATER_MARK_FAILED',
+      retriable: false,
+    });
   });
 });

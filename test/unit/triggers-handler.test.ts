@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { onEachViewChange, onViewChange, type ViewChangeEvent } from '../../sdk/internal/handler.ts';
+import { HIGH_WATER_MARK_SK_PREFIX, highWaterMarkSortKey, type HighWaterMark } from '../../sdk/internal/high-water-mark.ts';
 import { defineTrigger, defineView, SdkError, type Change } from '../../sdk/index.ts';
 
 interface Seats {
@@ -119,5 +120,83 @@ describe('onEachViewChange', () => {
 
   it('validates concurrency', () => {
     expect(() => onEachViewChange(trigger, () => {}, { concurrency: 0 })).toThrow(/concurrency must be a positive integer/);
+  });
+});
+
+/** The high-water mark's rule without its table: the highest version accepted per (trigger, item). */
+class MemoryHighWaterMark implements HighWaterMark {
+  readonly marks = new Map<string, number>();
+  calls = 0;
+  async accept(trigger: string, c: Pick<Change, 'view' | 'key' | 'window' | 'version'>): Promise<boolean> {
+    this.calls++;
+    const sk = highWaterMarkSortKey(trigger, c);
+    if ((this.marks.get(sk) ?? 0) > c.version) return false;
+    this.marks.set(sk, c.version);
+    return true;
+  }
+}
+
+describe('the per-key high-water mark of the handler wrappers', () => {
+  it('is off by default: a stale older version still reaches the handler', async () => {
+    const seen: number[] = [];
+    const handler = onEachViewChange(trigger, (c) => void seen.push(c.version));
+    await handler(event(change('a', 2)));
+    await handler(event(change('a', 1)));
+    expect(seen).toEqual([2, 1]);
+  });
+
+  it('onEachViewChange refuses a change older than the newest accepted for its key, as processed, and reports it to onStale', async () => {
+    const marks = new MemoryHighWaterMark();
+    const seen: string[] = [];
+    const stale: string[] = [];
+    const handler = onEachViewChange(trigger, (c) => void seen.push(`${c.key}@${c.version}`), {
+      highWaterMark: marks,
+      onStale: (c) => stale.push(`${c.key}@${c.version}`),
+    });
+    expect(await handler(event(change('a', 41), change('b', 1)))).toEqual({ batchItemFailures: [] });
+    // The paused task's v40 arrives after the new owner's v41; a redelivery of v41 still passes.
+    expect(await handler(event(change('a', 40), change('b', 2)))).toEqual({ batchItemFailures: [] });
+    expect(await handler(event(change('a', 41)))).toEqual({ batchItemFailures: [] });
+    expect(seen).toEqual(['a@41', 'b@1', 'b@2', 'a@41']);
+    expect(stale).toEqual(['a@40']);
+  });
+
+  it('onEachViewChange reports a change whose mark cannot be raised as failed, without running the handler', async () => {
+    const failing: HighWaterMark = {
+      accept: async () => {
+        throw new SdkError('HIGH_WATER_MARK_FAILED', 'table unreachable', { retriable: true });
+      },
+    };
+    let runs = 0;
+    const handler = onEachViewChange(trigger, () => void runs++, { highWaterMark: failing, onError: () => {} });
+    expect(await handler(event(change('a', 1)))).toEqual({ batchItemFailures: [{ itemIdentifier: 'seats#a##1' }] });
+    expect(runs).toBe(0);
+  });
+
+  it('onViewChange hands the batch handler only the changes at or above their key\'s mark, and skips it when none is left', async () => {
+    const marks = new MemoryHighWaterMark();
+    const batches: string[][] = [];
+    const handler = onViewChange(trigger, (changes) => void batches.push(changes.map((c) => `${c.key}@${c.version}`)), {
+      highWaterMark: marks,
+    });
+    await handler(event(change('a', 5), change('b', 5)));
+    await handler(event(change('a', 4), change('b', 6)));
+    expect(await handler(event(change('a', 3), change('b', 2)))).toEqual({ batchItemFailures: [] });
+    expect(batches).toEqual([['a@5', 'b@5'], ['b@6']]);
+  });
+
+  it('keeps one mark per trigger and item, under its own sort-key prefix', () => {
+    expect(highWaterMarkSortKey('notify', { view: 'seats', key: 'a' })).toBe(`${HIGH_WATER_MARK_SK_PREFIX}notify#seats##a`);
+    expect(highWaterMarkSortKey('notify', { view: 'seats', key: 'a' })).not.toBe(highWaterMarkSortKey('audit', { view: 'seats', key: 'a' }));
+    // DynamoDB caps a sort key at 1024 bytes: a longer one is named by its hash.
+    const long = highWaterMarkSortKey('notify', { view: 'seats', key: 'k'.repeat(2_000) });
+    expect(long).toMatch(new RegExp(`^${HIGH_WATER_MARK_SK_PREFIX}sha256:[0-9a-f]{64}$`));
+  });
+
+  it('validates highWaterMark and onStale', () => {
+    expect(() => onEachViewChange(trigger, () => {}, { highWaterMark: {} as HighWaterMark })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('createHighWaterMark()') }),
+    );
+    expect(() => onViewChange(trigger, () => {}, { onStale: 'log' as never })).toThrow(/onStale must be a function/);
   });
 });

@@ -5,6 +5,7 @@
  */
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { Change, Trigger, ViewChangeEvent } from '../../../sdk/index.ts';
+import type { DeliveryVerdict } from '../ownership.ts';
 import { TriggerError } from './errors.ts';
 import {
   DEFAULT_MAX_PAYLOAD_BYTES,
@@ -59,9 +60,10 @@ export interface DeliveryOutcome {
   /**
    * `delivered`: acknowledged by the function (possibly as part of a coalesced change);
    * `dead-lettered`: handed to `deadLetter` after the last attempt;
-   * `skipped`: `trigger.when` returned false.
+   * `skipped`: `trigger.when` returned false;
+   * `superseded`: not sent, the item's stored bookkeeping had moved past it (see `superseded`).
    */
-  readonly status: 'delivered' | 'dead-lettered' | 'skipped';
+  readonly status: 'delivered' | 'dead-lettered' | 'skipped' | 'superseded';
   /** Attempts of the change that carried it. */
   readonly attempts: number;
   /** Idempotency key of the change actually sent, when it differs (coalesced into a later one). */
@@ -156,14 +158,35 @@ export interface TriggerDispatcherOptions {
    */
   readonly applyWhen?: boolean;
   /**
+   * Re-reads, for changes whose delivery right is `doubtful` (see {@link DeliverOptions.right}),
+   * whether each item's stored trigger bookkeeping has moved past the change (another task
+   * delivered it or a later one): those are not sent and settle as `superseded`. Asked right
+   * before the invocation; if it rejects, the changes are sent (at least once beats never).
+   * @default none: doubtful changes are sent
+   */
+  readonly superseded?: (trigger: Trigger<any>, changes: readonly Change[]) => Promise<readonly boolean[]>;
+  /**
    * Random source in [0, 1) for backoff jitter (tests pass a fixed one).
    * @default Math.random
    */
   readonly random?: () => number;
 }
 
+/** Per-call options of {@link TriggerDispatcher.deliver}. */
+export interface DeliverOptions {
+  /**
+   * Asked right before each invocation carrying one of this call's changes (they may wait in
+   * the dispatcher for long): `lost` fails them with `PARTITION_LOST` unsent, `doubtful` has
+   * them checked with the dispatcher's `superseded` first. The engine passes whether it still
+   * owns the partition the changes came from.
+   * @default always `owned`
+   */
+  readonly right?: () => DeliveryVerdict;
+}
+
 interface Call {
   remaining: number;
+  readonly right: (() => DeliveryVerdict) | undefined;
   readonly outcomes: DeliveryOutcome[];
   failure: TriggerError | undefined;
   readonly resolve: (outcomes: DeliveryOutcome[]) => void;
@@ -178,6 +201,7 @@ interface Source {
 
 interface Entry {
   change: Change;
+  /** The calls waiting for this change; sources of calls that lost their right are removed. */
   sources: Source[];
   /** Serialized size of `change` in the payload. */
   bytes: number;
@@ -255,6 +279,7 @@ export class TriggerDispatcher {
   readonly #invocationTimeoutMs: number;
   readonly #random: () => number;
   readonly #applyWhen: boolean;
+  readonly #superseded: TriggerDispatcherOptions['superseded'];
   readonly #lanes = new Map<string, Lane>();
   readonly #invocations = new Set<Promise<void>>();
   #inFlight = 0;
@@ -291,6 +316,7 @@ export class TriggerDispatcher {
     this.#invocationTimeoutMs = invocationTimeoutMs;
     this.#random = options.random ?? Math.random;
     this.#applyWhen = options.applyWhen ?? true;
+    this.#superseded = options.superseded;
   }
 
   /** Counters and current levels (see {@link TriggerDispatcherStats}). */
@@ -310,7 +336,7 @@ export class TriggerDispatcher {
    * const outcomes = await dispatcher.deliver(classNearlyFull, changes);
    * const lastDelivered = Math.max(...outcomes.filter((o) => o.status !== 'skipped').map((o) => o.change.version));
    */
-  deliver(trigger: Trigger<any>, changes: readonly Change[]): Promise<DeliveryOutcome[]> {
+  deliver(trigger: Trigger<any>, changes: readonly Change[], options: DeliverOptions = {}): Promise<DeliveryOutcome[]> {
     if (!trigger || trigger.kind !== 'trigger') {
       return Promise.reject(new TriggerError('INVALID_ARGUMENT', 'deliver: trigger must be a defineTrigger() result'));
     }
@@ -343,7 +369,14 @@ export class TriggerDispatcher {
     }
     const lane = this.#laneOf(trigger);
     return new Promise<DeliveryOutcome[]>((resolve, reject) => {
-      const call: Call = { remaining: changes.length, outcomes: new Array(changes.length), failure: undefined, resolve, reject };
+      const call: Call = {
+        remaining: changes.length,
+        right: options.right,
+        outcomes: new Array(changes.length),
+        failure: undefined,
+        resolve,
+        reject,
+      };
       // By version within an item; items keep their first-seen order.
       const order = changes.map((change, index) => ({ change, index }));
       sortWithinItems(order);
@@ -542,8 +575,72 @@ export class TriggerDispatcher {
     this.#invocations.add(run);
   }
 
-  async #invoke(lane: Lane, batch: Array<{ item: Item; entry: Entry }>): Promise<void> {
+  /**
+   * The part of `batch` that may still be sent: the sources of calls whose right is `lost` fail
+   * with `PARTITION_LOST`, doubtful changes the item's bookkeeping moved past settle as
+   * `superseded`; an entry with nothing left to send is dropped and its item moves on.
+   */
+  async #fence(lane: Lane, batch: Array<{ item: Item; entry: Entry }>): Promise<Array<{ item: Item; entry: Entry }>> {
+    const doubtful = this.#dropLost(lane, batch);
+    let live = batch.filter((b) => b.entry.sources.length > 0);
+    if (doubtful.size > 0 && this.#superseded !== undefined) {
+      const checked = live.filter((b) => doubtful.has(b.entry));
+      let verdicts: readonly boolean[] = [];
+      try {
+        verdicts = await this.#superseded(lane.trigger, checked.map((b) => b.entry.change));
+      } catch (error) {
+        this.#log('warn', `trigger "${lane.trigger.name}": could not re-read the items of doubtful changes; sending them`, {
+          trigger: lane.trigger.name,
+          error: String(error),
+        });
+      }
+      checked.forEach(({ item, entry }, i) => {
+        if (verdicts[i] !== true) return;
+        for (const source of entry.sources) this.#settle(source, { change: source.change, status: 'superseded', attempts: entry.attempts });
+        entry.sources = [];
+        this.#advance(lane, item);
+      });
+      // The right may have been lost while the items were read.
+      this.#dropLost(lane, live);
+      live = live.filter((b) => b.entry.sources.length > 0);
+    }
+    return live;
+  }
+
+  /** Fails the sources of `lost` calls in `batch` (dropping emptied entries); returns the entries only doubtful calls hold. */
+  #dropLost(lane: Lane, batch: Array<{ item: Item; entry: Entry }>): Set<Entry> {
+    const doubtful = new Set<Entry>();
+    for (const { item, entry } of batch) {
+      if (entry.sources.length === 0) continue;
+      let owned = false;
+      const kept: Source[] = [];
+      for (const source of entry.sources) {
+        const verdict = source.call.right?.() ?? { right: 'owned' as const };
+        if (verdict.right === 'lost') {
+          this.#fail(
+            source,
+            new TriggerError(
+              'PARTITION_LOST',
+              `trigger "${lane.trigger.name}": change ${source.change.idempotencyKey} was not sent: ${verdict.reason ?? 'the partition it came from is no longer owned'}; the partition's owner delivers it`,
+              { retriable: true, context: { trigger: lane.trigger.name, view: lane.trigger.view.name, key: source.change.key, version: source.change.version } },
+            ),
+          );
+          continue;
+        }
+        owned ||= verdict.right === 'owned';
+        kept.push(source);
+      }
+      entry.sources = kept;
+      if (kept.length === 0) this.#advance(lane, item);
+      else if (!owned) doubtful.add(entry);
+    }
+    return doubtful;
+  }
+
+  async #invoke(lane: Lane, all: Array<{ item: Item; entry: Entry }>): Promise<void> {
     const { trigger } = lane;
+    const batch = await this.#fence(lane, all);
+    if (batch.length === 0) return;
     const startedMs = Date.now();
     for (const { entry } of batch) {
       entry.attempts++;

@@ -5,7 +5,9 @@ export type TriggerErrorCode =
   /** A change could not be delivered and the dead-letter callback failed too: do not commit. */
   | 'DEAD_LETTER_FAILED'
   /** The dispatcher was closed before the change was delivered or dead-lettered. */
-  | 'DISPATCHER_CLOSED';
+  | 'DISPATCHER_CLOSED'
+  /** The call's delivery right said `lost` before an invocation: the change was not sent. */
+  | 'PARTITION_LOST';
 
 /** Context that explains a trigger error. */
 export interface TriggerErrorContext {

@@ -4,7 +4,7 @@
  * to the engine's {@link DeadLetterSink} (the dead-letter topic).
  */
 import type { Change, Trigger } from '../../../sdk/index.ts';
-import type { ChangeOutcome, ChangeSink, DeadLetterSink } from '../change-sink.ts';
+import type { ChangeOrigin, ChangeOutcome, ChangeSink, DeadLetterSink } from '../change-sink.ts';
 import type { TriggerDeadLetterEntry } from '../dead-letter.ts';
 import { TriggerDispatcher, type TriggerDeadLetter, type TriggerDispatcherOptions } from './dispatcher.ts';
 
@@ -64,8 +64,8 @@ export function createTriggerChangeSink(options: TriggerChangeSinkOptions): Trig
   });
   return {
     dispatcher,
-    async deliver(trigger: Trigger<any>, changes: readonly Change[]): Promise<readonly ChangeOutcome[]> {
-      const outcomes = await dispatcher.deliver(trigger, changes);
+    async deliver(trigger: Trigger<any>, changes: readonly Change[], origin?: ChangeOrigin): Promise<readonly ChangeOutcome[]> {
+      const outcomes = await dispatcher.deliver(trigger, changes, origin?.right !== undefined ? { right: origin.right } : {});
       return outcomes.map((outcome) => outcome.status);
     },
     close: () => dispatcher.close(),
