@@ -232,7 +232,7 @@ function logChangeError(error: unknown, change: Change<unknown>, context: ViewCh
 function highWaterMarkOf(options: OnViewChangeOptions, trigger: Trigger<any>, fn: string): (() => HighWaterMark) | undefined {
   const { highWaterMark, onStale } = options;
   if (onStale !== undefined && typeof onStale !== 'function') {
-    throw new SdkError('INVALID_ARGUMENT', `${fn}(trigger "${trigger.name}"): onStale must be a function, received ${short(onStale)}`, {
+    throw new SdkError('INVALID_ARGUMENT', `${fn}(trigger "${trigger.name}"): onStale must be a function, received ${preview(onStale)}`, {
       context: { trigger: trigger.name },
     });
   }
@@ -241,7 +241,7 @@ function highWaterMarkOf(options: OnViewChangeOptions, trigger: Trigger<any>, fn
   if (typeof (highWaterMark as Partial<HighWaterMark> | null)?.accept !== 'function') {
     throw new SdkError(
       'INVALID_ARGUMENT',
-      `${fn}(trigger "${trigger.name}"): highWaterMark must be true, false or a createHighWaterMark() result, received ${short(highWaterMark)}`,
+      `${fn}(trigger "${trigger.name}"): highWaterMark must be true, false or a createHighWaterMark() result, received ${preview(highWaterMark)}`,
       { context: { trigger: trigger.name } },
     );
   }

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { Change } from './define.ts';
-import { describe } from './define-fns.ts';
+import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 import { DEFAULT_IDEMPOTENCY_TTL_SECONDS, IDEMPOTENCY_PK } from './idempotency.ts';
 
@@ -66,7 +66,7 @@ export function highWaterMarkSortKey(trigger: string, change: Pick<Change, 'view
 export function createHighWaterMark(options: HighWaterMarkOptions = {}): HighWaterMark {
   const ttlSeconds = options.ttlSeconds ?? DEFAULT_IDEMPOTENCY_TTL_SECONDS;
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
-    throw new SdkError('INVALID_ARGUMENT', `high-water mark: ttlSeconds must be a positive integer, received ${describe(ttlSeconds)}`);
+    throw new SdkError('INVALID_ARGUMENT', `high-water mark: ttlSeconds must be a positive integer, received ${preview(ttlSeconds)}`);
   }
   let client: DynamoDBDocumentClient | undefined;
   const documentClient = (): DynamoDBDocumentClient => {
@@ -112,7 +112,7 @@ export function createHighWaterMark(options: HighWaterMarkOptions = {}): HighWat
         const name = (error as Error)?.name ?? 'Error';
         throw new SdkError(
           'HIGH_WATER_MARK_FAILED',
-          `trigger "${trigger}": could not raise the high-water mark of key ${describe(change.key)} to version ${change.version} in table "${table}" (${name}: ${(error as Error)?.message ?? String(error)}); check the table exists and the function may write items under pk "${IDEMPOTENCY_PK}"`,
+          `trigger "${trigger}": could not raise the high-water mark of key ${preview(change.key)} to version ${change.version} in table "${table}" (${name}: ${(error as Error)?.message ?? String(error)}); check the table exists and the function may write items under pk "${IDEMPOTENCY_PK}"`,
           {
             retriable: name !== 'ResourceNotFoundException' && name !== 'AccessDeniedException',
             context: { trigger, view: change.view, key: change.key, table },
