@@ -38,7 +38,8 @@ import { createLogger, emfLine, type Logger } from './log.ts';
 import { PartitionOwnership, type DeliveryVerdict } from './ownership.ts';
 import { BatchProcessor, type BatchResult } from './processor.ts';
 import { StateCache } from './state-cache.ts';
-import { TriggerDispatcher, type TriggerDeadLetter } from './triggers/dispatcher.ts';
+import type { TriggerDispatcher } from './triggers/dispatcher.ts';
+import { createTriggerChangeSink } from './triggers/sink.ts';
 
 /** Lifecycle of an engine task. */
 export type EngineState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -386,24 +387,13 @@ class EngineRuntime {
     if (app.triggers.length === 0) {
       return { deliver: async (_t, changes) => changes.map((): ChangeOutcome => 'delivered') };
     }
-    const dispatcher = new TriggerDispatcher({
+    // One bridge to the dispatcher: the batch loop has judged when() already, so the sink runs
+    // it no second time, and its dead letters keep their code (TRIGGER_WHEN_FAILED or
+    // TRIGGER_DELIVERY_FAILED) and say when a coalesced change stood for several.
+    const sink = createTriggerChangeSink({
       lambda: options.lambda ?? new LambdaClient({}),
       functionNames: config.functionNames,
-      deadLetter: async (entry: TriggerDeadLetter) => {
-        const letter: DeadLetter = {
-          kind: 'trigger',
-          code: 'TRIGGER_DELIVERY_FAILED',
-          reason: `trigger "${entry.trigger}": change of key "${entry.change.key}" version ${entry.change.version} was not delivered to function "${entry.functionName}" after ${entry.attempts} attempt(s): ${entry.error.type}: ${entry.error.message}; fix the function, then replay the change from this dead letter`,
-          trigger: entry.trigger,
-          view: entry.view,
-          key: entry.change.key,
-          function: entry.function,
-          change: entry.change,
-          attempts: entry.attempts,
-          error: { type: entry.error.type, message: entry.error.message },
-        };
-        await deadLetters.send([letter]);
-      },
+      deadLetters,
       log: (level, msg, fields) => log.log(level, msg, { component: 'triggers', ...fields }),
       superseded: async (trigger, changes) => {
         const keys = changes.map((change) => ({ id: itemId(viewItemKey(change.view, change.key)), key: viewItemKey(change.view, change.key) }));
@@ -415,14 +405,8 @@ class EngineRuntime {
         if (record.outcome !== 'ok') this.counters.triggerErrors += 1;
       },
     });
-    this.dispatcher = dispatcher;
-    return {
-      deliver: async (trigger, changes, origin) => {
-        const outcomes = await dispatcher.deliver(trigger, changes, origin?.right !== undefined ? { right: origin.right } : {});
-        return outcomes.map((o): ChangeOutcome => o.status);
-      },
-      close: () => dispatcher.close(),
-    };
+    this.dispatcher = sink.dispatcher;
+    return sink;
   }
 
   private async eachBatch(processor: BatchProcessor, payload: EachBatchPayload): Promise<void> {

@@ -577,6 +577,56 @@ describe('triggers through the engine (Kafka -> engine -> view -> Lambda)', () =
     });
   });
 
+  it("judges each change with the trigger's when() exactly once, and dead-letters a change whose when() throws as TRIGGER_WHEN_FAILED", async () => {
+    const { topic, table, appName, fn } = await setUp('trg-when');
+    const view = totalsView(topic);
+    // when() sees each (key, version) once: the batch loop judges it, the dispatcher does not again.
+    const judged: string[] = [];
+    let threw = false;
+    const trigger = defineTrigger({
+      view,
+      function: fn,
+      name: 'judgedOnce',
+      when: (change) => {
+        judged.push(`${change.key}@${change.version}`);
+        // Once, on the first k-bad change past its first event (a batch may coalesce several events).
+        if (change.key === 'k-bad' && change.after.count >= 2 && !threw) {
+          threw = true;
+          throw new Error('when() cannot judge this k-bad change');
+        }
+        return true;
+      },
+    });
+    const app = defineApp({ name: appName, views: [view], triggers: [trigger] });
+    const received = new Received();
+    endpoint.register(fn, async (event: ViewChangeEvent<Totals>) => {
+      for (const change of event.changes) received.ack(change);
+    });
+    await runEngine(app, table);
+    const events: TestEvent[] = [];
+    for (let seq = 0; seq < 30; seq++) events.push({ k: seq % 3 === 0 ? 'k-bad' : `k${seq % 3}`, n: seq, seq });
+    // One event per send: consecutive batches, so every key goes through several versions.
+    await produce(producer, topic, events, 1);
+
+    const reference = referenceFold(events);
+    await waitFor(() => ['k1', 'k2'].every((k) => received.lastAfter(k)?.count === reference.get(k)!.count), {
+      timeoutMs: 30_000,
+      message: `every change of k1 and k2 delivered (${tail()})`,
+    });
+    const letters = await readTopic(kafka, app.deadLetterTopic, 1, 30_000);
+    expect(letters[0]).toMatchObject({ kind: 'trigger', code: 'TRIGGER_WHEN_FAILED', trigger: 'judgedOnce', key: 'k-bad' });
+    expect(letters[0]!.reason).toContain('when() cannot judge this k-bad change');
+    // k-bad's last change is delivered, or is the dead-lettered one when a batch held the rest.
+    const deadCount = (letters[0]!.change as Change<Totals>).after.count;
+    await waitFor(() => Math.max(received.lastAfter('k-bad')?.count ?? 0, deadCount) === reference.get('k-bad')!.count, {
+      timeoutMs: 30_000,
+      message: `k-bad delivered up to its last event (${tail()})`,
+    });
+    const twice = judged.filter((id, i) => judged.indexOf(id) !== i);
+    expect(twice).toEqual([]);
+    expect(new Set(judged).size).toBeGreaterThanOrEqual(3);
+  });
+
   it('pauses consumption instead of buffering when a slow function (200 ms, concurrency 2) falls behind', async () => {
     const EVENTS = 20_000;
     const KEYS = 500;
