@@ -13,8 +13,12 @@ import { DefinitionError } from './errors.ts';
 export const DEFAULT_MAX_STATE_BYTES = 100_000;
 /** Large enough to amortize an invocation, small enough to stay far below the 6 MB payload cap. */
 export const DEFAULT_TRIGGER_BATCH_SIZE = 100;
-/** Short enough to keep produce-to-function latency low, long enough to gather a batch. */
-export const DEFAULT_TRIGGER_MAX_BATCH_WAIT_MS = 50;
+/**
+ * No wait: the engine's consumer batch already gathers a batch's changes, and each wait is
+ * latency every change pays. Raise it to gather changes of several partitions into fewer,
+ * fuller invocations.
+ */
+export const DEFAULT_TRIGGER_MAX_BATCH_WAIT_MS = 0;
 /** Parallel invocations per trigger; Lambda's default account concurrency is far above this. */
 export const DEFAULT_TRIGGER_CONCURRENCY = 8;
 /** Five attempts with capped exponential backoff ride out a throttle or a cold start. */

@@ -125,7 +125,12 @@ export interface TriggerOptions<S> {
   readonly when?: (change: Change<S>) => boolean;
   /** @default 100 changes per invocation */
   readonly batchSize?: number;
-  /** @default 50 */
+  /**
+   * Lambda's batching window: a batch smaller than `batchSize` waits until its oldest change has
+   * waited this long, so changes of several partitions share an invocation. A full batch never
+   * waits. 0 sends each batch as soon as an invocation slot is free.
+   * @default 0
+   */
   readonly maxBatchWaitMs?: number;
   readonly retry?: RetryOptions;
   /** Invocations in flight at once for this trigger. @default 8 */

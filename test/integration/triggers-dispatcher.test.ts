@@ -389,6 +389,39 @@ describe('TriggerDispatcher over the local Lambda endpoint', () => {
     expect(Math.max(...records)).toBeLessThanOrEqual(6 * 1024 * 1024);
   });
 
+  it('gathers changes of separate deliver() calls into one invocation within maxBatchWaitMs; a full batch does not wait', async () => {
+    const fn = uniqueName('window');
+    const recorder = new Recorder();
+    endpoint.register(fn, async (event: Event) => {
+      recorder.enter(event);
+      for (const change of event.changes) recorder.ack(change);
+      recorder.leave();
+    });
+    const deadLetters: TriggerDeadLetter[] = [];
+    const dispatcher = dispatcherWith(deadLetters);
+    // Three calls, as three partitions' batches would make them, each with one key's change.
+    const windowed = triggerFor(fn, { batchSize: 10, maxBatchWaitMs: 1_000 });
+    const calls = ['a', 'b', 'c'].map((key) => dispatcher.deliver(windowed, changesFor([key], 1, 1)));
+    expect((await Promise.all(calls)).flat().every((o) => o.status === 'delivered')).toBe(true);
+    expect(recorder.batchSizes).toEqual([3]);
+
+    // Without a window each call goes out on its own.
+    const immediate = triggerFor(fn, { name: 'immediate', batchSize: 10 });
+    recorder.batchSizes.length = 0;
+    await Promise.all(['d', 'e', 'f'].map((key) => dispatcher.deliver(immediate, changesFor([key], 1, 1))));
+    expect(recorder.batchSizes).toEqual([1, 1, 1]);
+
+    // A full batch goes at once, even under a window far longer than the test's deadline.
+    const full = triggerFor(fn, { name: 'full', batchSize: 5, maxBatchWaitMs: 600_000 });
+    recorder.batchSizes.length = 0;
+    const outcomes = await dispatcher.deliver(full, changesFor(keysOf(5, 'full'), 1, 1));
+    expect(outcomes.map((o) => o.status)).toEqual(Array(5).fill('delivered'));
+    expect(recorder.batchSizes).toEqual([5]);
+    expect(deadLetters).toEqual([]);
+    expect(recorder.violations).toEqual([]);
+    await dispatcher.close();
+  });
+
   it('applies when(): skipped changes are not sent; a throwing when() dead-letters that change only', async () => {
     const fn = uniqueName('when');
     const recorder = new Recorder();

@@ -222,6 +222,8 @@ interface Item {
   busy: boolean;
   /** In the lane's ready queue. */
   queued: boolean;
+  /** When it last joined the ready queue: its wait counts against `trigger.maxBatchWaitMs`. */
+  readySinceMs: number;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -235,6 +237,8 @@ interface Lane {
   readyHead: number;
   inFlight: number;
   limits: BatchLimits;
+  /** Armed while a partial batch waits out `trigger.maxBatchWaitMs`. */
+  windowTimer: NodeJS.Timeout | undefined;
 }
 
 /**
@@ -254,8 +258,10 @@ interface Lane {
  *   exhausts its own attempts and is dead-lettered while the other changes get through.
  * - `trigger.when` is applied here (unless `applyWhen: false`); changes for which it returns
  *   false are `skipped`.
- * - Changes are sent as soon as a slot is free: the engine's consumer batch is the gathering
- *   window, so `trigger.maxBatchWaitMs` adds no wait here. Batches still fill across keys
+ * - Changes are sent as soon as a slot is free, unless `trigger.maxBatchWaitMs` is set: then a
+ *   batch smaller than `trigger.batchSize` waits until its oldest change has been ready that
+ *   long (Lambda's batching window), gathering the changes of several `deliver()` calls (several
+ *   partitions) into one invocation. A full batch never waits. Batches also fill across keys
  *   whenever more items are ready than invocations are allowed.
  *
  * @example
@@ -406,6 +412,8 @@ export class TriggerDispatcher {
     this.#closed = true;
     for (const lane of this.#lanes.values()) {
       for (const item of lane.items.values()) if (item.timer) clearTimeout(item.timer);
+      if (lane.windowTimer) clearTimeout(lane.windowTimer);
+      lane.windowTimer = undefined;
     }
     await Promise.allSettled([...this.#invocations]);
     for (const lane of this.#lanes.values()) {
@@ -436,6 +444,7 @@ export class TriggerDispatcher {
         items: new Map(),
         ready: [],
         readyHead: 0,
+        windowTimer: undefined,
         inFlight: 0,
         limits: {
           batchSize: trigger.batchSize,
@@ -453,7 +462,7 @@ export class TriggerDispatcher {
     const id = itemIdOf(source.change);
     let item = lane.items.get(id);
     if (!item) {
-      item = { id, entries: [], busy: false, queued: false, timer: undefined };
+      item = { id, entries: [], busy: false, queued: false, readySinceMs: 0, timer: undefined };
       lane.items.set(id, item);
     }
     const version = source.change.version;
@@ -483,6 +492,7 @@ export class TriggerDispatcher {
   #markReady(lane: Lane, item: Item): void {
     if (item.busy || item.queued || item.entries.length === 0 || this.#closed) return;
     item.queued = true;
+    item.readySinceMs = Date.now();
     lane.ready.push(item);
   }
 
@@ -507,10 +517,29 @@ export class TriggerDispatcher {
     if (this.#closed) return;
     for (const lane of this.#lanes.values()) {
       while (lane.inFlight < lane.trigger.concurrency && this.#inFlight < this.#maxInFlight && this.#peekReady(lane)) {
+        if (this.#holdForWindow(lane)) break;
         const batch = this.#takeBatch(lane);
         if (batch.length > 0) this.#startInvocation(lane, batch);
       }
     }
+  }
+
+  /**
+   * True while the lane's ready changes are fewer than a batch and the oldest of them has waited
+   * less than `maxBatchWaitMs`; a timer then pumps again when the window closes.
+   */
+  #holdForWindow(lane: Lane): boolean {
+    const windowMs = lane.trigger.maxBatchWaitMs;
+    if (windowMs <= 0 || lane.ready.length - lane.readyHead >= lane.trigger.batchSize) return false;
+    const waitedMs = Date.now() - this.#peekReady(lane)!.readySinceMs;
+    if (waitedMs >= windowMs) return false;
+    if (lane.windowTimer === undefined) {
+      lane.windowTimer = setTimeout(() => {
+        lane.windowTimer = undefined;
+        this.#pump();
+      }, windowMs - waitedMs);
+    }
+    return true;
   }
 
   #takeBatch(lane: Lane): Array<{ item: Item; entry: Entry }> {
