@@ -120,7 +120,8 @@ export interface EngineOptions {
    */
   logSink?: (line: string) => void;
   /**
-   * Stop gracefully on SIGTERM and SIGINT.
+   * Stop gracefully on SIGTERM and SIGINT. Repeats within `DEFAULT_FORCE_AFTER_MS` of the first
+   * are the same request (Ctrl-C under `tsx` or `npm run` arrives twice); a later one exits at once.
    * @default false (engine/main.ts turns it on)
    */
   handleSignals?: boolean;
