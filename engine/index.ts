@@ -4,6 +4,7 @@ export type { Engine, EngineState, EngineStats } from './internal/runtime.ts';
 export {
   compileConfig,
   functionNamesFromEnv,
+  healthHostFromEnv,
   healthPortFromEnv,
   kafkaConfigFromEnv,
   logLevelFromEnv,
