@@ -26,7 +26,8 @@ FROM node:22-slim
 ENV NODE_ENV=production \
     NODE_OPTIONS=--enable-source-maps \
     TRIBUTARY_APP_MODULE=/app/dist/app.mjs \
-    TRIBUTARY_HEALTH_PORT=8080
+    TRIBUTARY_HEALTH_PORT=8080 \
+    TRIBUTARY_HEALTH_HOST=0.0.0.0
 WORKDIR /app
 COPY --from=build --chown=node:node /build/dist ./dist
 USER node

@@ -4,6 +4,7 @@ export type { Engine, EngineState, EngineStats } from './internal/runtime.ts';
 export {
   compileConfig,
   functionNamesFromEnv,
+  healthHostFromEnv,
   healthPortFromEnv,
   kafkaConfigFromEnv,
   logLevelFromEnv,
@@ -11,6 +12,10 @@ export {
   tableNameFromEnv,
 } from './internal/config.ts';
 export type { EngineConfig, EngineOptions, Env } from './internal/config.ts';
+
+// Stop signals (one Ctrl-C drains; a later second one forces)
+export { DEFAULT_FORCE_AFTER_MS, decideShutdownSignal, exitLikeSignal, onShutdownSignal, SHUTDOWN_SIGNALS } from './internal/shutdown-signals.ts';
+export type { ShutdownSignalDecision, ShutdownSignalOptions } from './internal/shutdown-signals.ts';
 
 // Amazon MSK IAM auth (kafkajs OAUTHBEARER)
 export { DEFAULT_MSK_TOKEN_REFRESH_MARGIN_MS, mskIamTokenProvider } from './internal/msk-iam.ts';

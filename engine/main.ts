@@ -5,7 +5,8 @@
  *
  * Usage: `node --import tsx engine/main.ts` (or `npm run engine`) with `KAFKA_BROKERS`,
  * `TRIBUTARY_TABLE` and optionally `TRIBUTARY_APP_MODULE`, `TRIBUTARY_FUNCTION_NAMES`,
- * `TRIBUTARY_HEALTH_PORT`, `TRIBUTARY_LOG_LEVEL`, `TRIBUTARY_GROUP_ID`, `TRIBUTARY_SESSION_TIMEOUT_MS`,
+ * `TRIBUTARY_HEALTH_PORT`, `TRIBUTARY_HEALTH_HOST` (default 127.0.0.1; the image sets 0.0.0.0),
+ * `TRIBUTARY_LOG_LEVEL`, `TRIBUTARY_GROUP_ID`, `TRIBUTARY_SESSION_TIMEOUT_MS`,
  * `TRIBUTARY_HEARTBEAT_INTERVAL_MS`, `TRIBUTARY_MAX_BYTES_PER_PARTITION`, `TRIBUTARY_CACHE_MAX_ENTRIES`,
  * `TRIBUTARY_CACHE_MAX_BYTES`.
  */
@@ -14,6 +15,7 @@ import { pathToFileURL } from 'node:url';
 import type { App } from '../sdk/index.ts';
 import {
   functionNamesFromEnv,
+  healthHostFromEnv,
   healthPortFromEnv,
   kafkaConfigFromEnv,
   logLevelFromEnv,
@@ -55,6 +57,7 @@ async function main(): Promise<number> {
   const kafka = kafkaConfigFromEnv(env);
   const functionNames = functionNamesFromEnv(env);
   const healthPort = healthPortFromEnv(env);
+  const healthHost = healthHostFromEnv(env);
   const app = await loadApp(env.TRIBUTARY_APP_MODULE?.trim() || DEFAULT_APP_MODULE);
   const groupId = env.TRIBUTARY_GROUP_ID?.trim() || undefined;
   const sessionTimeoutMs = optionalIntFromEnv(env, 'TRIBUTARY_SESSION_TIMEOUT_MS');
@@ -68,6 +71,7 @@ async function main(): Promise<number> {
     kafka,
     functionNames,
     healthPort,
+    healthHost,
     logLevel,
     handleSignals: true,
     ...(groupId !== undefined ? { groupId } : {}),

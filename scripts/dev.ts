@@ -18,6 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Kafka, logLevel as kafkaLogLevel } from 'kafkajs';
+import { DEFAULT_FORCE_AFTER_MS, onShutdownSignal } from '../engine/index.ts';
 import { ensureViewsTable, startLocalStack, type LocalKafkaKind, type LocalStack } from '../local/index.ts';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -247,26 +248,24 @@ async function main(): Promise<void> {
   printBanner(stack);
   let devApp: DevApp | undefined;
 
-  let stopping = false;
-  const shutdown = (signal: NodeJS.Signals): void => {
-    if (stopping) {
+  onShutdownSignal({
+    onStop: (signal) => {
+      console.log(`[local] ${signal}: stopping… (Ctrl-C again, ${DEFAULT_FORCE_AFTER_MS / 1000} s or more from now, exits without waiting)`);
+      (devApp ? devApp.stop() : Promise.resolve())
+        .then(() => stack.stop())
+        .then(
+          () => process.exit(0),
+          (error: unknown) => {
+            console.error(`[local] stop failed: ${error instanceof Error ? error.message : String(error)}`);
+            process.exit(1);
+          },
+        );
+    },
+    onForce: (signal) => {
       console.log(`[local] ${signal} again: exiting without waiting`);
       process.exit(1);
-    }
-    stopping = true;
-    console.log(`[local] ${signal}: stopping…`);
-    (devApp ? devApp.stop() : Promise.resolve())
-      .then(() => stack.stop())
-      .then(
-        () => process.exit(0),
-        (error: unknown) => {
-          console.error(`[local] stop failed: ${error instanceof Error ? error.message : String(error)}`);
-          process.exit(1);
-        },
-      );
-  };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
+    },
+  });
 
   if (!options.stackOnly) {
     try {

@@ -138,6 +138,9 @@ export class TributaryApp extends Construct {
         // poison goes and is the topic the MSK policy lets the engine write.
         TRIBUTARY_DEAD_LETTER_TOPIC: config.deadLetterTopic,
         TRIBUTARY_HEALTH_PORT: String(ENGINE_HEALTH_PORT),
+        // Every interface of the task (its own network namespace), also for an engineImage not built
+        // from the Dockerfile: outside a container the engine defaults to loopback.
+        TRIBUTARY_HEALTH_HOST: '0.0.0.0',
         TRIBUTARY_LOG_LEVEL: config.logLevel,
         // A quarter of the task's memory for cached view state (approximate heap bytes); the rest
         // is Node, the Kafka fetch buffers and the batch being folded.

@@ -4,6 +4,7 @@
  * into a readonly {@link EngineConfig}, and the helpers that read the standard environment
  * variables at the edge (engine/main.ts).
  */
+import { isIP } from 'node:net';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { LambdaClient } from '@aws-sdk/client-lambda';
@@ -46,6 +47,12 @@ export const DEFAULT_METRICS_INTERVAL_MS = 10_000;
 const MAX_TRIGGERED_STATE_BYTES_X2 = 380_000;
 /** The container health check port (docs/architecture.md, "Metrics, logs and health"). */
 export const DEFAULT_HEALTH_PORT = 8080;
+/**
+ * Loopback: outside a container (`npm run dev`, `npm run engine`) the health endpoint is for this
+ * machine only. The container image sets `TRIBUTARY_HEALTH_HOST=0.0.0.0`, where the container's
+ * own network namespace is the boundary.
+ */
+export const DEFAULT_HEALTH_HOST = '127.0.0.1';
 
 /** Options of {@link startEngine}. */
 export interface EngineOptions {
@@ -108,8 +115,8 @@ export interface EngineOptions {
    */
   healthPort?: number | null;
   /**
-   * Host the health endpoint binds to.
-   * @default '0.0.0.0' (the container health check comes from outside the process)
+   * Address the health endpoint binds to; `'0.0.0.0'` for every interface.
+   * @default {@link DEFAULT_HEALTH_HOST} (engine/main.ts passes `TRIBUTARY_HEALTH_HOST`, which the container image sets to 0.0.0.0)
    */
   healthHost?: string;
   /** @default 'info' */
@@ -120,7 +127,8 @@ export interface EngineOptions {
    */
   logSink?: (line: string) => void;
   /**
-   * Stop gracefully on SIGTERM and SIGINT.
+   * Stop gracefully on SIGTERM and SIGINT. Repeats within `DEFAULT_FORCE_AFTER_MS` of the first
+   * are the same request (Ctrl-C under `tsx` or `npm run` arrives twice); a later one exits at once.
    * @default false (engine/main.ts turns it on)
    */
   handleSignals?: boolean;
@@ -242,7 +250,7 @@ export function compileConfig(options: EngineOptions): EngineConfig {
     shutdownGraceMs: positiveInt('shutdownGraceMs', options.shutdownGraceMs, DEFAULT_SHUTDOWN_GRACE_MS),
     metricsIntervalMs: positiveInt('metricsIntervalMs', options.metricsIntervalMs, DEFAULT_METRICS_INTERVAL_MS),
     healthPort,
-    healthHost: options.healthHost ?? '0.0.0.0',
+    healthHost: options.healthHost ?? DEFAULT_HEALTH_HOST,
     logLevel,
     handleSignals: options.handleSignals ?? false,
   });
@@ -338,6 +346,19 @@ export function healthPortFromEnv(env: Env): number {
     throw new EngineError('INVALID_CONFIG', `TRIBUTARY_HEALTH_PORT must be a port number 0-65535, received ${preview(raw)}`);
   }
   return port;
+}
+
+/** Reads `TRIBUTARY_HEALTH_HOST`, the address the health endpoint binds to (default {@link DEFAULT_HEALTH_HOST}). */
+export function healthHostFromEnv(env: Env): string {
+  const raw = env.TRIBUTARY_HEALTH_HOST?.trim();
+  if (raw === undefined || raw === '') return DEFAULT_HEALTH_HOST;
+  if (isIP(raw) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(raw)) {
+    throw new EngineError(
+      'INVALID_CONFIG',
+      `TRIBUTARY_HEALTH_HOST must be an IP address or host name, received ${describe(raw)}; use e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)`,
+    );
+  }
+  return raw;
 }
 
 /** Parses `TRIBUTARY_LOG_LEVEL` (default info). */

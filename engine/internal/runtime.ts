@@ -37,6 +37,7 @@ import { startHealthServer, type HealthServer } from './health.ts';
 import { createLogger, emfLine, type Logger } from './log.ts';
 import { PartitionOwnership, type DeliveryVerdict } from './ownership.ts';
 import { BatchProcessor, type BatchResult } from './processor.ts';
+import { exitLikeSignal, onShutdownSignal } from './shutdown-signals.ts';
 import { StateCache } from './state-cache.ts';
 import type { TriggerDispatcher } from './triggers/dispatcher.ts';
 import { createTriggerChangeSink } from './triggers/sink.ts';
@@ -176,10 +177,10 @@ class EngineRuntime {
   private readonly stopRequested = new Promise<void>((resolve) => (this.requestStop = resolve));
   private resolveDone!: () => void;
   private rejectDone!: (error: Error) => void;
-  private readonly signalHandler = (signal: NodeJS.Signals) => {
-    this.log.info('signal received; stopping gracefully', { signal });
-    void this.stop();
-  };
+  /** `eachBatch` calls in progress; a stop lets them finish, and commit, before leaving the group. */
+  private readonly batchesInFlight = new Set<Promise<void>>();
+  /** Stops listening for SIGINT/SIGTERM; set while `handleSignals` listens. */
+  private releaseSignals: (() => void) | undefined;
 
   constructor(
     private readonly config: EngineConfig,
@@ -201,8 +202,18 @@ class EngineRuntime {
     const ready = this.run();
     ready.catch((error) => this.fail(error));
     if (this.config.handleSignals) {
-      process.once('SIGTERM', this.signalHandler);
-      process.once('SIGINT', this.signalHandler);
+      this.releaseSignals = onShutdownSignal({
+        onStop: (signal) => {
+          this.log.info('signal received; stopping gracefully', { signal });
+          void this.stop();
+        },
+        onRepeat: (signal, sinceFirstMs) =>
+          this.log.info('signal repeated; still stopping gracefully (send it again later to force)', { signal, sinceFirstMs }),
+        onForce: (signal) => {
+          this.log.warn('signal repeated; exiting without waiting for in-flight batches (they are re-read after restart)', { signal });
+          exitLikeSignal(signal);
+        },
+      });
     }
     const self = this;
     return {
@@ -328,7 +339,7 @@ class EngineRuntime {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
-      eachBatch: (payload) => this.eachBatch(processor, payload),
+      eachBatch: (payload) => this.trackBatch(this.eachBatch(processor, payload)),
     });
     await Promise.race([joined, this.stopRequested]);
     if (this.fatal !== undefined) throw this.fatal;
@@ -619,8 +630,20 @@ class EngineRuntime {
     const graceOver = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, this.config.shutdownGraceMs);
     });
-    await Promise.race([Promise.allSettled([...this.tails.values()]), graceOver]);
+    // Batches in flight first: kafkajs drops a commit silently once disconnect() has begun, so
+    // their commits must be made before it. Then the tails they and earlier batches left.
+    const settled = Promise.allSettled([...this.batchesInFlight]).then(() => Promise.allSettled([...this.tails.values()]));
+    await Promise.race([settled, graceOver]);
     clearTimeout(timer);
+  }
+
+  private trackBatch(batch: Promise<void>): Promise<void> {
+    this.batchesInFlight.add(batch);
+    void batch.then(
+      () => this.batchesInFlight.delete(batch),
+      () => this.batchesInFlight.delete(batch),
+    );
+    return batch;
   }
 
   private emitMetrics(): void {
@@ -674,15 +697,13 @@ class EngineRuntime {
     const { log, config } = this;
     this.stateValue = 'stopping';
     this.requestStop();
-    process.off('SIGTERM', this.signalHandler);
-    process.off('SIGINT', this.signalHandler);
     log.info('stopping', { graceMs: config.shutdownGraceMs });
     const consumer = this.consumer;
     if (consumer !== undefined) {
       // Batches that start from now on return at once; a batch in flight waits for its own
-      // checkpoint and commit. These are the earlier batches' ones.
+      // checkpoint and commit, and this waits for the batches in flight and the earlier tails.
       await this.settleTails();
-      // disconnect() waits for in-flight batches (which commit what they made durable), then leaves the group.
+      // disconnect() waits for any batch still in flight, then leaves the group.
       const left = consumer.disconnect().then(
         () => true,
         (error) => {
@@ -715,5 +736,6 @@ class EngineRuntime {
       log.info('engine stopped', { stats: this.stats() });
       this.resolveDone();
     }
+    this.releaseSignals?.();
   }
 }

@@ -93,6 +93,8 @@ describe('Dockerfile', () => {
     expect(runtime.some((i) => i.keyword === 'COPY' && /--from=build\b.*\/dist\s+\.\/dist$/.test(i.args))).toBe(true);
     const env = runtime.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' ');
     expect(env).toContain('TRIBUTARY_APP_MODULE=/app/dist/app.mjs');
+    // The engine binds its health endpoint to loopback unless told otherwise; in the image, every interface.
+    expect(env).toContain('TRIBUTARY_HEALTH_HOST=0.0.0.0');
   });
 });
 

@@ -124,6 +124,7 @@ describe('engine service', () => {
     expect(container.StopTimeout).toBe(60);
     expect(container.Essential).toBe(true);
     expect(envOf(container).TRIBUTARY_HEALTH_PORT).toBe('8080');
+    expect(envOf(container).TRIBUTARY_HEALTH_HOST).toBe('0.0.0.0');
   });
 
   it('sizes the state cache to a quarter of the task memory', () => {

@@ -3,6 +3,7 @@ import {
   compileConfig,
   EngineError,
   functionNamesFromEnv,
+  healthHostFromEnv,
   healthPortFromEnv,
   kafkaConfigFromEnv,
   logLevelFromEnv,
@@ -20,7 +21,7 @@ const app = defineApp({
 describe('compileConfig', () => {
   it('fills defaults into a frozen config', () => {
     const config = compileConfig({ app, tableName: 'gym-views' });
-    expect(config).toMatchObject({ groupId: 'gym', healthPort: null, logLevel: 'info', cacheMaxEntries: 100_000 });
+    expect(config).toMatchObject({ groupId: 'gym', healthPort: null, healthHost: '127.0.0.1', logLevel: 'info', cacheMaxEntries: 100_000 });
     expect(Object.isFrozen(config)).toBe(true);
   });
 
@@ -61,6 +62,9 @@ describe('environment helpers', () => {
     expect(() => kafkaConfigFromEnv({ KAFKA_BROKERS: 'a:1', KAFKA_AUTH: 'kerberos' })).toThrowError(/"kerberos"/);
     expect(() => functionNamesFromEnv({ TRIBUTARY_FUNCTION_NAMES: '{oops' })).toThrowError(/not JSON/);
     expect(() => healthPortFromEnv({ TRIBUTARY_HEALTH_PORT: 'http' })).toThrowError(/"http"/);
+    expect(() => healthHostFromEnv({ TRIBUTARY_HEALTH_HOST: '0.0.0.0:8080' })).toThrowError(
+      expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringMatching(/"0\.0\.0\.0:8080".*127\.0\.0\.1/) }),
+    );
     expect(() => logLevelFromEnv({ TRIBUTARY_LOG_LEVEL: 'loud' })).toThrowError(/"loud"/);
     expect(() => tableNameFromEnv({})).toThrowError(expect.objectContaining({ code: 'INVALID_CONFIG' }));
   });
@@ -70,6 +74,10 @@ describe('environment helpers', () => {
     expect(functionNamesFromEnv({ TRIBUTARY_FUNCTION_NAMES: '{"notify":"gym-notify"}' })).toEqual({ notify: 'gym-notify' });
     expect(healthPortFromEnv({})).toBe(8080);
     expect(healthPortFromEnv({ TRIBUTARY_HEALTH_PORT: '0' })).toBe(0);
+    expect(healthHostFromEnv({})).toBe('127.0.0.1');
+    expect(healthHostFromEnv({ TRIBUTARY_HEALTH_HOST: ' 0.0.0.0 ' })).toBe('0.0.0.0');
+    expect(healthHostFromEnv({ TRIBUTARY_HEALTH_HOST: '::1' })).toBe('::1');
+    expect(healthHostFromEnv({ TRIBUTARY_HEALTH_HOST: 'localhost' })).toBe('localhost');
     expect(logLevelFromEnv({ TRIBUTARY_LOG_LEVEL: 'DEBUG' })).toBe('debug');
   });
 });

