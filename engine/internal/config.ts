@@ -355,7 +355,7 @@ export function healthHostFromEnv(env: Env): string {
   if (isIP(raw) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(raw)) {
     throw new EngineError(
       'INVALID_CONFIG',
-      `TRIBUTARY_HEALTH_HOST must be an IP address or host name, received ${describe(raw)}; use e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)`,
+      `TRIBUTARY_HEALTH_HOST must be an IP address or host name, received ${preview(raw)}; use e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)`,
     );
   }
   return raw;
