@@ -18,8 +18,15 @@ export type {
 } from './internal/define.ts';
 
 // Errors
-export { DefinitionError, SdkError } from './internal/errors.ts';
-export type { SdkErrorCode, SdkErrorContext } from './internal/errors.ts';
+export { DefinitionError, SdkError, TributaryError, isTributaryError } from './internal/errors.ts';
+export type {
+  ErrorModule,
+  SdkErrorCode,
+  SdkErrorContext,
+  TributaryErrorCode,
+  TributaryErrorCodes,
+  TributaryErrorOptions,
+} from './internal/errors.ts';
 
 // Built-in reducers (plain functions composed into a view's reduce)
 export {

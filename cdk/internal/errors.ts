@@ -1,3 +1,5 @@
+import { TributaryError } from '../../sdk/index.ts';
+
 /** Error codes of the deployment module. */
 export type DeploymentErrorCode =
   /** A `TributaryApp` prop is missing, malformed or contradicts another prop. */
@@ -13,20 +15,21 @@ export interface DeploymentErrorContext {
   readonly [field: string]: unknown;
 }
 
+declare module '../../sdk/index.ts' {
+  interface TributaryErrorCodes {
+    cdk: DeploymentErrorCode;
+  }
+}
+
 /**
- * Base error of `cdk/`: thrown at synth time, before any resource is created, so a wrong
- * configuration never reaches CloudFormation. `code` is stable and meant to be matched.
+ * Error of `cdk/`: thrown at synth time, before any resource is created, so a wrong
+ * configuration never reaches CloudFormation. `code` is stable and meant to be matched; it is
+ * never retriable (a configuration does not fix itself).
  */
-export class DeploymentError extends Error {
+export class DeploymentError extends TributaryError<'cdk', DeploymentErrorCode, DeploymentErrorContext> {
   override readonly name: string = 'DeploymentError';
-  readonly code: DeploymentErrorCode;
-  /** Synth-time configuration errors never fix themselves on retry. */
-  readonly retriable = false;
-  readonly context: DeploymentErrorContext;
 
   constructor(code: DeploymentErrorCode, message: string, context: DeploymentErrorContext = {}) {
-    super(message);
-    this.code = code;
-    this.context = context;
+    super('cdk', code, message, { context });
   }
 }

@@ -1,3 +1,5 @@
+import { TributaryError, type TributaryErrorOptions } from '../../sdk/index.ts';
+
 /** Error codes of the engine. Stable: match on them, not on messages. */
 export type EngineErrorCode =
   /** An option or environment variable is missing or malformed. */
@@ -40,25 +42,21 @@ export interface EngineErrorContext {
   readonly [field: string]: unknown;
 }
 
+declare module '../../sdk/index.ts' {
+  interface TributaryErrorCodes {
+    engine: EngineErrorCode;
+  }
+}
+
 /**
- * Base error of the engine: a stable `code`, whether retrying the same operation can succeed
+ * Error of the engine: a stable `code`, whether retrying the same operation can succeed
  * (`retriable`), and the view/record coordinates that explain it.
  */
-export class EngineError extends Error {
+export class EngineError extends TributaryError<'engine', EngineErrorCode, EngineErrorContext> {
   override readonly name: string = 'EngineError';
-  readonly code: EngineErrorCode;
-  readonly retriable: boolean;
-  readonly context: EngineErrorContext;
 
-  constructor(
-    code: EngineErrorCode,
-    message: string,
-    options: { retriable?: boolean; context?: EngineErrorContext; cause?: unknown } = {},
-  ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
-    this.retriable = options.retriable ?? false;
-    this.context = options.context ?? {};
+  constructor(code: EngineErrorCode, message: string, options: TributaryErrorOptions<EngineErrorContext> = {}) {
+    super('engine', code, message, options);
   }
 }
 

@@ -1,3 +1,5 @@
+import { TributaryError, type TributaryErrorOptions } from '../../sdk/index.ts';
+
 /** Error codes of the embedded local stack. */
 export type LocalStackErrorCode =
   | 'INVALID_OPTION'
@@ -21,24 +23,20 @@ export interface LocalStackErrorContext {
   readonly [field: string]: unknown;
 }
 
-/**
- * Base error of the local stack (`local/`). `code` is stable and meant to be matched; the
- * message says what was wrong, the value received and how to fix it.
- */
-export class LocalStackError extends Error {
-  override readonly name: string = 'LocalStackError';
-  readonly code: LocalStackErrorCode;
-  readonly retriable: boolean;
-  readonly context: LocalStackErrorContext;
+declare module '../../sdk/index.ts' {
+  interface TributaryErrorCodes {
+    local: LocalStackErrorCode;
+  }
+}
 
-  constructor(
-    code: LocalStackErrorCode,
-    message: string,
-    options: { retriable?: boolean; context?: LocalStackErrorContext; cause?: unknown } = {},
-  ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
-    this.retriable = options.retriable ?? false;
-    this.context = options.context ?? {};
+/**
+ * Error of the local stack (`local/`). `code` is stable and meant to be matched; the message
+ * says what was wrong, the value received and how to fix it.
+ */
+export class LocalStackError extends TributaryError<'local', LocalStackErrorCode, LocalStackErrorContext> {
+  override readonly name: string = 'LocalStackError';
+
+  constructor(code: LocalStackErrorCode, message: string, options: TributaryErrorOptions<LocalStackErrorContext> = {}) {
+    super('local', code, message, options);
   }
 }

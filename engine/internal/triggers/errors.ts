@@ -1,3 +1,5 @@
+import { TributaryError, type TributaryErrorOptions } from '../../../sdk/index.ts';
+
 /** Error codes of the trigger dispatcher. */
 export type TriggerErrorCode =
   /** `deliver()` received something that is not a trigger or not an array of changes. */
@@ -19,24 +21,20 @@ export interface TriggerErrorContext {
   readonly [field: string]: unknown;
 }
 
-/**
- * Base error of the trigger dispatcher: a stable `code`, whether retrying the same call
- * can succeed (`retriable`), and the trigger/change it concerns.
- */
-export class TriggerError extends Error {
-  override readonly name = 'TriggerError';
-  readonly code: TriggerErrorCode;
-  readonly retriable: boolean;
-  readonly context: TriggerErrorContext;
+declare module '../../../sdk/index.ts' {
+  interface TributaryErrorCodes {
+    triggers: TriggerErrorCode;
+  }
+}
 
-  constructor(
-    code: TriggerErrorCode,
-    message: string,
-    options: { retriable?: boolean; context?: TriggerErrorContext; cause?: unknown } = {},
-  ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
-    this.retriable = options.retriable ?? false;
-    this.context = options.context ?? {};
+/**
+ * Error of the trigger dispatcher: a stable `code`, whether retrying the same call can succeed
+ * (`retriable`), and the trigger/change it concerns.
+ */
+export class TriggerError extends TributaryError<'triggers', TriggerErrorCode, TriggerErrorContext> {
+  override readonly name: string = 'TriggerError';
+
+  constructor(code: TriggerErrorCode, message: string, options: TributaryErrorOptions<TriggerErrorContext> = {}) {
+    super('triggers', code, message, options);
   }
 }
