@@ -22,6 +22,7 @@ import {
   optionalIntFromEnv,
   tableNameFromEnv,
 } from './internal/config.ts';
+import { ENV } from '../sdk/contract/index.ts';
 import { EngineError, errorInfo } from './internal/errors.ts';
 import { startEngine } from './internal/runtime.ts';
 
@@ -50,6 +51,25 @@ async function loadApp(modulePath: string): Promise<App> {
   return app;
 }
 
+/**
+ * The CDK stack names the app and dead-letter topic it granted and alarms on; an image built
+ * from another app module would write where nothing watches. Unset (outside the stack), no check.
+ */
+function assertDeployedApp(app: App, env: NodeJS.ProcessEnv): void {
+  const expected = [
+    [ENV.app, env[ENV.app]?.trim(), app.name],
+    [ENV.deadLetterTopic, env[ENV.deadLetterTopic]?.trim(), app.deadLetterTopic],
+  ] as const;
+  for (const [name, deployed, loaded] of expected) {
+    if (deployed && deployed !== loaded) {
+      throw new EngineError(
+        'INVALID_CONFIG',
+        `${name}=${JSON.stringify(deployed)} but the app module loaded defines ${JSON.stringify(loaded)}; the engine image was built from another app than the stack deployed. Rebuild the image from the app module the stack names (${ENV.appModule}), or redeploy`,
+      );
+    }
+  }
+}
+
 async function main(): Promise<number> {
   const env = process.env;
   const logLevel = logLevelFromEnv(env);
@@ -58,13 +78,14 @@ async function main(): Promise<number> {
   const functionNames = functionNamesFromEnv(env);
   const healthPort = healthPortFromEnv(env);
   const healthHost = healthHostFromEnv(env);
-  const app = await loadApp(env.TRIBUTARY_APP_MODULE?.trim() || DEFAULT_APP_MODULE);
-  const groupId = env.TRIBUTARY_GROUP_ID?.trim() || undefined;
-  const sessionTimeoutMs = optionalIntFromEnv(env, 'TRIBUTARY_SESSION_TIMEOUT_MS');
-  const heartbeatIntervalMs = optionalIntFromEnv(env, 'TRIBUTARY_HEARTBEAT_INTERVAL_MS');
-  const maxBytesPerPartition = optionalIntFromEnv(env, 'TRIBUTARY_MAX_BYTES_PER_PARTITION');
-  const cacheMaxEntries = optionalIntFromEnv(env, 'TRIBUTARY_CACHE_MAX_ENTRIES');
-  const cacheMaxBytes = optionalIntFromEnv(env, 'TRIBUTARY_CACHE_MAX_BYTES');
+  const app = await loadApp(env[ENV.appModule]?.trim() || DEFAULT_APP_MODULE);
+  assertDeployedApp(app, env);
+  const groupId = env[ENV.groupId]?.trim() || undefined;
+  const sessionTimeoutMs = optionalIntFromEnv(env, ENV.sessionTimeoutMs);
+  const heartbeatIntervalMs = optionalIntFromEnv(env, ENV.heartbeatIntervalMs);
+  const maxBytesPerPartition = optionalIntFromEnv(env, ENV.maxBytesPerPartition);
+  const cacheMaxEntries = optionalIntFromEnv(env, ENV.cacheMaxEntries);
+  const cacheMaxBytes = optionalIntFromEnv(env, ENV.cacheMaxBytes);
   const engine = startEngine({
     app,
     tableName,

@@ -12,13 +12,13 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { IDEMPOTENCY_PK } from '../../sdk/index.ts';
+import { ENV, IDEMPOTENCY_PK, METRIC, METRICS_NAMESPACE, TABLE_KEY_SCHEMA, TABLE_TTL_ATTRIBUTE } from '../../sdk/contract/index.ts';
 import { DeploymentError } from './errors.ts';
 import { findHandlers } from './handlers.ts';
 import { ENGINE_HEALTH_PORT, resolveProps, type ResolvedProps, type TributaryAppProps } from './props.ts';
 
-/** CloudWatch namespace of the engine's EMF metrics (docs/architecture.md, "Metrics, logs and health"). */
-export const METRICS_NAMESPACE = 'Tributary';
+/** CloudWatch namespace of the engine's EMF metrics, from the shared contract. */
+export { METRICS_NAMESPACE };
 
 /**
  * Deploys one Tributary app: the views table, the engine as an ECS Fargate service scaled on
@@ -66,11 +66,11 @@ export class TributaryApp extends Construct {
     }
 
     this.table = new dynamodb.Table(this, 'Views', {
-      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
-      sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      partitionKey: { name: TABLE_KEY_SCHEMA.partitionKey, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: TABLE_KEY_SCHEMA.sortKey, type: dynamodb.AttributeType.STRING },
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      timeToLiveAttribute: 'ttl',
+      timeToLiveAttribute: TABLE_TTL_ATTRIBUTE,
       removalPolicy: config.tableRemovalPolicy,
     });
 
@@ -130,21 +130,21 @@ export class TributaryApp extends Construct {
       essential: true,
       logging: ecs.LogDrivers.awsLogs({ logGroup: this.engineLogGroup, streamPrefix: 'engine' }),
       environment: {
-        TRIBUTARY_APP: app.name,
-        TRIBUTARY_TABLE: this.table.tableName,
-        TRIBUTARY_FUNCTION_NAMES: Stack.of(this).toJsonString(functionNames),
-        TRIBUTARY_GROUP_ID: config.consumerGroup,
+        [ENV.app]: app.name,
+        [ENV.table]: this.table.tableName,
+        [ENV.functionNames]: Stack.of(this).toJsonString(functionNames),
+        [ENV.groupId]: config.consumerGroup,
         // Informational: the engine takes the topic from the bundled app; this shows operators where
         // poison goes and is the topic the MSK policy lets the engine write.
-        TRIBUTARY_DEAD_LETTER_TOPIC: config.deadLetterTopic,
-        TRIBUTARY_HEALTH_PORT: String(ENGINE_HEALTH_PORT),
+        [ENV.deadLetterTopic]: config.deadLetterTopic,
+        [ENV.healthPort]: String(ENGINE_HEALTH_PORT),
         // Every interface of the task (its own network namespace), also for an engineImage not built
         // from the Dockerfile: outside a container the engine defaults to loopback.
-        TRIBUTARY_HEALTH_HOST: '0.0.0.0',
-        TRIBUTARY_LOG_LEVEL: config.logLevel,
+        [ENV.healthHost]: '0.0.0.0',
+        [ENV.logLevel]: config.logLevel,
         // A quarter of the task's memory for cached view state (approximate heap bytes); the rest
         // is Node, the Kafka fetch buffers and the batch being folded.
-        TRIBUTARY_CACHE_MAX_BYTES: String(Math.floor(config.memoryLimitMiB / 4) * 1024 * 1024),
+        [ENV.cacheMaxBytes]: String(Math.floor(config.memoryLimitMiB / 4) * 1024 * 1024),
         KAFKA_BROKERS: config.kafka.brokers.join(','),
         KAFKA_AUTH: config.kafka.auth,
         KAFKA_SSL: String(config.kafka.tls),
@@ -180,7 +180,7 @@ export class TributaryApp extends Construct {
 
     const lag = new cloudwatch.Metric({
       namespace: METRICS_NAMESPACE,
-      metricName: 'ConsumerLag',
+      metricName: METRIC.consumerLag,
       dimensionsMap: { App: app.name },
       period: Duration.minutes(1),
     });
@@ -224,8 +224,8 @@ export class TributaryApp extends Construct {
       projectRoot: config.repoRoot,
       depsLockFilePath: path.join(config.repoRoot, 'package-lock.json'),
       environment: {
-        TRIBUTARY_TABLE: this.table.tableName,
-        TRIBUTARY_APP: config.app.name,
+        [ENV.table]: this.table.tableName,
+        [ENV.app]: config.app.name,
         NODE_OPTIONS: '--enable-source-maps',
       },
       bundling: {
@@ -298,7 +298,7 @@ export class TributaryApp extends Construct {
       alarmDescription: `Tributary app ${app}: records or changes went to dead-letter topic ${config.deadLetterTopic}`,
       metric: new cloudwatch.Metric({
         namespace: METRICS_NAMESPACE,
-        metricName: 'DeadLetters',
+        metricName: METRIC.deadLetters,
         dimensionsMap: { App: app },
         statistic: cloudwatch.Stats.SUM,
         period: Duration.minutes(5),

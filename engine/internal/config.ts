@@ -10,7 +10,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { Kafka, KafkaConfig, SASLOptions } from 'kafkajs';
 import type { App } from '../../sdk/index.ts';
-import { preview } from '../../sdk/internal/define-fns.ts';
+import { ENV, MAX_TRIGGERED_STATE_BYTES, preview } from '../../sdk/contract/index.ts';
 import { EngineError } from './errors.ts';
 import type { LogLevel } from './log.ts';
 import { mskIamTokenProvider } from './msk-iam.ts';
@@ -43,8 +43,6 @@ export const DEFAULT_MAX_BYTES_PER_PARTITION = 1024 * 1024;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 25_000;
 /** CloudWatch metrics at one-minute resolution need at most one point per minute; 10 s keeps dashboards lively. */
 export const DEFAULT_METRICS_INTERVAL_MS = 10_000;
-/** Twice the largest state of a view with triggers: 400 KB item cap minus room for keys, offsets and bookkeeping. */
-const MAX_TRIGGERED_STATE_BYTES_X2 = 380_000;
 /** The container health check port (docs/architecture.md, "Metrics, logs and health"). */
 export const DEFAULT_HEALTH_PORT = 8080;
 /**
@@ -191,10 +189,10 @@ export function compileConfig(options: EngineOptions): EngineConfig {
   for (const view of app.views) {
     // An item with undelivered trigger changes holds the state twice (current and `before`).
     const triggered = app.triggers.some((t) => t.view.name === view.name);
-    if (triggered && 2 * view.maxStateBytes > MAX_TRIGGERED_STATE_BYTES_X2) {
+    if (triggered && view.maxStateBytes > MAX_TRIGGERED_STATE_BYTES) {
       throw new EngineError(
         'INVALID_CONFIG',
-        `view "${view.name}" has triggers and maxStateBytes ${view.maxStateBytes}; an item with an undelivered change stores the state twice, which would pass DynamoDB's 400 KB item cap. Use maxStateBytes <= ${MAX_TRIGGERED_STATE_BYTES_X2 / 2}`,
+        `view "${view.name}" has triggers and maxStateBytes ${view.maxStateBytes}; an item with an undelivered change stores the state twice, which would pass DynamoDB's 400 KB item cap. Use maxStateBytes <= ${MAX_TRIGGERED_STATE_BYTES}`,
         { context: { view: view.name } },
       );
     }
@@ -320,7 +318,7 @@ export function kafkaConfigFromEnv(env: Env, clientId = 'tributary-engine'): Kaf
  * functionNamesFromEnv({ TRIBUTARY_FUNCTION_NAMES: '{"notify":"gym-notify-abc"}' }); // { notify: 'gym-notify-abc' }
  */
 export function functionNamesFromEnv(env: Env): Record<string, string> {
-  const raw = env.TRIBUTARY_FUNCTION_NAMES;
+  const raw = env[ENV.functionNames];
   if (raw === undefined || raw.trim() === '') return {};
   let parsed: unknown;
   try {
@@ -339,7 +337,7 @@ export function functionNamesFromEnv(env: Env): Record<string, string> {
 
 /** Parses `TRIBUTARY_HEALTH_PORT` (default 8080; 0 = any free port). */
 export function healthPortFromEnv(env: Env): number {
-  const raw = env.TRIBUTARY_HEALTH_PORT;
+  const raw = env[ENV.healthPort];
   if (raw === undefined || raw.trim() === '') return DEFAULT_HEALTH_PORT;
   const port = Number(raw);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
@@ -350,7 +348,7 @@ export function healthPortFromEnv(env: Env): number {
 
 /** Reads `TRIBUTARY_HEALTH_HOST`, the address the health endpoint binds to (default {@link DEFAULT_HEALTH_HOST}). */
 export function healthHostFromEnv(env: Env): string {
-  const raw = env.TRIBUTARY_HEALTH_HOST?.trim();
+  const raw = env[ENV.healthHost]?.trim();
   if (raw === undefined || raw === '') return DEFAULT_HEALTH_HOST;
   if (isIP(raw) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(raw)) {
     throw new EngineError(
@@ -363,7 +361,7 @@ export function healthHostFromEnv(env: Env): string {
 
 /** Parses `TRIBUTARY_LOG_LEVEL` (default info). */
 export function logLevelFromEnv(env: Env): LogLevel {
-  const raw = (env.TRIBUTARY_LOG_LEVEL ?? '').trim().toLowerCase();
+  const raw = (env[ENV.logLevel] ?? '').trim().toLowerCase();
   if (raw === '') return 'info';
   if (!LOG_LEVELS.includes(raw as LogLevel)) {
     throw new EngineError('INVALID_CONFIG', `TRIBUTARY_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, received ${preview(raw)}`);
@@ -373,7 +371,7 @@ export function logLevelFromEnv(env: Env): LogLevel {
 
 /** Reads `TRIBUTARY_TABLE`. */
 export function tableNameFromEnv(env: Env): string {
-  return required(env, 'TRIBUTARY_TABLE', 'set it to the views table name (the CDK stack outputs it)');
+  return required(env, ENV.table, 'set it to the views table name (the CDK stack outputs it)');
 }
 
 /** Parses an optional positive integer variable (e.g. `TRIBUTARY_SESSION_TIMEOUT_MS`); undefined when unset. */

@@ -1,11 +1,11 @@
 /**
- * The {@link ItemStore} on DynamoDB, through the shared table layout (`sdk/internal/storage.ts`,
+ * The {@link ItemStore} on DynamoDB, through the shared table layout (`sdk/contract`,
  * dynamodb-toolbox). Translates `ConditionalCheckFailedException` into `WRITE_CONFLICT`; every
  * other AWS error is rethrown as `STORAGE_FAILED` with its cause.
  */
 import { BatchGetCommand as DocBatchGetCommand, PutCommand, type PutCommandInput } from '@aws-sdk/lib-dynamodb';
 import { BatchGetCommand, BatchGetRequest, EntityFormatter, GetItemCommand, PutItemCommand } from 'dynamodb-toolbox';
-import { checkpointKey, type ItemKey, type Storage, type ViewItem } from '../../sdk/internal/storage.ts';
+import { checkpointKey, type ItemKey, type Storage, type ViewItem } from '../../sdk/contract/index.ts';
 import { backoffMs, delay, mapLimit } from './concurrency.ts';
 import { EngineError } from './errors.ts';
 import type { ItemStore } from './processor.ts';

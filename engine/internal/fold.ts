@@ -5,8 +5,8 @@
  * drive these functions.
  */
 import type { Change, SourceRecord, Trigger, View } from '../../sdk/index.ts';
-import { preview } from '../../sdk/internal/define-fns.ts';
-import { offsetsKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/internal/storage.ts';
+import { preview } from '../../sdk/contract/index.ts';
+import { offsetsKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import { coordinates, type PoisonDeadLetter, type TriggerDeadLetterEntry } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 

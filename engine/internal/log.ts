@@ -1,4 +1,5 @@
 /** Structured JSON logs and CloudWatch EMF metric lines. */
+import { METRICS_NAMESPACE } from '../../sdk/contract/index.ts';
 
 /** Log levels, least to most severe. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -87,7 +88,7 @@ export function emfLine(app: string, metrics: EngineMetrics, timestampMs: number
       Timestamp: timestampMs,
       CloudWatchMetrics: [
         {
-          Namespace: 'Tributary',
+          Namespace: METRICS_NAMESPACE,
           Dimensions: [['App']],
           Metrics: Object.keys(metrics).map((name) => ({ Name: name, Unit: 'Count' })),
         },

@@ -6,7 +6,7 @@
  * authenticates a broker connection.
  */
 import type { OauthbearerProviderResponse } from 'kafkajs';
-import { preview } from '../../sdk/internal/define-fns.ts';
+import { preview } from '../../sdk/contract/index.ts';
 import { EngineError } from './errors.ts';
 
 /** A token from the MSK IAM signer: the OAUTHBEARER value and when it expires (ms since the epoch). */

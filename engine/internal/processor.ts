@@ -7,7 +7,7 @@
  * Used by the Kafka runtime and by the in-memory test driver.
  */
 import type { App, Change, SourceRecord, Trigger } from '../../sdk/index.ts';
-import { offsetsKey, type ItemKey, type ViewItem } from '../../sdk/internal/storage.ts';
+import { offsetsKey, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import type { ChangeOrigin, ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';

@@ -18,7 +18,7 @@ import {
   type Producer,
 } from 'kafkajs';
 import type { App, SourceRecord } from '../../sdk/index.ts';
-import { createStorage, viewItemKey } from '../../sdk/internal/storage.ts';
+import { createStorage, viewItemKey } from '../../sdk/contract/index.ts';
 import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import { backoffMs, delay } from './concurrency.ts';
 import {

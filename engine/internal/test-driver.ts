@@ -6,7 +6,7 @@
  * bookkeeping code.
  */
 import type { App, Change, SourceRecord, Trigger, ViewKey } from '../../sdk/index.ts';
-import { checkpointKey, encodeViewKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/internal/storage.ts';
+import { checkpointKey, encodeViewKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import type { DeadLetter } from './dead-letter.ts';
 import { EngineError } from './errors.ts';

@@ -10,6 +10,7 @@ import {
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
 import { LocalStackError } from './errors.ts';
+import { TABLE_KEY_SCHEMA } from '../../sdk/contract/index.ts';
 
 /** How long a new table may take to become ACTIVE; DynamoDB Local is instant, LocalStack takes seconds. */
 export const DEFAULT_TABLE_ACTIVE_TIMEOUT_MS = 30_000;
@@ -41,12 +42,12 @@ export async function ensureViewsTable(
         TableName: tableName,
         BillingMode: 'PAY_PER_REQUEST',
         AttributeDefinitions: [
-          { AttributeName: 'pk', AttributeType: 'S' },
-          { AttributeName: 'sk', AttributeType: 'S' },
+          { AttributeName: TABLE_KEY_SCHEMA.partitionKey, AttributeType: 'S' },
+          { AttributeName: TABLE_KEY_SCHEMA.sortKey, AttributeType: 'S' },
         ],
         KeySchema: [
-          { AttributeName: 'pk', KeyType: 'HASH' },
-          { AttributeName: 'sk', KeyType: 'RANGE' },
+          { AttributeName: TABLE_KEY_SCHEMA.partitionKey, KeyType: 'HASH' },
+          { AttributeName: TABLE_KEY_SCHEMA.sortKey, KeyType: 'RANGE' },
         ],
       }),
     );

@@ -7,6 +7,7 @@ import type {
   View,
   ViewOptions,
 } from './define.ts';
+import { MAX_STATE_BYTES } from './contract.ts';
 import { DefinitionError } from './errors.ts';
 
 /** Items are capped at 400 KB by DynamoDB; state gets the bulk, bookkeeping the rest. */
@@ -95,9 +96,9 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
   if (options.filter !== undefined) requireFunction(options.filter, `view "${name}": filter`, context);
   const maxStateBytes = options.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES;
   requirePositiveInt(maxStateBytes, `view "${name}": maxStateBytes`, context);
-  if (maxStateBytes > 350_000) {
+  if (maxStateBytes > MAX_STATE_BYTES) {
     throw new DefinitionError(
-      `view "${name}": maxStateBytes ${maxStateBytes} leaves no room under DynamoDB's 400 KB item cap; use at most 350000`,
+      `view "${name}": maxStateBytes ${maxStateBytes} leaves no room under DynamoDB's 400 KB item cap; use at most ${MAX_STATE_BYTES}`,
       context,
     );
   }

@@ -14,6 +14,7 @@ import type { Change } from './define.ts';
 import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 import { DEFAULT_IDEMPOTENCY_TTL_SECONDS, IDEMPOTENCY_PK } from './idempotency.ts';
+import { ENV } from './contract.ts';
 
 /** Sort-key prefix of high-water marks under {@link IDEMPOTENCY_PK}; `once()` keys are the caller's own. */
 export const HIGH_WATER_MARK_SK_PREFIX = '_hwm#';
@@ -77,7 +78,7 @@ export function createHighWaterMark(options: HighWaterMarkOptions = {}): HighWat
     return client;
   };
   const tableName = (): string => {
-    const table = options.table ?? process.env.TRIBUTARY_TABLE;
+    const table = options.table ?? process.env[ENV.table];
     if (!table) {
       throw new SdkError(
         'CONFIG_MISSING',

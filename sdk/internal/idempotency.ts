@@ -11,6 +11,7 @@ import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand } from '@
 import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 import type { LambdaContextLike } from './handler.ts';
+import { ENV } from './contract.ts';
 
 /** Partition key of idempotency markers in the views table. */
 export const IDEMPOTENCY_PK = '_idempotency';
@@ -102,7 +103,7 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     return client;
   };
   const tableName = (): string => {
-    const table = options.table ?? process.env.TRIBUTARY_TABLE;
+    const table = options.table ?? process.env[ENV.table];
     if (!table) {
       throw new SdkError(
         'CONFIG_MISSING',

@@ -15,6 +15,7 @@ import type { App, View, ViewKey } from './define.ts';
 import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 import { checkpointKey, createStorage, VIEW_PK_PREFIX, VIEW_SK_PREFIX, viewItemKey } from './storage.ts';
+import { ENV } from './contract.ts';
 
 const KEY_PREFIX = VIEW_SK_PREFIX;
 
@@ -59,7 +60,7 @@ export interface ViewReaderOptions {
   readonly dynamodb?: DynamoDBClient;
   /**
    * Views table name.
-   * @default process.env.TRIBUTARY_TABLE (the reader fails with `CONFIG_MISSING` when neither is set)
+   * @default process.env[ENV.table] (the reader fails with `CONFIG_MISSING` when neither is set)
    */
   readonly tableName?: string;
 }
@@ -246,11 +247,11 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * };
  */
 export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
-  const tableName = options.tableName ?? process.env.TRIBUTARY_TABLE;
+  const tableName = options.tableName ?? process.env[ENV.table];
   if (typeof tableName !== 'string' || tableName.length < 3) {
     throw new SdkError(
       'CONFIG_MISSING',
-      `createViewReader: no views table name (tableName option: ${preview(options.tableName)}, TRIBUTARY_TABLE: ${preview(process.env.TRIBUTARY_TABLE)}); set TRIBUTARY_TABLE or pass { tableName }`,
+      `createViewReader: no views table name (tableName option: ${preview(options.tableName)}, TRIBUTARY_TABLE: ${preview(process.env[ENV.table])}); set TRIBUTARY_TABLE or pass { tableName }`,
     );
   }
   const documents = createStorage({ dynamodb: options.dynamodb, tableName }).documentClient;

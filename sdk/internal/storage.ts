@@ -17,6 +17,7 @@ import { Entity } from 'dynamodb-toolbox/entity';
 import { Table } from 'dynamodb-toolbox/table';
 import type { ViewKey } from './define.ts';
 import { preview } from './define-fns.ts';
+import { TABLE_KEY_SCHEMA } from './contract.ts';
 import { SdkError } from './errors.ts';
 
 /** Partition key prefix of view items. */
@@ -122,8 +123,8 @@ function buildTable(documentClient: DynamoDBDocumentClient, tableName: string) {
   return new Table({
     documentClient,
     name: tableName,
-    partitionKey: { name: 'pk', type: 'string' },
-    sortKey: { name: 'sk', type: 'string' },
+    partitionKey: { name: TABLE_KEY_SCHEMA.partitionKey, type: 'string' },
+    sortKey: { name: TABLE_KEY_SCHEMA.sortKey, type: 'string' },
   });
 }
 

@@ -7,7 +7,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { GetItemCommand } from 'dynamodb-toolbox';
-import { checkpointKey } from '../../sdk/internal/storage.ts';
+import { checkpointKey } from '../../sdk/contract/index.ts';
 import { createTable, createTopic, stack, uniqueName, waitFor } from './helpers.ts';
 import {
   connectProducer,

@@ -7,7 +7,7 @@ import { GetItemCommand } from 'dynamodb-toolbox';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DynamoItemStore } from '../../engine/internal/dynamodb-store.ts';
 import { itemId } from '../../engine/internal/fold.ts';
-import { checkpointKey, viewItemKey, type ViewItem } from '../../sdk/internal/storage.ts';
+import { checkpointKey, viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import { createTable, uniqueName } from './helpers.ts';
 import { testStorage } from './fixtures/engine-support.ts';
 

@@ -1,7 +1,7 @@
 import { PutItemCommand } from 'dynamodb-toolbox/entity/actions/put';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createViewReader, defineApp, defineView, SdkError, type ViewReader } from '../../sdk/index.ts';
-import { checkpointKey, createStorage, offsetsKey, viewItemKey, type Storage } from '../../sdk/internal/storage.ts';
+import { checkpointKey, createStorage, offsetsKey, viewItemKey, type Storage } from '../../sdk/contract/index.ts';
 import { createTable, dynamoClient, uniqueName } from './helpers.ts';
 
 interface Counter {

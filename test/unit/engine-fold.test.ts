@@ -12,7 +12,7 @@ import {
   unstorableReason,
 } from '../../engine/internal/fold.ts';
 import { StateCache } from '../../engine/internal/state-cache.ts';
-import { checkpointKey, encodeViewKey, offsetsKey, viewItemKey } from '../../sdk/internal/storage.ts';
+import { checkpointKey, encodeViewKey, offsetsKey, viewItemKey } from '../../sdk/contract/index.ts';
 import { defineTrigger } from '../../sdk/index.ts';
 
 type Booking = { classId: string; n?: number; boom?: boolean; big?: boolean };

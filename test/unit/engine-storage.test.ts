@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { conditionalPutInput } from '../../engine/internal/dynamodb-store.ts';
 import { ABSENT_ITEM, foldItem } from '../../engine/internal/fold.ts';
 import { defineTrigger, defineView, type SourceRecord } from '../../sdk/index.ts';
-import { createStorage } from '../../sdk/internal/storage.ts';
+import { createStorage } from '../../sdk/contract/index.ts';
 
 const view = defineView({
   name: 'v',

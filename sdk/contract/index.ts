@@ -1,0 +1,47 @@
+/**
+ * The contract the engine, the SDK, the CDK app and the local stack share: the views table's
+ * layout and key encoding, its key schema, environment variable names, metric names, limits,
+ * and how values are shown in error messages. Tributary's own modules import it from here;
+ * function code never needs it. docs/architecture.md ("Storage layout", "Contract between the
+ * parts") describes it.
+ */
+
+// Table layout and key encoding
+export {
+  CHECKPOINT_SK_PREFIX,
+  DOCUMENT_CLIENT_OPTIONS,
+  ENGINE_PK,
+  VIEW_PK_PREFIX,
+  VIEW_SK_PREFIX,
+  checkpointKey,
+  createStorage,
+  encodeViewKey,
+  offsetsKey,
+  viewItemKey,
+} from '../internal/storage.ts';
+export type {
+  CheckpointEntity,
+  CheckpointItem,
+  ItemKey,
+  Storage,
+  StorageOptions,
+  ViewItem,
+  ViewItemEntity,
+  ViewsTable,
+} from '../internal/storage.ts';
+export { IDEMPOTENCY_PK } from '../internal/idempotency.ts';
+export { HIGH_WATER_MARK_SK_PREFIX } from '../internal/high-water-mark.ts';
+
+// Key schema, environment, metrics, limits
+export {
+  ENV,
+  MAX_STATE_BYTES,
+  MAX_TRIGGERED_STATE_BYTES,
+  METRIC,
+  METRICS_NAMESPACE,
+  TABLE_KEY_SCHEMA,
+  TABLE_TTL_ATTRIBUTE,
+} from '../internal/contract.ts';
+
+// Error messages
+export { preview } from '../internal/define-fns.ts';

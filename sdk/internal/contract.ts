@@ -1,0 +1,62 @@
+/**
+ * What the engine, the SDK, the CDK app and the local stack must agree on, besides the table
+ * layout (storage.ts): the table's key schema, environment variable names, metric names and
+ * size limits. Each is spelled here once; docs/architecture.md ("Contract between the parts")
+ * explains them.
+ */
+
+/** The views table's key schema: string partition key `pk`, string sort key `sk`. */
+export const TABLE_KEY_SCHEMA = {
+  partitionKey: 'pk',
+  sortKey: 'sk',
+} as const;
+
+/** The views table's TTL attribute (epoch seconds); only idempotency markers and high-water marks set it. */
+export const TABLE_TTL_ATTRIBUTE = 'ttl';
+
+/**
+ * Environment variables read at the edges (engine/main.ts, the Lambda handlers' SDK reads, the
+ * dev script) and set by the CDK stack.
+ */
+export const ENV = {
+  /** The views table. Set on the engine and every function. */
+  table: 'TRIBUTARY_TABLE',
+  /** The app's name. Set on the engine and every function; the engine checks it against the app it loaded. */
+  app: 'TRIBUTARY_APP',
+  /** The app's dead-letter topic. Set on the engine; it checks it against the app it loaded. */
+  deadLetterTopic: 'TRIBUTARY_DEAD_LETTER_TOPIC',
+  /** Module the engine loads its `defineApp()` from. */
+  appModule: 'TRIBUTARY_APP_MODULE',
+  /** JSON map of logical function name to deployed name or ARN. */
+  functionNames: 'TRIBUTARY_FUNCTION_NAMES',
+  groupId: 'TRIBUTARY_GROUP_ID',
+  logLevel: 'TRIBUTARY_LOG_LEVEL',
+  healthPort: 'TRIBUTARY_HEALTH_PORT',
+  healthHost: 'TRIBUTARY_HEALTH_HOST',
+  sessionTimeoutMs: 'TRIBUTARY_SESSION_TIMEOUT_MS',
+  heartbeatIntervalMs: 'TRIBUTARY_HEARTBEAT_INTERVAL_MS',
+  maxBytesPerPartition: 'TRIBUTARY_MAX_BYTES_PER_PARTITION',
+  cacheMaxEntries: 'TRIBUTARY_CACHE_MAX_ENTRIES',
+  cacheMaxBytes: 'TRIBUTARY_CACHE_MAX_BYTES',
+} as const;
+
+/** CloudWatch namespace of the engine's Embedded Metric Format lines; the CDK alarms read it. */
+export const METRICS_NAMESPACE = 'Tributary';
+
+/** Metric names the engine emits and the CDK app alarms and scales on. */
+export const METRIC = {
+  consumerLag: 'ConsumerLag',
+  deadLetters: 'DeadLetters',
+} as const;
+
+/**
+ * Largest `maxStateBytes` of a view: its item also holds keys, version, offsets per source
+ * partition and trigger bookkeeping, so the state gets at most this much of the 400 KB.
+ */
+export const MAX_STATE_BYTES = 350_000;
+
+/**
+ * Largest `maxStateBytes` of a view with triggers: while a change is undelivered the item holds
+ * the state twice (current, and `before` for the change).
+ */
+export const MAX_TRIGGERED_STATE_BYTES = 190_000;
