@@ -100,7 +100,11 @@ export interface EngineOptions {
   maxBytesPerPartition?: number;
   /** @default {@link DEFAULT_SHUTDOWN_GRACE_MS} */
   shutdownGraceMs?: number;
-  /** @default {@link DEFAULT_METRICS_INTERVAL_MS} */
+  /**
+   * Interval of the EMF metrics line and of the lag probe (high watermarks and committed offsets
+   * of the assigned partitions, read from the brokers; also probed on every group join).
+   * @default {@link DEFAULT_METRICS_INTERVAL_MS}
+   */
   metricsIntervalMs?: number;
   /**
    * Port of the HTTP health endpoint (`GET /health`); 0 picks a free port; `null` serves none.

@@ -33,6 +33,7 @@ import { DEFAULT_DEAD_LETTER_MAX_BYTES, encodeDeadLetter, groupDeadLetters, type
 import { DynamoItemStore } from './dynamodb-store.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import { startHealthServer, type HealthServer } from './health.ts';
+import { partitionLag } from './lag.ts';
 import { createLogger, emfLine, type Logger } from './log.ts';
 import { BatchProcessor, type BatchResult } from './processor.ts';
 import { StateCache } from './state-cache.ts';
@@ -59,7 +60,11 @@ export interface EngineStats {
   readonly changesDelivered: number;
   readonly triggerInvocations: number;
   readonly triggerErrors: number;
-  /** Latest lag per `topic/partition` (records behind the high watermark after the last batch). */
+  /**
+   * Lag per assigned `topic/partition`: records between the high watermark and the group's
+   * committed offset or this task's durable position, whichever is further. Probed from the
+   * brokers on joining the group and every `metricsIntervalMs`, and updated after each batch.
+   */
   readonly lag: Readonly<Record<string, number>>;
   readonly cache: { readonly entries: number; readonly bytes: number; readonly hits: number; readonly misses: number; readonly evictions: number };
 }
@@ -147,6 +152,12 @@ class EngineRuntime {
   /** Counters at the last EMF line, for deltas. */
   private lastEmitted = { deadLetters: 0, eventsApplied: 0, triggerInvocations: 0, triggerErrors: 0 };
   private readonly lag: Record<string, number> = {};
+  /** Partitions of this task's current assignment, per topic (from the last GROUP_JOIN). */
+  private assignment: Readonly<Record<string, readonly number[]>> = {};
+  /** Next offset made durable per `topic/partition`, for lag ahead of the (trailing) commit. */
+  private readonly processedUpTo = new Map<string, bigint>();
+  private lagAdmin: Admin | undefined;
+  private lagProbe: Promise<void> | undefined;
   private readonly cache: StateCache;
   private readonly app: App;
   private kafka!: Kafka;
@@ -298,8 +309,9 @@ class EngineRuntime {
         resolve();
       });
     });
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
       this.generation += 1;
+      this.onAssignment(event.payload.memberAssignment);
     });
     consumer.on(consumer.events.START_BATCH_PROCESS, (event) => {
       const { batchSize, topic, partition, lastOffset, highWatermark } = event.payload;
@@ -325,7 +337,11 @@ class EngineRuntime {
     if (this.fatal !== undefined) throw this.fatal;
     if (this.stopping) return;
     this.stateValue = 'running';
-    this.metricsTimer = setInterval(() => this.emitMetrics(), config.metricsIntervalMs);
+    this.metricsTimer = setInterval(() => {
+      // Emits what the previous probe found, so a slow broker never delays the metrics.
+      this.emitMetrics();
+      void this.probeLag();
+    }, config.metricsIntervalMs);
     this.metricsTimer.unref();
     log.info('engine running', {
       groupId: config.groupId,
@@ -477,7 +493,8 @@ class EngineRuntime {
     this.counters.reads += result.reads;
     this.counters.changesDelivered += result.changesDelivered;
     const lag = Math.max(0, Number(batch.highWatermark) - Number(nextOffset));
-    this.lag[`${topic}/${partition}`] = lag;
+    this.processedUpTo.set(`${topic}/${partition}`, BigInt(nextOffset));
+    if (this.isAssigned(topic, partition)) this.lag[`${topic}/${partition}`] = lag;
     log.debug('batch durable; checkpoint and commit follow', {
       topic,
       partition,
@@ -530,7 +547,69 @@ class EngineRuntime {
     if (this.stopping !== undefined || this.fatal !== undefined) return;
     const nextOffset = (BigInt(lastOffset) + 1n).toString();
     this.scheduleCheckpoint(processor, topic, partition, nextOffset, this.generation);
-    this.lag[`${topic}/${partition}`] = Math.max(0, Number(highWatermark) - Number(nextOffset));
+    this.processedUpTo.set(`${topic}/${partition}`, BigInt(nextOffset));
+    if (this.isAssigned(topic, partition)) this.lag[`${topic}/${partition}`] = Math.max(0, Number(highWatermark) - Number(nextOffset));
+  }
+
+  private isAssigned(topic: string, partition: number): boolean {
+    return this.assignment[topic]?.includes(partition) ?? false;
+  }
+
+  /** A new assignment: lag is reported for its partitions only, measured at once. */
+  private onAssignment(assignment: Readonly<Record<string, readonly number[]>>): void {
+    this.assignment = assignment;
+    for (const key of Object.keys(this.lag)) {
+      const slash = key.lastIndexOf('/');
+      if (!this.isAssigned(key.slice(0, slash), Number(key.slice(slash + 1)))) delete this.lag[key];
+    }
+    void this.probeLag();
+  }
+
+  /**
+   * Measures the lag of the assigned partitions from the brokers: high watermarks, and the
+   * group's committed offsets. Without it, lag read 0 until a task's first batch ended, which
+   * after a restart behind a large backlog took minutes. One probe at a time; never rejects.
+   */
+  private probeLag(): Promise<void> {
+    this.lagProbe ??= this.measureLag()
+      .catch((error) => this.log.debug('lag probe failed; lag keeps its last value', { error }))
+      .finally(() => (this.lagProbe = undefined));
+    return this.lagProbe;
+  }
+
+  private async measureLag(): Promise<void> {
+    const assignment = this.assignment;
+    const topics = Object.keys(assignment).filter((t) => (assignment[t]?.length ?? 0) > 0);
+    if (topics.length === 0 || this.stopping !== undefined) return;
+    if (this.lagAdmin === undefined) {
+      const admin = this.kafka.admin();
+      this.lagAdmin = admin;
+      await admin.connect().catch((error: unknown) => {
+        if (this.lagAdmin === admin) this.lagAdmin = undefined;
+        throw error;
+      });
+    }
+    const admin = this.lagAdmin;
+    const [watermarks, committed] = await Promise.all([
+      Promise.all(topics.map(async (topic) => ({ topic, offsets: await admin.fetchTopicOffsets(topic) }))),
+      admin.fetchOffsets({ groupId: this.config.groupId, topics }),
+    ]);
+    if (assignment !== this.assignment || this.stopping !== undefined) return;
+    const committedByKey = new Map<string, string>();
+    for (const { topic, partitions } of committed) {
+      for (const { partition, offset } of partitions) committedByKey.set(`${topic}/${partition}`, offset);
+    }
+    for (const { topic, offsets } of watermarks) {
+      for (const watermark of offsets) {
+        if (!this.isAssigned(topic, watermark.partition)) continue;
+        const key = `${topic}/${watermark.partition}`;
+        this.lag[key] = partitionLag({
+          watermarks: { partition: watermark.partition, high: watermark.high, low: watermark.low },
+          committed: committedByKey.get(key),
+          processed: this.processedUpTo.get(key),
+        });
+      }
+    }
   }
 
   /**
@@ -679,6 +758,7 @@ class EngineRuntime {
     await this.dispatcher?.close().catch((error) => log.warn('trigger dispatcher close failed', { error }));
     await this.producer?.disconnect().catch(() => {});
     await this.admin?.disconnect().catch(() => {});
+    await this.lagAdmin?.disconnect().catch(() => {});
     if (this.metricsTimer !== undefined) {
       clearInterval(this.metricsTimer);
       this.emitMetrics();
