@@ -42,6 +42,12 @@ export const DEFAULT_MAX_BYTES_PER_PARTITION = 1024 * 1024;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 25_000;
 /** CloudWatch metrics at one-minute resolution need at most one point per minute; 10 s keeps dashboards lively. */
 export const DEFAULT_METRICS_INTERVAL_MS = 10_000;
+/**
+ * Start-up bound on reaching a broker. A broker that is up answers in milliseconds; kafkajs'
+ * own connect retries take about 10 s to give up on refused connections and longer on a
+ * blackholed address, and a task with a wrong KAFKA_BROKERS should say so before ECS gives up on it.
+ */
+export const DEFAULT_KAFKA_CONNECT_TIMEOUT_MS = 10_000;
 /** Twice the largest state of a view with triggers: 400 KB item cap minus room for keys, offsets and bookkeeping. */
 const MAX_TRIGGERED_STATE_BYTES_X2 = 380_000;
 /** The container health check port (CONTRACTS.md). */
@@ -101,6 +107,11 @@ export interface EngineOptions {
   /** @default {@link DEFAULT_SHUTDOWN_GRACE_MS} */
   shutdownGraceMs?: number;
   /**
+   * How long the start-up check waits for the brokers before failing with `KAFKA_UNREACHABLE`.
+   * @default {@link DEFAULT_KAFKA_CONNECT_TIMEOUT_MS}
+   */
+  kafkaConnectTimeoutMs?: number;
+  /**
    * Interval of the EMF metrics line and of the lag probe (high watermarks and committed offsets
    * of the assigned partitions, read from the brokers; also probed on every group join).
    * @default {@link DEFAULT_METRICS_INTERVAL_MS}
@@ -147,6 +158,7 @@ export interface EngineConfig {
   readonly heartbeatIntervalMs: number;
   readonly maxBytesPerPartition: number;
   readonly shutdownGraceMs: number;
+  readonly kafkaConnectTimeoutMs: number;
   readonly metricsIntervalMs: number;
   readonly healthPort: number | null;
   readonly healthHost: string;
@@ -244,6 +256,7 @@ export function compileConfig(options: EngineOptions): EngineConfig {
     heartbeatIntervalMs,
     maxBytesPerPartition: positiveInt('maxBytesPerPartition', options.maxBytesPerPartition, DEFAULT_MAX_BYTES_PER_PARTITION),
     shutdownGraceMs: positiveInt('shutdownGraceMs', options.shutdownGraceMs, DEFAULT_SHUTDOWN_GRACE_MS),
+    kafkaConnectTimeoutMs: positiveInt('kafkaConnectTimeoutMs', options.kafkaConnectTimeoutMs, DEFAULT_KAFKA_CONNECT_TIMEOUT_MS),
     metricsIntervalMs: positiveInt('metricsIntervalMs', options.metricsIntervalMs, DEFAULT_METRICS_INTERVAL_MS),
     healthPort,
     healthHost: options.healthHost ?? '0.0.0.0',

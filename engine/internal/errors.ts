@@ -16,6 +16,16 @@ export type EngineErrorCode =
   | 'DEAD_LETTER_FAILED'
   /** Trigger delivery failed in a way that is not a dead letter; offsets are not committed. */
   | 'TRIGGER_DELIVERY_FAILED'
+  /** Start-up check: the views table (`TRIBUTARY_TABLE`) does not exist. */
+  | 'TABLE_NOT_FOUND'
+  /** Start-up check: the table exists but its keys are not the views table's (`pk` HASH S, `sk` RANGE S). */
+  | 'TABLE_SCHEMA_MISMATCH'
+  /** Start-up check: a trigger's function (through `TRIBUTARY_FUNCTION_NAMES`) does not exist. */
+  | 'FUNCTION_NOT_FOUND'
+  /** Start-up check: a source topic does not exist on the brokers. */
+  | 'TOPIC_NOT_FOUND'
+  /** Start-up check: no broker of `KAFKA_BROKERS` answered within the connect timeout. */
+  | 'KAFKA_UNREACHABLE'
   /** Kafka (connect, consume, commit or admin) failed. */
   | 'KAFKA_FAILED'
   /** The engine was stopped while the operation was in progress. */

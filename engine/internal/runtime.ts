@@ -13,6 +13,7 @@ import {
   type Admin,
   type Consumer,
   type EachBatchPayload,
+  type KafkaConfig,
   type KafkaMessage,
   type LogEntry,
   type Producer,
@@ -34,6 +35,7 @@ import { DynamoItemStore } from './dynamodb-store.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import { startHealthServer, type HealthServer } from './health.ts';
 import { partitionLag } from './lag.ts';
+import { checkTriggerFunctions, checkViewsTable } from './preflight.ts';
 import { createLogger, emfLine, type Logger } from './log.ts';
 import { BatchProcessor, type BatchResult } from './processor.ts';
 import { StateCache } from './state-cache.ts';
@@ -161,6 +163,7 @@ class EngineRuntime {
   private readonly cache: StateCache;
   private readonly app: App;
   private kafka!: Kafka;
+  private kafkaOption: Kafka | KafkaConfig | undefined;
   private consumer: Consumer | undefined;
   private producer: Producer | undefined;
   private admin: Admin | undefined;
@@ -244,14 +247,22 @@ class EngineRuntime {
       log.info('health endpoint listening', { port: this.health.port });
     }
     const kafkaOption = options.kafka ?? kafkaConfigFromEnv(process.env);
+    this.kafkaOption = kafkaOption;
     this.kafka =
       kafkaOption instanceof Kafka
         ? kafkaOption
         : new Kafka({ clientId: `tributary-${app.name}`, ...kafkaOption, logCreator: kafkaLogCreator(log) });
     const storage = createStorage({ dynamodb: options.dynamodb ?? new DynamoDBClient({}), tableName: config.tableName });
     const store = new DynamoItemStore(storage, config.readConcurrency);
+    const lambda = options.lambda ?? new LambdaClient({});
 
-    await this.prepareTopics();
+    // Before joining the group: a wrong table, function or broker list stops the task here,
+    // with the setting to fix, instead of on the first record after a round of retries.
+    await Promise.all([
+      checkViewsTable(storage.documentClient, config.tableName),
+      checkTriggerFunctions(lambda, app.triggers, config.functionNames),
+      this.prepareTopics(),
+    ]);
     if (this.stopping) return;
 
     const producer = this.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
@@ -278,7 +289,7 @@ class EngineRuntime {
         }
       },
     };
-    const changes = this.buildChangeSink(deadLetters);
+    const changes = this.buildChangeSink(deadLetters, lambda);
     const processor = new BatchProcessor({
       app,
       store,
@@ -352,19 +363,50 @@ class EngineRuntime {
     });
   }
 
-  /** Checks the source topics exist and creates the dead-letter topic when it is missing. */
+  /** The brokers, for messages: what `KAFKA_BROKERS` (or `options.kafka`) said. */
+  private brokersSetting(): string {
+    const kafka = this.kafkaOption;
+    if (kafka === undefined || kafka instanceof Kafka) return 'the brokers of the Kafka client passed as options.kafka';
+    return Array.isArray(kafka.brokers) ? `KAFKA_BROKERS=${JSON.stringify(kafka.brokers.join(','))}` : 'KAFKA_BROKERS (brokers given as a function)';
+  }
+
+  /** Connects the admin client within `kafkaConnectTimeoutMs`; throws KAFKA_UNREACHABLE. */
+  private async connectAdmin(admin: Admin): Promise<void> {
+    const { config } = this;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), config.kafkaConnectTimeoutMs);
+    });
+    const connected = admin.connect().then(
+      () => undefined,
+      (error: unknown) => error ?? new Error('connect failed'),
+    );
+    const outcome = await Promise.race([connected, timedOut]);
+    clearTimeout(timer);
+    if (outcome === undefined) return;
+    // Ends kafkajs' connect retries.
+    await admin.disconnect().catch(() => {});
+    const reason = outcome === 'timeout' ? `no connection within ${config.kafkaConnectTimeoutMs} ms` : errorInfo(outcome).message;
+    throw new EngineError(
+      'KAFKA_UNREACHABLE',
+      `cannot reach the Kafka brokers (${this.brokersSetting()}): ${reason}; set KAFKA_BROKERS to reachable host:port pairs (and KAFKA_AUTH / KAFKA_SSL to what they expect)`,
+      { retriable: true, ...(outcome === 'timeout' ? {} : { cause: outcome }) },
+    );
+  }
+
+  /** Checks the brokers answer and the source topics exist; creates the dead-letter topic when it is missing. */
   private async prepareTopics(): Promise<void> {
     const { app, log } = this;
     const admin = this.kafka.admin();
     this.admin = admin;
-    await admin.connect();
+    await this.connectAdmin(admin);
     try {
       const existing = new Set(await admin.listTopics());
       const missing = app.sourceTopics.filter((t) => !existing.has(t));
       if (missing.length > 0) {
         throw new EngineError(
-          'INVALID_CONFIG',
-          `source topic(s) ${missing.map((t) => `"${t}"`).join(', ')} do not exist on the brokers; create them (the partition count bounds the engine's parallelism) or fix the views' source`,
+          'TOPIC_NOT_FOUND',
+          `source topic(s) ${missing.map((t) => `"${t}"`).join(', ')} do not exist on the brokers (${this.brokersSetting()}); create them (the partition count bounds the engine's parallelism), point KAFKA_BROKERS at the cluster that has them, or fix the views' source in the app module (TRIBUTARY_APP_MODULE)`,
           { context: { topics: missing } },
         );
       }
@@ -389,13 +431,13 @@ class EngineRuntime {
     }
   }
 
-  private buildChangeSink(deadLetters: DeadLetterSink): ChangeSink {
-    const { app, config, log, options } = this;
+  private buildChangeSink(deadLetters: DeadLetterSink, lambda: LambdaClient): ChangeSink {
+    const { app, config, log } = this;
     if (app.triggers.length === 0) {
       return { deliver: async (_t, changes) => changes.map((): ChangeOutcome => 'delivered') };
     }
     const dispatcher = new TriggerDispatcher({
-      lambda: options.lambda ?? new LambdaClient({}),
+      lambda,
       functionNames: config.functionNames,
       deadLetter: async (entry: TriggerDeadLetter) => {
         const letter: DeadLetter = {
