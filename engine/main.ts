@@ -6,7 +6,7 @@
  * `TRIBUTARY_TABLE` and optionally `TRIBUTARY_APP_MODULE`, `TRIBUTARY_FUNCTION_NAMES`,
  * `TRIBUTARY_HEALTH_PORT`, `TRIBUTARY_LOG_LEVEL`, `TRIBUTARY_GROUP_ID`, `TRIBUTARY_SESSION_TIMEOUT_MS`,
  * `TRIBUTARY_HEARTBEAT_INTERVAL_MS`, `TRIBUTARY_MAX_BYTES_PER_PARTITION`, `TRIBUTARY_CACHE_MAX_ENTRIES`,
- * `TRIBUTARY_CACHE_MAX_BYTES`.
+ * `TRIBUTARY_CACHE_MAX_BYTES`, `TRIBUTARY_STORAGE_OUTAGE_BUDGET_MS`.
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -61,6 +61,7 @@ async function main(): Promise<number> {
   const maxBytesPerPartition = optionalIntFromEnv(env, 'TRIBUTARY_MAX_BYTES_PER_PARTITION');
   const cacheMaxEntries = optionalIntFromEnv(env, 'TRIBUTARY_CACHE_MAX_ENTRIES');
   const cacheMaxBytes = optionalIntFromEnv(env, 'TRIBUTARY_CACHE_MAX_BYTES');
+  const storageOutageBudgetMs = optionalIntFromEnv(env, 'TRIBUTARY_STORAGE_OUTAGE_BUDGET_MS');
   const engine = startEngine({
     app,
     tableName,
@@ -75,6 +76,7 @@ async function main(): Promise<number> {
     ...(maxBytesPerPartition !== undefined ? { maxBytesPerPartition } : {}),
     ...(cacheMaxEntries !== undefined ? { cacheMaxEntries } : {}),
     ...(cacheMaxBytes !== undefined ? { cacheMaxBytes } : {}),
+    ...(storageOutageBudgetMs !== undefined ? { storageOutageBudgetMs } : {}),
   });
   try {
     await engine.ready;

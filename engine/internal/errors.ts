@@ -26,6 +26,10 @@ export type EngineErrorCode =
   | 'TOPIC_NOT_FOUND'
   /** Start-up check: no broker of `KAFKA_BROKERS` answered within the connect timeout. */
   | 'KAFKA_UNREACHABLE'
+  /** DynamoDB kept failing (retriable errors) for longer than `storageOutageBudgetMs`. */
+  | 'STORAGE_OUTAGE_BUDGET_EXCEEDED'
+  /** A programming error (TypeError, RangeError, ReferenceError, SyntaxError): a bug, never retried. */
+  | 'INTERNAL_ERROR'
   /** Kafka (connect, consume, commit or admin) failed. */
   | 'KAFKA_FAILED'
   /** The engine was stopped while the operation was in progress. */

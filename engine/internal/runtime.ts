@@ -21,7 +21,7 @@ import {
 import type { App, SourceRecord } from '../../sdk/index.ts';
 import { createStorage } from '../../sdk/internal/storage.ts';
 import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
-import { backoffMs, delay } from './concurrency.ts';
+import { delay } from './concurrency.ts';
 import {
   compileConfig,
   DEFAULT_BATCH_RETRY_INITIAL_MS,
@@ -36,13 +36,17 @@ import { EngineError, errorInfo } from './errors.ts';
 import { startHealthServer, type HealthServer } from './health.ts';
 import { partitionLag } from './lag.ts';
 import { checkTriggerFunctions, checkViewsTable } from './preflight.ts';
+import { decideRetry, toEngineError, type RetryPolicy } from './retry-policy.ts';
 import { createLogger, emfLine, type Logger } from './log.ts';
 import { BatchProcessor, type BatchResult } from './processor.ts';
 import { StateCache } from './state-cache.ts';
 import { TriggerDispatcher, type TriggerDeadLetter } from './triggers/dispatcher.ts';
 
-/** Lifecycle of an engine task. */
-export type EngineState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+/**
+ * Lifecycle of an engine task. `degraded`: running, but a batch or checkpoint is failing and
+ * being retried (a storage outage within `storageOutageBudgetMs`); /health still answers 200.
+ */
+export type EngineState = 'starting' | 'running' | 'degraded' | 'stopping' | 'stopped' | 'failed';
 
 /** Counters of a running engine (since start). */
 export interface EngineStats {
@@ -135,7 +139,10 @@ export function startEngine(options: EngineOptions): Engine {
 }
 
 class EngineRuntime {
-  private stateValue: EngineState = 'starting';
+  private stateValue: Exclude<EngineState, 'degraded'> = 'starting';
+  /** Operations (`batch t/p`, `checkpoint t/p`) failing and being retried: the task is degraded while any is. */
+  private readonly degraded = new Map<string, { sinceMs: number; error: EngineError }>();
+  private readonly retryPolicy: RetryPolicy;
   private readonly counters = {
     recordsConsumed: 0,
     batches: 0,
@@ -194,6 +201,12 @@ class EngineRuntime {
     private readonly log: Logger,
   ) {
     this.app = config.app;
+    this.retryPolicy = {
+      maxAttempts: config.maxBatchAttempts,
+      storageOutageBudgetMs: config.storageOutageBudgetMs,
+      initialBackoffMs: DEFAULT_BATCH_RETRY_INITIAL_MS,
+      maxBackoffMs: DEFAULT_BATCH_RETRY_MAX_MS,
+    };
     this.cache = new StateCache({ maxEntries: config.cacheMaxEntries, maxBytes: config.cacheMaxBytes });
   }
 
@@ -217,9 +230,27 @@ class EngineRuntime {
       get healthPort() {
         return self.health?.port;
       },
-      state: () => this.stateValue,
+      state: () => this.state(),
       stats: () => this.stats(),
       stop: () => this.stop(),
+    };
+  }
+
+  private state(): EngineState {
+    return this.stateValue === 'running' && this.degraded.size > 0 ? 'degraded' : this.stateValue;
+  }
+
+  /** Why the task is degraded: the longest-failing operation and its error. */
+  private degradedReason(): { reason: string; code: string; since: string } | undefined {
+    let oldest: { operation: string; sinceMs: number; error: EngineError } | undefined;
+    for (const [operation, entry] of this.degraded) {
+      if (oldest === undefined || entry.sinceMs < oldest.sinceMs) oldest = { operation, ...entry };
+    }
+    if (oldest === undefined) return undefined;
+    return {
+      reason: `${oldest.operation} failing for ${Date.now() - oldest.sinceMs} ms, retrying: ${oldest.error.message}`,
+      code: oldest.error.code,
+      since: new Date(oldest.sinceMs).toISOString(),
     };
   }
 
@@ -240,10 +271,16 @@ class EngineRuntime {
   private async run(): Promise<void> {
     const { config, options, log, app } = this;
     if (config.healthPort !== null) {
-      this.health = await startHealthServer(config.healthPort, config.healthHost, () => ({
-        healthy: this.stateValue === 'running',
-        body: { state: this.stateValue, app: app.name, groupId: config.groupId, lag: { ...this.lag } },
-      }));
+      // Degraded answers 200: an orchestrator replacing the task would not bring DynamoDB back,
+      // only lose the partitions' progress; the outage budget ends the task when it lasts.
+      this.health = await startHealthServer(config.healthPort, config.healthHost, () => {
+        const state = this.state();
+        const degraded = state === 'degraded' ? this.degradedReason() : undefined;
+        return {
+          healthy: state === 'running' || state === 'degraded',
+          body: { state, ...(degraded ?? {}), app: app.name, groupId: config.groupId, lag: { ...this.lag } },
+        };
+      });
       log.info('health endpoint listening', { port: this.health.port });
     }
     const kafkaOption = options.kafka ?? kafkaConfigFromEnv(process.env);
@@ -482,35 +519,33 @@ class EngineRuntime {
     const beat = setInterval(() => {
       heartbeat().catch((error) => log.debug('heartbeat failed', { error }));
     }, Math.max(100, Math.floor(config.heartbeatIntervalMs / 2)));
+    const operation = `batch ${topic}/${partition}`;
+    let firstFailureMs: number | undefined;
     let result: BatchResult | undefined;
     try {
       for (let attempt = 1; result === undefined; attempt += 1) {
         try {
           result = await processor.apply(topic, partition, records);
         } catch (error) {
-          const engineError =
-            error instanceof EngineError
-              ? error
-              : new EngineError('STORAGE_FAILED', `batch ${topic}/${partition} failed: ${errorInfo(error).message}`, {
-                  retriable: true,
-                  cause: error,
-                });
-          const giveUp = !engineError.retriable || attempt >= config.maxBatchAttempts;
+          firstFailureMs ??= Date.now();
+          const engineError = toEngineError(error, operation);
           if (this.stopping !== undefined) {
             log.warn('abandoning batch during shutdown; it is re-read after restart', { topic, partition, error: engineError });
             return;
           }
-          if (giveUp) {
-            this.fail(engineError);
+          const decision = decideRetry(engineError, attempt, Date.now() - firstFailureMs, this.retryPolicy);
+          if (!decision.retry) {
+            this.fail(decision.error);
             return;
           }
-          const waitMs = backoffMs(attempt, DEFAULT_BATCH_RETRY_INITIAL_MS, DEFAULT_BATCH_RETRY_MAX_MS);
-          log.warn('batch failed; retrying', { topic, partition, attempt, waitMs, error: engineError });
-          await delay(waitMs);
-          if (!isRunning() || isStale()) return;
+          this.degraded.set(operation, { sinceMs: firstFailureMs, error: engineError });
+          log.warn('batch failed; retrying', { topic, partition, attempt, waitMs: decision.waitMs, error: engineError });
+          await Promise.race([delay(decision.waitMs), this.stopRequested]);
+          if (!isRunning() || isStale() || this.stopping !== undefined || this.fatal !== undefined) return;
         }
       }
     } finally {
+      this.degraded.delete(operation);
       clearInterval(beat);
     }
     // The fetch may end in records the consumer never sees: transaction markers and aborted
@@ -525,7 +560,8 @@ class EngineRuntime {
     // of before it: they were two serial round trips per batch on the produce->view path.
     const { previous, tail } = this.scheduleCheckpoint(processor, topic, partition, nextOffset, generation);
     // Bounds the pipeline; during shutdown, also waits for this batch's own checkpoint and commit.
-    await (this.stopping !== undefined ? tail : previous);
+    // The previous checkpoint may be riding out a storage outage: keep the partition meanwhile.
+    await this.whileHeartbeating(heartbeat, this.stopping !== undefined ? tail : previous);
     this.counters.batches += 1;
     this.counters.eventsApplied += result.applied;
     this.counters.eventsSkipped += result.skipped;
@@ -550,6 +586,18 @@ class EngineRuntime {
       lag,
       ...result.timings,
     });
+  }
+
+  private async whileHeartbeating(heartbeat: () => Promise<void>, work: Promise<void> | undefined): Promise<void> {
+    if (work === undefined) return;
+    const beat = setInterval(() => {
+      heartbeat().catch((error) => this.log.debug('heartbeat failed', { error }));
+    }, Math.max(100, Math.floor(this.config.heartbeatIntervalMs / 2)));
+    try {
+      await work;
+    } finally {
+      clearInterval(beat);
+    }
   }
 
   /**
@@ -670,29 +718,29 @@ class EngineRuntime {
     nextOffset: string,
     generation: number,
   ): Promise<void> {
-    const { config, log } = this;
+    const { log } = this;
+    const operation = `checkpoint ${topic}/${partition}`;
+    let firstFailureMs: number | undefined;
     for (let attempt = 1; ; attempt += 1) {
       if (this.fatal !== undefined) return;
       try {
         await processor.checkpoint(topic, partition, nextOffset);
         break;
       } catch (error) {
-        const engineError =
-          error instanceof EngineError
-            ? error
-            : new EngineError('STORAGE_FAILED', `checkpoint of ${topic}/${partition} failed: ${errorInfo(error).message}`, {
-                retriable: true,
-                cause: error,
-              });
-        if (!engineError.retriable || attempt >= config.maxBatchAttempts) {
-          this.fail(engineError);
+        firstFailureMs ??= Date.now();
+        const engineError = toEngineError(error, operation);
+        const decision = decideRetry(engineError, attempt, Date.now() - firstFailureMs, this.retryPolicy);
+        if (!decision.retry) {
+          this.fail(decision.error);
           return;
         }
-        const waitMs = backoffMs(attempt, DEFAULT_BATCH_RETRY_INITIAL_MS, DEFAULT_BATCH_RETRY_MAX_MS);
-        log.warn('checkpoint failed; retrying', { topic, partition, attempt, waitMs, error: engineError });
-        await delay(waitMs);
+        this.degraded.set(operation, { sinceMs: firstFailureMs, error: engineError });
+        log.warn('checkpoint failed; retrying', { topic, partition, attempt, waitMs: decision.waitMs, error: engineError });
+        // A stop does not cut this short: shutdown waits (within its grace) for checkpoints in flight.
+        await delay(decision.waitMs);
       }
     }
+    this.degraded.delete(operation);
     if (generation !== this.generation) {
       log.debug('rebalanced since the batch; its offsets are left to the partition owner', { topic, partition, offset: nextOffset });
       return;
