@@ -8,7 +8,7 @@
  * `TRIBUTARY_HEALTH_PORT`, `TRIBUTARY_HEALTH_HOST` (default 127.0.0.1; the image sets 0.0.0.0),
  * `TRIBUTARY_LOG_LEVEL`, `TRIBUTARY_GROUP_ID`, `TRIBUTARY_SESSION_TIMEOUT_MS`,
  * `TRIBUTARY_HEARTBEAT_INTERVAL_MS`, `TRIBUTARY_MAX_BYTES_PER_PARTITION`, `TRIBUTARY_CACHE_MAX_ENTRIES`,
- * `TRIBUTARY_CACHE_MAX_BYTES`.
+ * `TRIBUTARY_CACHE_MAX_BYTES`, `TRIBUTARY_STORAGE_OUTAGE_BUDGET_MS`.
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -86,6 +86,7 @@ async function main(): Promise<number> {
   const maxBytesPerPartition = optionalIntFromEnv(env, ENV.maxBytesPerPartition);
   const cacheMaxEntries = optionalIntFromEnv(env, ENV.cacheMaxEntries);
   const cacheMaxBytes = optionalIntFromEnv(env, ENV.cacheMaxBytes);
+  const storageOutageBudgetMs = optionalIntFromEnv(env, ENV.storageOutageBudgetMs);
   const engine = startEngine({
     app,
     tableName,
@@ -101,6 +102,7 @@ async function main(): Promise<number> {
     ...(maxBytesPerPartition !== undefined ? { maxBytesPerPartition } : {}),
     ...(cacheMaxEntries !== undefined ? { cacheMaxEntries } : {}),
     ...(cacheMaxBytes !== undefined ? { cacheMaxBytes } : {}),
+    ...(storageOutageBudgetMs !== undefined ? { storageOutageBudgetMs } : {}),
   });
   try {
     await engine.ready;

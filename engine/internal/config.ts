@@ -27,8 +27,14 @@ export const DEFAULT_WRITE_CONCURRENCY = 32;
 export const DEFAULT_READ_CONCURRENCY = 8;
 /** Two tasks writing one hot item conflict now and then; ten losses in a row means something is wrong. */
 export const DEFAULT_MAX_CONFLICT_RETRIES = 10;
-/** Retriable failures (throttling, a broker hiccup) get this many batch attempts before the engine stops. */
+/** Retriable failures other than storage ones (a dead letter or trigger change that cannot be handed on) get this many batch attempts before the engine stops. */
 export const DEFAULT_MAX_BATCH_ATTEMPTS = 6;
+/**
+ * A DynamoDB outage is ridden out this long before the task stops. Regional blips and throttling
+ * storms last seconds to minutes; a task that retried longer would hide a real outage from the
+ * orchestrator and the alarms, and an ECS replacement task starts over with the same budget.
+ */
+export const DEFAULT_STORAGE_OUTAGE_BUDGET_MS = 5 * 60_000;
 /** Backoff between batch attempts starts here... */
 export const DEFAULT_BATCH_RETRY_INITIAL_MS = 200;
 /** ...and doubles up to this. */
@@ -43,6 +49,12 @@ export const DEFAULT_MAX_BYTES_PER_PARTITION = 1024 * 1024;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 25_000;
 /** CloudWatch metrics at one-minute resolution need at most one point per minute; 10 s keeps dashboards lively. */
 export const DEFAULT_METRICS_INTERVAL_MS = 10_000;
+/**
+ * Start-up bound on reaching a broker. A broker that is up answers in milliseconds; kafkajs'
+ * own connect retries take about 10 s to give up on refused connections and longer on a
+ * blackholed address, and a task with a wrong KAFKA_BROKERS should say so before ECS gives up on it.
+ */
+export const DEFAULT_KAFKA_CONNECT_TIMEOUT_MS = 10_000;
 /** The container health check port (docs/architecture.md, "Metrics, logs and health"). */
 export const DEFAULT_HEALTH_PORT = 8080;
 /**
@@ -95,8 +107,21 @@ export interface EngineOptions {
   readConcurrency?: number;
   /** @default {@link DEFAULT_MAX_CONFLICT_RETRIES} */
   maxConflictRetries?: number;
-  /** @default {@link DEFAULT_MAX_BATCH_ATTEMPTS} */
+  /**
+   * Attempts of a batch or checkpoint failing with a retriable error other than a storage one
+   * (dead letters that cannot be produced, trigger changes that cannot be handed on). Storage
+   * errors are bounded by `storageOutageBudgetMs` instead; programming errors are never retried.
+   * @default {@link DEFAULT_MAX_BATCH_ATTEMPTS}
+   */
   maxBatchAttempts?: number;
+  /**
+   * How long a batch or checkpoint may keep failing with retriable DynamoDB errors (backing off
+   * up to 10 s between attempts) before the task stops with `STORAGE_OUTAGE_BUDGET_EXCEEDED`.
+   * Meanwhile the task is `degraded`: /health answers 200 with `"state":"degraded"` and the reason.
+   * `TRIBUTARY_STORAGE_OUTAGE_BUDGET_MS` in the container.
+   * @default {@link DEFAULT_STORAGE_OUTAGE_BUDGET_MS}
+   */
+  storageOutageBudgetMs?: number;
   /** @default {@link DEFAULT_SESSION_TIMEOUT_MS} */
   sessionTimeoutMs?: number;
   /** @default {@link DEFAULT_HEARTBEAT_INTERVAL_MS} */
@@ -105,7 +130,16 @@ export interface EngineOptions {
   maxBytesPerPartition?: number;
   /** @default {@link DEFAULT_SHUTDOWN_GRACE_MS} */
   shutdownGraceMs?: number;
-  /** @default {@link DEFAULT_METRICS_INTERVAL_MS} */
+  /**
+   * How long the start-up check waits for the brokers before failing with `KAFKA_UNREACHABLE`.
+   * @default {@link DEFAULT_KAFKA_CONNECT_TIMEOUT_MS}
+   */
+  kafkaConnectTimeoutMs?: number;
+  /**
+   * Interval of the EMF metrics line and of the lag probe (high watermarks and committed offsets
+   * of the assigned partitions, read from the brokers; also probed on every group join).
+   * @default {@link DEFAULT_METRICS_INTERVAL_MS}
+   */
   metricsIntervalMs?: number;
   /**
    * Port of the HTTP health endpoint (`GET /health`); 0 picks a free port; `null` serves none.
@@ -145,10 +179,12 @@ export interface EngineConfig {
   readonly readConcurrency: number;
   readonly maxConflictRetries: number;
   readonly maxBatchAttempts: number;
+  readonly storageOutageBudgetMs: number;
   readonly sessionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
   readonly maxBytesPerPartition: number;
   readonly shutdownGraceMs: number;
+  readonly kafkaConnectTimeoutMs: number;
   readonly metricsIntervalMs: number;
   readonly healthPort: number | null;
   readonly healthHost: string;
@@ -242,10 +278,12 @@ export function compileConfig(options: EngineOptions): EngineConfig {
     readConcurrency: positiveInt('readConcurrency', options.readConcurrency, DEFAULT_READ_CONCURRENCY),
     maxConflictRetries: positiveInt('maxConflictRetries', options.maxConflictRetries, DEFAULT_MAX_CONFLICT_RETRIES),
     maxBatchAttempts: positiveInt('maxBatchAttempts', options.maxBatchAttempts, DEFAULT_MAX_BATCH_ATTEMPTS),
+    storageOutageBudgetMs: positiveInt('storageOutageBudgetMs', options.storageOutageBudgetMs, DEFAULT_STORAGE_OUTAGE_BUDGET_MS),
     sessionTimeoutMs,
     heartbeatIntervalMs,
     maxBytesPerPartition: positiveInt('maxBytesPerPartition', options.maxBytesPerPartition, DEFAULT_MAX_BYTES_PER_PARTITION),
     shutdownGraceMs: positiveInt('shutdownGraceMs', options.shutdownGraceMs, DEFAULT_SHUTDOWN_GRACE_MS),
+    kafkaConnectTimeoutMs: positiveInt('kafkaConnectTimeoutMs', options.kafkaConnectTimeoutMs, DEFAULT_KAFKA_CONNECT_TIMEOUT_MS),
     metricsIntervalMs: positiveInt('metricsIntervalMs', options.metricsIntervalMs, DEFAULT_METRICS_INTERVAL_MS),
     healthPort,
     healthHost: options.healthHost ?? DEFAULT_HEALTH_HOST,

@@ -24,6 +24,20 @@ export type EngineErrorCode =
    * abandoned uncommitted, and the partition's owner delivers them.
    */
   | 'PARTITION_LOST'
+  /** Start-up check: the views table (`TRIBUTARY_TABLE`) does not exist. */
+  | 'TABLE_NOT_FOUND'
+  /** Start-up check: the table exists but its keys are not the views table's (`pk` HASH S, `sk` RANGE S). */
+  | 'TABLE_SCHEMA_MISMATCH'
+  /** Start-up check: a trigger's function (through `TRIBUTARY_FUNCTION_NAMES`) does not exist. */
+  | 'FUNCTION_NOT_FOUND'
+  /** Start-up check: a source topic does not exist on the brokers. */
+  | 'TOPIC_NOT_FOUND'
+  /** Start-up check: no broker of `KAFKA_BROKERS` answered within the connect timeout. */
+  | 'KAFKA_UNREACHABLE'
+  /** DynamoDB kept failing (retriable errors) for longer than `storageOutageBudgetMs`. */
+  | 'STORAGE_OUTAGE_BUDGET_EXCEEDED'
+  /** A programming error (TypeError, RangeError, ReferenceError, SyntaxError): a bug, never retried. */
+  | 'INTERNAL_ERROR'
   /** Kafka (connect, consume, commit or admin) failed. */
   | 'KAFKA_FAILED'
   /** The engine was stopped while the operation was in progress. */

@@ -13,6 +13,7 @@ import {
   type Admin,
   type Consumer,
   type EachBatchPayload,
+  type KafkaConfig,
   type KafkaMessage,
   type LogEntry,
   type Producer,
@@ -20,7 +21,7 @@ import {
 import type { App, SourceRecord } from '../../sdk/index.ts';
 import { createStorage, viewItemKey } from '../../sdk/contract/index.ts';
 import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
-import { backoffMs, delay } from './concurrency.ts';
+import { delay } from './concurrency.ts';
 import {
   compileConfig,
   DEFAULT_BATCH_RETRY_INITIAL_MS,
@@ -34,6 +35,9 @@ import { DynamoItemStore } from './dynamodb-store.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import { changeSuperseded, itemId } from './fold.ts';
 import { startHealthServer, type HealthServer } from './health.ts';
+import { partitionLag } from './lag.ts';
+import { checkTriggerFunctions, checkViewsTable } from './preflight.ts';
+import { decideRetry, toEngineError, type RetryPolicy } from './retry-policy.ts';
 import { createLogger, emfLine, type Logger } from './log.ts';
 import { PartitionOwnership, type DeliveryVerdict } from './ownership.ts';
 import { BatchProcessor, type BatchResult } from './processor.ts';
@@ -42,8 +46,11 @@ import { StateCache } from './state-cache.ts';
 import type { TriggerDispatcher } from './triggers/dispatcher.ts';
 import { createTriggerChangeSink } from './triggers/sink.ts';
 
-/** Lifecycle of an engine task. */
-export type EngineState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+/**
+ * Lifecycle of an engine task. `degraded`: running, but a batch or checkpoint is failing and
+ * being retried (a storage outage within `storageOutageBudgetMs`); /health still answers 200.
+ */
+export type EngineState = 'starting' | 'running' | 'degraded' | 'stopping' | 'stopped' | 'failed';
 
 /** Counters of a running engine (since start). */
 export interface EngineStats {
@@ -63,7 +70,11 @@ export interface EngineStats {
   readonly changesDelivered: number;
   readonly triggerInvocations: number;
   readonly triggerErrors: number;
-  /** Latest lag per `topic/partition` (records behind the high watermark after the last batch). */
+  /**
+   * Lag per assigned `topic/partition`: records between the high watermark and the group's
+   * committed offset or this task's durable position, whichever is further. Probed from the
+   * brokers on joining the group and every `metricsIntervalMs`, and updated after each batch.
+   */
   readonly lag: Readonly<Record<string, number>>;
   readonly cache: { readonly entries: number; readonly bytes: number; readonly hits: number; readonly misses: number; readonly evictions: number };
 }
@@ -132,7 +143,10 @@ export function startEngine(options: EngineOptions): Engine {
 }
 
 class EngineRuntime {
-  private stateValue: EngineState = 'starting';
+  private stateValue: Exclude<EngineState, 'degraded'> = 'starting';
+  /** Operations (`batch t/p`, `checkpoint t/p`) failing and being retried: the task is degraded while any is. */
+  private readonly degraded = new Map<string, { sinceMs: number; error: EngineError }>();
+  private readonly retryPolicy: RetryPolicy;
   private readonly counters = {
     recordsConsumed: 0,
     batches: 0,
@@ -151,9 +165,16 @@ class EngineRuntime {
   /** Counters at the last EMF line, for deltas. */
   private lastEmitted = { deadLetters: 0, eventsApplied: 0, triggerInvocations: 0, triggerErrors: 0 };
   private readonly lag: Record<string, number> = {};
+  /** Partitions of this task's current assignment, per topic (from the last GROUP_JOIN). */
+  private assignment: Readonly<Record<string, readonly number[]>> = {};
+  /** Next offset made durable per `topic/partition`, for lag ahead of the (trailing) commit. */
+  private readonly processedUpTo = new Map<string, bigint>();
+  private lagAdmin: Admin | undefined;
+  private lagProbe: Promise<void> | undefined;
   private readonly cache: StateCache;
   private readonly app: App;
   private kafka!: Kafka;
+  private kafkaOption: Kafka | KafkaConfig | undefined;
   private consumer: Consumer | undefined;
   private producer: Producer | undefined;
   private admin: Admin | undefined;
@@ -188,6 +209,12 @@ class EngineRuntime {
     private readonly log: Logger,
   ) {
     this.app = config.app;
+    this.retryPolicy = {
+      maxAttempts: config.maxBatchAttempts,
+      storageOutageBudgetMs: config.storageOutageBudgetMs,
+      initialBackoffMs: DEFAULT_BATCH_RETRY_INITIAL_MS,
+      maxBackoffMs: DEFAULT_BATCH_RETRY_MAX_MS,
+    };
     this.cache = new StateCache({ maxEntries: config.cacheMaxEntries, maxBytes: config.cacheMaxBytes });
     this.ownership = new PartitionOwnership({ sessionTimeoutMs: config.sessionTimeoutMs });
   }
@@ -222,9 +249,27 @@ class EngineRuntime {
       get healthPort() {
         return self.health?.port;
       },
-      state: () => this.stateValue,
+      state: () => this.state(),
       stats: () => this.stats(),
       stop: () => this.stop(),
+    };
+  }
+
+  private state(): EngineState {
+    return this.stateValue === 'running' && this.degraded.size > 0 ? 'degraded' : this.stateValue;
+  }
+
+  /** Why the task is degraded: the longest-failing operation and its error. */
+  private degradedReason(): { reason: string; code: string; since: string } | undefined {
+    let oldest: { operation: string; sinceMs: number; error: EngineError } | undefined;
+    for (const [operation, entry] of this.degraded) {
+      if (oldest === undefined || entry.sinceMs < oldest.sinceMs) oldest = { operation, ...entry };
+    }
+    if (oldest === undefined) return undefined;
+    return {
+      reason: `${oldest.operation} failing for ${Date.now() - oldest.sinceMs} ms, retrying: ${oldest.error.message}`,
+      code: oldest.error.code,
+      since: new Date(oldest.sinceMs).toISOString(),
     };
   }
 
@@ -245,21 +290,35 @@ class EngineRuntime {
   private async run(): Promise<void> {
     const { config, options, log, app } = this;
     if (config.healthPort !== null) {
-      this.health = await startHealthServer(config.healthPort, config.healthHost, () => ({
-        healthy: this.stateValue === 'running',
-        body: { state: this.stateValue, app: app.name, groupId: config.groupId, lag: { ...this.lag } },
-      }));
+      // Degraded answers 200: an orchestrator replacing the task would not bring DynamoDB back,
+      // only lose the partitions' progress; the outage budget ends the task when it lasts.
+      this.health = await startHealthServer(config.healthPort, config.healthHost, () => {
+        const state = this.state();
+        const degraded = state === 'degraded' ? this.degradedReason() : undefined;
+        return {
+          healthy: state === 'running' || state === 'degraded',
+          body: { state, ...(degraded ?? {}), app: app.name, groupId: config.groupId, lag: { ...this.lag } },
+        };
+      });
       log.info('health endpoint listening', { port: this.health.port });
     }
     const kafkaOption = options.kafka ?? kafkaConfigFromEnv(process.env);
+    this.kafkaOption = kafkaOption;
     this.kafka =
       kafkaOption instanceof Kafka
         ? kafkaOption
         : new Kafka({ clientId: `tributary-${app.name}`, ...kafkaOption, logCreator: kafkaLogCreator(log) });
     const storage = createStorage({ dynamodb: options.dynamodb ?? new DynamoDBClient({}), tableName: config.tableName });
     const store = new DynamoItemStore(storage, config.readConcurrency);
+    const lambda = options.lambda ?? new LambdaClient({});
 
-    await this.prepareTopics();
+    // Before joining the group: a wrong table, function or broker list stops the task here,
+    // with the setting to fix, instead of on the first record after a round of retries.
+    await Promise.all([
+      checkViewsTable(storage.documentClient, config.tableName),
+      checkTriggerFunctions(lambda, app.triggers, config.functionNames),
+      this.prepareTopics(),
+    ]);
     if (this.stopping) return;
 
     const producer = this.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
@@ -286,7 +345,7 @@ class EngineRuntime {
         }
       },
     };
-    const changes = this.buildChangeSink(deadLetters, store);
+    const changes = this.buildChangeSink(deadLetters, store, lambda);
     const processor = new BatchProcessor({
       app,
       store,
@@ -319,6 +378,7 @@ class EngineRuntime {
     });
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       this.generation = this.ownership.joined(event.payload.memberAssignment);
+      this.onAssignment(event.payload.memberAssignment);
     });
     consumer.on(consumer.events.HEARTBEAT, () => this.ownership.heartbeatSucceeded());
     consumer.on(consumer.events.START_BATCH_PROCESS, (event) => {
@@ -345,7 +405,11 @@ class EngineRuntime {
     if (this.fatal !== undefined) throw this.fatal;
     if (this.stopping) return;
     this.stateValue = 'running';
-    this.metricsTimer = setInterval(() => this.emitMetrics(), config.metricsIntervalMs);
+    this.metricsTimer = setInterval(() => {
+      // Emits what the previous probe found, so a slow broker never delays the metrics.
+      this.emitMetrics();
+      void this.probeLag();
+    }, config.metricsIntervalMs);
     this.metricsTimer.unref();
     log.info('engine running', {
       groupId: config.groupId,
@@ -356,19 +420,50 @@ class EngineRuntime {
     });
   }
 
-  /** Checks the source topics exist and creates the dead-letter topic when it is missing. */
+  /** The brokers, for messages: what `KAFKA_BROKERS` (or `options.kafka`) said. */
+  private brokersSetting(): string {
+    const kafka = this.kafkaOption;
+    if (kafka === undefined || kafka instanceof Kafka) return 'the brokers of the Kafka client passed as options.kafka';
+    return Array.isArray(kafka.brokers) ? `KAFKA_BROKERS=${JSON.stringify(kafka.brokers.join(','))}` : 'KAFKA_BROKERS (brokers given as a function)';
+  }
+
+  /** Connects the admin client within `kafkaConnectTimeoutMs`; throws KAFKA_UNREACHABLE. */
+  private async connectAdmin(admin: Admin): Promise<void> {
+    const { config } = this;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), config.kafkaConnectTimeoutMs);
+    });
+    const connected = admin.connect().then(
+      () => undefined,
+      (error: unknown) => error ?? new Error('connect failed'),
+    );
+    const outcome = await Promise.race([connected, timedOut]);
+    clearTimeout(timer);
+    if (outcome === undefined) return;
+    // Ends kafkajs' connect retries.
+    await admin.disconnect().catch(() => {});
+    const reason = outcome === 'timeout' ? `no connection within ${config.kafkaConnectTimeoutMs} ms` : errorInfo(outcome).message;
+    throw new EngineError(
+      'KAFKA_UNREACHABLE',
+      `cannot reach the Kafka brokers (${this.brokersSetting()}): ${reason}; set KAFKA_BROKERS to reachable host:port pairs (and KAFKA_AUTH / KAFKA_SSL to what they expect)`,
+      { retriable: true, ...(outcome === 'timeout' ? {} : { cause: outcome }) },
+    );
+  }
+
+  /** Checks the brokers answer and the source topics exist; creates the dead-letter topic when it is missing. */
   private async prepareTopics(): Promise<void> {
     const { app, log } = this;
     const admin = this.kafka.admin();
     this.admin = admin;
-    await admin.connect();
+    await this.connectAdmin(admin);
     try {
       const existing = new Set(await admin.listTopics());
       const missing = app.sourceTopics.filter((t) => !existing.has(t));
       if (missing.length > 0) {
         throw new EngineError(
-          'INVALID_CONFIG',
-          `source topic(s) ${missing.map((t) => `"${t}"`).join(', ')} do not exist on the brokers; create them (the partition count bounds the engine's parallelism) or fix the views' source`,
+          'TOPIC_NOT_FOUND',
+          `source topic(s) ${missing.map((t) => `"${t}"`).join(', ')} do not exist on the brokers (${this.brokersSetting()}); create them (the partition count bounds the engine's parallelism), point KAFKA_BROKERS at the cluster that has them, or fix the views' source in the app module (TRIBUTARY_APP_MODULE)`,
           { context: { topics: missing } },
         );
       }
@@ -393,8 +488,8 @@ class EngineRuntime {
     }
   }
 
-  private buildChangeSink(deadLetters: DeadLetterSink, store: DynamoItemStore): ChangeSink {
-    const { app, config, log, options } = this;
+  private buildChangeSink(deadLetters: DeadLetterSink, store: DynamoItemStore, lambda: LambdaClient): ChangeSink {
+    const { app, config, log } = this;
     if (app.triggers.length === 0) {
       return { deliver: async (_t, changes) => changes.map((): ChangeOutcome => 'delivered') };
     }
@@ -402,7 +497,7 @@ class EngineRuntime {
     // it no second time, and its dead letters keep their code (TRIGGER_WHEN_FAILED or
     // TRIGGER_DELIVERY_FAILED) and say when a coalesced change stood for several.
     const sink = createTriggerChangeSink({
-      lambda: options.lambda ?? new LambdaClient({}),
+      lambda,
       functionNames: config.functionNames,
       deadLetters,
       log: (level, msg, fields) => log.log(level, msg, { component: 'triggers', ...fields }),
@@ -445,19 +540,16 @@ class EngineRuntime {
         log.debug('heartbeat failed', { error });
       });
     }, Math.max(100, Math.floor(config.heartbeatIntervalMs / 2)));
+    const operation = `batch ${topic}/${partition}`;
+    let firstFailureMs: number | undefined;
     let result: BatchResult | undefined;
     try {
       for (let attempt = 1; result === undefined; attempt += 1) {
         try {
           result = await processor.apply(topic, partition, records, { right });
         } catch (error) {
-          const engineError =
-            error instanceof EngineError
-              ? error
-              : new EngineError('STORAGE_FAILED', `batch ${topic}/${partition} failed: ${errorInfo(error).message}`, {
-                  retriable: true,
-                  cause: error,
-                });
+          firstFailureMs ??= Date.now();
+          const engineError = toEngineError(error, operation);
           if (engineError.code === 'PARTITION_LOST') {
             // Not a failure: uncommitted, the batch is re-read by whoever owns the partition (this
             // task too, once it rejoins). The wait keeps a re-fetch from spinning until kafkajs
@@ -470,22 +562,23 @@ class EngineRuntime {
             await delay(config.heartbeatIntervalMs);
             return;
           }
-          const giveUp = !engineError.retriable || attempt >= config.maxBatchAttempts;
           if (this.stopping !== undefined) {
             log.warn('abandoning batch during shutdown; it is re-read after restart', { topic, partition, error: engineError });
             return;
           }
-          if (giveUp) {
-            this.fail(engineError);
+          const decision = decideRetry(engineError, attempt, Date.now() - firstFailureMs, this.retryPolicy);
+          if (!decision.retry) {
+            this.fail(decision.error);
             return;
           }
-          const waitMs = backoffMs(attempt, DEFAULT_BATCH_RETRY_INITIAL_MS, DEFAULT_BATCH_RETRY_MAX_MS);
-          log.warn('batch failed; retrying', { topic, partition, attempt, waitMs, error: engineError });
-          await delay(waitMs);
-          if (!isRunning() || isStale()) return;
+          this.degraded.set(operation, { sinceMs: firstFailureMs, error: engineError });
+          log.warn('batch failed; retrying', { topic, partition, attempt, waitMs: decision.waitMs, error: engineError });
+          await Promise.race([delay(decision.waitMs), this.stopRequested]);
+          if (!isRunning() || isStale() || this.stopping !== undefined || this.fatal !== undefined) return;
         }
       }
     } finally {
+      this.degraded.delete(operation);
       clearInterval(beat);
     }
     // The fetch may end in records the consumer never sees: transaction markers and aborted
@@ -500,7 +593,8 @@ class EngineRuntime {
     // of before it, which keeps their two serial round trips off the produce->view path.
     const { previous, tail } = this.scheduleCheckpoint(processor, topic, partition, nextOffset, generation);
     // Bounds the pipeline; during shutdown, also waits for this batch's own checkpoint and commit.
-    await (this.stopping !== undefined ? tail : previous);
+    // The previous checkpoint may be riding out a storage outage: keep the partition meanwhile.
+    await this.whileHeartbeating(heartbeat, this.stopping !== undefined ? tail : previous);
     this.counters.batches += 1;
     this.counters.eventsApplied += result.applied;
     this.counters.eventsSkipped += result.skipped;
@@ -510,7 +604,8 @@ class EngineRuntime {
     this.counters.reads += result.reads;
     this.counters.changesDelivered += result.changesDelivered;
     const lag = Math.max(0, Number(batch.highWatermark) - Number(nextOffset));
-    this.lag[`${topic}/${partition}`] = lag;
+    this.processedUpTo.set(`${topic}/${partition}`, BigInt(nextOffset));
+    if (this.isAssigned(topic, partition)) this.lag[`${topic}/${partition}`] = lag;
     log.debug('batch durable; checkpoint and commit follow', {
       topic,
       partition,
@@ -524,6 +619,18 @@ class EngineRuntime {
       lag,
       ...result.timings,
     });
+  }
+
+  private async whileHeartbeating(heartbeat: () => Promise<void>, work: Promise<void> | undefined): Promise<void> {
+    if (work === undefined) return;
+    const beat = setInterval(() => {
+      heartbeat().catch((error) => this.log.debug('heartbeat failed', { error }));
+    }, Math.max(100, Math.floor(this.config.heartbeatIntervalMs / 2)));
+    try {
+      await work;
+    } finally {
+      clearInterval(beat);
+    }
   }
 
   /**
@@ -563,7 +670,69 @@ class EngineRuntime {
     if (this.stopping !== undefined || this.fatal !== undefined) return;
     const nextOffset = (BigInt(lastOffset) + 1n).toString();
     this.scheduleCheckpoint(processor, topic, partition, nextOffset, this.generation);
-    this.lag[`${topic}/${partition}`] = Math.max(0, Number(highWatermark) - Number(nextOffset));
+    this.processedUpTo.set(`${topic}/${partition}`, BigInt(nextOffset));
+    if (this.isAssigned(topic, partition)) this.lag[`${topic}/${partition}`] = Math.max(0, Number(highWatermark) - Number(nextOffset));
+  }
+
+  private isAssigned(topic: string, partition: number): boolean {
+    return this.assignment[topic]?.includes(partition) ?? false;
+  }
+
+  /** A new assignment: lag is reported for its partitions only, measured at once. */
+  private onAssignment(assignment: Readonly<Record<string, readonly number[]>>): void {
+    this.assignment = assignment;
+    for (const key of Object.keys(this.lag)) {
+      const slash = key.lastIndexOf('/');
+      if (!this.isAssigned(key.slice(0, slash), Number(key.slice(slash + 1)))) delete this.lag[key];
+    }
+    void this.probeLag();
+  }
+
+  /**
+   * Measures the lag of the assigned partitions from the brokers: high watermarks, and the
+   * group's committed offsets. Without it, lag read 0 until a task's first batch ended, which
+   * after a restart behind a large backlog took minutes. One probe at a time; never rejects.
+   */
+  private probeLag(): Promise<void> {
+    this.lagProbe ??= this.measureLag()
+      .catch((error) => this.log.debug('lag probe failed; lag keeps its last value', { error }))
+      .finally(() => (this.lagProbe = undefined));
+    return this.lagProbe;
+  }
+
+  private async measureLag(): Promise<void> {
+    const assignment = this.assignment;
+    const topics = Object.keys(assignment).filter((t) => (assignment[t]?.length ?? 0) > 0);
+    if (topics.length === 0 || this.stopping !== undefined) return;
+    if (this.lagAdmin === undefined) {
+      const admin = this.kafka.admin();
+      this.lagAdmin = admin;
+      await admin.connect().catch((error: unknown) => {
+        if (this.lagAdmin === admin) this.lagAdmin = undefined;
+        throw error;
+      });
+    }
+    const admin = this.lagAdmin;
+    const [watermarks, committed] = await Promise.all([
+      Promise.all(topics.map(async (topic) => ({ topic, offsets: await admin.fetchTopicOffsets(topic) }))),
+      admin.fetchOffsets({ groupId: this.config.groupId, topics }),
+    ]);
+    if (assignment !== this.assignment || this.stopping !== undefined) return;
+    const committedByKey = new Map<string, string>();
+    for (const { topic, partitions } of committed) {
+      for (const { partition, offset } of partitions) committedByKey.set(`${topic}/${partition}`, offset);
+    }
+    for (const { topic, offsets } of watermarks) {
+      for (const watermark of offsets) {
+        if (!this.isAssigned(topic, watermark.partition)) continue;
+        const key = `${topic}/${watermark.partition}`;
+        this.lag[key] = partitionLag({
+          watermarks: { partition: watermark.partition, high: watermark.high, low: watermark.low },
+          committed: committedByKey.get(key),
+          processed: this.processedUpTo.get(key),
+        });
+      }
+    }
   }
 
   /**
@@ -582,29 +751,29 @@ class EngineRuntime {
     nextOffset: string,
     generation: number,
   ): Promise<void> {
-    const { config, log } = this;
+    const { log } = this;
+    const operation = `checkpoint ${topic}/${partition}`;
+    let firstFailureMs: number | undefined;
     for (let attempt = 1; ; attempt += 1) {
       if (this.fatal !== undefined) return;
       try {
         await processor.checkpoint(topic, partition, nextOffset);
         break;
       } catch (error) {
-        const engineError =
-          error instanceof EngineError
-            ? error
-            : new EngineError('STORAGE_FAILED', `checkpoint of ${topic}/${partition} failed: ${errorInfo(error).message}`, {
-                retriable: true,
-                cause: error,
-              });
-        if (!engineError.retriable || attempt >= config.maxBatchAttempts) {
-          this.fail(engineError);
+        firstFailureMs ??= Date.now();
+        const engineError = toEngineError(error, operation);
+        const decision = decideRetry(engineError, attempt, Date.now() - firstFailureMs, this.retryPolicy);
+        if (!decision.retry) {
+          this.fail(decision.error);
           return;
         }
-        const waitMs = backoffMs(attempt, DEFAULT_BATCH_RETRY_INITIAL_MS, DEFAULT_BATCH_RETRY_MAX_MS);
-        log.warn('checkpoint failed; retrying', { topic, partition, attempt, waitMs, error: engineError });
-        await delay(waitMs);
+        this.degraded.set(operation, { sinceMs: firstFailureMs, error: engineError });
+        log.warn('checkpoint failed; retrying', { topic, partition, attempt, waitMs: decision.waitMs, error: engineError });
+        // A stop does not cut this short: shutdown waits (within its grace) for checkpoints in flight.
+        await delay(decision.waitMs);
       }
     }
+    this.degraded.delete(operation);
     if (generation !== this.generation) {
       log.debug('rebalanced since the batch; its offsets are left to the partition owner', { topic, partition, offset: nextOffset });
       return;
@@ -722,6 +891,7 @@ class EngineRuntime {
     await this.dispatcher?.close().catch((error) => log.warn('trigger dispatcher close failed', { error }));
     await this.producer?.disconnect().catch(() => {});
     await this.admin?.disconnect().catch(() => {});
+    await this.lagAdmin?.disconnect().catch(() => {});
     if (this.metricsTimer !== undefined) {
       clearInterval(this.metricsTimer);
       this.emitMetrics();

@@ -38,6 +38,7 @@ export const ENV = {
   maxBytesPerPartition: 'TRIBUTARY_MAX_BYTES_PER_PARTITION',
   cacheMaxEntries: 'TRIBUTARY_CACHE_MAX_ENTRIES',
   cacheMaxBytes: 'TRIBUTARY_CACHE_MAX_BYTES',
+  storageOutageBudgetMs: 'TRIBUTARY_STORAGE_OUTAGE_BUDGET_MS',
 } as const;
 
 /** CloudWatch namespace of the engine's Embedded Metric Format lines; the CDK alarms read it. */

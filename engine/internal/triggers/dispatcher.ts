@@ -27,6 +27,12 @@ import {
 export const DEFAULT_MAX_IN_FLIGHT_INVOCATIONS = 64;
 /** Lambda's longest timeout is 15 minutes; past it (plus a margin) an invocation has certainly failed. */
 export const DEFAULT_INVOCATION_TIMEOUT_MS = 15 * 60_000 + 10_000;
+/**
+ * Invoke errors (SDK error names, not a function's own errorType) that no retry can fix: the
+ * function does not exist. The change goes to the dead-letter topic after its one attempt
+ * instead of holding its key back through every backoff.
+ */
+const PERMANENT_INVOKE_ERRORS: ReadonlySet<string> = new Set(['ResourceNotFoundException']);
 /** The smallest payload cap the dispatcher shrinks to after an endpoint refuses a batch as too large. */
 const MIN_SHRUNK_PAYLOAD_BYTES = 256 * 1024;
 
@@ -252,7 +258,9 @@ interface Lane {
  * - Failures (SDK/network errors, throttling, `FunctionError`, changes named in
  *   `batchItemFailures`) are retried per change with exponential backoff and full jitter
  *   (`trigger.retry`); after the last attempt the change goes to `deadLetter` and the item's
- *   later changes continue.
+ *   later changes continue. An invocation refused because the function does not exist
+ *   (`ResourceNotFoundException`) cannot succeed later: its changes go to `deadLetter` after
+ *   that one attempt.
  * - When the function fails a whole batch of several changes (it threw), the batch is bisected
  *   on retry without charging an attempt, so a change the function cannot handle ends up alone,
  *   exhausts its own attempts and is dead-lettered while the other changes get through.
@@ -680,7 +688,7 @@ export class TriggerDispatcher {
     const payload = Buffer.from(JSON.stringify(event), 'utf8');
     const sent = new Set(batch.map((b) => b.entry.change.idempotencyKey));
     // `byFunction`: the function itself failed the whole batch (FunctionError, malformed failure list).
-    let result: InvocationResult & { byFunction?: boolean };
+    let result: InvocationResult & { byFunction?: boolean; permanent?: boolean };
     try {
       const response = await this.#lambda.send(
         new InvokeCommand({ FunctionName: lane.functionName, InvocationType: 'RequestResponse', Payload: payload }),
@@ -702,7 +710,12 @@ export class TriggerDispatcher {
         }
         return;
       }
-      result = { kind: 'error', error: { type: info.type, message: info.message }, byFunction: false };
+      result = {
+        kind: 'error',
+        error: { type: info.type, message: info.message },
+        byFunction: false,
+        permanent: PERMANENT_INVOKE_ERRORS.has(info.type),
+      };
     }
     const durationMs = Date.now() - startedMs;
     this.#stats.invocations++;
@@ -736,6 +749,8 @@ export class TriggerDispatcher {
     for (const { item, entry } of batch) {
       if (result.kind === 'ok' || (result.kind === 'partial' && !result.failed.has(entry.change.idempotencyKey))) {
         this.#delivered(lane, item, entry);
+      } else if (result.kind === 'error' && result.permanent === true) {
+        this.#deadLetterEntry(lane, item, entry, result.error);
       } else if (bisect) {
         entry.attempts--;
         entry.maxBatch = Math.ceil(batch.length / 2);
