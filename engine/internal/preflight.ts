@@ -7,13 +7,14 @@
 import { DescribeTableCommand, type TableDescription } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
+import { TABLE_KEY_SCHEMA } from '../../sdk/contract/index.ts';
 import type { Trigger } from '../../sdk/index.ts';
 import { EngineError, errorInfo } from './errors.ts';
 
-/** The views table's keys, as the CDK stack and local ensureViewsTable create them (sdk/internal/storage.ts). */
+/** The views table's keys, as the CDK stack and local ensureViewsTable create them (the shared contract). */
 export const VIEWS_TABLE_KEYS = [
-  { name: 'pk', keyType: 'HASH', attributeType: 'S' },
-  { name: 'sk', keyType: 'RANGE', attributeType: 'S' },
+  { name: TABLE_KEY_SCHEMA.partitionKey, keyType: 'HASH', attributeType: 'S' },
+  { name: TABLE_KEY_SCHEMA.sortKey, keyType: 'RANGE', attributeType: 'S' },
 ] as const;
 
 function describeKeys(table: TableDescription): string {
