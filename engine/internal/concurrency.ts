@@ -51,12 +51,6 @@ export class KeyedMutex {
   }
 }
 
-/** Capped exponential backoff with full jitter. */
-export function backoffMs(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
-}
-
 /** Resolves after `ms` (used only for backoff between retries, never to wait for a condition). */
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -3,30 +3,20 @@
  * dynamodb-toolbox). Translates `ConditionalCheckFailedException` into `WRITE_CONFLICT`; every
  * other AWS error is rethrown as `STORAGE_FAILED` with its cause.
  */
-import { BatchGetCommand as DocBatchGetCommand, PutCommand, type PutCommandInput } from '@aws-sdk/lib-dynamodb';
-import { BatchGetCommand, BatchGetRequest, EntityFormatter, GetItemCommand, PutItemCommand } from 'dynamodb-toolbox';
-import { checkpointKey, type ItemKey, type Storage, type ViewItem } from '../../sdk/contract/index.ts';
-import { backoffMs, delay, mapLimit } from './concurrency.ts';
+import { PutCommand, type PutCommandInput } from '@aws-sdk/lib-dynamodb';
+import { EntityFormatter, GetItemCommand, PutItemCommand } from 'dynamodb-toolbox';
+import { batchGetItems, checkpointKey, classifyAwsError, type ItemKey, type Storage, type ViewItem } from '../../sdk/contract/index.ts';
 import { EngineError } from './errors.ts';
 import type { ItemStore } from './processor.ts';
 
-/** BatchGetItem takes at most 100 keys per request. */
-const BATCH_GET_MAX_KEYS = 100;
-/** Unprocessed keys mean throttling; a few backed-off rounds ride it out before the batch retries. */
-const BATCH_GET_MAX_ROUNDS = 8;
-const BATCH_GET_BACKOFF_INITIAL_MS = 25;
-const BATCH_GET_BACKOFF_MAX_MS = 1_000;
-
 function isConditionFailure(error: unknown): boolean {
-  return error instanceof Error && error.name === 'ConditionalCheckFailedException';
+  return classifyAwsError(error).kind === 'condition-failed';
 }
 
 function storageError(what: string, error: unknown, context: Record<string, unknown> = {}): EngineError {
-  const name = error instanceof Error ? error.name : 'Error';
-  const message = error instanceof Error ? error.message : String(error);
   // Throttling, timeouts and 5xx are worth retrying; a malformed request (e.g. an item over
-  // 400 KB, a number DynamoDB cannot hold) fails the same way every time.
-  const retriable = name !== 'ValidationException' && name !== 'ResourceNotFoundException';
+  // 400 KB, a number DynamoDB cannot hold) or a missing table fails the same way every time.
+  const { name, message, retriable } = classifyAwsError(error);
   const hint =
     name === 'ResourceNotFoundException'
       ? '; check TRIBUTARY_TABLE names an existing table in this region'
@@ -75,49 +65,23 @@ export class DynamoItemStore implements ItemStore {
   ) {}
 
   async readItems(keys: readonly { id: string; key: ItemKey }[]): Promise<Map<string, ViewItem>> {
-    const chunks: { id: string; key: ItemKey }[][] = [];
-    for (let i = 0; i < keys.length; i += BATCH_GET_MAX_KEYS) chunks.push(keys.slice(i, i + BATCH_GET_MAX_KEYS));
-    const out = new Map<string, ViewItem>();
-    await mapLimit(chunks, this.readConcurrency, async (chunk) => {
-      for (const [id, item] of await this.readChunk(chunk)) out.set(id, item);
-    });
-    return out;
-  }
-
-  private async readChunk(chunk: readonly { id: string; key: ItemKey }[]): Promise<Map<string, ViewItem>> {
     const { storage } = this;
-    const params = storage.table
-      .build(BatchGetCommand)
-      .requests(...chunk.map(({ key }) => storage.viewItems.build(BatchGetRequest).key(key)))
-      .options({ consistent: true })
-      .params();
+    let raw: Map<string, Record<string, unknown>>;
+    try {
+      raw = await batchGetItems(
+        storage.documentClient,
+        storage.tableName,
+        keys.map(({ key }) => key),
+        { consistent: true, concurrency: this.readConcurrency },
+      );
+    } catch (error) {
+      throw storageError('BatchGetItem', error, { keys: keys.length });
+    }
     const formatter = storage.viewItems.build(EntityFormatter);
-    const ids = new Map(chunk.map(({ id, key }) => [`${key.pk}\n${key.sk}`, id]));
     const out = new Map<string, ViewItem>();
-    let requestItems: typeof params | undefined = params;
-    for (let round = 1; requestItems !== undefined && Object.keys(requestItems).length > 0; round += 1) {
-      let response;
-      try {
-        response = await storage.documentClient.send(new DocBatchGetCommand({ RequestItems: requestItems }));
-      } catch (error) {
-        throw storageError('BatchGetItem', error, { keys: chunk.length });
-      }
-      for (const raw of response.Responses?.[storage.tableName] ?? []) {
-        const id = ids.get(`${raw.pk}\n${raw.sk}`);
-        if (id === undefined) continue;
-        out.set(id, formatter.format(raw) as ViewItem);
-      }
-      const unprocessed = response.UnprocessedKeys;
-      if (unprocessed === undefined || Object.keys(unprocessed).length === 0) break;
-      if (round >= BATCH_GET_MAX_ROUNDS) {
-        throw new EngineError(
-          'STORAGE_FAILED',
-          `DynamoDB BatchGetItem left keys unprocessed after ${round} rounds (throttling); the batch is retried. Check the table's capacity`,
-          { retriable: true },
-        );
-      }
-      await delay(backoffMs(round, BATCH_GET_BACKOFF_INITIAL_MS, BATCH_GET_BACKOFF_MAX_MS));
-      requestItems = unprocessed as typeof params;
+    for (const { id, key } of keys) {
+      const item = raw.get(`${key.pk}\n${key.sk}`);
+      if (item !== undefined) out.set(id, formatter.format(item) as ViewItem);
     }
     return out;
   }

@@ -5,24 +5,10 @@
  * retriable failures get a number of attempts; programming errors are never retried, since a
  * bug is not an outage (kafkajs' retrier draws the same line).
  */
-import { backoffMs } from './concurrency.ts';
+import { backoffMs, isProgrammingError } from '../../sdk/contract/index.ts';
 import { EngineError, errorInfo } from './errors.ts';
 
-/** Errors that mean a bug in the engine or the app, not a failing dependency. */
-const PROGRAMMING_ERRORS: readonly (new (...args: never[]) => Error)[] = [TypeError, RangeError, ReferenceError, SyntaxError];
-
-/**
- * Whether `error`, or an error it wraps (`cause`), is a programming error.
- *
- * @example
- * isProgrammingError(new TypeError("Cannot read properties of undefined (reading 'pk')")); // true
- */
-export function isProgrammingError(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth += 1) {
-    if (PROGRAMMING_ERRORS.some((type) => e instanceof type)) return true;
-  }
-  return false;
-}
+export { isProgrammingError };
 
 /** Limits of {@link decideRetry}. */
 export interface RetryPolicy {
@@ -79,5 +65,5 @@ export function decideRetry(error: EngineError, attempt: number, failingForMs: n
   } else if (attempt >= policy.maxAttempts) {
     return { retry: false, error };
   }
-  return { retry: true, waitMs: backoffMs(attempt, policy.initialBackoffMs, policy.maxBackoffMs) };
+  return { retry: true, waitMs: backoffMs(attempt, { initialMs: policy.initialBackoffMs, maxMs: policy.maxBackoffMs }) };
 }

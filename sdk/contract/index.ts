@@ -9,10 +9,12 @@
 // Table layout and key encoding
 export {
   CHECKPOINT_SK_PREFIX,
+  DEFAULT_BATCH_GET_MAX_ROUNDS,
   DOCUMENT_CLIENT_OPTIONS,
   ENGINE_PK,
   VIEW_PK_PREFIX,
   VIEW_SK_PREFIX,
+  batchGetItems,
   checkpointKey,
   createStorage,
   encodeViewKey,
@@ -20,6 +22,7 @@ export {
   viewItemKey,
 } from '../internal/storage.ts';
 export type {
+  BatchGetItemsOptions,
   CheckpointEntity,
   CheckpointItem,
   ItemKey,
@@ -42,6 +45,10 @@ export {
   TABLE_KEY_SCHEMA,
   TABLE_TTL_ATTRIBUTE,
 } from '../internal/contract.ts';
+
+// Retries: one classifier of AWS errors, one backoff, one retrier
+export { backoffMs, classifyAwsError, createRetry, isProgrammingError } from '../internal/retry.ts';
+export type { AwsErrorClass, AwsErrorKind, BackoffOptions, Bail, RetryPolicyOptions } from '../internal/retry.ts';
 
 // Error messages
 export { preview } from '../internal/define-fns.ts';

@@ -15,6 +15,7 @@ import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 import { DEFAULT_IDEMPOTENCY_TTL_SECONDS, IDEMPOTENCY_PK } from './idempotency.ts';
 import { ENV } from './contract.ts';
+import { classifyAwsError } from './retry.ts';
 
 /** Sort-key prefix of high-water marks under {@link IDEMPOTENCY_PK}; `once()` keys are the caller's own. */
 export const HIGH_WATER_MARK_SK_PREFIX = '_hwm#';
@@ -115,7 +116,7 @@ export function createHighWaterMark(options: HighWaterMarkOptions = {}): HighWat
           'HIGH_WATER_MARK_FAILED',
           `trigger "${trigger}": could not raise the high-water mark of key ${preview(change.key)} to version ${change.version} in table "${table}" (${name}: ${(error as Error)?.message ?? String(error)}); check the table exists and the function may write items under pk "${IDEMPOTENCY_PK}"`,
           {
-            retriable: name !== 'ResourceNotFoundException' && name !== 'AccessDeniedException',
+            retriable: classifyAwsError(error).retriable,
             context: { trigger, view: change.view, key: change.key, table },
             cause: error,
           },

@@ -12,6 +12,7 @@ import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 import type { LambdaContextLike } from './handler.ts';
 import { ENV } from './contract.ts';
+import { classifyAwsError } from './retry.ts';
 
 /** Partition key of idempotency markers in the views table. */
 export const IDEMPOTENCY_PK = '_idempotency';
@@ -243,7 +244,7 @@ function storeError(key: string, table: string, cause: unknown): SdkError {
   return new SdkError(
     'IDEMPOTENCY_FAILED',
     `idempotency: could not read or write the marker of key ${preview(key)} in table "${table}" (${name}: ${(cause as Error)?.message ?? String(cause)}); check the table exists and the function may read and write it`,
-    { retriable: name !== 'ResourceNotFoundException' && name !== 'AccessDeniedException', context: { key, table }, cause },
+    { retriable: classifyAwsError(cause).retriable, context: { key, table }, cause },
   );
 }
 

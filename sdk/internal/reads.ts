@@ -6,7 +6,6 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
-  BatchGetCommand,
   GetCommand,
   QueryCommand,
   type QueryCommandInput,
@@ -14,18 +13,12 @@ import {
 import type { App, View, ViewKey } from './define.ts';
 import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
-import { checkpointKey, createStorage, VIEW_PK_PREFIX, VIEW_SK_PREFIX, viewItemKey } from './storage.ts';
+import { classifyAwsError } from './retry.ts';
+import { batchGetItems, checkpointKey, createStorage, VIEW_PK_PREFIX, VIEW_SK_PREFIX, viewItemKey } from './storage.ts';
 import { ENV } from './contract.ts';
 
 const KEY_PREFIX = VIEW_SK_PREFIX;
 
-/** BatchGetItem's per-request cap, set by DynamoDB. */
-const BATCH_GET_MAX_KEYS = 100;
-/** Attempts for keys DynamoDB leaves unprocessed (throttling); 8 with capped backoff ride out ~3 s of throttling. */
-const BATCH_GET_MAX_ATTEMPTS = 8;
-/** First pause before re-asking for unprocessed keys; doubled each time up to the cap. */
-const BATCH_GET_INITIAL_BACKOFF_MS = 20;
-const BATCH_GET_MAX_BACKOFF_MS = 1_000;
 /** Page size of `query`: large enough to be efficient, small enough for a Lambda's memory. */
 export const DEFAULT_QUERY_LIMIT = 100;
 /** Largest `query` page; DynamoDB caps a response at 1 MB anyway. */
@@ -92,6 +85,9 @@ export type ViewKeyRange =
   | { readonly prefix: string }
   /** Inclusive bounds; either may be left out. Keys compare as strings (so "10" < "9"). */
   | { readonly from?: ViewKey; readonly to?: ViewKey };
+/** The same, with the partition key, by which a batch read matches items to keys. */
+const ITEM_PROJECTION_WITH_PK = `#pk, ${ITEM_PROJECTION}`;
+const ITEM_NAMES_WITH_PK = { ...ITEM_NAMES, '#pk': 'pk' };
 
 /** Options of {@link ViewReader.query}. */
 export interface ViewQueryOptions {
@@ -182,11 +178,7 @@ function readFailed(error: unknown, what: string, context: Record<string, unknow
     name === 'ResourceNotFoundException'
       ? `; check that table "${String(context.table)}" exists in this region (TRIBUTARY_TABLE, AWS_REGION)`
       : '';
-  const retriable =
-    (error as { $retryable?: unknown })?.$retryable !== undefined ||
-    /Throttl|ProvisionedThroughputExceeded|RequestLimitExceeded|InternalServerError|ServiceUnavailable|TimeoutError|ECONNRESET/.test(
-      name,
-    );
+  const { retriable } = classifyAwsError(error);
   return new SdkError('READ_FAILED', `${what} failed: ${name}: ${message}${hint}`, {
     retriable,
     context,
@@ -290,46 +282,20 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     const asStrings = keys.map((key) => requireKey(view, key));
     const distinct = [...new Set(asStrings)];
     const found = new Map<string, ViewSnapshot<S>>();
-    for (let start = 0; start < distinct.length; start += BATCH_GET_MAX_KEYS) {
-      let pending: Record<string, unknown>[] = distinct
-        .slice(start, start + BATCH_GET_MAX_KEYS)
-        .map((k) => ({ ...viewItemKey(view.name, k) }));
-      let backoffMs = BATCH_GET_INITIAL_BACKOFF_MS;
-      for (let attempt = 1; pending.length > 0; attempt++) {
-        let out;
-        try {
-          out = await documents.send(
-            new BatchGetCommand({
-              RequestItems: {
-                [table]: {
-                  Keys: pending,
-                  ConsistentRead: opts.consistent === true,
-                  ProjectionExpression: ITEM_PROJECTION,
-                  ExpressionAttributeNames: ITEM_NAMES,
-                },
-              },
-            }),
-          );
-        } catch (error) {
-          throw readFailed(error, `view "${view.name}": getMany of ${pending.length} keys`, { view: view.name, table });
-        }
-        for (const raw of out.Responses?.[table] ?? []) {
-          const item = toItem<S>(raw);
-          found.set(item.key, item);
-        }
-        pending = (out.UnprocessedKeys?.[table]?.Keys ?? []) as Record<string, unknown>[];
-        if (pending.length === 0) break;
-        if (attempt >= BATCH_GET_MAX_ATTEMPTS) {
-          throw new SdkError(
-            'READ_FAILED',
-            `view "${view.name}": getMany left ${pending.length} keys unprocessed after ${attempt} attempts (DynamoDB throttling); retry later or read fewer keys at once`,
-            { retriable: true, context: { view: view.name, table, unprocessed: pending.length } },
-          );
-        }
-        // Full jitter spreads retries of concurrent callers.
-        await sleep(Math.random() * backoffMs);
-        backoffMs = Math.min(BATCH_GET_MAX_BACKOFF_MS, backoffMs * 2);
-      }
+    let items: Map<string, Record<string, unknown>>;
+    try {
+      items = await batchGetItems(
+        documents,
+        table,
+        distinct.map((k) => viewItemKey(view.name, k)),
+        { consistent: opts.consistent === true, projection: { expression: ITEM_PROJECTION_WITH_PK, names: ITEM_NAMES_WITH_PK } },
+      );
+    } catch (error) {
+      throw readFailed(error, `view "${view.name}": getMany of ${distinct.length} keys`, { view: view.name, table });
+    }
+    for (const raw of items.values()) {
+      const item = toItem<S>(raw);
+      found.set(item.key, item);
     }
     return asStrings.map((k) => found.get(k));
   }

@@ -11,7 +11,7 @@
  * Everything except {@link createStorage} is pure: key encoding and item shapes.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { any, item, number, record, string } from 'dynamodb-toolbox';
 import { Entity } from 'dynamodb-toolbox/entity';
 import { Table } from 'dynamodb-toolbox/table';
@@ -19,6 +19,7 @@ import type { ViewKey } from './define.ts';
 import { preview } from './define-fns.ts';
 import { TABLE_KEY_SCHEMA } from './contract.ts';
 import { SdkError } from './errors.ts';
+import { createRetry } from './retry.ts';
 
 /** Partition key prefix of view items. */
 export const VIEW_PK_PREFIX = 'view#';
@@ -237,4 +238,94 @@ export function createStorage(options: StorageOptions): Storage {
     viewItems: buildViewItemEntity(table),
     checkpoints: buildCheckpointEntity(table),
   };
+}
+
+/** BatchGetItem takes at most 100 keys per request. */
+const BATCH_GET_MAX_KEYS = 100;
+/**
+ * Rounds for keys DynamoDB leaves unprocessed (throttling): 8 with capped backoff ride out
+ * about 3 s of throttling before the caller's own retry takes over.
+ */
+export const DEFAULT_BATCH_GET_MAX_ROUNDS = 8;
+const BATCH_GET_BACKOFF = { initialMs: 25, maxMs: 1_000 } as const;
+
+/** Options of {@link batchGetItems}. */
+export interface BatchGetItemsOptions {
+  /** Strongly consistent reads. */
+  readonly consistent: boolean;
+  /**
+   * Attributes to read (`ProjectionExpression` and its names).
+   * @default every attribute
+   */
+  readonly projection?: { readonly expression: string; readonly names: Readonly<Record<string, string>> };
+  /**
+   * Requests of up to 100 keys in flight at once.
+   * @default 1
+   */
+  readonly concurrency?: number;
+  /** @default {@link DEFAULT_BATCH_GET_MAX_ROUNDS} */
+  readonly maxRounds?: number;
+}
+
+/** Keys still unprocessed when a round is over: the retrier's cue to back off and ask again. */
+class UnprocessedKeys {
+  constructor(readonly keys: Record<string, unknown>[]) {}
+}
+
+/**
+ * Reads `keys` of one table with BatchGetItem: 100 keys per request, keys DynamoDB leaves
+ * unprocessed asked again with backoff. Resolves with the raw items found, keyed
+ * `pk + "\n" + sk`. A failed request rejects with the AWS SDK's error, for the caller to
+ * translate; keys still unprocessed after `maxRounds` reject with a retriable `READ_FAILED`.
+ * (dynamodb-toolbox's batch `execute` asks again without waiting, which hammers a throttled
+ * table; hence this loop.)
+ *
+ * @example
+ * const items = await batchGetItems(storage.documentClient, storage.tableName, keys, { consistent: true });
+ */
+export async function batchGetItems(
+  documentClient: DynamoDBDocumentClient,
+  tableName: string,
+  keys: readonly ItemKey[],
+  options: BatchGetItemsOptions,
+): Promise<Map<string, Record<string, unknown>>> {
+  const found = new Map<string, Record<string, unknown>>();
+  const chunks: ItemKey[][] = [];
+  for (let i = 0; i < keys.length; i += BATCH_GET_MAX_KEYS) chunks.push(keys.slice(i, i + BATCH_GET_MAX_KEYS));
+  const maxRounds = options.maxRounds ?? DEFAULT_BATCH_GET_MAX_ROUNDS;
+  const retry = createRetry({ maxAttempts: maxRounds, ...BATCH_GET_BACKOFF, retriable: (error) => error instanceof UnprocessedKeys });
+  const readChunk = async (chunk: readonly ItemKey[]): Promise<void> => {
+    let pending: Record<string, unknown>[] = chunk.map((key) => ({ pk: key.pk, sk: key.sk }));
+    try {
+      await retry(async () => {
+        const out = await documentClient.send(
+          new BatchGetCommand({
+            RequestItems: {
+              [tableName]: {
+                Keys: pending,
+                ConsistentRead: options.consistent,
+                ...(options.projection ? { ProjectionExpression: options.projection.expression, ExpressionAttributeNames: { ...options.projection.names } } : {}),
+              },
+            },
+          }),
+        );
+        for (const raw of out.Responses?.[tableName] ?? []) found.set(`${String(raw.pk)}\n${String(raw.sk)}`, raw);
+        pending = (out.UnprocessedKeys?.[tableName]?.Keys ?? []) as Record<string, unknown>[];
+        if (pending.length > 0) throw new UnprocessedKeys(pending);
+      });
+    } catch (error) {
+      if (!(error instanceof UnprocessedKeys)) throw error;
+      throw new SdkError(
+        'READ_FAILED',
+        `DynamoDB BatchGetItem on table "${tableName}" left ${error.keys.length} keys unprocessed after ${maxRounds} rounds (throttling); retry later, read fewer keys at once, or check the table's capacity`,
+        { retriable: true, context: { table: tableName, unprocessed: error.keys.length } },
+      );
+    }
+  };
+  const queue = [...chunks];
+  const workers = Array.from({ length: Math.min(Math.max(1, options.concurrency ?? 1), queue.length) }, async () => {
+    for (let chunk = queue.shift(); chunk !== undefined; chunk = queue.shift()) await readChunk(chunk);
+  });
+  await Promise.all(workers);
+  return found;
 }

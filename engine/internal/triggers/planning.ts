@@ -3,6 +3,7 @@
  * reading of an invocation's result. No I/O, no clocks; the dispatcher wires them together.
  */
 import type { Change, RetryOptions } from '../../../sdk/index.ts';
+import { backoffMs } from '../../../sdk/contract/index.ts';
 
 /**
  * Lambda's synchronous (RequestResponse) payload cap is 6 MB (6,291,456 bytes); the
@@ -95,18 +96,15 @@ export function planBatches(sizes: readonly number[], limits: BatchLimits): { ba
 }
 
 /**
- * Delay before the next attempt after `failedAttempts` failures (1 = after the first):
- * exponential backoff with full jitter, a uniform draw in `[0, min(max, initial * 2^(n-1)))`.
- * Full jitter spreads the retries of many keys failing together (a throttle) over the window.
+ * Delay before the next attempt after `failedAttempts` failures (1 = after the first): the
+ * shared full-jitter backoff with the trigger's bounds.
  */
 export function backoffDelayMs(
   failedAttempts: number,
   retry: Required<Pick<RetryOptions, 'initialBackoffMs' | 'maxBackoffMs'>>,
   random: () => number = Math.random,
 ): number {
-  const exponent = Math.max(0, failedAttempts - 1);
-  const ceiling = Math.min(retry.maxBackoffMs, retry.initialBackoffMs * 2 ** Math.min(exponent, 30));
-  return Math.floor(random() * ceiling);
+  return backoffMs(failedAttempts, { initialMs: retry.initialBackoffMs, maxMs: retry.maxBackoffMs }, random);
 }
 
 /** Why an invocation or a change failed, as recorded in a dead letter. */
