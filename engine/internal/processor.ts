@@ -160,19 +160,8 @@ export class BatchProcessor {
   }
 
   /**
-   * Processes `records` (consecutive records of one topic-partition, in offset order). Resolves
-   * once every effect up to the last record is durable: view writes, dead letters, trigger
-   * deliveries and the checkpoint. Rejects (nothing to commit) otherwise.
-   */
-  async process(topic: string, partition: number, records: readonly SourceRecord[]): Promise<BatchResult> {
-    const result = await this.apply(topic, partition, records);
-    if (records.length > 0) await this.checkpoint(topic, partition, result.nextOffset);
-    return result;
-  }
-
-  /**
-   * {@link process} without the checkpoint: resolves once the view writes, dead letters and
-   * trigger deliveries of `records` are durable. The caller must then call {@link checkpoint}
+   * Applies `records` (consecutive records of one partition, in offset order): resolves once
+   * the view writes, dead letters and trigger deliveries of `records` are durable. The caller must then call {@link checkpoint}
    * (and only after it, commit) with `nextOffset`, in batch order per partition. `origin` fences
    * the trigger deliveries (see {@link ChangeOrigin}); a lost right rejects with `PARTITION_LOST`.
    */

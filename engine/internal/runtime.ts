@@ -11,14 +11,11 @@ import {
   logLevel as kafkaLogLevel,
   Partitioners,
   type Admin,
-  type Consumer,
-  type EachBatchPayload,
   type KafkaConfig,
-  type KafkaMessage,
   type LogEntry,
   type Producer,
 } from 'kafkajs';
-import type { App, SourceRecord } from '../../sdk/index.ts';
+import type { App } from '../../sdk/index.ts';
 import { createStorage, viewItemKey } from '../../sdk/contract/index.ts';
 import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import { delay } from './concurrency.ts';
@@ -45,6 +42,8 @@ import { exitLikeSignal, onShutdownSignal } from './shutdown-signals.ts';
 import { StateCache } from './state-cache.ts';
 import type { TriggerDispatcher } from './triggers/dispatcher.ts';
 import { createTriggerChangeSink } from './triggers/sink.ts';
+import { CommitPipeline } from './commit-pipeline.ts';
+import { createKafkajsConsumer, type SourceBatch, type SourceConsumer } from './kafka-consumer.ts';
 
 /**
  * Lifecycle of an engine task. `degraded`: running, but a batch or checkpoint is failing and
@@ -91,27 +90,6 @@ export interface Engine {
   stats(): EngineStats;
   /** Finishes (or, past the grace period, abandons) in-flight batches, commits what is durable, leaves the group. */
   stop(): Promise<void>;
-}
-
-function toBuffer(value: Buffer | string | (Buffer | string)[] | undefined): Buffer | undefined {
-  if (value === undefined) return undefined;
-  const first = Array.isArray(value) ? value[0] : value;
-  if (first === undefined) return undefined;
-  return typeof first === 'string' ? Buffer.from(first) : first;
-}
-
-function toSourceRecord(topic: string, partition: number, message: KafkaMessage): SourceRecord {
-  const headers: Record<string, Buffer | undefined> = {};
-  for (const [name, value] of Object.entries(message.headers ?? {})) headers[name] = toBuffer(value);
-  return {
-    topic,
-    partition,
-    offset: message.offset,
-    key: message.key ?? null,
-    value: message.value ?? null,
-    timestampMs: Number(message.timestamp),
-    headers,
-  };
 }
 
 function kafkaLogCreator(log: Logger) {
@@ -175,7 +153,7 @@ class EngineRuntime {
   private readonly app: App;
   private kafka!: Kafka;
   private kafkaOption: Kafka | KafkaConfig | undefined;
-  private consumer: Consumer | undefined;
+  private source: SourceConsumer | undefined;
   private producer: Producer | undefined;
   private admin: Admin | undefined;
   private dispatcher: TriggerDispatcher | undefined;
@@ -185,9 +163,7 @@ class EngineRuntime {
   private fatal: EngineError | undefined;
   private requestStop!: () => void;
   /** Per `topic/partition`: the checkpoint and commit of its last durable batch, in flight. */
-  private readonly tails = new Map<string, Promise<void>>();
-  /** Per partition, the highest offset queued for checkpoint and commit, and in which generation. */
-  private readonly queuedCheckpoints = new Map<string, { offset: bigint; generation: number }>();
+  private commits: CommitPipeline | undefined;
   /** Group generations seen (GROUP_JOIN events); a commit from an earlier one is skipped. */
   private generation = 0;
   /** Whether this task still owns a partition, asked before each trigger invocation. */
@@ -356,50 +332,46 @@ class EngineRuntime {
       log: (level, msg, fields) => log.log(level, msg, fields),
     });
 
-    const consumer = this.kafka.consumer({
+    const source = createKafkajsConsumer(this.kafka, {
       groupId: config.groupId,
-      sessionTimeout: config.sessionTimeoutMs,
-      heartbeatInterval: config.heartbeatIntervalMs,
+      sessionTimeoutMs: config.sessionTimeoutMs,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
       maxBytesPerPartition: config.maxBytesPerPartition,
-      // The broker answers a fetch as soon as data arrives; the wait only bounds idle polls and shutdown.
-      maxWaitTimeInMs: 1_000,
-      allowAutoTopicCreation: false,
-    });
-    this.consumer = consumer;
-    const joined = new Promise<void>((resolve) => {
-      consumer.on(consumer.events.GROUP_JOIN, (event) => {
-        log.info('joined consumer group', {
-          groupId: config.groupId,
-          memberId: event.payload.memberId,
-          assignment: event.payload.memberAssignment,
-        });
-        resolve();
-      });
-    });
-    consumer.on(consumer.events.GROUP_JOIN, (event) => {
-      this.generation = this.ownership.joined(event.payload.memberAssignment);
-      this.onAssignment(event.payload.memberAssignment);
-    });
-    consumer.on(consumer.events.HEARTBEAT, () => this.ownership.heartbeatSucceeded());
-    consumer.on(consumer.events.START_BATCH_PROCESS, (event) => {
-      const { batchSize, topic, partition, lastOffset, highWatermark } = event.payload;
-      if (batchSize === 0) this.onFilteredBatch(processor, topic, partition, lastOffset, highWatermark);
-    });
-    consumer.on(consumer.events.CRASH, (event) => {
-      const error = event.payload.error;
-      if (event.payload.restart) {
-        log.warn('consumer crashed; kafkajs restarts it', { error });
-      } else {
-        this.fail(new EngineError('KAFKA_FAILED', `Kafka consumer crashed: ${errorInfo(error).message}`, { cause: error }));
-      }
-    });
-    await consumer.connect();
-    await consumer.subscribe({ topics: [...app.sourceTopics], fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
-      eachBatch: (payload) => this.trackBatch(this.eachBatch(processor, payload)),
+    });
+    this.source = source;
+    this.commits = new CommitPipeline({
+      checkpoint: (topic, partition, nextOffset) => processor.checkpoint(topic, partition, nextOffset),
+      commit: (topic, partition, nextOffset) => source.commit(topic, partition, nextOffset),
+      generation: () => this.generation,
+      failed: () => this.fatal !== undefined,
+      fail: (error) => this.fail(error),
+      retryPolicy: this.retryPolicy,
+      degraded: (operation, failing) => {
+        if (failing === undefined) this.degraded.delete(operation);
+        else this.degraded.set(operation, failing);
+      },
+      committed: () => {
+        this.counters.commits += 1;
+      },
+      log,
+    });
+    let markJoined!: () => void;
+    const joined = new Promise<void>((resolve) => (markJoined = resolve));
+    await source.start(app.sourceTopics, {
+      batch: (batch) => this.trackBatch(this.applyBatch(processor, batch)),
+      joined: (assignment, memberId) => {
+        log.info('joined consumer group', { groupId: config.groupId, memberId, assignment });
+        this.generation = this.ownership.joined(assignment);
+        this.onAssignment(assignment);
+        markJoined();
+      },
+      heartbeat: () => this.ownership.heartbeatSucceeded(),
+      skipped: (topic, partition, lastOffset, highWatermark) => this.onFilteredBatch(topic, partition, lastOffset, highWatermark),
+      crashed: (error, restarting) => {
+        if (restarting) log.warn('consumer crashed; kafkajs restarts it', { error });
+        else this.fail(new EngineError('KAFKA_FAILED', `Kafka consumer crashed: ${errorInfo(error).message}`, { cause: error }));
+      },
     });
     await Promise.race([joined, this.stopRequested]);
     if (this.fatal !== undefined) throw this.fatal;
@@ -515,10 +487,10 @@ class EngineRuntime {
     return sink;
   }
 
-  private async eachBatch(processor: BatchProcessor, payload: EachBatchPayload): Promise<void> {
-    const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+  private async applyBatch(processor: BatchProcessor, batch: SourceBatch): Promise<void> {
+    const { resolveOffset, heartbeat, isRunning, isStale } = batch;
     const { config, log } = this;
-    if (batch.messages.length === 0 || this.stopping !== undefined || this.fatal !== undefined) return;
+    if (batch.records.length === 0 || this.stopping !== undefined || this.fatal !== undefined) return;
     const { topic, partition } = batch;
     const generation = this.generation;
     const partitionKey = `${topic}/${partition}`;
@@ -531,7 +503,7 @@ class EngineRuntime {
         ? { right: 'doubtful', reason: 'first batch of the partition since this task joined the group' }
         : verdict;
     };
-    const records = batch.messages.map((m) => toSourceRecord(topic, partition, m));
+    const records = batch.records;
     this.counters.recordsConsumed += records.length;
     // Long batches (a slow trigger, throttling) must not cost the partition: keep heartbeating.
     const beat = setInterval(() => {
@@ -585,13 +557,13 @@ class EngineRuntime {
     // records (read-committed). They hold nothing to apply, so the batch covers them too;
     // otherwise the checkpoint and the commit would stop short of the end of the log, lag would
     // never read 0, and a read-your-writes wait for the last offset would never return.
-    const fetchedThrough = BigInt(batch.lastOffset()) + 1n;
+    const fetchedThrough = BigInt(batch.lastOffset) + 1n;
     const nextOffset = fetchedThrough > BigInt(result.nextOffset) ? fetchedThrough.toString() : result.nextOffset;
     resolveOffset((BigInt(nextOffset) - 1n).toString());
     // Everything the commit depends on is durable now (view writes, dead letters, trigger
     // deliveries). The checkpoint write and the offset commit run behind the next fetch instead
     // of before it, which keeps their two serial round trips off the produce->view path.
-    const { previous, tail } = this.scheduleCheckpoint(processor, topic, partition, nextOffset, generation);
+    const { previous, tail } = this.commits!.schedule(topic, partition, nextOffset, generation);
     // Bounds the pipeline; during shutdown, also waits for this batch's own checkpoint and commit.
     // The previous checkpoint may be riding out a storage outage: keep the partition meanwhile.
     await this.whileHeartbeating(heartbeat, this.stopping !== undefined ? tail : previous);
@@ -634,42 +606,14 @@ class EngineRuntime {
   }
 
   /**
-   * Queues the checkpoint and commit of `nextOffset` behind the partition's previous one, so
-   * checkpoints and commits keep batch order; at most one tail is outstanding per partition (the
-   * next batch of the partition waits for it before returning). An offset at or below one
-   * already queued is not queued again.
-   */
-  private scheduleCheckpoint(
-    processor: BatchProcessor,
-    topic: string,
-    partition: number,
-    nextOffset: string,
-    generation: number,
-  ): { previous: Promise<void> | undefined; tail: Promise<void> } {
-    const key = `${topic}/${partition}`;
-    const previous = this.tails.get(key);
-    const queued = this.queuedCheckpoints.get(key);
-    if (queued !== undefined && queued.generation === generation && BigInt(nextOffset) <= queued.offset) {
-      return { previous, tail: previous ?? Promise.resolve() };
-    }
-    this.queuedCheckpoints.set(key, { offset: BigInt(nextOffset), generation });
-    const tail = (previous ?? Promise.resolve()).then(() => this.checkpointAndCommit(processor, topic, partition, nextOffset, generation));
-    this.tails.set(key, tail);
-    void tail.finally(() => {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    });
-    return { previous, tail };
-  }
-
-  /**
    * kafkajs hands no batch to `eachBatch` when a fetch held only transaction markers or aborted
    * records; it reports it as a batch of size 0. The offsets past them are checkpointed and
    * committed all the same, or a partition whose log ends in a marker shows lag forever.
    */
-  private onFilteredBatch(processor: BatchProcessor, topic: string, partition: number, lastOffset: string, highWatermark: string): void {
+  private onFilteredBatch(topic: string, partition: number, lastOffset: string, highWatermark: string): void {
     if (this.stopping !== undefined || this.fatal !== undefined) return;
     const nextOffset = (BigInt(lastOffset) + 1n).toString();
-    this.scheduleCheckpoint(processor, topic, partition, nextOffset, this.generation);
+    this.commits?.schedule(topic, partition, nextOffset, this.generation);
     this.processedUpTo.set(`${topic}/${partition}`, BigInt(nextOffset));
     if (this.isAssigned(topic, partition)) this.lag[`${topic}/${partition}`] = Math.max(0, Number(highWatermark) - Number(nextOffset));
   }
@@ -735,64 +679,6 @@ class EngineRuntime {
     }
   }
 
-  /**
-   * Writes the checkpoint of a durable batch, then commits its offsets. A checkpoint that cannot
-   * be written is retried like a batch, then stops the engine: nothing past it is committed, and
-   * the next owner of the partition re-reads from the last commit (the offset fence skips what
-   * was applied). The commit is skipped when the group rebalanced since the batch was fetched:
-   * the partition may belong to another task now, and a late commit must not move its offset
-   * back. This tail runs outside eachBatch, so nothing holds the rebalance off until it is done.
-   * Never rejects.
-   */
-  private async checkpointAndCommit(
-    processor: BatchProcessor,
-    topic: string,
-    partition: number,
-    nextOffset: string,
-    generation: number,
-  ): Promise<void> {
-    const { log } = this;
-    const operation = `checkpoint ${topic}/${partition}`;
-    let firstFailureMs: number | undefined;
-    for (let attempt = 1; ; attempt += 1) {
-      if (this.fatal !== undefined) return;
-      try {
-        await processor.checkpoint(topic, partition, nextOffset);
-        break;
-      } catch (error) {
-        firstFailureMs ??= Date.now();
-        const engineError = toEngineError(error, operation);
-        const decision = decideRetry(engineError, attempt, Date.now() - firstFailureMs, this.retryPolicy);
-        if (!decision.retry) {
-          this.fail(decision.error);
-          return;
-        }
-        this.degraded.set(operation, { sinceMs: firstFailureMs, error: engineError });
-        log.warn('checkpoint failed; retrying', { topic, partition, attempt, waitMs: decision.waitMs, error: engineError });
-        // A stop does not cut this short: shutdown waits (within its grace) for checkpoints in flight.
-        await delay(decision.waitMs);
-      }
-    }
-    this.degraded.delete(operation);
-    if (generation !== this.generation) {
-      log.debug('rebalanced since the batch; its offsets are left to the partition owner', { topic, partition, offset: nextOffset });
-      return;
-    }
-    try {
-      await this.consumer!.commitOffsets([{ topic, partition, offset: nextOffset }]);
-      this.counters.commits += 1;
-    } catch (error) {
-      // The partition moved to another task (rebalance): it re-reads from the last commit and
-      // the offset fence skips what this batch applied.
-      log.warn('offset commit failed; the next owner of the partition re-reads from the last commit', {
-        topic,
-        partition,
-        offset: nextOffset,
-        error,
-      });
-    }
-  }
-
   /** Waits (within the shutdown grace period) for the checkpoints and commits in flight. */
   private async settleTails(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
@@ -801,7 +687,7 @@ class EngineRuntime {
     });
     // Batches in flight first: kafkajs drops a commit silently once disconnect() has begun, so
     // their commits must be made before it. Then the tails they and earlier batches left.
-    const settled = Promise.allSettled([...this.batchesInFlight]).then(() => Promise.allSettled([...this.tails.values()]));
+    const settled = Promise.allSettled([...this.batchesInFlight]).then(() => this.commits?.settled());
     await Promise.race([settled, graceOver]);
     clearTimeout(timer);
   }
@@ -867,13 +753,13 @@ class EngineRuntime {
     this.stateValue = 'stopping';
     this.requestStop();
     log.info('stopping', { graceMs: config.shutdownGraceMs });
-    const consumer = this.consumer;
-    if (consumer !== undefined) {
+    const source = this.source;
+    if (source !== undefined) {
       // Batches that start from now on return at once; a batch in flight waits for its own
       // checkpoint and commit, and this waits for the batches in flight and the earlier tails.
       await this.settleTails();
       // disconnect() waits for any batch still in flight, then leaves the group.
-      const left = consumer.disconnect().then(
+      const left = source.stop().then(
         () => true,
         (error) => {
           log.warn('consumer disconnect failed', { error });

@@ -13,6 +13,8 @@ import { EngineError } from './errors.ts';
 import { itemId } from './fold.ts';
 import { BatchProcessor, type BatchResult, type ItemStore } from './processor.ts';
 import { StateCache } from './state-cache.ts';
+import { CommitPipeline } from './commit-pipeline.ts';
+import { createLogger } from './log.ts';
 
 /** An item store in memory, with DynamoDB's conditional-write semantics. */
 export class MemoryItemStore implements ItemStore {
@@ -23,6 +25,8 @@ export class MemoryItemStore implements ItemStore {
   conflicts = 0;
   /** Called before each put is applied; tests use it to interleave a competing writer. */
   beforePut: ((item: ViewItem, expectedVersion: number) => void) | undefined;
+  /** Called before each checkpoint write; throw from it to make the write fail. */
+  beforeCheckpoint: ((topic: string, partition: number, nextOffset: string) => void) | undefined;
 
   async readItems(keys: readonly { id: string; key: ItemKey }[]): Promise<Map<string, ViewItem>> {
     const out = new Map<string, ViewItem>();
@@ -55,6 +59,7 @@ export class MemoryItemStore implements ItemStore {
   }
 
   async writeCheckpoint(topic: string, partition: number, nextOffset: string): Promise<void> {
+    this.beforeCheckpoint?.(topic, partition, nextOffset);
     this.checkpoints.set(checkpointKey(topic, partition).sk, nextOffset);
   }
 
@@ -122,6 +127,8 @@ export interface TestDriver {
   readonly deadLetters: readonly DeadLetter[];
   /** Next offset to consume per `topic/partition`, as the engine checkpointed it. */
   checkpoint(topic: string, partition: number): string | undefined;
+  /** The consumer group's committed offset per `topic/partition` (committed after the checkpoint). */
+  committed(topic: string, partition: number): string | undefined;
   /** The in-memory table (writes, reads, conflicts counters; `beforePut` hook). */
   readonly store: MemoryItemStore;
 }
@@ -174,7 +181,45 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
   };
   const cacheMaxEntries = options.cacheMaxEntries ?? 10_000;
   let processor!: BatchProcessor;
+  // The group's committed offsets; the production commit pipeline writes them, as in a task.
+  const committed = new Map<string, string>();
+  // A checkpoint that fails fails the driver call with the store's own error, as process() would.
+  let checkpointError: unknown;
+  const newCommitPipeline = (): CommitPipeline => new CommitPipeline({
+    checkpoint: async (topic, partition, nextOffset) => {
+      try {
+        await processor.checkpoint(topic, partition, nextOffset);
+      } catch (error) {
+        checkpointError ??= error;
+        throw error;
+      }
+    },
+    commit: async (topic, partition, nextOffset) => {
+      committed.set(`${topic}/${partition}`, nextOffset);
+    },
+    generation: () => 0,
+    failed: () => false,
+    fail: () => {},
+    // The memory store never fails transiently: one attempt, no waiting.
+    retryPolicy: { maxAttempts: 1, storageOutageBudgetMs: 0, initialBackoffMs: 0, maxBackoffMs: 0 },
+    degraded: () => {},
+    log: createLogger('error', () => {}),
+  });
+  let commits = newCommitPipeline();
+  // One batch of one partition as a task runs it: apply, then checkpoint and commit behind it.
+  const run = async (topic: string, partition: number, records: readonly SourceRecord[]): Promise<BatchResult> => {
+    const result = await processor.apply(topic, partition, records);
+    if (records.length > 0) await commits.schedule(topic, partition, result.nextOffset, 0).tail;
+    if (checkpointError !== undefined) {
+      const error = checkpointError;
+      checkpointError = undefined;
+      throw error;
+    }
+    return result;
+  };
   const build = () => {
+    // A restart is a new process: a new pipeline, as a task has.
+    commits = newCommitPipeline();
     processor = new BatchProcessor({
       app,
       store,
@@ -218,12 +263,12 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
         byPartition.set(partition, batch);
       }
       const results: BatchResult[] = [];
-      for (const [partition, batch] of byPartition) results.push(await processor.process(topic, partition, batch));
+      for (const [partition, batch] of byPartition) results.push(await run(topic, partition, batch));
       return results;
     },
     async redeliver(topic, partition, fromOffset) {
       const records = (log.get(`${topic}/${partition}`) ?? []).slice(fromOffset);
-      return processor.process(topic, partition, records);
+      return run(topic, partition, records);
     },
     restart() {
       build();
@@ -239,6 +284,9 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
     deadLetters,
     checkpoint(topic, partition) {
       return store.checkpoints.get(checkpointKey(topic, partition).sk);
+    },
+    committed(topic, partition) {
+      return committed.get(`${topic}/${partition}`);
     },
     store,
   };

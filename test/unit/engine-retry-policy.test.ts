@@ -7,12 +7,10 @@ const storage = new EngineError('STORAGE_FAILED', 'DynamoDB PutItem failed: conn
 
 describe('decideRetry', () => {
   it('retries a storage failure past maxAttempts while within the outage budget, backing off up to the cap', () => {
-    const decision = decideRetry(storage, 40, 59_000, policy);
-    expect(decision.retry).toBe(true);
-    if (decision.retry) {
-      expect(decision.waitMs).toBeLessThanOrEqual(10_000);
-      expect(decision.waitMs).toBeGreaterThanOrEqual(5_000);
-    }
+    // Full jitter (the one backoff of sdk/contract): a uniform draw below the 10 s cap.
+    const waits = Array.from({ length: 200 }, () => decideRetry(storage, 40, 59_000, policy)).map((d) => (d.retry ? d.waitMs : -1));
+    expect(waits.every((ms) => ms >= 0 && ms < 10_000)).toBe(true);
+    expect(Math.max(...waits)).toBeGreaterThan(5_000);
   });
 
   it('stops with STORAGE_OUTAGE_BUDGET_EXCEEDED once the outage lasts the budget', () => {

@@ -40,8 +40,8 @@ describe('StateCache in the batch loop', () => {
       changes: { deliver: async (_t, changes) => changes.map(() => 'delivered' as const) },
       limits: { writeConcurrency: 4, maxConflictRetries: 3 },
     });
-    await processor.process('events', 0, records(0, 30));
-    await processor.process('events', 0, records(30, 30));
+    await processor.apply('events', 0, records(0, 30));
+    await processor.apply('events', 0, records(30, 30));
     expect(cache.misses).toBe(60);
     expect(store.writes).toBe(60);
     // Each missed key enters the cache once per batch; all but the last `capacity` leave it.

@@ -44,6 +44,25 @@ describe('createTestDriver', () => {
     expect(driver.item('attendance', 'yoga')).toMatchObject({ version: 1, offsets: { 'bookings/0': '1' } });
   });
 
+  it('commits the consumer offset only after the checkpoint, through the production commit pipeline', async () => {
+    const driver = createTestDriver(app);
+    await driver.send('bookings', [booked('yoga', 'ann', 0), booked('spin', 'bob', 1), booked('yoga', 'cy', 0)]);
+    expect([driver.checkpoint('bookings', 0), driver.committed('bookings', 0)]).toEqual(['2', '2']);
+    expect([driver.checkpoint('bookings', 1), driver.committed('bookings', 1)]).toEqual(['1', '1']);
+    // A checkpoint that cannot be written fails the batch, and nothing is committed past it.
+    driver.store.beforeCheckpoint = () => {
+      throw new Error('checkpoint write refused');
+    };
+    await expect(driver.send('bookings', [booked('yoga', 'dee', 0)])).rejects.toThrow('checkpoint write refused');
+    expect([driver.checkpoint('bookings', 0), driver.committed('bookings', 0)]).toEqual(['2', '2']);
+    // The view item was written (durable before the checkpoint); a redelivery is fenced.
+    driver.store.beforeCheckpoint = undefined;
+    driver.restart();
+    await driver.redeliver('bookings', 0, 2);
+    expect(driver.state('attendance', 'yoga')).toEqual({ booked: 3 });
+    expect([driver.checkpoint('bookings', 0), driver.committed('bookings', 0)]).toEqual(['3', '3']);
+  });
+
   it('is exactly-once under redelivery and restarts (the fence)', async () => {
     const driver = createTestDriver(app);
     await driver.send('bookings', [booked('yoga', 'ann'), booked('yoga', 'bob', 1)]);
