@@ -189,3 +189,70 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
     // already gone
   }
 }
+
+/** What a JVM server prints when its port is taken (Jetty logs it and may stay up without listening). */
+const BIND_FAILURE = /BindException|Address already in use/i;
+
+/** The start-up failure of a JVM server, `JAVA_NOT_FOUND` when Java itself could not run. */
+export function jvmStartFailure(
+  who: string,
+  code: 'KAFKA_START_FAILED' | 'DYNAMODB_START_FAILED',
+  exitCode: number | null,
+  output: string,
+  context: LocalStackErrorContext,
+): LocalStackError {
+  const noJava = javaStartFailure(who, exitCode, output, context);
+  if (noJava) return noJava;
+  const portInUse = BIND_FAILURE.test(output);
+  return new LocalStackError(
+    code,
+    `${who} ${exitCode === null ? 'failed to start' : `exited with code ${exitCode}`} before it was ready` +
+      (portInUse ? ` (port ${String(context.port)} is in use; pick another port or 0 for a random one)` : '') +
+      `. Output:\n${output || '(none)'}`,
+    { context: { ...context, portInUse } },
+  );
+}
+
+/** Options of {@link waitUntilReady}. */
+export interface ReadyOptions {
+  /** The server's name in messages, e.g. `DynamoDB Local`. */
+  readonly who: string;
+  readonly code: 'KAFKA_START_FAILED' | 'DYNAMODB_START_FAILED';
+  /** Where it should answer, for messages. */
+  readonly endpoint: string;
+  /** When the wait started (spawn time). */
+  readonly startedMs: number;
+  readonly timeoutMs: number;
+  readonly pollMs: number;
+  /** Grace of the stop when it never gets ready. */
+  readonly stopGraceMs: number;
+  readonly context: LocalStackErrorContext;
+  /** One readiness probe through a real client; false means "not yet". */
+  ready(): Promise<boolean>;
+}
+
+/**
+ * Polls `ready()` until it answers, the JVM exits, it reports its port taken, or the deadline
+ * passes; in the three failures the JVM is stopped and a coded error says why, with its output.
+ */
+export async function waitUntilReady(jvm: JvmProcess, options: ReadyOptions): Promise<void> {
+  try {
+    const deadline = options.startedMs + options.timeoutMs;
+    for (;;) {
+      if (jvm.hasExited()) throw jvmStartFailure(options.who, options.code, await jvm.exited, jvm.output.text(), options.context);
+      if (BIND_FAILURE.test(jvm.output.text())) throw jvmStartFailure(options.who, options.code, null, jvm.output.text(), options.context);
+      if (await options.ready()) return;
+      if (Date.now() > deadline) {
+        throw new LocalStackError(
+          options.code,
+          `${options.who} did not answer on ${options.endpoint} within ${options.timeoutMs} ms; raise startTimeoutMs if the machine is very loaded. Output:\n${jvm.output.text() || '(none)'}`,
+          { retriable: true, context: options.context },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, options.pollMs));
+    }
+  } catch (error) {
+    await jvm.stop(options.stopGraceMs);
+    throw error;
+  }
+}

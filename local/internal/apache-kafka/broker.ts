@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { LocalStackError } from '../errors.ts';
-import { assertJava, defaultJavaCommand, javaStartFailure, spawnJvm, type JvmProcess } from '../jvm.ts';
+import { assertJava, defaultJavaCommand, javaStartFailure, spawnJvm, waitUntilReady, type JvmProcess } from '../jvm.ts';
 import { findFreePort, isValidPort } from '../ports.ts';
 import { resolveApacheKafka, type ResolveApacheKafkaOptions } from './resolve.ts';
 
@@ -100,7 +100,6 @@ const DEFAULT_START_TIMEOUT_MS = 120_000;
 const STOP_GRACE_MS = 15_000;
 const READY_POLL_INTERVAL_MS = 200;
 const MAX_PORT_ATTEMPTS = 3;
-const BIND_FAILURE = /BindException|Address already in use/i;
 const NODE_ID = 1;
 
 /**
@@ -210,25 +209,17 @@ async function startOnce(p: StartOnceParams): Promise<{ info: Omit<ApacheKafka, 
 
   const jvm = spawnJvm({ name: 'apache-kafka', java: p.java, args: [...jvmArgs, 'kafka.Kafka', serverProperties], cwd: p.dataDir, onLine: (line) => p.log(line) });
   const brokers = [`${p.host}:${p.port}`];
-  try {
-    const deadline = started + p.startTimeoutMs;
-    for (;;) {
-      if (jvm.hasExited()) throw startFailure(await jvm.exited, jvm.output.text(), context);
-      if (BIND_FAILURE.test(jvm.output.text())) throw startFailure(null, jvm.output.text(), { ...context, portInUse: true });
-      if (await answersClient(brokers)) break;
-      if (Date.now() > deadline) {
-        throw new LocalStackError(
-          'KAFKA_START_FAILED',
-          `Apache Kafka did not answer on ${brokers[0]} within ${p.startTimeoutMs} ms; raise startTimeoutMs if the machine is very loaded. Output:\n${jvm.output.text() || '(none)'}`,
-          { retriable: true, context },
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, READY_POLL_INTERVAL_MS));
-    }
-  } catch (error) {
-    await jvm.stop(STOP_GRACE_MS);
-    throw error;
-  }
+  await waitUntilReady(jvm, {
+    who: 'Apache Kafka',
+    code: 'KAFKA_START_FAILED',
+    endpoint: brokers[0]!,
+    startedMs: started,
+    timeoutMs: p.startTimeoutMs,
+    pollMs: READY_POLL_INTERVAL_MS,
+    stopGraceMs: STOP_GRACE_MS,
+    context,
+    ready: () => answersClient(brokers),
+  });
   const startupMs = Date.now() - started;
   p.log(`apache kafka ${p.version} ready at ${brokers[0]} in ${startupMs} ms (data in ${p.dataDir}; development and tests only)`);
   return { info: { kind: 'apache', version: p.version, host: p.host, port: p.port, brokers, dataDir: p.dataDir, startupMs }, jvm };
@@ -308,19 +299,6 @@ async function answersClient(brokers: string[]): Promise<boolean> {
   } finally {
     await admin.disconnect().catch(() => {});
   }
-}
-
-function startFailure(code: number | null, output: string, context: Record<string, unknown>): LocalStackError {
-  const noJava = javaStartFailure('Apache Kafka', code, output, context);
-  if (noJava) return noJava;
-  const portInUse = BIND_FAILURE.test(output);
-  return new LocalStackError(
-    'KAFKA_START_FAILED',
-    `Apache Kafka ${code === null ? 'failed to start' : `exited with code ${code}`} before it was ready` +
-      (portInUse ? ` (port ${String(context.port)} is in use; pick another port or 0 for a random one)` : '') +
-      `. Output:\n${output || '(none)'}`,
-    { context: { ...context, portInUse } },
-  );
 }
 
 /** Warnings and errors to stdout (which we read), nothing to files. */

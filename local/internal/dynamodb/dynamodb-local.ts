@@ -8,7 +8,7 @@ import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { LocalStackError } from '../errors.ts';
-import { assertJava, defaultJavaCommand, javaStartFailure, spawnJvm, type JvmProcess } from '../jvm.ts';
+import { assertJava, defaultJavaCommand, spawnJvm, waitUntilReady, type JvmProcess } from '../jvm.ts';
 import { findFreePort, isValidPort } from '../ports.ts';
 
 /** Options of {@link startDynamoDbLocal}. Development and tests only. */
@@ -87,7 +87,6 @@ const DEFAULT_START_TIMEOUT_MS = 60_000;
 const READY_POLL_INTERVAL_MS = 50;
 /** Per readiness request: a healthy local JVM answers in milliseconds once listening. */
 const READY_REQUEST_TIMEOUT_MS = 2_000;
-const BIND_FAILURE = /BindException|Address already in use/i;
 /** DynamoDB Local flushes and exits within a second on SIGTERM; after this we SIGKILL. */
 const STOP_GRACE_MS = 5_000;
 /** A randomly chosen port can be taken by someone else before the JVM binds it. */
@@ -200,33 +199,19 @@ async function startOnce(p: StartOnceParams): Promise<DynamoDbLocal> {
     cwd: path.dirname(p.jar),
     onLine: (line) => p.log(`dynamodb: ${line}`),
   });
-  const output = jvm.output;
   const endpoint = `http://${p.host}:${p.port}`;
   const context = { component: 'dynamodb' as const, port: p.port, dataDir: p.dataDir };
-  try {
-    const deadline = started + p.startTimeoutMs;
-    for (;;) {
-      if (jvm.hasExited()) {
-        const code = await jvm.exited;
-        throw startFailure(code, output.text(), context);
-      }
-      // Jetty logs the BindException but the JVM stays up without listening.
-      if (BIND_FAILURE.test(output.text())) throw startFailure(null, output.text(), context);
-      if (await answersListTables(p.host, p.port)) break;
-      if (Date.now() > deadline) {
-        throw new LocalStackError(
-          'DYNAMODB_START_FAILED',
-          `DynamoDB Local did not answer on ${endpoint} within ${p.startTimeoutMs} ms; ` +
-            `raise startTimeoutMs if the machine is very loaded. Output:\n${output.text() || '(none)'}`,
-          { retriable: true, context },
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, READY_POLL_INTERVAL_MS));
-    }
-  } catch (error) {
-    await jvm.stop(STOP_GRACE_MS);
-    throw error;
-  }
+  await waitUntilReady(jvm, {
+    who: 'DynamoDB Local',
+    code: 'DYNAMODB_START_FAILED',
+    endpoint,
+    startedMs: started,
+    timeoutMs: p.startTimeoutMs,
+    pollMs: READY_POLL_INTERVAL_MS,
+    stopGraceMs: STOP_GRACE_MS,
+    context,
+    ready: () => answersListTables(p.host, p.port),
+  });
   const startupMs = Date.now() - started;
   p.log(
     `dynamodb: DynamoDB Local ready at ${endpoint} in ${startupMs} ms ` +
@@ -279,19 +264,6 @@ function answersListTables(host: string, port: number): Promise<boolean> {
     req.once('error', () => resolve(false));
     req.end('{"Limit":1}');
   });
-}
-
-function startFailure(code: number | null, output: string, context: Record<string, unknown>): LocalStackError {
-  const noJava = javaStartFailure('DynamoDB Local', code, output, context);
-  if (noJava) return noJava;
-  const portInUse = BIND_FAILURE.test(output);
-  return new LocalStackError(
-    'DYNAMODB_START_FAILED',
-    `DynamoDB Local ${code === null ? 'failed to start' : `exited with code ${code}`} before it was ready` +
-      (portInUse ? ` (port ${String(context.port)} is in use; pick another port or 0 for a random one)` : '') +
-      `. Output:\n${output || '(none)'}`,
-    { context: { ...context, portInUse } },
-  );
 }
 
 /** The default launcher cache, beside the Apache Kafka one (`TRIBUTARY_CACHE_DIR`, XDG, `~/.cache`). */
