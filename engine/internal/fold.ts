@@ -1,14 +1,18 @@
 /**
  * The pure core of the engine: route a consumer batch (decode -> filter -> key) to view items,
  * fold each item's events into its state behind the offset fence, classify poison, build the
- * conditional write and the trigger changes. No I/O: the runtime and the test driver both
- * drive these functions.
+ * conditional write, stamped with the trigger bookkeeping the ledger (`ledger.ts`) says it
+ * carries. No I/O: the runtime and the test driver both drive these functions.
  */
-import type { Change, SourceRecord, Trigger, View } from '../../sdk/index.ts';
+import type { SourceRecord, Trigger, View } from '../../sdk/index.ts';
 import { preview } from '../../sdk/contract/index.ts';
 import { offsetsKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
-import { coordinates, type PoisonDeadLetter, type TriggerDeadLetterEntry } from './dead-letter.ts';
+import { coordinates, type PoisonDeadLetter } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
+import { storedBookkeeping, writeBookkeeping } from './ledger.ts';
+
+// The runtime's delivery fence takes it from here with `itemId`; the ledger owns it.
+export { changeSuperseded } from './ledger.ts';
 
 /**
  * Compares two non-negative decimal offsets (Kafka offsets are int64, so strings).
@@ -210,9 +214,7 @@ export function snapshotOf(item: ViewItem | undefined): ItemSnapshot {
     version: item.version,
     stateJson: JSON.stringify(item.state),
     offsets: item.offsets,
-    ...(item.pending !== undefined && Object.keys(item.pending).length > 0
-      ? { pending: item.pending, befores: item.befores ?? {} }
-      : {}),
+    ...storedBookkeeping(item),
   };
 }
 
@@ -506,28 +508,8 @@ export function foldItem(
   }
   if (applied === 0) return { write: undefined, applied: 0, skipped, deadLetters };
 
-  const changed = stateJson !== snapshot.stateJson;
   const version = snapshot.version + 1;
-  // Trigger bookkeeping: a trigger with a change not yet delivered keeps its older `before`;
-  // the others start from the state they were last judged on (this write's starting state).
-  const pending: Record<string, number> = { ...snapshot.pending };
-  const befores: Record<string, unknown> = {};
-  if (changed) {
-    for (const trigger of options.triggers ?? []) {
-      if (pending[trigger.name] === undefined) pending[trigger.name] = snapshot.version;
-    }
-  }
-  for (const since of Object.values(pending)) {
-    if (since === 0) continue;
-    const name = String(since);
-    if (befores[name] !== undefined) continue;
-    const before =
-      since === snapshot.version && snapshot.stateJson !== undefined
-        ? JSON.parse(snapshot.stateJson)
-        : snapshot.befores?.[name];
-    if (before !== undefined) befores[name] = before;
-  }
-  const hasPending = Object.keys(pending).length > 0;
+  const bookkeeping = writeBookkeeping(snapshot, stateJson !== snapshot.stateJson, options.triggers ?? []);
   const item: ViewItem = {
     ...viewItemKey(view.name, key),
     view: view.name,
@@ -536,7 +518,7 @@ export function foldItem(
     version,
     offsets,
     updatedAt: (options.now ?? new Date()).toISOString(),
-    ...(hasPending ? { pending, befores } : {}),
+    ...bookkeeping,
   };
   return {
     write: {
@@ -546,158 +528,11 @@ export function foldItem(
         version,
         stateJson,
         offsets,
-        ...(hasPending ? { pending, befores } : {}),
+        ...bookkeeping,
       },
     },
     applied,
     skipped,
     deadLetters,
   };
-}
-
-/** The state a trigger last judged an item at (its `after`), and that state's version. */
-export interface JudgedState {
-  readonly version: number;
-  readonly stateJson: string;
-}
-
-/** One trigger's verdict on one item's pending change. */
-export interface PendingDelivery {
-  readonly trigger: Trigger<any>;
-  readonly change: Change;
-  /** `when(change)` said yes: deliver. No: just clear the bookkeeping. */
-  readonly deliver: boolean;
-  /** Set when `when` threw: the change goes to the dead-letter topic instead. */
-  readonly deadLetter?: TriggerDeadLetterEntry;
-}
-
-/** Idempotency key of a change: `(view, key, window, version)` joined. */
-export function changeIdempotencyKey(view: string, key: string, window: string | undefined, version: number): string {
-  return `${view}#${key}#${window ?? ''}#${version}`;
-}
-
-/**
- * The changes an item owes its triggers: one per trigger listed in `pending`, from the state
- * that trigger last judged (`before`) to the current state, filtered by the trigger's `when`.
- *
- * @example
- * for (const d of pendingDeliveries(view, key, snapshot, app.triggers)) if (d.deliver) changes.push(d.change);
- */
-export function pendingDeliveries(
-  view: View<any, any>,
-  key: string,
-  snapshot: ItemSnapshot,
-  triggers: readonly Trigger<any>[],
-  judged?: ReadonlyMap<string, JudgedState>,
-): PendingDelivery[] {
-  const pending = snapshot.pending;
-  if (pending === undefined || snapshot.stateJson === undefined) return [];
-  const out: PendingDelivery[] = [];
-  for (const trigger of triggers) {
-    if (trigger.view.name !== view.name) continue;
-    const since = pending[trigger.name];
-    if (since === undefined) continue;
-    // A change judged since the stored bookkeeping was written (by this process, not yet settled
-    // in the item) is where this one starts; one at or past this version leaves nothing to judge.
-    const last = judged?.get(trigger.name);
-    if (last !== undefined && last.version >= snapshot.version) continue;
-    const before =
-      last !== undefined && last.version >= since
-        ? JSON.parse(last.stateJson)
-        : since === 0
-          ? undefined
-          : snapshot.befores?.[String(since)];
-    const change: Change = {
-      view: view.name,
-      key,
-      before: before === undefined ? undefined : structuredClone(before),
-      after: JSON.parse(snapshot.stateJson),
-      version: snapshot.version,
-      offsets: { ...snapshot.offsets },
-      idempotencyKey: changeIdempotencyKey(view.name, key, undefined, snapshot.version),
-    };
-    try {
-      out.push({ trigger, change, deliver: trigger.when(change) === true });
-    } catch (error) {
-      out.push({
-        trigger,
-        change,
-        deliver: false,
-        deadLetter: {
-          kind: 'trigger',
-          code: 'TRIGGER_WHEN_FAILED',
-          reason: `trigger "${trigger.name}": when() threw for key "${key}" version ${snapshot.version}: ${errorInfo(error).message}; make when() return a boolean for every change`,
-          trigger: trigger.name,
-          view: view.name,
-          key,
-          function: trigger.function,
-          change,
-          error: errorInfo(error),
-        },
-      });
-    }
-  }
-  return out;
-}
-
-/**
- * The snapshot after the changes of `judged` triggers up to `version` (state `stateJson`) were
- * delivered, skipped or dead-lettered, when the item has moved on past `version`: their
- * bookkeeping starts at `version` instead of an older one, so the next change starts there.
- */
-export function advancePending(
-  snapshot: ItemSnapshot,
-  judged: readonly string[],
-  version: number,
-  stateJson: string,
-): ItemSnapshot {
-  if (snapshot.pending === undefined || snapshot.version <= version) return snapshot;
-  const pending: Record<string, number> = { ...snapshot.pending };
-  let advanced = false;
-  for (const name of judged) {
-    const since = pending[name];
-    if (since !== undefined && since < version) {
-      pending[name] = version;
-      advanced = true;
-    }
-  }
-  if (!advanced) return snapshot;
-  const befores: Record<string, unknown> = {};
-  for (const since of Object.values(pending)) {
-    const name = String(since);
-    if (befores[name] !== undefined) continue;
-    const before = since === version ? JSON.parse(stateJson) : snapshot.befores?.[name];
-    if (before !== undefined) befores[name] = before;
-  }
-  return { ...snapshot, pending, befores };
-}
-
-/** The snapshot after the pending bookkeeping of `cleared` triggers was removed. */
-export function clearPending(snapshot: ItemSnapshot, cleared: readonly string[]): ItemSnapshot {
-  if (snapshot.pending === undefined) return snapshot;
-  const pending: Record<string, number> = { ...snapshot.pending };
-  for (const name of cleared) delete pending[name];
-  const { pending: _p, befores: _b, ...rest } = snapshot;
-  if (Object.keys(pending).length === 0) return rest;
-  const befores: Record<string, unknown> = {};
-  for (const since of Object.values(pending)) {
-    const v = snapshot.befores?.[String(since)];
-    if (v !== undefined) befores[String(since)] = v;
-  }
-  return { ...rest, pending, befores };
-}
-
-/**
- * Whether a stored item's trigger bookkeeping has moved past `version` for `trigger`: a later
- * write of the item records that the trigger already judged the state at `version` or later
- * (or owes nothing), so a change to `version` still in some task's hands is stale. The item's
- * own version alone proves nothing: a write keeps the bookkeeping of changes still owed.
- *
- * @example
- * if (changeSuperseded(await store.readItem(key), 'classNearlyFull', change.version)) skip(change);
- */
-export function changeSuperseded(item: Pick<ViewItem, 'version' | 'pending'> | undefined, trigger: string, version: number): boolean {
-  if (item === undefined || item.version <= version) return false;
-  const since = item.pending?.[trigger];
-  return since === undefined || since >= version;
 }

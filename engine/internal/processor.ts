@@ -2,8 +2,8 @@
  * Processes one consumer batch (one topic-partition) end to end, independent of Kafka:
  * route -> load states (cache, then one batched read) -> fold and write each changed item once,
  * conditionally (re-read and re-fold on a lost condition) -> dead letters -> trigger changes
- * -> checkpoint (trigger bookkeeping is cleared in the cache and settled by the checkpoint, see
- * `settle`). The caller commits offsets after it resolves.
+ * -> checkpoint (trigger bookkeeping is cleared in the cache and settled by the checkpoint; the
+ * rules are the ledger's, see `ledger.ts`). The caller commits offsets after it resolves.
  * Used by the Kafka runtime and by the in-memory test driver.
  */
 import type { App, Change, SourceRecord, Trigger } from '../../sdk/index.ts';
@@ -12,18 +12,8 @@ import type { ChangeOrigin, ChangeOutcome, ChangeSink, DeadLetterSink } from './
 import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError, errorInfo } from './errors.ts';
-import {
-  advancePending,
-  clearPending,
-  foldItem,
-  pendingDeliveries,
-  routeRecords,
-  snapshotOf,
-  type ItemEvents,
-  type ItemSnapshot,
-  type JudgedState,
-  type PendingDelivery,
-} from './fold.ts';
+import { foldItem, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
+import { settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { StateCache } from './state-cache.ts';
 
 /** DynamoDB-shaped storage of view items and checkpoints, as the processor needs it. */
@@ -88,38 +78,6 @@ export interface ProcessorDeps {
   readonly now?: () => Date;
 }
 
-/**
- * What this process judged of one item's triggers while batches touching it are unfinished.
- * Batches of several partitions can write one item (a view key unlike the Kafka key); each
- * write keeps the stored bookkeeping of the changes still owed, so a later batch's change would
- * start from an older `before`. Judging them one batch after the other, in write order, against
- * what the earlier batch judged keeps `before` = the state the trigger last judged.
- */
-interface ItemJudging {
-  /** Resolves once the latest registered batch judged this item and handed its changes on. */
-  tail: Promise<void> | undefined;
-  /** Per trigger, the latest version judged and its state. */
-  readonly judged: Map<string, JudgedState>;
-  /** Batches registered and not finished: the entry is dropped at 0, so memory stays bounded. */
-  holders: number;
-}
-
-/** One batch's place in an item's judging order. */
-interface JudgeGate {
-  readonly id: string;
-  /** The previous batch's turn; this batch judges after it. */
-  readonly prev: Promise<void> | undefined;
-  readonly open: () => void;
-  opened: boolean;
-  dropped: boolean;
-}
-
-/** The gates one batch registered; closed once the batch finished or failed. */
-interface GateList {
-  readonly gates: JudgeGate[];
-  closed: boolean;
-}
-
 /** Outcome of folding and writing one item. */
 interface ItemOutcome {
   readonly item: ItemEvents;
@@ -140,23 +98,11 @@ interface ItemOutcome {
  */
 export class BatchProcessor {
   private readonly mutex = new KeyedMutex();
-  /**
-   * Next offset known durable per `topic/partition` (this processor's own checkpoints, and ones
-   * read from the store); only grows. A lower value than the truth only costs a redelivery.
-   */
-  private readonly durableUpTo = new Map<string, bigint>();
-  private readonly triggersByView = new Map<string, Trigger<any>[]>();
-  private readonly triggerNames: Set<string>;
-  /** Per item id, only while batches that owe its changes are unfinished (see {@link ItemJudging}). */
-  private readonly judging = new Map<string, ItemJudging>();
+  /** Trigger bookkeeping: judging turns, `before`s, settling (see {@link TriggerLedger}). */
+  private readonly ledger: TriggerLedger;
 
   constructor(private readonly deps: ProcessorDeps) {
-    for (const trigger of deps.app.triggers) {
-      const list = this.triggersByView.get(trigger.view.name) ?? [];
-      list.push(trigger);
-      this.triggersByView.set(trigger.view.name, list);
-    }
-    this.triggerNames = new Set(deps.app.triggers.map((t) => t.name));
+    this.ledger = new TriggerLedger(deps.app.triggers);
   }
 
   /**
@@ -189,11 +135,11 @@ export class BatchProcessor {
       // Not cached yet: foldAndWrite caches each item once, after its write. Caching here as
       // well would make a batch with more new keys than the cache holds evict every key twice
       // (once loaded, once written).
-      misses.forEach((miss, i) => snapshots.set(miss.id, this.settle(read[i]!)));
+      misses.forEach((miss, i) => snapshots.set(miss.id, this.ledger.settle(read[i]!)));
     }
 
     const loaded = Date.now();
-    const gates: GateList = { gates: [], closed: false };
+    const gates = this.ledger.openGates();
     // The batch's turns to judge items (see `deliverPending`) end with it, whatever happens.
     try {
       // Fold and write, one conditional write per changed item.
@@ -247,8 +193,7 @@ export class BatchProcessor {
         timings: { loadMs: loaded - started, writeMs: written - loaded, deliverMs: Date.now() - written },
       };
     } finally {
-      gates.closed = true;
-      for (const gate of gates.gates) this.dropGate(gate);
+      this.ledger.closeGates(gates);
     }
   }
 
@@ -274,46 +219,9 @@ export class BatchProcessor {
     }
   }
 
-  /** Takes the next turn to judge item `id`'s triggers, after the batches registered before. */
-  private registerGate(id: string, gates: GateList): JudgeGate | undefined {
-    if (gates.closed) return undefined;
-    let judging = this.judging.get(id);
-    if (judging === undefined) {
-      judging = { tail: undefined, judged: new Map(), holders: 0 };
-      this.judging.set(id, judging);
-    }
-    let open!: () => void;
-    const turn = new Promise<void>((resolve) => {
-      open = resolve;
-    });
-    const gate: JudgeGate = { id, prev: judging.tail, open, opened: false, dropped: false };
-    judging.tail = turn;
-    judging.holders += 1;
-    gates.gates.push(gate);
-    return gate;
-  }
-
-  /** Lets the next batch judge the item (this one judged it, or never will). */
-  private openGate(gate: JudgeGate): void {
-    if (gate.opened) return;
-    gate.opened = true;
-    gate.open();
-  }
-
-  /** The batch is finished with the item: once no batch holds it, forget what was judged. */
-  private dropGate(gate: JudgeGate): void {
-    this.openGate(gate);
-    if (gate.dropped) return;
-    gate.dropped = true;
-    const judging = this.judging.get(gate.id);
-    if (judging === undefined) return;
-    judging.holders -= 1;
-    if (judging.holders <= 0) this.judging.delete(gate.id);
-  }
-
   private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date, gates: GateList): Promise<ItemOutcome> {
     const { store, cache, limits } = this.deps;
-    const triggers = this.triggersByView.get(item.view.name) ?? [];
+    const triggers = this.ledger.triggersOf(item.view.name);
     // Another batch of this process may have written the item since it was loaded.
     let snapshot = cache.peek(item.id) ?? loaded;
     let conflicts = 0;
@@ -355,13 +263,13 @@ export class BatchProcessor {
         reads += 1;
         const reread = snapshotOf(await store.readItem(item.itemKey));
         await this.refreshCheckpoints([reread]);
-        snapshot = this.settle(reread);
+        snapshot = this.ledger.settle(reread);
         cache.set(item.id, snapshot);
         continue;
       }
       cache.set(item.id, result.write.snapshot);
       // Registered under the item's lock, right after the write: turns follow version order.
-      const gate = result.write.snapshot.pending !== undefined ? this.registerGate(item.id, gates) : undefined;
+      const gate = result.write.snapshot.pending !== undefined ? this.ledger.registerGate(item.id, gates) : undefined;
       return {
         item,
         ...(gate !== undefined ? { gate } : {}),
@@ -380,7 +288,7 @@ export class BatchProcessor {
    * Delivers every pending change of the batch's items (new ones and those left over by a
    * crash), then clears the bookkeeping of what was delivered, skipped or dead-lettered.
    * An item another batch of this process wrote before, and has not finished with, is judged
-   * after that batch judged it, from the state it judged (see {@link ItemJudging}); its changes
+   * after that batch judged it, from the state it judged (see {@link TriggerLedger}); its changes
    * go to the triggers as soon as they are judged, so the dispatcher gets them in version order.
    * Returns the number of changes handed to triggers.
    */
@@ -393,22 +301,7 @@ export class BatchProcessor {
     if (this.deps.app.triggers.length === 0) return 0;
     const perItem: { outcome: ItemOutcome; deliveries: PendingDelivery[]; unknown: string[] }[] = [];
     const judge = (outcome: ItemOutcome, gate: JudgeGate | undefined): PendingDelivery[] => {
-      const pending = outcome.snapshot.pending!;
-      const triggers = this.triggersByView.get(outcome.item.view.name) ?? [];
-      const judging = gate !== undefined ? this.judging.get(gate.id) : undefined;
-      const deliveries = pendingDeliveries(outcome.item.view, outcome.item.key, outcome.snapshot, triggers, judging?.judged);
-      if (judging !== undefined && outcome.snapshot.stateJson !== undefined) {
-        for (const { trigger } of deliveries) {
-          const last = judging.judged.get(trigger.name);
-          if (last === undefined || last.version < outcome.snapshot.version) {
-            judging.judged.set(trigger.name, { version: outcome.snapshot.version, stateJson: outcome.snapshot.stateJson });
-          }
-        }
-      }
-      // Bookkeeping of triggers removed from the app since the write: nothing to deliver.
-      const unknown = Object.keys(pending).filter(
-        (name) => !this.triggerNames.has(name) || !triggers.some((t) => t.name === name),
-      );
+      const { deliveries, unknown } = this.ledger.judge(outcome.item.view, outcome.item.key, outcome.snapshot, gate);
       perItem.push({ outcome, deliveries, unknown });
       for (const delivery of deliveries) if (delivery.deadLetter !== undefined) letters.push(delivery.deadLetter);
       return deliveries;
@@ -450,7 +343,7 @@ export class BatchProcessor {
     for (const outcome of outcomes) {
       if (outcome.snapshot.pending === undefined) continue;
       // An item this batch did not write may still owe changes (another batch's, or a crash's).
-      const gate = outcome.gate ?? this.registerGate(outcome.item.id, gates);
+      const gate = outcome.gate ?? this.ledger.registerGate(outcome.item.id, gates);
       if (gate?.prev !== undefined) {
         waiting.push({ outcome, gate });
         continue;
@@ -460,7 +353,7 @@ export class BatchProcessor {
     }
     const sends: Promise<void>[] = [...byTrigger].map(([trigger, changes]) => send(trigger, changes));
     // deliver() queues its changes before it returns: the next batch's changes go behind them.
-    for (const gate of ready) this.openGate(gate);
+    for (const gate of ready) this.ledger.openGate(gate);
     // The others: each after the batch before it judged the item.
     for (const { outcome, gate } of waiting) {
       sends.push(
@@ -470,10 +363,10 @@ export class BatchProcessor {
             const own = new Map<Trigger<any>, Change[]>();
             group(judge(outcome, gate), own);
             const mine = [...own].map(([trigger, changes]) => send(trigger, changes));
-            this.openGate(gate);
+            this.ledger.openGate(gate);
             await Promise.all(mine);
           } finally {
-            this.openGate(gate);
+            this.ledger.openGate(gate);
           }
         })(),
       );
@@ -482,11 +375,10 @@ export class BatchProcessor {
     if (perItem.length === 0) return 0;
     // Everything judged. The bookkeeping is cleared in the cache only, not with a write of its
     // own: the item's next write (a whole-item put from the cache) drops it, and until then the
-    // checkpoint this batch writes next proves it delivered (see `settle`). A write of its own
-    // would cost one UpdateItem per changed item and batch, as many requests as the view writes,
-    // and be the slowest serial step of a batch with triggers. If the item moved on meanwhile
-    // (another batch wrote it, keeping the older bookkeeping), the bookkeeping advances to this
-    // version, so a change built from it later starts where this one ended.
+    // checkpoint this batch writes next proves it delivered (see `TriggerLedger.settle`). A write
+    // of its own would cost one UpdateItem per changed item and batch, as many requests as the
+    // view writes, and be the slowest serial step of a batch with triggers. What the cached
+    // bookkeeping becomes is the ledger's `settleJudged`.
     const { cache } = this.deps;
     await Promise.all(
       perItem.map(({ outcome, deliveries, unknown }) => {
@@ -496,12 +388,8 @@ export class BatchProcessor {
         return this.mutex.run(outcome.item.id, async () => {
           const cached = cache.peek(outcome.item.id);
           if (cached === undefined) return;
-          if (cached.version === outcome.snapshot.version) {
-            cache.set(outcome.item.id, clearPending(cached, cleared));
-          } else if (cached.version > outcome.snapshot.version && outcome.snapshot.stateJson !== undefined && judged.length > 0) {
-            const advanced = advancePending(cached, judged, outcome.snapshot.version, outcome.snapshot.stateJson);
-            if (advanced !== cached) cache.set(outcome.item.id, advanced);
-          }
+          const settled = settleJudged(cached, outcome.snapshot, judged, cleared);
+          if (settled !== undefined) cache.set(outcome.item.id, settled);
         });
       }),
     );
@@ -511,7 +399,7 @@ export class BatchProcessor {
   /** Records that everything of the partition below `nextOffset` is durable (after {@link apply}). */
   async checkpoint(topic: string, partition: number, nextOffset: string): Promise<void> {
     await this.deps.store.writeCheckpoint(topic, partition, nextOffset);
-    this.noteDurable(offsetsKey(topic, partition), BigInt(nextOffset));
+    this.ledger.noteDurable(offsetsKey(topic, partition), BigInt(nextOffset));
   }
 
   /**
@@ -519,40 +407,12 @@ export class BatchProcessor {
    * partitions where what is known so far does not.
    */
   private async refreshCheckpoints(snapshots: readonly ItemSnapshot[]): Promise<void> {
-    const unknown = new Set<string>();
-    for (const snapshot of snapshots) {
-      if (snapshot.pending === undefined) continue;
-      for (const [partitionKey, offset] of Object.entries(snapshot.offsets)) {
-        if ((this.durableUpTo.get(partitionKey) ?? -1n) <= BigInt(offset)) unknown.add(partitionKey);
-      }
-    }
     await Promise.all(
-      [...unknown].map(async (partitionKey) => {
+      this.ledger.unprovenPartitions(snapshots).map(async (partitionKey) => {
         const slash = partitionKey.lastIndexOf('/');
         const next = await this.deps.store.readCheckpoint(partitionKey.slice(0, slash), Number(partitionKey.slice(slash + 1)));
-        if (next !== undefined) this.noteDurable(partitionKey, BigInt(next));
+        if (next !== undefined) this.ledger.noteDurable(partitionKey, BigInt(next));
       }),
     );
-  }
-
-  private noteDurable(partitionKey: string, nextOffset: bigint): void {
-    if ((this.durableUpTo.get(partitionKey) ?? -1n) < nextOffset) this.durableUpTo.set(partitionKey, nextOffset);
-  }
-
-  /**
-   * Drops trigger bookkeeping that is already delivered. A batch delivers (or dead-letters)
-   * every change pending on each item it wrote before it checkpoints, so bookkeeping is settled
-   * once, for every partition the item has applied events of, a checkpoint has passed the
-   * item's offset: the batch that wrote it last has finished. Otherwise the changes are owed
-   * (a crash between write and delivery) and are delivered again (docs/architecture.md, invariant 4).
-   */
-  private settle(snapshot: ItemSnapshot): ItemSnapshot {
-    if (snapshot.pending === undefined) return snapshot;
-    const offsets = Object.entries(snapshot.offsets);
-    if (offsets.length === 0) return snapshot;
-    for (const [partitionKey, offset] of offsets) {
-      if ((this.durableUpTo.get(partitionKey) ?? -1n) <= BigInt(offset)) return snapshot;
-    }
-    return clearPending(snapshot, Object.keys(snapshot.pending));
   }
 }

@@ -1,16 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { defineView, type SourceRecord } from '../../sdk/index.ts';
 import { deadLetterBytes, encodeDeadLetter, groupDeadLetters } from '../../engine/internal/dead-letter.ts';
-import {
-  ABSENT_ITEM,
-  advancePending,
-  compareOffsets,
-  foldItem,
-  pendingDeliveries,
-  routeRecords,
-  snapshotOf,
-  unstorableReason,
-} from '../../engine/internal/fold.ts';
+import { ABSENT_ITEM, compareOffsets, foldItem, routeRecords, snapshotOf, unstorableReason } from '../../engine/internal/fold.ts';
+import { advancePending, pendingDeliveries } from '../../engine/internal/ledger.ts';
 import { StateCache } from '../../engine/internal/state-cache.ts';
 import { checkpointKey, encodeViewKey, offsetsKey, viewItemKey } from '../../sdk/contract/index.ts';
 import { defineTrigger } from '../../sdk/index.ts';

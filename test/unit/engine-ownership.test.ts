@@ -3,7 +3,7 @@
  * joins, heartbeats and the clock, and changeSuperseded's reading of stored trigger bookkeeping.
  */
 import { describe, expect, it } from 'vitest';
-import { changeSuperseded } from '../../engine/internal/fold.ts';
+import { changeSuperseded } from '../../engine/internal/ledger.ts';
 import { PartitionOwnership } from '../../engine/internal/ownership.ts';
 
 function ownership(sessionTimeoutMs = 3_000) {
