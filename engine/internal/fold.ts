@@ -12,7 +12,6 @@ import { errorInfo } from './errors.ts';
 import { storedBookkeeping, writeBookkeeping } from './ledger.ts';
 
 // The runtime's delivery fence takes it from here with `itemId`; the ledger owns it.
-export { changeSuperseded } from './ledger.ts';
 
 /**
  * Compares two non-negative decimal offsets (Kafka offsets are int64, so strings).

@@ -30,7 +30,8 @@ import {
 import { DEFAULT_DEAD_LETTER_MAX_BYTES, encodeDeadLetter, groupDeadLetters, type DeadLetter } from './dead-letter.ts';
 import { DynamoItemStore } from './dynamodb-store.ts';
 import { EngineError, errorInfo } from './errors.ts';
-import { changeSuperseded, itemId } from './fold.ts';
+import { itemId } from './fold.ts';
+import { changeSuperseded } from './ledger.ts';
 import { startHealthServer, type HealthServer } from './health.ts';
 import { partitionLag } from './lag.ts';
 import { checkTriggerFunctions, checkViewsTable } from './preflight.ts';

@@ -15,10 +15,17 @@ import {
   TriggerLedger,
   writeBookkeeping,
 } from '../../engine/internal/ledger.ts';
-import { BatchProcessor } from '../../engine/internal/processor.ts';
+import { BatchProcessor, type BatchResult } from '../../engine/internal/processor.ts';
 import { StateCache } from '../../engine/internal/state-cache.ts';
 import { viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import { defineApp, defineTrigger, defineView, type App, type Change, type SourceRecord } from '../../sdk/index.ts';
+
+/** One batch as a task runs it: apply, then the checkpoint (the commit pipeline's first step). */
+async function processBatch(processor: BatchProcessor, topic: string, partition: number, records: readonly SourceRecord[]): Promise<BatchResult> {
+  const result = await processor.apply(topic, partition, records);
+  if (records.length > 0) await processor.checkpoint(topic, partition, result.nextOffset);
+  return result;
+}
 
 type Booking = { classId: string; member: string };
 
@@ -143,10 +150,10 @@ describe('trigger ledger: before is the state the trigger last judged', () => {
     const processor = processorOf(app, store, sink);
     const ann = itemId(viewItemKey('perMember', 'ann'));
     // Partition 0's batch writes ann, then waits on another item before it judges ann.
-    const first = processor.process('bookings', 0, [record(0, 0, 'yoga', 'ann'), record(0, 1, 'yoga', 'slow')]);
+    const first = processBatch(processor, 'bookings', 0, [record(0, 0, 'yoga', 'ann'), record(0, 1, 'yoga', 'slow')]);
     await vi.waitFor(() => expect(store.items.get(ann)?.version).toBe(1));
     // Partition 1's batch writes ann on top while the first change is still unjudged.
-    const second = processor.process('bookings', 1, [record(1, 0, 'spin', 'ann')]);
+    const second = processBatch(processor, 'bookings', 1, [record(1, 0, 'spin', 'ann')]);
     await vi.waitFor(() => expect(store.items.get(ann)?.version).toBe(2));
     // Written over the unjudged change, the item still names the absent state as before.
     expect(store.items.get(ann)).toMatchObject({ pending: { [visits.name]: 0 } });
@@ -166,11 +173,11 @@ describe('trigger ledger: before is the state the trigger last judged', () => {
     const taskA = processorOf(app, store, mine);
     const taskB = processorOf(app, store, theirs);
     const ann = itemId(viewItemKey('perMember', 'ann'));
-    await taskA.process('bookings', 0, [record(0, 0, 'yoga', 'ann')]);
+    await processBatch(taskA, 'bookings', 0, [record(0, 0, 'yoga', 'ann')]);
     expect(changeSuperseded(store.items.get(ann), visits.name, 1)).toBe(false);
     // Task B owns partition 1 and moves ann on twice; task A's cache still holds version 1.
-    await taskB.process('bookings', 1, [record(1, 0, 'spin', 'ann')]);
-    await taskB.process('bookings', 1, [record(1, 1, 'spin', 'ann')]);
+    await processBatch(taskB, 'bookings', 1, [record(1, 0, 'spin', 'ann')]);
+    await processBatch(taskB, 'bookings', 1, [record(1, 1, 'spin', 'ann')]);
     expect(transitions(theirs.changes)).toEqual([
       [{ visits: 1 }, { visits: 2 }, 2],
       [{ visits: 2 }, { visits: 3 }, 3],
@@ -180,7 +187,7 @@ describe('trigger ledger: before is the state the trigger last judged', () => {
     // A change to version 1 or 2 still in some task's hands is stale; the one to 3 is not.
     expect([1, 2, 3].map((version) => changeSuperseded(stored, visits.name, version))).toEqual([true, true, false]);
     // Task A's next write loses to the stale cache, re-reads, and starts where B's trigger judged last.
-    const result = await taskA.process('bookings', 0, [record(0, 1, 'yoga', 'ann')]);
+    const result = await processBatch(taskA, 'bookings', 0, [record(0, 1, 'yoga', 'ann')]);
     expect(result.conflicts).toBe(1);
     expect(transitions(mine.changes)).toEqual([
       [undefined, { visits: 1 }, 1],
