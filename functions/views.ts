@@ -8,7 +8,7 @@ import {
   collect,
   count,
   defineView,
-  latest,
+  latestByTime,
   removeWhere,
   topK,
   type LatestState,
@@ -147,7 +147,7 @@ export interface MemberBookings {
   readonly upcoming: readonly UpcomingClass[];
   readonly bookedCount: number;
   readonly cancelledCount: number;
-  /** The member's latest action and its time. */
+  /** The member's action with the newest event time, and that time. */
   readonly lastActivity: LatestState<BookingEvent['type']> | null;
 }
 
@@ -181,7 +181,7 @@ export function reduceMemberBookings(state: MemberBookings, event: BookingEvent)
     upcoming,
     bookedCount,
     cancelledCount,
-    lastActivity: latest(state.lastActivity, event.type, event.at),
+    lastActivity: latestByTime(state.lastActivity, event.type, event.at),
   };
 }
 

@@ -8,7 +8,9 @@ export type SdkErrorCode =
   | 'HANDLER_FAILED'
   | 'IDEMPOTENCY_IN_PROGRESS'
   | 'IDEMPOTENCY_FAILED'
-  | 'HIGH_WATER_MARK_FAILED';
+  | 'HIGH_WATER_MARK_FAILED'
+  | 'NULL_VALUE'
+  | 'DISTINCT_CAP_EXCEEDED';
 
 /** Context that explains an SDK error. */
 export interface SdkErrorContext {
