@@ -73,9 +73,12 @@ function poison(
   };
 }
 
-/** Stored form of a key returned by `key()`, or undefined when it is not a usable key. */
+/**
+ * Stored form of a key returned by `key()`, or undefined when it is not a usable key. `''` is a
+ * key like any other (as in ksqlDB): its sort key is `key#`, which DynamoDB accepts.
+ */
 function storedKey(key: unknown): string | undefined {
-  if (typeof key === 'string') return key.length > 0 ? key : undefined;
+  if (typeof key === 'string') return key;
   if (typeof key === 'number' && Number.isFinite(key)) return String(key);
   return undefined;
 }
@@ -171,7 +174,7 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
             view,
             record,
             'KEY_MISSING',
-            `view "${view.name}": key() returned ${preview(rawKey)} for record at ${where}; make key() return a non-empty string or a finite number`,
+            `view "${view.name}": key() returned ${preview(rawKey)} for record at ${where}; make key() return a string or a finite number`,
           ),
         );
         continue;

@@ -155,11 +155,11 @@ export interface ViewReader {
 }
 
 function requireKey(view: View<any, any>, key: unknown): string {
-  if (typeof key === 'string' && key.length > 0) return key;
+  if (typeof key === 'string') return key;
   if (typeof key === 'number' && Number.isFinite(key)) return String(key);
   throw new SdkError(
     'INVALID_ARGUMENT',
-    `view "${view.name}": key must be a non-empty string or a finite number, received ${preview(key)}`,
+    `view "${view.name}": key must be a string or a finite number, received ${preview(key)}`,
     { context: { view: view.name } },
   );
 }

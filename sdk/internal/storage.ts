@@ -73,18 +73,18 @@ export interface CheckpointItem extends ItemKey {
 }
 
 /**
- * Stored string form of a view key: strings as they are, finite numbers in decimal form.
- * Throws an {@link SdkError} `INVALID_ARGUMENT` for anything else (and for `''`).
+ * Stored string form of a view key: strings as they are (`''` included: its sort key `key#` is
+ * valid), finite numbers in decimal form. Throws an {@link SdkError} `INVALID_ARGUMENT` for anything else.
  *
  * @example
  * encodeViewKey(42); // "42"
  */
 export function encodeViewKey(key: ViewKey): string {
-  if (typeof key === 'string' && key.length > 0) return key;
+  if (typeof key === 'string') return key;
   if (typeof key === 'number' && Number.isFinite(key)) return String(key);
   throw new SdkError(
     'INVALID_ARGUMENT',
-    `view key must be a non-empty string or a finite number, received ${preview(key)}`,
+    `view key must be a string or a finite number, received ${preview(key)}`,
     { context: { key: String(key) } },
   );
 }

@@ -118,8 +118,29 @@ describe('get', () => {
   });
 
   it('rejects bad keys with INVALID_ARGUMENT', async () => {
-    expectCode(await reader.get(counters, '').catch((e: unknown) => e), 'INVALID_ARGUMENT');
+    expectCode(await reader.get(counters, null as never).catch((e: unknown) => e), 'INVALID_ARGUMENT');
     expectCode(await reader.get(counters, Number.NaN).catch((e: unknown) => e), 'INVALID_ARGUMENT');
+  });
+});
+
+describe("the empty-string key ''", () => {
+  const blank = defineView({
+    name: 'blank',
+    source: 'sdk-reads-events',
+    key: (e: { id: string }) => e.id,
+    initial: () => ({ n: 0 }),
+    reduce: (s) => s,
+  });
+
+  it('is read by get, getMany and query like any other key, and sorts first', async () => {
+    await Promise.all([putViewItem('blank', '', { n: 1 }), putViewItem('blank', 'a', { n: 2 }), putViewItem('blank', 'b', { n: 3 })]);
+    expect(await reader.get(blank, '', { consistent: true })).toMatchObject({ key: '', state: { n: 1 } });
+    expect((await reader.getMany(blank, ['a', '', 'zz'], { consistent: true })).map((i) => i?.state.n)).toEqual([2, 1, undefined]);
+    const keysOf = (page: { items: { key: string }[] }) => page.items.map((i) => i.key);
+    expect(keysOf(await reader.query(blank, { prefix: '' }, { consistent: true }))).toEqual(['', 'a', 'b']);
+    expect(keysOf(await reader.query(blank, { from: '', to: 'a' }, { consistent: true }))).toEqual(['', 'a']);
+    expect(keysOf(await reader.query(blank, { to: '' }, { consistent: true }))).toEqual(['']);
+    expect(keysOf(await reader.query(blank, { prefix: 'a' }, { consistent: true }))).toEqual(['a']);
   });
 });
 

@@ -37,12 +37,14 @@ describe('storage keys', () => {
     expect(viewItemKey('counter', 'yoga')).toEqual({ pk: 'view#counter', sk: 'key#yoga' });
     expect(viewItemKey('counter', 42)).toEqual({ pk: 'view#counter', sk: 'key#42' });
     expect(viewItemKey('counter', 1.5)).toEqual({ pk: 'view#counter', sk: 'key#1.5' });
+    // '' is a key like any other (as in ksqlDB); `key#` is a valid DynamoDB sort key.
+    expect(viewItemKey('counter', '')).toEqual({ pk: 'view#counter', sk: 'key#' });
     expect(checkpointKey('bookings', 2)).toEqual({ pk: '_tributary', sk: 'checkpoint#bookings#2' });
     expect(offsetsKey('bookings', 2)).toBe('bookings/2');
   });
 
   it('rejects unusable keys with INVALID_ARGUMENT', () => {
-    expect(() => encodeViewKey('')).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => encodeViewKey(null as never)).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     expect(() => encodeViewKey(Number.NaN)).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 });
