@@ -599,14 +599,14 @@ export function collect<T>(current: readonly T[] | null | undefined, item: T | n
   if (dedupeBy) {
     const id = dedupeBy(value);
     const index = list.findIndex((existing) => Object.is(dedupeBy(existing), id));
-    if (index >= 0) {
-      list[index] = value;
-      return list;
-    }
+    if (index >= 0) list[index] = value;
+    else list.push(value);
+  } else {
+    list.push(value);
   }
-  if (list.length >= cap && keep === 'first') return list.slice(0, cap);
-  list.push(value);
-  return list.length > cap ? list.slice(list.length - cap) : list;
+  // A list can also be over the cap because `max` was lowered since it was stored.
+  if (list.length <= cap) return list;
+  return keep === 'first' ? list.slice(0, cap) : list.slice(list.length - cap);
 }
 
 /**

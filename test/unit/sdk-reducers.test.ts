@@ -173,6 +173,9 @@ describe('collect / removeWhere', () => {
     expect(fold()).toEqual(['c', 'd']);
     // A repeat of a kept item still updates it in place when the list is full.
     expect(collect(['a', 'b'], 'a', { max: 2, keep: 'first', dedupeBy: (x) => x })).toEqual(['a', 'b']);
+    // A list stored under a larger max is cut to the new one, by the same policy.
+    expect(collect(['a', 'b', 'c'], 'a', { max: 2, keep: 'first', dedupeBy: (x) => x })).toEqual(['a', 'b']);
+    expect(collect(['a', 'b', 'c'], 'a', { max: 2, dedupeBy: (x) => x })).toEqual(['b', 'c']);
     expect(codeOf(() => collect([], 'a', { keep: 'newest' as never }))).toBe('INVALID_ARGUMENT');
   });
 
