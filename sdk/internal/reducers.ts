@@ -698,37 +698,131 @@ export function topK<T>(current: readonly T[] | null | undefined, item: T | null
 /** A value {@link countDistinct} can tell apart exactly: compared with `Object.is`. */
 export type DistinctValue = string | number | bigint | boolean;
 
+/**
+ * The approximate form of a {@link countDistinct} state: a HyperLogLog sketch of
+ * {@link HLL_REGISTERS} one-byte registers, base64 (about 1.4 KB whatever the count).
+ */
+export interface ApproxDistinctState {
+  readonly hll: string;
+}
+
+/** State of {@link countDistinct}: the distinct values themselves (exact), or a sketch past `max` with `overflow: 'approximate'`. */
+export type DistinctState<V extends DistinctValue = DistinctValue> = V[] | ApproxDistinctState;
+
+/**
+ * Registers of the approximate {@link countDistinct} sketch (2^10): a standard error of about
+ * 1.04 / sqrt(1024) = 3.3 %, in 1 KB of registers that fit any view state.
+ */
+export const HLL_REGISTERS = 1024;
+const HLL_INDEX_BITS = 10;
+
 /** Options of {@link countDistinct}. */
 export interface CountDistinctOptions extends AggregateOptions {
   /**
-   * Most distinct values kept. The count is exact up to it; a new distinct value past it throws
-   * `DISTINCT_CAP_EXCEEDED` (the record is poison) rather than counting approximately or
-   * wrongly. Repeats of values already counted are still fine.
+   * Most distinct values kept. The count is exact up to it; what a new distinct value past it
+   * does is `overflow`. Repeats of values already counted are always fine.
    * @default 1000 ({@link DEFAULT_COUNT_DISTINCT_MAX}: the values live in one DynamoDB item)
    */
   readonly max?: number;
+  /**
+   * Past `max`: `'error'` throws `DISTINCT_CAP_EXCEEDED` (the record is poison, the count stays
+   * exact); `'approximate'` turns the state into a HyperLogLog sketch ({@link ApproxDistinctState},
+   * 3.3 % standard error: estimates off by up to ~7 % happen) and keeps counting, approximately.
+   * @default 'error': an approximation is never introduced silently
+   */
+  readonly overflow?: 'error' | 'approximate';
+}
+
+/** The identity hashed for the sketch: typed, so 1 and '1' stay distinct as in the exact set. */
+function identityOf(value: DistinctValue): string {
+  return `${typeof value}:${String(value)}`;
+}
+
+/** MurmurHash3 (x86, 32-bit) of the UTF-8 bytes of `text`: well mixed, cheap, stable across runtimes. */
+function murmur3(text: string): number {
+  const bytes = Buffer.from(text, 'utf8');
+  let h = 0;
+  const blocks = bytes.length & ~3;
+  for (let i = 0; i < blocks; i += 4) {
+    let k = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  const tail = bytes.length & 3;
+  if (tail > 0) {
+    let k = 0;
+    if (tail === 3) k ^= bytes[blocks + 2]! << 16;
+    if (tail >= 2) k ^= bytes[blocks + 1]! << 8;
+    k ^= bytes[blocks]!;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+  }
+  h ^= bytes.length;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+function addToSketch(registers: Uint8Array, value: DistinctValue): void {
+  const hash = murmur3(identityOf(value));
+  const index = hash >>> (32 - HLL_INDEX_BITS);
+  const rest = (hash << HLL_INDEX_BITS) >>> 0;
+  const rank = rest === 0 ? 32 - HLL_INDEX_BITS + 1 : Math.clz32(rest) + 1;
+  if (rank > registers[index]!) registers[index] = rank;
+}
+
+function readSketch(state: ApproxDistinctState): Uint8Array {
+  const registers = typeof state.hll === 'string' ? new Uint8Array(Buffer.from(state.hll, 'base64')) : undefined;
+  if (registers === undefined || registers.length !== HLL_REGISTERS) {
+    throw new SdkError(
+      'INVALID_ARGUMENT',
+      `countDistinct(): the previous state is not a sketch of ${HLL_REGISTERS} registers, received ${preview(state)}; keep the state countDistinct() returned`,
+      { context: { reducer: 'countDistinct' } },
+    );
+  }
+  return registers;
+}
+
+function isSketch(state: unknown): state is ApproxDistinctState {
+  return state !== null && typeof state === 'object' && !Array.isArray(state);
 }
 
 /**
  * Adds `value` to the set of distinct values seen (first-seen order); read the count with
- * {@link countDistinctValue}. Exact: the values are stored, up to `max`. A null/undefined value
- * is skipped, as SQL's `COUNT(DISTINCT col)`.
+ * {@link countDistinctValue}. Exact while at most `max` values are distinct (the values are
+ * stored); past it, an error or an approximate sketch (see {@link CountDistinctOptions.overflow}).
+ * A null/undefined value is skipped, as SQL's `COUNT(DISTINCT col)`.
  *
  * @example
  * let users = countDistinct(undefined, 'ann');
  * users = countDistinct(users, 'bob');
  * users = countDistinct(users, 'ann');
  * countDistinctValue(users)   // 2
- * reduce: (s, e) => ({ visitors: countDistinct(s.visitors, e.userId) })
+ * reduce: (s, e) => ({ visitors: countDistinct(s.visitors, e.userId, { max: 500, overflow: 'approximate' }) })
  */
-export function countDistinct<V extends DistinctValue>(current: readonly V[], value: V | null | undefined, options?: CountDistinctOptions): V[];
-export function countDistinct<V extends DistinctValue>(current: readonly V[] | null | undefined, value: V, options?: CountDistinctOptions): V[];
-export function countDistinct<V extends DistinctValue>(current: readonly V[] | null | undefined, value: V | null | undefined, options?: CountDistinctOptions): V[] | null;
-export function countDistinct<V extends DistinctValue>(current: readonly V[] | null | undefined, value: V | null | undefined, options: CountDistinctOptions = {}): V[] | null {
+export function countDistinct<V extends DistinctValue>(current: DistinctState<V>, value: V | null | undefined, options?: CountDistinctOptions): DistinctState<V>;
+export function countDistinct<V extends DistinctValue>(current: DistinctState<V> | null | undefined, value: V, options?: CountDistinctOptions): DistinctState<V>;
+export function countDistinct<V extends DistinctValue>(current: DistinctState<V> | null | undefined, value: V | null | undefined, options?: CountDistinctOptions): DistinctState<V> | null;
+export function countDistinct<V extends DistinctValue>(current: DistinctState<V> | null | undefined, value: V | null | undefined, options: CountDistinctOptions = {}): DistinctState<V> | null {
   const cap = requireCap(options.max ?? DEFAULT_COUNT_DISTINCT_MAX, 'countDistinct', 'max');
+  const overflow = options.overflow ?? 'error';
+  if (overflow !== 'error' && overflow !== 'approximate') {
+    throw new SdkError('INVALID_ARGUMENT', `countDistinct(): option overflow must be 'error' or 'approximate', received ${preview(overflow)}`, {
+      context: { reducer: 'countDistinct' },
+    });
+  }
   if (isNull(value)) {
     const kept = skipNull(current, options, 'countDistinct');
-    return kept ? [...kept] : null;
+    return kept === null ? null : isSketch(kept) ? kept : [...kept];
   }
   const type = typeof value;
   if (type !== 'string' && type !== 'number' && type !== 'bigint' && type !== 'boolean') {
@@ -739,27 +833,55 @@ export function countDistinct<V extends DistinctValue>(current: readonly V[] | n
     );
   }
   if (type === 'number') requireFinite(value, 'countDistinct');
+  if (isSketch(current)) {
+    const registers = readSketch(current);
+    addToSketch(registers, value);
+    return { hll: Buffer.from(registers).toString('base64') };
+  }
   const list = current ? [...current] : [];
   if (list.some((seen) => Object.is(seen, value))) return list;
-  if (list.length >= cap) {
-    throw new SdkError(
-      'DISTINCT_CAP_EXCEEDED',
-      `countDistinct(): ${preview(value)} would be distinct value ${cap + 1}, over max ${cap}; raise max (each value is stored in the state) or count a coarser identity`,
-      { context: { reducer: 'countDistinct', max: cap } },
-    );
+  if (list.length < cap) {
+    list.push(value);
+    return list;
   }
-  list.push(value);
-  return list;
+  if (overflow === 'approximate') {
+    const registers = new Uint8Array(HLL_REGISTERS);
+    for (const seen of list) addToSketch(registers, seen);
+    addToSketch(registers, value);
+    return { hll: Buffer.from(registers).toString('base64') };
+  }
+  throw new SdkError(
+    'DISTINCT_CAP_EXCEEDED',
+    `countDistinct(): ${preview(value)} would be distinct value ${cap + 1}, over max ${cap}; raise max (each value is stored in the state), count a coarser identity, or pass overflow: 'approximate'`,
+    { context: { reducer: 'countDistinct', max: cap } },
+  );
 }
 
 /**
- * The number of distinct values held by a {@link countDistinct} state (0 when fresh).
+ * The number of distinct values held by a {@link countDistinct} state (0 when fresh): exact for
+ * the list form, a HyperLogLog estimate (rounded) for the sketch.
  *
  * @example
  * countDistinctValue(['ann', 'bob'])  // 2
  */
-export function countDistinctValue(state: readonly DistinctValue[] | null | undefined): number {
-  return state ? state.length : 0;
+export function countDistinctValue(state: DistinctState | null | undefined): number {
+  if (!state) return 0;
+  if (!isSketch(state)) return state.length;
+  const registers = readSketch(state);
+  const m = HLL_REGISTERS;
+  let harmonic = 0;
+  let zeros = 0;
+  for (const rank of registers) {
+    harmonic += 2 ** -rank;
+    if (rank === 0) zeros += 1;
+  }
+  const alpha = 0.7213 / (1 + 1.079 / m);
+  let estimate = (alpha * m * m) / harmonic;
+  // Few values: linear counting over the empty registers is the better estimate.
+  if (estimate <= 2.5 * m && zeros > 0) estimate = m * Math.log(m / zeros);
+  // Near the 32-bit hash space, correct for hash collisions.
+  else if (estimate > 2 ** 32 / 30) estimate = -(2 ** 32) * Math.log(1 - estimate / 2 ** 32);
+  return Math.round(estimate);
 }
 
 /** Options of {@link histogram}. */

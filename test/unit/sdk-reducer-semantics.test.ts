@@ -26,6 +26,7 @@ import {
   sum,
   topK,
   varianceValue,
+  type DistinctState,
   type LatestState,
   type StddevState,
 } from '../../sdk/index.ts';
@@ -273,7 +274,7 @@ describe('countDistinct, histogram, stddev', () => {
     name: 'routes',
     source: 'requests',
     key: (e: Request) => e.route,
-    initial: () => ({ users: null as string[] | null, latency: null as number[] | null, spread: null as StddevState | null }),
+    initial: () => ({ users: null as DistinctState<string> | null, latency: null as number[] | null, spread: null as StddevState | null }),
     reduce: (s, e) => ({
       users: countDistinct(s.users, e.user, { max: MAX_USERS }),
       latency: histogram(s.latency, e.ms, { boundaries: BOUNDARIES }),
@@ -311,6 +312,27 @@ describe('countDistinct, histogram, stddev', () => {
     expect(driver.deadLetters).toHaveLength(1);
     expect(poisonOf(driver).map((d) => [d.code, d.record.offset, d.error?.type])).toEqual([['REDUCE_FAILED', '5', 'SdkError']]);
     await expectReplayIsNoOp(driver, 'requests', [['routes', '/']]);
+  });
+
+  it("with overflow: 'approximate' the state becomes a sketch past max, no record is poison, and a replay does not count twice", async () => {
+    const visitors = defineView({
+      name: 'visitors',
+      source: 'visits',
+      key: (e: { page: string; user: string }) => e.page,
+      initial: () => ({ users: null as DistinctState<string> | null }),
+      reduce: (s, e) => ({ users: countDistinct(s.users, e.user, { max: 5, overflow: 'approximate' }) }),
+    });
+    const driver = createTestDriver(defineApp({ name: 'visitors', views: [visitors] }));
+    const users = Array.from({ length: 60 }, (_, i) => `u${i % 40}`); // 40 distinct, 20 repeats
+    await driver.send('visits', users.slice(0, 30).map((user) => ({ value: { page: 'p', user } })));
+    await driver.send('visits', users.slice(30).map((user) => ({ value: { page: 'p', user } })));
+    expect(driver.deadLetters).toEqual([]);
+    const state = driver.state<{ users: DistinctState<string> }>('visitors', 'p')!;
+    expect(state.users).toEqual({ hll: expect.any(String) });
+    const estimate = countDistinctValue(state.users);
+    expect(Math.abs(estimate - new Set(users).size)).toBeLessThanOrEqual(3);
+    await expectReplayIsNoOp(driver, 'visits', [['visitors', 'p']]);
+    expect(countDistinctValue(driver.state<{ users: DistinctState<string> }>('visitors', 'p')!.users)).toBe(estimate);
   });
 });
 

@@ -9,9 +9,11 @@ import {
   countDistinctValue,
   DEFAULT_COLLECT_MAX,
   DEFAULT_COUNT_DISTINCT_MAX,
+  type DistinctState,
   earliest,
   earliestByTime,
   histogram,
+  HLL_REGISTERS,
   latest,
   latestByTime,
   max,
@@ -344,7 +346,7 @@ describe('min / max / topK on ordered types', () => {
 describe('countDistinct', () => {
   it('counts distinct values exactly, in first-seen order; 1 and "1" are distinct', () => {
     const values = ['ann', 'bob', 'ann', 1, '1', 1, true];
-    const state = values.reduce<(string | number | boolean)[] | null>((s, v) => countDistinct(s, v), null);
+    const state = values.reduce<DistinctState<string | number | boolean> | null>((s, v) => countDistinct(s, v), null);
     expect(state).toEqual([...new Set(values)]);
     expect(countDistinctValue(state)).toBe(new Set(values).size);
     expect(countDistinctValue(undefined)).toBe(0);
@@ -354,9 +356,32 @@ describe('countDistinct', () => {
     const full = ['a', 'b'];
     expect(codeOf(() => countDistinct(full, 'c', { max: 2 }))).toBe('DISTINCT_CAP_EXCEEDED');
     expect(countDistinct(full, 'a', { max: 2 })).toEqual(['a', 'b']);
-    let s: string[] | null = null;
+    let s: DistinctState<string> | null = null;
     for (let i = 0; i < DEFAULT_COUNT_DISTINCT_MAX; i++) s = countDistinct(s, `u${i}`);
     expect(codeOf(() => countDistinct(s, 'one-more'))).toBe('DISTINCT_CAP_EXCEEDED');
+  });
+
+  it("overflow: 'approximate' turns the exact list into a HyperLogLog sketch at max and keeps counting", () => {
+    const opts = { max: 100, overflow: 'approximate' } as const;
+    let s: DistinctState<string> | null = null;
+    for (let i = 0; i < 100; i++) s = countDistinct(s, `user-${i}`, opts);
+    expect(Array.isArray(s)).toBe(true);
+    expect(countDistinctValue(s)).toBe(100);
+    s = countDistinct(s, 'user-100', opts);
+    expect(s).toEqual({ hll: expect.any(String) });
+    expect(Buffer.from((s as { hll: string }).hll, 'base64')).toHaveLength(HLL_REGISTERS);
+    const afterOverflow = countDistinctValue(s);
+    expect(Math.abs(afterOverflow - 101)).toBeLessThanOrEqual(5);
+    // Repeats do not move the sketch; 1 and '1' stay distinct in it as in the list.
+    for (let i = 0; i < 100; i++) s = countDistinct(s, `user-${i}`, opts);
+    expect(countDistinctValue(s)).toBe(afterOverflow);
+    const truth = 20_000;
+    for (let i = 101; i < truth; i++) s = countDistinct(s, `user-${i}`, opts);
+    const estimate = countDistinctValue(s);
+    // 3 standard errors (1.04 / sqrt(1024) = 3.25 %) either side; the hash is fixed, so this is deterministic.
+    expect(Math.abs(estimate - truth) / truth).toBeLessThan(0.1);
+    expect(codeOf(() => countDistinct(s, 'x', { overflow: 'guess' as never }))).toBe('INVALID_ARGUMENT');
+    expect(codeOf(() => countDistinctValue({ hll: 'AAAA' }))).toBe('INVALID_ARGUMENT');
   });
 
   it('rejects values without an exact identity', () => {
