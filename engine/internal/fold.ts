@@ -6,7 +6,16 @@
  */
 import type { SourceRecord, Trigger, View } from '../../sdk/index.ts';
 import { preview } from '../../sdk/contract/index.ts';
-import { offsetsKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
+import {
+  offsetsKey,
+  parseState,
+  reservedTagReason,
+  stringifyState,
+  viewItemKey,
+  viewKeyProblem,
+  type ItemKey,
+  type ViewItem,
+} from '../../sdk/contract/index.ts';
 import { coordinates, type PoisonDeadLetter } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import { storedBookkeeping, writeBookkeeping } from './ledger.ts';
@@ -71,13 +80,6 @@ function poison(
     ...(key !== undefined ? { key } : {}),
     ...(error !== undefined ? { error: errorInfo(error) } : {}),
   };
-}
-
-/** Stored form of a key returned by `key()`, or undefined when it is not a usable key. */
-function storedKey(key: unknown): string | undefined {
-  if (typeof key === 'string') return key.length > 0 ? key : undefined;
-  if (typeof key === 'number' && Number.isFinite(key)) return String(key);
-  return undefined;
 }
 
 /**
@@ -158,24 +160,36 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
             view,
             record,
             'KEY_FAILED',
-            `view "${view.name}": key() threw for record at ${where}: ${errorInfo(error).message}; make key() return a string or number for every event`,
+            `view "${view.name}": key() threw for record at ${where}: ${errorInfo(error).message}; make key() return a string, bigint or number for every event`,
             error,
           ),
         );
         continue;
       }
-      const key = storedKey(rawKey);
-      if (key === undefined) {
+      const problem = viewKeyProblem(rawKey);
+      if (problem === 'inexact') {
+        deadLetters.push(
+          poison(
+            view,
+            record,
+            'KEY_NOT_EXACT',
+            `view "${view.name}": key() returned ${String(rawKey)} for record at ${where}, a number past 2^53 that a double cannot hold exactly (it may stand for a neighbouring integer too); return the key as a bigint or a string (decode: 'json-bigint' reads such integers as bigint)`,
+          ),
+        );
+        continue;
+      }
+      if (problem === 'missing') {
         deadLetters.push(
           poison(
             view,
             record,
             'KEY_MISSING',
-            `view "${view.name}": key() returned ${preview(rawKey)} for record at ${where}; make key() return a non-empty string or a finite number`,
+            `view "${view.name}": key() returned ${preview(rawKey)} for record at ${where}; make key() return a non-empty string, a bigint or a finite number`,
           ),
         );
         continue;
       }
+      const key = String(rawKey);
       const itemKey = viewItemKey(view.name, key);
       const id = itemId(itemKey);
       let item = items.get(id);
@@ -299,7 +313,8 @@ function pathOf(parent: string, key: string | number): string {
 /**
  * Why DynamoDB would refuse `value` (the state as JSON.stringify sees it), or undefined: a
  * number that is not finite (JSON would silently turn it into null) or outside DynamoDB's range,
- * an empty object key, or nesting deeper than DynamoDB allows. Values JSON drops are skipped.
+ * an empty object key, the key reserved for bigints, or nesting deeper than DynamoDB allows.
+ * Values JSON drops are skipped; a bigint of any size is storable (as its tagged decimal form).
  */
 export function unstorableReason(value: unknown, path = 'state', depth = 0, key: string | number = ''): string | undefined {
   if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
@@ -314,6 +329,8 @@ export function unstorableReason(value: unknown, path = 'state', depth = 0, key:
     return undefined;
   }
   if (value === null || typeof value !== 'object') return undefined;
+  const reserved = reservedTagReason(value);
+  if (reserved !== undefined) return `${path} ${reserved}`;
   if (depth + 1 > MAX_STATE_DEPTH) return `${path} nests deeper than the ${MAX_STATE_DEPTH} levels DynamoDB can hold in a state`;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
@@ -340,7 +357,7 @@ function serialize(
 ): { ok: true; json: string } | { ok: false; dead: PoisonDeadLetter } {
   let json: string | undefined;
   try {
-    json = JSON.stringify(state);
+    json = stringifyState(state);
   } catch (error) {
     return {
       ok: false,
@@ -348,7 +365,7 @@ function serialize(
         view,
         record,
         'STATE_NOT_SERIALIZABLE',
-        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} is not JSON-serializable (${errorInfo(error).message}); keep state to plain objects, arrays, strings, numbers and booleans`,
+        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} is not JSON-serializable (${errorInfo(error).message}); keep state to plain objects, arrays, strings, numbers, bigints and booleans`,
         error,
         key,
       ),
@@ -375,7 +392,7 @@ function serialize(
         view,
         record,
         'STATE_NOT_STORABLE',
-        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} cannot be stored: ${unstorable}; keep numbers finite and within DynamoDB's range, object keys non-empty and nesting shallow`,
+        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} cannot be stored: ${unstorable}; keep numbers finite and within DynamoDB's range (store larger or more precise values as bigint or string), object keys non-empty and other than "$bigint", and nesting shallow`,
         undefined,
         key,
       ),
@@ -434,7 +451,7 @@ export function foldItem(
 
   let initialState: unknown;
   if (snapshot.stateJson !== undefined) {
-    initialState = JSON.parse(snapshot.stateJson);
+    initialState = parseState(snapshot.stateJson);
   } else {
     try {
       initialState = view.initial();
@@ -481,7 +498,7 @@ export function foldItem(
   } else {
     // Slow path: some event made the state unstorable; find which by checking after each event.
     // Re-parse the start state: a reducer that mutated it would otherwise poison this pass.
-    state = snapshot.stateJson !== undefined ? JSON.parse(snapshot.stateJson) : view.initial();
+    state = snapshot.stateJson !== undefined ? parseState(snapshot.stateJson) : view.initial();
     applied = 0;
     let json = snapshot.stateJson;
     for (const entry of fresh) {
@@ -493,7 +510,7 @@ export function foldItem(
       const checked = serialize(view, key, step.state, entry.record);
       if (!checked.ok) {
         deadLetters.push(checked.dead);
-        state = json !== undefined ? JSON.parse(json) : view.initial();
+        state = json !== undefined ? parseState(json) : view.initial();
         continue;
       }
       json = checked.json;
@@ -513,6 +530,7 @@ export function foldItem(
     ...viewItemKey(view.name, key),
     view: view.name,
     key,
+    // Stored in the tagged form: a bigint is `{ $bigint: "<decimal>" }`, as in the cache's JSON.
     state: JSON.parse(stateJson),
     version,
     offsets,

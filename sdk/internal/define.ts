@@ -21,8 +21,22 @@ export interface SourceRecord {
 /** Turns a raw record value into an event. Throwing marks the record as poison. */
 export type Decoder<E> = (value: Buffer, record: SourceRecord) => E;
 
-/** A view key: strings and finite numbers; numbers are stored in their decimal form. */
-export type ViewKey = string | number;
+/**
+ * A view key: a non-empty string, a `bigint`, or a finite number within ±(2^53−1) (a larger
+ * number is refused, since a double cannot tell 9007199254740992 from 9007199254740993).
+ * Numbers and bigints are stored in their decimal form, so `5` and `5n` name the same item.
+ */
+export type ViewKey = string | number | bigint;
+
+/**
+ * The built-in JSON decoders of a view's `decode`:
+ * - `'json'`: `JSON.parse` of the UTF-8 value, except that an integer a double cannot hold
+ *   exactly (e.g. 9007199254740993) makes the record poison (`DECODE_FAILED`) instead of being
+ *   rounded;
+ * - `'json-bigint'`: integers past ±(2^53−1) decode to `bigint`, exactly; a non-integer a double
+ *   cannot hold without losing digits makes the record poison.
+ */
+export type JsonDecoding = 'json' | 'json-bigint';
 
 /** What to do with a poison record (undecodable, no key, throwing reducer, oversized state). */
 export type PoisonPolicy = 'dead-letter' | 'stop';
@@ -34,10 +48,11 @@ export interface ViewOptions<E, S> {
   /** Source Kafka topic. */
   readonly source: string;
   /**
-   * Turns the record value into an event.
-   * @default JSON.parse of the UTF-8 value
+   * Turns the record value into an event: a function, or one of the built-in JSON decoders
+   * ({@link JsonDecoding}; `'json-bigint'` to read integers past 2^53 exactly as `bigint`).
+   * @default 'json'
    */
-  readonly decode?: Decoder<E>;
+  readonly decode?: Decoder<E> | JsonDecoding;
   /**
    * Events for which this returns false are skipped (their offsets still count as applied).
    * @default every event is kept
