@@ -90,10 +90,12 @@ export interface View<E = unknown, S = unknown> {
   readonly onPoison: PoisonPolicy;
 }
 
+// `any`, not `unknown`, for the other parameter: View is invariant in both (reduce takes and
+// returns S, filter takes E), so against `unknown` every view would give `never`.
 /** The state type of a view. */
-export type StateOf<V> = V extends View<unknown, infer S> ? S : never;
+export type StateOf<V> = V extends View<any, infer S> ? S : never;
 /** The event type of a view. */
-export type EventOf<V> = V extends View<infer E, unknown> ? E : never;
+export type EventOf<V> = V extends View<infer E, any> ? E : never;
 
 /** One change of one view item, as delivered to trigger functions. */
 export interface Change<S = unknown> {
