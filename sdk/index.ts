@@ -6,6 +6,7 @@ export type {
   Change,
   Decoder,
   EventOf,
+  EventSchema,
   JsonDecoding,
   PoisonPolicy,
   RetryOptions,

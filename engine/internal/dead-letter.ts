@@ -10,6 +10,8 @@ export type PoisonCode =
   | 'DECODE_FAILED'
   /** `filter` threw. */
   | 'FILTER_FAILED'
+  /** The event failed the view's `schema` (or the schema validated asynchronously). */
+  | 'SCHEMA_FAILED'
   /** `key` returned `undefined`, `null`, `''` or something that is not a string, bigint or finite number. */
   | 'KEY_MISSING'
   /** `key` returned a number past ±(2^53−1), which a double cannot hold exactly; return a bigint or a string. */

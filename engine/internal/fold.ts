@@ -4,6 +4,7 @@
  * conditional write, stamped with the trigger bookkeeping the ledger (`ledger.ts`) says it
  * carries. No I/O: the runtime and the test driver both drive these functions.
  */
+import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { SourceRecord, Trigger, View } from '../../sdk/index.ts';
 import { preview } from '../../sdk/contract/index.ts';
 import {
@@ -82,6 +83,46 @@ function poison(
   };
 }
 
+/** Longest schema issue list quoted in a dead letter's reason. */
+const MAX_SCHEMA_ISSUES_SHOWN = 5;
+
+function issuePath(path: StandardSchemaV1.Issue['path']): string {
+  if (path === undefined || path.length === 0) return 'event';
+  let out = 'event';
+  for (const segment of path) {
+    const key = typeof segment === 'object' && segment !== null ? segment.key : segment;
+    out = typeof key === 'number' ? `${out}[${key}]` : pathOf(out, String(key));
+  }
+  return out;
+}
+
+/**
+ * Validates a decoded event with the view's Standard Schema: the schema's output, or why it
+ * failed (each issue as `path: message`). A Promise result is refused: routing is synchronous.
+ */
+function validateEvent(
+  schema: StandardSchemaV1<unknown, unknown>,
+  event: unknown,
+): { ok: true; event: unknown } | { ok: false; reason: string; error?: unknown } {
+  let result: StandardSchemaV1.Result<unknown> | Promise<StandardSchemaV1.Result<unknown>>;
+  try {
+    result = schema['~standard'].validate(event);
+  } catch (error) {
+    return { ok: false, reason: `the schema's validate() threw: ${errorInfo(error).message}`, error };
+  }
+  if (result instanceof Promise) {
+    result.then(undefined, () => {}); // nobody awaits it: keep a rejection from crashing the process
+    return {
+      ok: false,
+      reason: `the schema (${schema['~standard'].vendor}) validated asynchronously (returned a Promise), which Tributary does not support; drop async refinements/transforms from the schema, or check asynchronously in a trigger`,
+    };
+  }
+  if (result.issues === undefined) return { ok: true, event: result.value };
+  const shown = result.issues.slice(0, MAX_SCHEMA_ISSUES_SHOWN).map((issue) => `${issuePath(issue.path)}: ${issue.message}`);
+  const more = result.issues.length > shown.length ? ` (+${result.issues.length - shown.length} more)` : '';
+  return { ok: false, reason: `${shown.join('; ')}${more}` };
+}
+
 /**
  * Routes records to view items: for every view whose source is the record's topic, decode
  * (once per distinct decoder), filter, key. Poison records become dead letters naming the view.
@@ -133,7 +174,23 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
         );
         continue;
       }
-      const event = outcome.event;
+      let event = outcome.event;
+      if (view.schema !== undefined) {
+        const checked = validateEvent(view.schema, event);
+        if (!checked.ok) {
+          deadLetters.push(
+            poison(
+              view,
+              record,
+              'SCHEMA_FAILED',
+              `view "${view.name}": event at ${where} fails the view's schema: ${checked.reason}; produce events the schema accepts, or widen the schema`,
+              checked.error,
+            ),
+          );
+          continue;
+        }
+        event = checked.event;
+      }
       try {
         if (!view.filter(event, record)) {
           filtered += 1;

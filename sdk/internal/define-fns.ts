@@ -46,6 +46,16 @@ export const jsonBigintDecoder: Decoder<any> = (value) => parseJsonExact(utf8.de
 
 const JSON_DECODERS: Readonly<Record<string, Decoder<any>>> = { json: jsonDecoder, 'json-bigint': jsonBigintDecoder };
 
+function requireStandardSchema(schema: unknown, name: string, context: Record<string, unknown>): void {
+  const standard = (schema as { '~standard'?: { version?: unknown; validate?: unknown } } | null)?.['~standard'];
+  if (standard === undefined || standard === null || standard.version !== 1 || typeof standard.validate !== 'function') {
+    throw new DefinitionError(
+      `view "${name}": schema must implement Standard Schema v1 (a "~standard" property with version 1 and validate()), received ${preview(schema)}; pass a zod, valibot or arktype schema`,
+      context,
+    );
+  }
+}
+
 function requireFunction(value: unknown, what: string, context: Record<string, unknown>): void {
   if (typeof value !== 'function') {
     throw new DefinitionError(
@@ -113,6 +123,7 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
     );
   }
   requireFunction(decode, `view "${name}": decode`, context);
+  if (options.schema !== undefined) requireStandardSchema(options.schema, name, context);
   if (options.filter !== undefined) requireFunction(options.filter, `view "${name}": filter`, context);
   const maxStateBytes = options.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES;
   requirePositiveInt(maxStateBytes, `view "${name}": maxStateBytes`, context);
@@ -134,6 +145,7 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
     name,
     source: options.source,
     decode: decode as Decoder<E>,
+    schema: options.schema,
     filter: options.filter ?? (() => true),
     key: options.key,
     initial: options.initial,

@@ -1,3 +1,5 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+
 /**
  * View, trigger and app definitions: the contract shared by the engine (which folds),
  * the functions (which read and react), the local stack and the CDK app (which deploy).
@@ -38,6 +40,9 @@ export type ViewKey = string | number | bigint;
  */
 export type JsonDecoding = 'json' | 'json-bigint';
 
+/** A Standard Schema (zod, valibot, arktype, ...) whose output is the event type `E`. */
+export type EventSchema<E> = StandardSchemaV1<unknown, E>;
+
 /** What to do with a poison record (undecodable, no key, throwing reducer, oversized state). */
 export type PoisonPolicy = 'dead-letter' | 'stop';
 
@@ -50,9 +55,19 @@ export interface ViewOptions<E, S> {
   /**
    * Turns the record value into an event: a function, or one of the built-in JSON decoders
    * ({@link JsonDecoding}; `'json-bigint'` to read integers past 2^53 exactly as `bigint`).
+   * With a `schema`, its result is the schema's input.
    * @default 'json'
    */
   readonly decode?: Decoder<E> | JsonDecoding;
+  /**
+   * Validates each decoded event through the Standard Schema interface (zod, valibot, arktype);
+   * the event type is the schema's output. An event it rejects is poison (`SCHEMA_FAILED`, with
+   * the schema's messages and paths); the schema's output (with its defaults and transforms) is
+   * what `filter`, `key` and `reduce` see. Validation runs synchronously: a schema that returns
+   * a Promise (async refinements) makes its records poison too.
+   * @default no validation
+   */
+  readonly schema?: EventSchema<E>;
   /**
    * Events for which this returns false are skipped (their offsets still count as applied).
    * @default every event is kept
@@ -81,7 +96,12 @@ export interface View<E = unknown, S = unknown> {
   readonly kind: 'view';
   readonly name: string;
   readonly source: string;
+  /**
+   * Decoder of the record value. With a `schema`, its result is the schema's input, which only
+   * becomes an `E` once validated.
+   */
   readonly decode: Decoder<E>;
+  readonly schema: EventSchema<E> | undefined;
   readonly filter: (event: E, record: SourceRecord) => boolean;
   readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
   readonly initial: () => S;
@@ -94,7 +114,7 @@ export interface View<E = unknown, S = unknown> {
 // returns S, filter takes E), so against `unknown` every view would give `never`.
 /** The state type of a view. */
 export type StateOf<V> = V extends View<any, infer S> ? S : never;
-/** The event type of a view. */
+/** The event type of a view (with a `schema`, the schema's output). */
 export type EventOf<V> = V extends View<infer E, any> ? E : never;
 
 /** One change of one view item, as delivered to trigger functions. */
