@@ -20,7 +20,7 @@ export type {
 } from './internal/define.ts';
 
 // Exact numbers past 2^53 (bigint in state, keys and decoding)
-export { BIGINT_TAG, decodeState, InexactNumberError, parseJsonExact, parseJsonStrict } from './internal/exact-json.ts';
+export { BIGINT_TAG, decodeState, parseJsonExact, parseJsonStrict } from './internal/exact-json.ts';
 export type { TaggedBigint } from './internal/exact-json.ts';
 
 // Errors

@@ -9,6 +9,7 @@
  * `bigint`. Pure; no I/O.
  */
 import { getUnsafeNumberReason, isInteger, parse as parseLossless } from 'lossless-json';
+import { SdkError } from './errors.ts';
 
 /** The one key of the object a `bigint` is stored as. Reserved: a state may not use it. */
 export const BIGINT_TAG = '$bigint';
@@ -94,16 +95,14 @@ export function reservedTagReason(value: object): string | undefined {
     : undefined;
 }
 
-/** A JSON number a double cannot hold exactly, raised by the decoders below. */
-export class InexactNumberError extends Error {
-  constructor(
-    readonly text: string,
-    why: string,
-    fix: string,
-  ) {
-    super(`the number ${text.length > 60 ? `${text.slice(0, 60)}…` : text} ${why}; ${fix}`);
-    this.name = 'InexactNumberError';
-  }
+/**
+ * The error of a JSON number a double cannot hold exactly: an {@link SdkError}
+ * `INVALID_ARGUMENT` with the number's text in `context.number` (a decoder's throw, so the
+ * record becomes poison `DECODE_FAILED` with this message).
+ */
+function inexactNumber(text: string, why: string, fix: string): SdkError {
+  const shown = text.length > 60 ? `${text.slice(0, 60)}…` : text;
+  return new SdkError('INVALID_ARGUMENT', `the number ${shown} ${why}; ${fix}`, { context: { number: shown } });
 }
 
 /** Any integer past 2^53 has at least 16 digits; shorter texts need no lossless pass. */
@@ -122,7 +121,7 @@ function keepLast(info: { newValue: unknown }): unknown {
 function checkExactInteger(text: string): number {
   const number = Number(text);
   if (!isInteger(text) || Number.isSafeInteger(number) || String(number) === text || BigInt(text) === BigInt(number)) return number;
-  throw new InexactNumberError(
+  throw inexactNumber(
     text,
     `is past 2^53 and would be rounded to ${BigInt(number)}`,
     `give the view decode: 'json-bigint' to read it as a bigint, or send it as a string`,
@@ -131,13 +130,13 @@ function checkExactInteger(text: string): number {
 
 /**
  * UTF-8 JSON, as `JSON.parse`, except that an integer a double cannot hold exactly (past 2^53,
- * e.g. 9007199254740993) throws {@link InexactNumberError} instead of being rounded. Integers
+ * e.g. 9007199254740993) throws an {@link SdkError} `INVALID_ARGUMENT` instead of being rounded. Integers
  * past 2^53 that are a double's exact value or its shortest form (2^60 written as
  * 1152921504606846976 or 1152921504606847000) and non-integers decode as `JSON.parse` does.
  *
  * @example
  * parseJsonStrict('{"n":9007199254740992}'); // { n: 9007199254740992 }
- * parseJsonStrict('{"n":9007199254740993}'); // throws InexactNumberError
+ * parseJsonStrict('{"n":9007199254740993}'); // throws SdkError INVALID_ARGUMENT
  */
 export function parseJsonStrict(text: string): unknown {
   const value = JSON.parse(text);
@@ -159,13 +158,13 @@ function exactNumber(text: string): number | bigint {
       : reason === 'underflow'
         ? 'is below the smallest double (about 5e-324) and would become 0'
         : `has more digits than a double holds and would become ${Number(text)}`;
-  throw new InexactNumberError(text, why, 'send it as a string (or as an integer, which decodes to a bigint past 2^53)');
+  throw inexactNumber(text, why, 'send it as a string (or as an integer, which decodes to a bigint past 2^53)');
 }
 
 /**
  * UTF-8 JSON with exact numbers: integers within ±(2^53−1) decode to `number`, integers past it
  * to `bigint`; a non-integer a double cannot hold without losing digits (overflow, underflow,
- * digits past a double's 17) throws {@link InexactNumberError}.
+ * digits past a double's 17) throws an {@link SdkError} `INVALID_ARGUMENT`.
  *
  * @example
  * parseJsonExact('{"id":9007199254740993,"price":1.5}'); // { id: 9007199254740993n, price: 1.5 }

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createTestDriver } from '../../engine/index.ts';
-import { decodeState, defineApp, defineView, SdkError } from '../../sdk/index.ts';
+import { decodeState, defineApp, defineView, parseJsonExact, parseJsonStrict, SdkError } from '../../sdk/index.ts';
 import { encodeViewKey, parseState, stringifyState } from '../../sdk/contract/index.ts';
 import type { PoisonDeadLetter } from '../../engine/internal/dead-letter.ts';
 
@@ -153,5 +153,23 @@ describe('encodeViewKey and the tagged state form', () => {
     expect(decodeState(JSON.parse(json))).toEqual(state);
     const plain = { a: 1, b: [2] };
     expect(decodeState(plain)).toBe(plain);
+  });
+
+  it('decodes JSON exactly or refuses with INVALID_ARGUMENT, never rounds', () => {
+    expect(parseJsonExact('{"a":9007199254740993,"b":-9223372036854775807,"c":12,"d":1.5}')).toEqual({
+      a: 9007199254740993n,
+      b: -9223372036854775807n,
+      c: 12,
+      d: 1.5,
+    });
+    expect(parseJsonStrict('{"a":9007199254740992,"b":"9007199254740993"}')).toEqual({ a: 2 ** 53, b: '9007199254740993' });
+    for (const parse of [() => parseJsonStrict('[9007199254740993]'), () => parseJsonExact('[1e400]')]) {
+      expect(parse).toThrow(SdkError);
+      try {
+        parse();
+      } catch (error) {
+        expect((error as SdkError).code).toBe('INVALID_ARGUMENT');
+      }
+    }
   });
 });
