@@ -1,11 +1,13 @@
 // Definitions
-export { defineApp, defineTrigger, defineView, jsonDecoder } from './internal/define-fns.ts';
+export { defineApp, defineTrigger, defineView, jsonBigintDecoder, jsonDecoder } from './internal/define-fns.ts';
 export type {
   App,
   AppOptions,
   Change,
   Decoder,
   EventOf,
+  EventSchema,
+  JsonDecoding,
   PoisonPolicy,
   RetryOptions,
   SourceRecord,
@@ -16,6 +18,10 @@ export type {
   ViewKey,
   ViewOptions,
 } from './internal/define.ts';
+
+// Exact numbers past 2^53 (bigint in state, keys and decoding)
+export { BIGINT_TAG, decodeState, parseJsonExact, parseJsonStrict } from './internal/exact-json.ts';
+export type { TaggedBigint } from './internal/exact-json.ts';
 
 // Errors
 export { DefinitionError, SdkError, TributaryError, isTributaryError } from './internal/errors.ts';

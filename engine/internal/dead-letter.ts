@@ -10,8 +10,12 @@ export type PoisonCode =
   | 'DECODE_FAILED'
   /** `filter` threw. */
   | 'FILTER_FAILED'
-  /** `key` returned `undefined`, `null`, `''` or something that is not a string or finite number. */
+  /** The event failed the view's `schema` (or the schema validated asynchronously). */
+  | 'SCHEMA_FAILED'
+  /** `key` returned `undefined`, `null`, `''` or something that is not a string, bigint or finite number. */
   | 'KEY_MISSING'
+  /** `key` returned a number past ±(2^53−1), which a double cannot hold exactly; return a bigint or a string. */
+  | 'KEY_NOT_EXACT'
   /** `key` threw. */
   | 'KEY_FAILED'
   /** `reduce` (or `initial`) threw or returned `undefined`. */
@@ -20,7 +24,7 @@ export type PoisonCode =
   | 'STATE_NOT_SERIALIZABLE'
   /**
    * The state after this event holds what DynamoDB cannot store: a number that is not finite or
-   * out of DynamoDB's range, an empty object key, nesting over 31 levels.
+   * out of DynamoDB's range, an empty object key, the reserved key `$bigint`, nesting over 31 levels.
    */
   | 'STATE_NOT_STORABLE'
   /** The state after this event is larger than the view's `maxStateBytes`. */

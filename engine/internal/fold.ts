@@ -4,9 +4,19 @@
  * conditional write, stamped with the trigger bookkeeping the ledger (`ledger.ts`) says it
  * carries. No I/O: the runtime and the test driver both drive these functions.
  */
+import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { SourceRecord, Trigger, View } from '../../sdk/index.ts';
 import { preview } from '../../sdk/contract/index.ts';
-import { offsetsKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
+import {
+  offsetsKey,
+  parseState,
+  reservedTagReason,
+  stringifyState,
+  viewItemKey,
+  viewKeyProblem,
+  type ItemKey,
+  type ViewItem,
+} from '../../sdk/contract/index.ts';
 import { coordinates, type PoisonDeadLetter } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import { storedBookkeeping, writeBookkeeping } from './ledger.ts';
@@ -73,14 +83,44 @@ function poison(
   };
 }
 
+/** Longest schema issue list quoted in a dead letter's reason. */
+const MAX_SCHEMA_ISSUES_SHOWN = 5;
+
+function issuePath(path: StandardSchemaV1.Issue['path']): string {
+  if (path === undefined || path.length === 0) return 'event';
+  let out = 'event';
+  for (const segment of path) {
+    const key = typeof segment === 'object' && segment !== null ? segment.key : segment;
+    out = typeof key === 'number' ? `${out}[${key}]` : pathOf(out, String(key));
+  }
+  return out;
+}
+
 /**
- * Stored form of a key returned by `key()`, or undefined when it is not a usable key. `''` is a
- * key like any other (as in ksqlDB): its sort key is `key#`, which DynamoDB accepts.
+ * Validates a decoded event with the view's Standard Schema: the schema's output, or why it
+ * failed (each issue as `path: message`). A Promise result is refused: routing is synchronous.
  */
-function storedKey(key: unknown): string | undefined {
-  if (typeof key === 'string') return key;
-  if (typeof key === 'number' && Number.isFinite(key)) return String(key);
-  return undefined;
+function validateEvent(
+  schema: StandardSchemaV1<unknown, unknown>,
+  event: unknown,
+): { ok: true; event: unknown } | { ok: false; reason: string; error?: unknown } {
+  let result: StandardSchemaV1.Result<unknown> | Promise<StandardSchemaV1.Result<unknown>>;
+  try {
+    result = schema['~standard'].validate(event);
+  } catch (error) {
+    return { ok: false, reason: `the schema's validate() threw: ${errorInfo(error).message}`, error };
+  }
+  if (result instanceof Promise) {
+    result.then(undefined, () => {}); // nobody awaits it: keep a rejection from crashing the process
+    return {
+      ok: false,
+      reason: `the schema (${schema['~standard'].vendor}) validated asynchronously (returned a Promise), which Tributary does not support; drop async refinements/transforms from the schema, or check asynchronously in a trigger`,
+    };
+  }
+  if (result.issues === undefined) return { ok: true, event: result.value };
+  const shown = result.issues.slice(0, MAX_SCHEMA_ISSUES_SHOWN).map((issue) => `${issuePath(issue.path)}: ${issue.message}`);
+  const more = result.issues.length > shown.length ? ` (+${result.issues.length - shown.length} more)` : '';
+  return { ok: false, reason: `${shown.join('; ')}${more}` };
 }
 
 /**
@@ -134,7 +174,23 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
         );
         continue;
       }
-      const event = outcome.event;
+      let event = outcome.event;
+      if (view.schema !== undefined) {
+        const checked = validateEvent(view.schema, event);
+        if (!checked.ok) {
+          deadLetters.push(
+            poison(
+              view,
+              record,
+              'SCHEMA_FAILED',
+              `view "${view.name}": event at ${where} fails the view's schema: ${checked.reason}; produce events the schema accepts, or widen the schema`,
+              checked.error,
+            ),
+          );
+          continue;
+        }
+        event = checked.event;
+      }
       try {
         if (!view.filter(event, record)) {
           filtered += 1;
@@ -161,24 +217,36 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
             view,
             record,
             'KEY_FAILED',
-            `view "${view.name}": key() threw for record at ${where}: ${errorInfo(error).message}; make key() return a string or number for every event`,
+            `view "${view.name}": key() threw for record at ${where}: ${errorInfo(error).message}; make key() return a string, bigint or number for every event`,
             error,
           ),
         );
         continue;
       }
-      const key = storedKey(rawKey);
-      if (key === undefined) {
+      const problem = viewKeyProblem(rawKey);
+      if (problem === 'inexact') {
+        deadLetters.push(
+          poison(
+            view,
+            record,
+            'KEY_NOT_EXACT',
+            `view "${view.name}": key() returned ${String(rawKey)} for record at ${where}, a number past 2^53 that a double cannot hold exactly (it may stand for a neighbouring integer too); return the key as a bigint or a string (decode: 'json-bigint' reads such integers as bigint)`,
+          ),
+        );
+        continue;
+      }
+      if (problem === 'missing') {
         deadLetters.push(
           poison(
             view,
             record,
             'KEY_MISSING',
-            `view "${view.name}": key() returned ${preview(rawKey)} for record at ${where}; make key() return a string or a finite number`,
+            `view "${view.name}": key() returned ${preview(rawKey)} for record at ${where}; make key() return a string, a bigint or a finite number`,
           ),
         );
         continue;
       }
+      const key = String(rawKey);
       const itemKey = viewItemKey(view.name, key);
       const id = itemId(itemKey);
       let item = items.get(id);
@@ -302,7 +370,8 @@ function pathOf(parent: string, key: string | number): string {
 /**
  * Why DynamoDB would refuse `value` (the state as JSON.stringify sees it), or undefined: a
  * number that is not finite (JSON would silently turn it into null) or outside DynamoDB's range,
- * an empty object key, or nesting deeper than DynamoDB allows. Values JSON drops are skipped.
+ * an empty object key, the key reserved for bigints, or nesting deeper than DynamoDB allows.
+ * Values JSON drops are skipped; a bigint of any size is storable (as its tagged decimal form).
  */
 export function unstorableReason(value: unknown, path = 'state', depth = 0, key: string | number = ''): string | undefined {
   if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
@@ -317,6 +386,8 @@ export function unstorableReason(value: unknown, path = 'state', depth = 0, key:
     return undefined;
   }
   if (value === null || typeof value !== 'object') return undefined;
+  const reserved = reservedTagReason(value);
+  if (reserved !== undefined) return `${path} ${reserved}`;
   if (depth + 1 > MAX_STATE_DEPTH) return `${path} nests deeper than the ${MAX_STATE_DEPTH} levels DynamoDB can hold in a state`;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
@@ -343,7 +414,7 @@ function serialize(
 ): { ok: true; json: string } | { ok: false; dead: PoisonDeadLetter } {
   let json: string | undefined;
   try {
-    json = JSON.stringify(state);
+    json = stringifyState(state);
   } catch (error) {
     return {
       ok: false,
@@ -351,7 +422,7 @@ function serialize(
         view,
         record,
         'STATE_NOT_SERIALIZABLE',
-        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} is not JSON-serializable (${errorInfo(error).message}); keep state to plain objects, arrays, strings, numbers and booleans`,
+        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} is not JSON-serializable (${errorInfo(error).message}); keep state to plain objects, arrays, strings, numbers, bigints and booleans`,
         error,
         key,
       ),
@@ -378,7 +449,7 @@ function serialize(
         view,
         record,
         'STATE_NOT_STORABLE',
-        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} cannot be stored: ${unstorable}; keep numbers finite and within DynamoDB's range, object keys non-empty and nesting shallow`,
+        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} cannot be stored: ${unstorable}; keep numbers finite and within DynamoDB's range (store larger or more precise values as bigint or string), object keys non-empty and other than "$bigint", and nesting shallow`,
         undefined,
         key,
       ),
@@ -437,7 +508,7 @@ export function foldItem(
 
   let initialState: unknown;
   if (snapshot.stateJson !== undefined) {
-    initialState = JSON.parse(snapshot.stateJson);
+    initialState = parseState(snapshot.stateJson);
   } else {
     try {
       initialState = view.initial();
@@ -484,7 +555,7 @@ export function foldItem(
   } else {
     // Slow path: some event made the state unstorable; find which by checking after each event.
     // Re-parse the start state: a reducer that mutated it would otherwise poison this pass.
-    state = snapshot.stateJson !== undefined ? JSON.parse(snapshot.stateJson) : view.initial();
+    state = snapshot.stateJson !== undefined ? parseState(snapshot.stateJson) : view.initial();
     applied = 0;
     let json = snapshot.stateJson;
     for (const entry of fresh) {
@@ -496,7 +567,7 @@ export function foldItem(
       const checked = serialize(view, key, step.state, entry.record);
       if (!checked.ok) {
         deadLetters.push(checked.dead);
-        state = json !== undefined ? JSON.parse(json) : view.initial();
+        state = json !== undefined ? parseState(json) : view.initial();
         continue;
       }
       json = checked.json;
@@ -516,6 +587,7 @@ export function foldItem(
     ...viewItemKey(view.name, key),
     view: view.name,
     key,
+    // Stored in the tagged form: a bigint is `{ $bigint: "<decimal>" }`, as in the cache's JSON.
     state: JSON.parse(stateJson),
     version,
     offsets,

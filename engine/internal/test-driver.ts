@@ -6,7 +6,7 @@
  * bookkeeping code.
  */
 import type { App, Change, SourceRecord, Trigger, ViewKey } from '../../sdk/index.ts';
-import { checkpointKey, encodeViewKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
+import { checkpointKey, decodeState, encodeViewKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import type { DeadLetter } from './dead-letter.ts';
 import { EngineError } from './errors.ts';
@@ -117,9 +117,9 @@ export interface TestDriver {
   redeliver(topic: string, partition: number, fromOffset: number): Promise<BatchResult>;
   /** Forgets the engine's cache, as a restarted engine process would. */
   restart(): void;
-  /** Current state of a view key, or undefined when the key has no item. */
+  /** Current state of a view key (bigints as `bigint`, as reads return them), or undefined when the key has no item. */
   state<S = unknown>(view: string, key: ViewKey): S | undefined;
-  /** The stored item of a view key (state, version, offsets, bookkeeping). */
+  /** The stored item of a view key (state in its stored form, bigints tagged; version, offsets, bookkeeping). */
   item(view: string, key: ViewKey): ViewItem | undefined;
   /** Every change handed to triggers, in delivery order. */
   readonly changes: readonly DeliveredChange[];
@@ -274,7 +274,8 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
       build();
     },
     state<S>(view: string, key: ViewKey): S | undefined {
-      return store.items.get(itemId(viewItemKey(view, key)))?.state as S | undefined;
+      const item = store.items.get(itemId(viewItemKey(view, key)));
+      return item === undefined ? undefined : decodeState<S>(item.state);
     },
     item(view, key) {
       const item = store.items.get(itemId(viewItemKey(view, encodeViewKey(key))));

@@ -20,6 +20,7 @@ export {
   encodeViewKey,
   offsetsKey,
   viewItemKey,
+  viewKeyProblem,
 } from '../internal/storage.ts';
 export type {
   BatchGetItemsOptions,
@@ -34,6 +35,10 @@ export type {
 } from '../internal/storage.ts';
 export { IDEMPOTENCY_PK } from '../internal/idempotency.ts';
 export { HIGH_WATER_MARK_SK_PREFIX } from '../internal/high-water-mark.ts';
+
+// Exact numbers: the tagged form of a bigint in JSON and in the table
+export { BIGINT_TAG, decodeState, parseState, reservedTagReason, stringifyState } from '../internal/exact-json.ts';
+export type { TaggedBigint } from '../internal/exact-json.ts';
 
 // Key schema, environment, metrics, limits
 export {

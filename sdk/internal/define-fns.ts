@@ -9,6 +9,7 @@ import type {
 } from './define.ts';
 import { MAX_STATE_BYTES } from './contract.ts';
 import { DefinitionError } from './errors.ts';
+import { parseJsonExact, parseJsonStrict } from './exact-json.ts';
 
 /** Items are capped at 400 KB by DynamoDB; state gets the bulk, bookkeeping the rest. */
 export const DEFAULT_MAX_STATE_BYTES = 100_000;
@@ -31,8 +32,29 @@ const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** The default decoder: UTF-8 JSON. */
-export const jsonDecoder: Decoder<any> = (value) => JSON.parse(utf8.decode(value));
+/**
+ * The default decoder (`decode: 'json'`): UTF-8 JSON, as `JSON.parse`, except that an integer a
+ * double cannot hold exactly (e.g. 9007199254740993) throws instead of being rounded.
+ */
+export const jsonDecoder: Decoder<any> = (value) => parseJsonStrict(utf8.decode(value));
+
+/**
+ * `decode: 'json-bigint'`: UTF-8 JSON whose integers past ±(2^53−1) decode to `bigint`, exactly;
+ * a non-integer a double cannot hold without losing digits throws.
+ */
+export const jsonBigintDecoder: Decoder<any> = (value) => parseJsonExact(utf8.decode(value));
+
+const JSON_DECODERS: Readonly<Record<string, Decoder<any>>> = { json: jsonDecoder, 'json-bigint': jsonBigintDecoder };
+
+function requireStandardSchema(schema: unknown, name: string, context: Record<string, unknown>): void {
+  const standard = (schema as { '~standard'?: { version?: unknown; validate?: unknown } } | null)?.['~standard'];
+  if (standard === undefined || standard === null || standard.version !== 1 || typeof standard.validate !== 'function') {
+    throw new DefinitionError(
+      `view "${name}": schema must implement Standard Schema v1 (a "~standard" property with version 1 and validate()), received ${preview(schema)}; pass a zod, valibot or arktype schema`,
+      context,
+    );
+  }
+}
 
 function requireFunction(value: unknown, what: string, context: Record<string, unknown>): void {
   if (typeof value !== 'function') {
@@ -52,6 +74,7 @@ function requirePositiveInt(value: unknown, what: string, context: Record<string
 /** Short, safe rendering of a received value for error messages. */
 export function preview(value: unknown): string {
   if (typeof value === 'function') return 'a function';
+  if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
   try {
     const text = JSON.stringify(value);
@@ -92,7 +115,15 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
   requireFunction(options.key, `view "${name}": key`, context);
   requireFunction(options.initial, `view "${name}": initial`, context);
   requireFunction(options.reduce, `view "${name}": reduce`, context);
-  if (options.decode !== undefined) requireFunction(options.decode, `view "${name}": decode`, context);
+  const decode = typeof options.decode === 'string' ? JSON_DECODERS[options.decode] : options.decode ?? jsonDecoder;
+  if (decode === undefined) {
+    throw new DefinitionError(
+      `view "${name}": decode must be a function, 'json' or 'json-bigint', received ${preview(options.decode)}`,
+      context,
+    );
+  }
+  requireFunction(decode, `view "${name}": decode`, context);
+  if (options.schema !== undefined) requireStandardSchema(options.schema, name, context);
   if (options.filter !== undefined) requireFunction(options.filter, `view "${name}": filter`, context);
   const maxStateBytes = options.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES;
   requirePositiveInt(maxStateBytes, `view "${name}": maxStateBytes`, context);
@@ -113,7 +144,8 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
     kind: 'view',
     name,
     source: options.source,
-    decode: options.decode ?? (jsonDecoder as Decoder<E>),
+    decode: decode as Decoder<E>,
+    schema: options.schema,
     filter: options.filter ?? (() => true),
     key: options.key,
     initial: options.initial,

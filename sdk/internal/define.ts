@@ -1,3 +1,5 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+
 /**
  * View, trigger and app definitions: the contract shared by the engine (which folds),
  * the functions (which read and react), the local stack and the CDK app (which deploy).
@@ -21,8 +23,25 @@ export interface SourceRecord {
 /** Turns a raw record value into an event. Throwing marks the record as poison. */
 export type Decoder<E> = (value: Buffer, record: SourceRecord) => E;
 
-/** A view key: strings and finite numbers; numbers are stored in their decimal form. */
-export type ViewKey = string | number;
+/**
+ * A view key: a non-empty string, a `bigint`, or a finite number within ±(2^53−1) (a larger
+ * number is refused, since a double cannot tell 9007199254740992 from 9007199254740993).
+ * Numbers and bigints are stored in their decimal form, so `5` and `5n` name the same item.
+ */
+export type ViewKey = string | number | bigint;
+
+/**
+ * The built-in JSON decoders of a view's `decode`:
+ * - `'json'`: `JSON.parse` of the UTF-8 value, except that an integer a double cannot hold
+ *   exactly (e.g. 9007199254740993) makes the record poison (`DECODE_FAILED`) instead of being
+ *   rounded;
+ * - `'json-bigint'`: integers past ±(2^53−1) decode to `bigint`, exactly; a non-integer a double
+ *   cannot hold without losing digits makes the record poison.
+ */
+export type JsonDecoding = 'json' | 'json-bigint';
+
+/** A Standard Schema (zod, valibot, arktype, ...) whose output is the event type `E`. */
+export type EventSchema<E> = StandardSchemaV1<unknown, E>;
 
 /** What to do with a poison record (undecodable, no key, throwing reducer, oversized state). */
 export type PoisonPolicy = 'dead-letter' | 'stop';
@@ -34,10 +53,21 @@ export interface ViewOptions<E, S> {
   /** Source Kafka topic. */
   readonly source: string;
   /**
-   * Turns the record value into an event.
-   * @default JSON.parse of the UTF-8 value
+   * Turns the record value into an event: a function, or one of the built-in JSON decoders
+   * ({@link JsonDecoding}; `'json-bigint'` to read integers past 2^53 exactly as `bigint`).
+   * With a `schema`, its result is the schema's input.
+   * @default 'json'
    */
-  readonly decode?: Decoder<E>;
+  readonly decode?: Decoder<E> | JsonDecoding;
+  /**
+   * Validates each decoded event through the Standard Schema interface (zod, valibot, arktype);
+   * the event type is the schema's output. An event it rejects is poison (`SCHEMA_FAILED`, with
+   * the schema's messages and paths); the schema's output (with its defaults and transforms) is
+   * what `filter`, `key` and `reduce` see. Validation runs synchronously: a schema that returns
+   * a Promise (async refinements) makes its records poison too.
+   * @default no validation
+   */
+  readonly schema?: EventSchema<E>;
   /**
    * Events for which this returns false are skipped (their offsets still count as applied).
    * @default every event is kept
@@ -66,7 +96,12 @@ export interface View<E = unknown, S = unknown> {
   readonly kind: 'view';
   readonly name: string;
   readonly source: string;
+  /**
+   * Decoder of the record value. With a `schema`, its result is the schema's input, which only
+   * becomes an `E` once validated.
+   */
   readonly decode: Decoder<E>;
+  readonly schema: EventSchema<E> | undefined;
   readonly filter: (event: E, record: SourceRecord) => boolean;
   readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
   readonly initial: () => S;
@@ -75,10 +110,12 @@ export interface View<E = unknown, S = unknown> {
   readonly onPoison: PoisonPolicy;
 }
 
+// `any`, not `unknown`, for the other parameter: View is invariant in both (reduce takes and
+// returns S, filter takes E), so against `unknown` every view would give `never`.
 /** The state type of a view. */
-export type StateOf<V> = V extends View<unknown, infer S> ? S : never;
-/** The event type of a view. */
-export type EventOf<V> = V extends View<infer E, unknown> ? E : never;
+export type StateOf<V> = V extends View<any, infer S> ? S : never;
+/** The event type of a view (with a `schema`, the schema's output). */
+export type EventOf<V> = V extends View<infer E, any> ? E : never;
 
 /** One change of one view item, as delivered to trigger functions. */
 export interface Change<S = unknown> {

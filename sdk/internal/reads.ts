@@ -13,8 +13,9 @@ import {
 import type { App, View, ViewKey } from './define.ts';
 import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
+import { decodeState } from './exact-json.ts';
 import { classifyAwsError } from './retry.ts';
-import { batchGetItems, checkpointKey, createStorage, VIEW_PK_PREFIX, VIEW_SK_PREFIX, viewItemKey } from './storage.ts';
+import { batchGetItems, checkpointKey, createStorage, VIEW_PK_PREFIX, VIEW_SK_PREFIX, viewItemKey, viewKeyProblem } from './storage.ts';
 import { ENV } from './contract.ts';
 
 const KEY_PREFIX = VIEW_SK_PREFIX;
@@ -155,12 +156,14 @@ export interface ViewReader {
 }
 
 function requireKey(view: View<any, any>, key: unknown): string {
-  if (typeof key === 'string') return key;
-  if (typeof key === 'number' && Number.isFinite(key)) return String(key);
+  const problem = viewKeyProblem(key);
+  if (problem === undefined) return String(key);
   throw new SdkError(
     'INVALID_ARGUMENT',
-    `view "${view.name}": key must be a string or a finite number, received ${preview(key)}`,
-    { context: { view: view.name } },
+    problem === 'inexact'
+      ? `view "${view.name}": key ${String(key)} is a number past 2^53, which a double cannot hold exactly (9007199254740992 and 9007199254740993 are the same double); pass the key as a bigint or a string`
+      : `view "${view.name}": key must be a string, a bigint or a finite number, received ${preview(key)}`,
+    { context: { view: view.name, key: String(key) } },
   );
 }
 
@@ -190,7 +193,7 @@ function toItem<S>(raw: Record<string, any>): ViewSnapshot<S> {
   const sk = String(raw.sk);
   return {
     key: sk.startsWith(KEY_PREFIX) ? sk.slice(KEY_PREFIX.length) : sk,
-    state: raw.state as S,
+    state: decodeState<S>(raw.state),
     version: Number(raw.version ?? 0),
     offsets: (raw.offsets ?? {}) as Record<string, string>,
     updatedAt: String(raw.updatedAt ?? ''),

@@ -73,18 +73,34 @@ export interface CheckpointItem extends ItemKey {
 }
 
 /**
- * Stored string form of a view key: strings as they are (`''` included: its sort key `key#` is
- * valid), finite numbers in decimal form. Throws an {@link SdkError} `INVALID_ARGUMENT` for anything else.
+ * Why `key` is not a usable view key, or undefined: keys are strings (`''` included: its sort
+ * key `key#` is valid, as in ksqlDB), bigints and finite numbers within ±(2^53−1). A larger number is refused, never rounded: a double cannot
+ * tell 9007199254740992 from 9007199254740993, so two keys would silently share one item.
+ */
+export function viewKeyProblem(key: unknown): 'missing' | 'inexact' | undefined {
+  if (typeof key === 'string') return undefined;
+  if (typeof key === 'bigint') return undefined;
+  if (typeof key === 'number' && Number.isFinite(key)) return Math.abs(key) <= Number.MAX_SAFE_INTEGER ? undefined : 'inexact';
+  return 'missing';
+}
+
+/**
+ * Stored string form of a view key: strings as they are, bigints and numbers in decimal form
+ * (so `5` and `5n` name the same item). Throws an {@link SdkError} `INVALID_ARGUMENT` for
+ * anything else and for numbers past ±(2^53−1).
  *
  * @example
  * encodeViewKey(42); // "42"
+ * encodeViewKey(9007199254740993n); // "9007199254740993"
  */
 export function encodeViewKey(key: ViewKey): string {
-  if (typeof key === 'string') return key;
-  if (typeof key === 'number' && Number.isFinite(key)) return String(key);
+  const problem = viewKeyProblem(key);
+  if (problem === undefined) return typeof key === 'string' ? key : String(key);
   throw new SdkError(
     'INVALID_ARGUMENT',
-    `view key must be a string or a finite number, received ${preview(key)}`,
+    problem === 'inexact'
+      ? `view key ${String(key)} is a number past 2^53, which a double cannot hold exactly (9007199254740992 and 9007199254740993 are the same double); pass the key as a bigint or a string`
+      : `view key must be a string, a bigint or a finite number, received ${preview(key)}`,
     { context: { key: String(key) } },
   );
 }
