@@ -71,7 +71,16 @@ describe('engine scaling', () => {
       const producing = produce(STEP);
       await second.ready;
       await producing;
-      await waitFor(() => second.stats().recordsConsumed > 0, { timeoutMs: 30_000, message: 'second task got partitions' });
+      // The first task may drain the step before the rebalance hands the second its partitions;
+      // keep the stream flowing until the second has consumed from them.
+      await waitFor(
+        async () => {
+          if (second.stats().recordsConsumed > 0) return true;
+          await produce(300);
+          return false;
+        },
+        { timeoutMs: 60_000, intervalMs: 200, message: 'second task got partitions and consumed from them' },
+      );
 
       const leaving = produce(STEP);
       await first.stop();
