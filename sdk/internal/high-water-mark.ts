@@ -14,7 +14,7 @@ import type { Change } from './define.ts';
 import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 import { DEFAULT_IDEMPOTENCY_TTL_SECONDS, IDEMPOTENCY_PK } from './idempotency.ts';
-import { ENV } from './contract.ts';
+import { functionTableAccess } from './storage.ts';
 import { classifyAwsError } from './retry.ts';
 
 /** Sort-key prefix of high-water marks under {@link IDEMPOTENCY_PK}; `once()` keys are the caller's own. */
@@ -70,24 +70,7 @@ export function createHighWaterMark(options: HighWaterMarkOptions = {}): HighWat
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
     throw new SdkError('INVALID_ARGUMENT', `high-water mark: ttlSeconds must be a positive integer, received ${preview(ttlSeconds)}`);
   }
-  let client: DynamoDBDocumentClient | undefined;
-  const documentClient = (): DynamoDBDocumentClient => {
-    if (!client) {
-      const base = options.dynamodb ?? new DynamoDBClient({});
-      client = base instanceof DynamoDBDocumentClient ? base : DynamoDBDocumentClient.from(base);
-    }
-    return client;
-  };
-  const tableName = (): string => {
-    const table = options.table ?? process.env[ENV.table];
-    if (!table) {
-      throw new SdkError(
-        'CONFIG_MISSING',
-        "high-water mark: no table name; set the TRIBUTARY_TABLE environment variable (the app's views table) or pass { table }",
-      );
-    }
-    return table;
-  };
+  const { documentClient, tableName } = functionTableAccess(options, 'high-water mark');
   return {
     async accept(trigger, change) {
       const table = tableName();

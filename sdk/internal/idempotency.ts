@@ -11,7 +11,7 @@ import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand } from '@
 import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 import type { LambdaContextLike } from './handler.ts';
-import { ENV } from './contract.ts';
+import { functionTableAccess } from './storage.ts';
 import { classifyAwsError } from './retry.ts';
 
 /** Partition key of idempotency markers in the views table. */
@@ -92,27 +92,7 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
   const ttlSeconds = options.ttlSeconds ?? DEFAULT_IDEMPOTENCY_TTL_SECONDS;
   requirePositiveInt(ttlSeconds, 'ttlSeconds');
   if (options.inProgressTimeoutMs !== undefined) requirePositiveInt(options.inProgressTimeoutMs, 'inProgressTimeoutMs');
-  let client: DynamoDBDocumentClient | undefined;
-  const documentClient = (): DynamoDBDocumentClient => {
-    if (!client) {
-      const base = options.dynamodb ?? new DynamoDBClient({});
-      client =
-        base instanceof DynamoDBDocumentClient
-          ? base
-          : DynamoDBDocumentClient.from(base, { marshallOptions: { removeUndefinedValues: true } });
-    }
-    return client;
-  };
-  const tableName = (): string => {
-    const table = options.table ?? process.env[ENV.table];
-    if (!table) {
-      throw new SdkError(
-        'CONFIG_MISSING',
-        'idempotency: no table name; set the TRIBUTARY_TABLE environment variable (the app\'s views table) or pass { table }',
-      );
-    }
-    return table;
-  };
+  const { documentClient, tableName } = functionTableAccess(options, 'idempotency');
 
   async function claim(key: string, token: string, leaseMs: number): Promise<'claimed' | Marker> {
     const table = tableName();

@@ -17,7 +17,7 @@ import { Entity } from 'dynamodb-toolbox/entity';
 import { Table } from 'dynamodb-toolbox/table';
 import type { ViewKey } from './define.ts';
 import { preview } from './define-fns.ts';
-import { TABLE_KEY_SCHEMA } from './contract.ts';
+import { ENV, TABLE_KEY_SCHEMA } from './contract.ts';
 import { SdkError } from './errors.ts';
 import { createRetry } from './retry.ts';
 
@@ -344,4 +344,44 @@ export async function batchGetItems(
   });
   await Promise.all(workers);
   return found;
+}
+
+/** How a function's helper reaches the views table: the client and the table name, resolved on first use. */
+export interface FunctionTableAccess {
+  /** A document client over the given client (or one from the standard AWS environment). */
+  documentClient(): DynamoDBDocumentClient;
+  /** The given table, else `TRIBUTARY_TABLE`; throws `CONFIG_MISSING` naming `who` when neither is set. */
+  tableName(): string;
+}
+
+/**
+ * The views table as the SDK's function-side helpers (`once`, high-water marks) reach it: both
+ * resolved lazily, so a module-level helper costs nothing until a handler uses it, and reads the
+ * environment the Lambda runtime set.
+ *
+ * @example
+ * const access = functionTableAccess({ dynamodb, table }, 'idempotency');
+ * await access.documentClient().send(new GetCommand({ TableName: access.tableName(), Key }));
+ */
+export function functionTableAccess(
+  options: { readonly dynamodb?: DynamoDBClient | DynamoDBDocumentClient; readonly table?: string },
+  who: string,
+): FunctionTableAccess {
+  let client: DynamoDBDocumentClient | undefined;
+  return {
+    documentClient(): DynamoDBDocumentClient {
+      if (!client) {
+        const base = options.dynamodb ?? new DynamoDBClient({});
+        client = base instanceof DynamoDBDocumentClient ? base : DynamoDBDocumentClient.from(base, { marshallOptions: { removeUndefinedValues: true } });
+      }
+      return client;
+    },
+    tableName(): string {
+      const table = options.table ?? process.env[ENV.table];
+      if (!table) {
+        throw new SdkError('CONFIG_MISSING', `${who}: no table name; set the ${ENV.table} environment variable (the app's views table) or pass { table }`);
+      }
+      return table;
+    },
+  };
 }
