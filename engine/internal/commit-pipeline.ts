@@ -17,8 +17,13 @@ export interface CommitPipelineDeps {
   commit(topic: string, partition: number, nextOffset: string): Promise<void>;
   /** The group generation now; a batch fetched in an older one leaves its offsets to the partition's owner. */
   generation(): number;
-  /** Whether the task has failed: queued checkpoints then stop. */
+  /** Whether the task has failed, or given up on its stop's grace period: queued checkpoints then stop. */
   failed(): boolean;
+  /**
+   * Waits before a checkpoint is retried.
+   * @default a plain timer
+   */
+  wait?(ms: number): Promise<void>;
   /** Stops the task: a checkpoint could not be written within the retry policy. */
   fail(error: EngineError): void;
   readonly retryPolicy: RetryPolicy;
@@ -103,7 +108,7 @@ export class CommitPipeline {
         deps.degraded(operation, { sinceMs: firstFailureMs, error: engineError });
         deps.log.warn('checkpoint failed; retrying', { topic, partition, attempt, waitMs: decision.waitMs, error: engineError });
         // A stop does not cut this short: shutdown waits (within its grace) for checkpoints in flight.
-        await delay(decision.waitMs);
+        await (deps.wait ?? delay)(decision.waitMs);
       }
     }
     deps.degraded(operation, undefined);

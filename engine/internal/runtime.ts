@@ -18,7 +18,6 @@ import {
 import type { App } from '../../sdk/index.ts';
 import { createStorage, viewItemKey } from '../../sdk/contract/index.ts';
 import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
-import { delay } from './concurrency.ts';
 import {
   compileConfig,
   DEFAULT_BATCH_RETRY_INITIAL_MS,
@@ -155,6 +154,12 @@ class EngineRuntime {
   private kafka!: Kafka;
   private kafkaOption: Kafka | KafkaConfig | undefined;
   private source: SourceConsumer | undefined;
+  /** Set once shutdown has stopped the source, so a start that raced the stop does not stop it twice. */
+  private sourceStopped = false;
+  /** Set when the shutdown grace period is over: retries still waiting give up. */
+  private abandoned = false;
+  /** The waits of {@link waitUnlessAbandoned} in progress, woken when the grace period runs out. */
+  private readonly wakers = new Set<() => void>();
   private producer: Producer | undefined;
   private admin: Admin | undefined;
   private dispatcher: TriggerDispatcher | undefined;
@@ -301,6 +306,7 @@ class EngineRuntime {
     const producer = this.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
     this.producer = producer;
     await producer.connect();
+    if (this.stopping) return;
     const deadLetters: DeadLetterSink = {
       send: async (letters) => {
         const now = new Date();
@@ -345,8 +351,9 @@ class EngineRuntime {
       checkpoint: (topic, partition, nextOffset) => processor.checkpoint(topic, partition, nextOffset),
       commit: (topic, partition, nextOffset) => source.commit(topic, partition, nextOffset),
       generation: () => this.generation,
-      failed: () => this.fatal !== undefined,
+      failed: () => this.fatal !== undefined || this.abandoned,
       fail: (error) => this.fail(error),
+      wait: (ms) => this.waitUnlessAbandoned(ms),
       retryPolicy: this.retryPolicy,
       degraded: (operation, failing) => {
         if (failing === undefined) this.degraded.delete(operation);
@@ -376,7 +383,11 @@ class EngineRuntime {
     });
     await Promise.race([joined, this.stopRequested]);
     if (this.fatal !== undefined) throw this.fatal;
-    if (this.stopping) return;
+    if (this.stopping) {
+      // A stop that came while the consumer was starting found nothing to stop yet.
+      if (this.stopping !== undefined && !this.sourceStopped) await source.stop().catch(() => {});
+      return;
+    }
     this.stateValue = 'running';
     this.metricsTimer = setInterval(() => {
       // Emits what the previous probe found, so a slow broker never delays the metrics.
@@ -507,12 +518,7 @@ class EngineRuntime {
     const records = batch.records;
     this.counters.recordsConsumed += records.length;
     // Long batches (a slow trigger, throttling) must not cost the partition: keep heartbeating.
-    const beat = setInterval(() => {
-      heartbeat().catch((error) => {
-        this.ownership.heartbeatFailed(error);
-        log.debug('heartbeat failed', { error });
-      });
-    }, Math.max(100, Math.floor(config.heartbeatIntervalMs / 2)));
+    const beat = this.keepHeartbeating(heartbeat);
     const operation = `batch ${topic}/${partition}`;
     let firstFailureMs: number | undefined;
     let result: BatchResult | undefined;
@@ -532,7 +538,7 @@ class EngineRuntime {
               partition,
               error: engineError,
             });
-            await delay(config.heartbeatIntervalMs);
+            await this.waitUnlessAbandoned(config.heartbeatIntervalMs);
             return;
           }
           if (this.stopping !== undefined) {
@@ -546,7 +552,7 @@ class EngineRuntime {
           }
           this.degraded.set(operation, { sinceMs: firstFailureMs, error: engineError });
           log.warn('batch failed; retrying', { topic, partition, attempt, waitMs: decision.waitMs, error: engineError });
-          await Promise.race([delay(decision.waitMs), this.stopRequested]);
+          await Promise.race([this.waitUnlessAbandoned(decision.waitMs), this.stopRequested]);
           if (!isRunning() || isStale() || this.stopping !== undefined || this.fatal !== undefined) return;
         }
       }
@@ -594,11 +600,40 @@ class EngineRuntime {
     });
   }
 
+  /**
+   * Heartbeats every half interval until the returned timer is cleared; a failed heartbeat tells
+   * the ownership tracker (an expelled task must stop delivering), whichever wait it came from.
+   */
+  private keepHeartbeating(heartbeat: () => Promise<void>): NodeJS.Timeout {
+    return setInterval(() => {
+      heartbeat().catch((error) => {
+        this.ownership.heartbeatFailed(error);
+        this.log.debug('heartbeat failed', { error });
+      });
+    }, Math.max(100, Math.floor(this.config.heartbeatIntervalMs / 2)));
+  }
+
+  /**
+   * Resolves after `ms`, or at once when the shutdown grace period runs out. The timer never
+   * holds the process open.
+   */
+  private waitUnlessAbandoned(ms: number): Promise<void> {
+    if (this.abandoned) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.wakers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      timer.unref();
+      this.wakers.add(wake);
+    });
+  }
+
   private async whileHeartbeating(heartbeat: () => Promise<void>, work: Promise<void> | undefined): Promise<void> {
     if (work === undefined) return;
-    const beat = setInterval(() => {
-      heartbeat().catch((error) => this.log.debug('heartbeat failed', { error }));
-    }, Math.max(100, Math.floor(this.config.heartbeatIntervalMs / 2)));
+    const beat = this.keepHeartbeating(heartbeat);
     try {
       await work;
     } finally {
@@ -760,6 +795,7 @@ class EngineRuntime {
       // checkpoint and commit, and this waits for the batches in flight and the earlier tails.
       await this.settleTails();
       // disconnect() waits for any batch still in flight, then leaves the group.
+      this.sourceStopped = true;
       const left = source.stop().then(
         () => true,
         (error) => {
@@ -773,7 +809,11 @@ class EngineRuntime {
       });
       const clean = await Promise.race([left, graceOver]);
       clearTimeout(timer);
-      if (!clean) log.warn('shutdown grace period over; abandoning in-flight batches (they are re-read after restart)');
+      if (!clean) {
+        this.abandoned = true;
+        for (const wake of [...this.wakers]) wake();
+        log.warn('shutdown grace period over; abandoning in-flight batches (they are re-read after restart)');
+      }
     }
     await this.dispatcher?.close().catch((error) => log.warn('trigger dispatcher close failed', { error }));
     await this.producer?.disconnect().catch(() => {});

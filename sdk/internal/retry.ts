@@ -16,9 +16,17 @@ const PROGRAMMING_ERRORS = ['TypeError', 'RangeError', 'ReferenceError', 'Syntax
  */
 export function isProgrammingError(error: unknown): boolean {
   for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    // The AWS SDK rethrows a SyntaxError with the response attached when a body is not JSON
+    // (an HTML 502 from a proxy, an emulator's error page): that is the network, not a bug.
+    if (isServiceResponse(e)) return false;
     if (PROGRAMMING_ERRORS.some((name) => e instanceof globalThis[name])) return true;
   }
   return false;
+}
+
+function isServiceResponse(error: Error): boolean {
+  const fields = error as { $metadata?: unknown; $response?: unknown; $responseBodyText?: unknown };
+  return fields.$metadata !== undefined || fields.$response !== undefined || fields.$responseBodyText !== undefined;
 }
 
 /** What kind of failure an AWS SDK call (or the network under it) had. */

@@ -20,6 +20,8 @@ describe('classifyAwsError', () => {
       [awsError('TimeoutError'), 'transient', true],
       [new TypeError("Cannot read properties of undefined (reading 'pk')"), 'programming', false],
       [new Error('wrapped', { cause: new RangeError('Invalid array length') }), 'programming', false],
+      // An HTML error page where JSON was expected: the SDK's SyntaxError carries the response.
+      [Object.assign(new SyntaxError('Unexpected token < in JSON'), { $responseBodyText: '<html>502 Bad Gateway</html>' }), 'transient', true],
     ];
     expect(cases.map(([error]) => [classifyAwsError(error).kind, classifyAwsError(error).retriable])).toEqual(cases.map(([, kind, retriable]) => [kind, retriable]));
     expect(classifyAwsError(awsError('ValidationException')).name).toBe('ValidationException');
