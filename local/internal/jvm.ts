@@ -11,7 +11,7 @@ import { LocalStackError, type LocalStackErrorContext } from './errors.ts';
 /** Tail of a child's output kept for error messages. */
 const OUTPUT_TAIL_CHARS = 4_000;
 
-export const JAVA_HINT = 'install a Java 17+ runtime, e.g. `apt-get install -y default-jre-headless`, or set JAVA_HOME';
+export const JAVA_HINT = 'install a Java 17+ runtime, e.g. `apt-get install -y default-jre-headless` (Debian 12; elsewhere `openjdk-17-jre-headless`), or set JAVA_HOME';
 
 /**
  * Runs the command given as arguments and kills it when our stdin closes (the parent stopped

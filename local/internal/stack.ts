@@ -45,7 +45,8 @@ export interface LocalStackOptions {
    */
   kafka?: LocalKafkaKind | { readonly brokers: readonly string[] };
   /**
-   * Persistent data directory: broker logs go to `<dataDir>/kafka`, DynamoDB Local's database
+   * Persistent data directory: the embedded broker's logs go to `<dataDir>/kafka` (Apache Kafka's to
+   * `<dataDir>/apache-kafka`), DynamoDB Local's database
    * to `<dataDir>/dynamodb`, so `npm run dev` keeps topics and tables across restarts. Unset,
    * the broker uses a temporary directory removed by `stop()` and DynamoDB Local runs in memory.
    * @default undefined (ephemeral)

@@ -24,7 +24,7 @@ export interface SourceRecord {
 export type Decoder<E> = (value: Buffer, record: SourceRecord) => E;
 
 /**
- * A view key: a non-empty string, a `bigint`, or a finite number within ±(2^53−1) (a larger
+ * A view key: a string (`''` included), a `bigint`, or a finite number within ±(2^53−1) (a larger
  * number is refused, since a double cannot tell 9007199254740992 from 9007199254740993).
  * Numbers and bigints are stored in their decimal form, so `5` and `5n` name the same item.
  */

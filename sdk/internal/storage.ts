@@ -372,7 +372,7 @@ export function functionTableAccess(
     documentClient(): DynamoDBDocumentClient {
       if (!client) {
         const base = options.dynamodb ?? new DynamoDBClient({});
-        client = base instanceof DynamoDBDocumentClient ? base : DynamoDBDocumentClient.from(base, { marshallOptions: { removeUndefinedValues: true } });
+        client = base instanceof DynamoDBDocumentClient ? base : DynamoDBDocumentClient.from(base, DOCUMENT_CLIENT_OPTIONS);
       }
       return client;
     },

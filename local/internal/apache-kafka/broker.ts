@@ -98,6 +98,8 @@ const TEST_BROKER_CONFIG: Readonly<Record<string, string | number>> = {
 const DEFAULT_START_TIMEOUT_MS = 120_000;
 /** Controlled shutdown of a single node takes a second or two; after this we SIGKILL. */
 const STOP_GRACE_MS = 15_000;
+/** Formatting a new single-node storage folder takes a second or two; a minute means it is stuck. */
+const FORMAT_TIMEOUT_MS = 60_000;
 const READY_POLL_INTERVAL_MS = 200;
 const MAX_PORT_ATTEMPTS = 3;
 const NODE_ID = 1;
@@ -259,7 +261,19 @@ async function format(p: StartOnceParams, jvmArgs: readonly string[], serverProp
     keepAlive: true,
   });
   // After the output is read to the end, so a failure carries the tool's message.
-  const code = await tool.closed;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), FORMAT_TIMEOUT_MS);
+  });
+  const code = await Promise.race([tool.closed, timedOut]);
+  clearTimeout(timer);
+  if (code === 'timeout') {
+    await tool.stop(STOP_GRACE_MS);
+    throw new LocalStackError('KAFKA_START_FAILED', `formatting Apache Kafka storage in ${p.dataDir} did not finish within ${FORMAT_TIMEOUT_MS} ms. Output:\n${tool.output.text() || '(none)'}`, {
+      retriable: true,
+      context,
+    });
+  }
   if (code !== 0) {
     throw (
       javaStartFailure('Apache Kafka', code, tool.output.text(), context) ??

@@ -10,7 +10,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalStackError } from '../errors.ts';
-import { findExecutable, OutputTail } from '../jvm.ts';
+import { defaultJavaCommand, findExecutable, OutputTail } from '../jvm.ts';
 
 /** The pinned Maven project that lists the broker's artifacts. */
 export const APACHE_KAFKA_POM = fileURLToPath(new URL('./pom.xml', import.meta.url));
@@ -50,12 +50,20 @@ const MAVEN_HINT = 'install Apache Maven (e.g. `apt-get install -y maven`) so th
 /** Marks a cache folder whose copy finished; a folder without it is a crashed copy and is redone. */
 const COMPLETE_MARKER = '.complete';
 
-/** The default cache root, from the standard environment. */
-export function defaultCacheDir(): string {
+/**
+ * The local stack's cache folder for `part` (`apache-kafka`, `dynamodb-local`):
+ * `$TRIBUTARY_CACHE_DIR/<part>`, else `$XDG_CACHE_HOME/tributary/<part>`, else `~/.cache/tributary/<part>`.
+ */
+export function localCacheDir(part: string): string {
   const explicit = process.env.TRIBUTARY_CACHE_DIR?.trim();
-  if (explicit) return path.join(path.resolve(explicit), 'apache-kafka');
+  if (explicit) return path.join(path.resolve(explicit), part);
   const xdg = process.env.XDG_CACHE_HOME?.trim();
-  return path.join(xdg ? path.resolve(xdg) : path.join(homedir(), '.cache'), 'tributary', 'apache-kafka');
+  return path.join(xdg ? path.resolve(xdg) : path.join(homedir(), '.cache'), 'tributary', part);
+}
+
+/** The default cache root of resolved Apache Kafka classpaths. */
+export function defaultCacheDir(): string {
+  return localCacheDir('apache-kafka');
 }
 
 /** The Kafka version pinned in `pom.xml`. */
@@ -106,13 +114,8 @@ export async function resolveApacheKafka(options: ResolveApacheKafkaOptions = {}
     try {
       renameSync(staging, target);
     } catch (error) {
-      // Another process finished first; its copy is as good as ours.
-      if (!existsSync(path.join(target, COMPLETE_MARKER))) {
-        rmSync(target, { recursive: true, force: true });
-        renameSync(staging, target);
-      } else if ((error as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (error as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw error;
-      }
+      // Another process finished first (a target only ever appears complete); its copy is as good as ours.
+      if (!existsSync(path.join(target, COMPLETE_MARKER))) throw error;
     }
   } finally {
     rmSync(staging, { recursive: true, force: true });
@@ -131,9 +134,22 @@ function cacheLocation(cacheDir: string | undefined): { version: string; root: s
   return { version, root, target: path.join(root, `${version}-${digest}`) };
 }
 
+/** A first download of ~45 MB takes seconds to a minute; a Maven still busy after this is stuck. */
+const MAVEN_TIMEOUT_MS = 10 * 60_000;
+
 function runMaven(maven: string, args: readonly string[], log: (line: string) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(maven, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: path.dirname(APACHE_KAFKA_POM) });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new LocalStackError('KAFKA_RESOLVE_FAILED', `Maven did not finish resolving the Apache Kafka broker within ${MAVEN_TIMEOUT_MS / 60_000} minutes; check that Maven Central is reachable (or a mirror in ~/.m2/settings.xml)`, {
+          retriable: true,
+          context: { component: 'kafka' },
+        }),
+      );
+    }, MAVEN_TIMEOUT_MS);
+    child.once('exit', () => clearTimeout(timer));
     const output = new OutputTail();
     child.stdout.on('data', (chunk: Buffer) => output.push(chunk, (line) => log(`mvn: ${line}`)));
     child.stderr.on('data', (chunk: Buffer) => output.push(chunk, (line) => log(`mvn: ${line}`)));
@@ -161,7 +177,7 @@ function runMaven(maven: string, args: readonly string[], log: (line: string) =>
  */
 export function apacheKafkaPrerequisites(options: ResolveApacheKafkaOptions & { javaCommand?: string } = {}): { ok: boolean; missing: string[] } {
   const missing: string[] = [];
-  const java = options.javaCommand ?? (process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : 'java');
+  const java = options.javaCommand ?? defaultJavaCommand();
   if (findExecutable(java) === undefined) missing.push(`Java (${java})`);
   const cached = existsSync(path.join(cacheLocation(options.cacheDir).target, COMPLETE_MARKER));
   if (!cached && findExecutable(options.mavenCommand ?? 'mvn') === undefined) missing.push(`Maven (${options.mavenCommand ?? 'mvn'})`);

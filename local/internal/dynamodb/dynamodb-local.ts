@@ -2,7 +2,6 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { homedir } from 'node:os';
 import path from 'node:path';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +9,7 @@ import { promisify } from 'node:util';
 import { LocalStackError } from '../errors.ts';
 import { assertJava, defaultJavaCommand, spawnJvm, waitUntilReady, type JvmProcess } from '../jvm.ts';
 import { findFreePort, isValidPort } from '../ports.ts';
+import { localCacheDir } from '../apache-kafka/resolve.ts';
 
 /** Options of {@link startDynamoDbLocal}. Development and tests only. */
 export interface DynamoDbLocalOptions {
@@ -44,7 +44,7 @@ export interface DynamoDbLocalOptions {
    */
   javaCommand?: string;
   /**
-   * Extra JVM arguments, placed before `-jar`.
+   * Extra JVM arguments, placed before the classpath and main class.
    * @default DEFAULT_DYNAMODB_JVM_ARGS
    */
   jvmArgs?: readonly string[];
@@ -268,10 +268,7 @@ function answersListTables(host: string, port: number): Promise<boolean> {
 
 /** The default launcher cache, beside the Apache Kafka one (`TRIBUTARY_CACHE_DIR`, XDG, `~/.cache`). */
 function defaultLauncherCacheDir(): string {
-  const explicit = process.env.TRIBUTARY_CACHE_DIR?.trim();
-  if (explicit) return path.join(path.resolve(explicit), 'dynamodb-local');
-  const xdg = process.env.XDG_CACHE_HOME?.trim();
-  return path.join(xdg ? path.resolve(xdg) : path.join(homedir(), '.cache'), 'tributary', 'dynamodb-local');
+  return localCacheDir('dynamodb-local');
 }
 
 /**
