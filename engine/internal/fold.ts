@@ -21,8 +21,6 @@ import { coordinates, type PoisonDeadLetter } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import { storedBookkeeping, writeBookkeeping } from './ledger.ts';
 
-// The runtime's delivery fence takes it from here with `itemId`; the ledger owns it.
-
 /**
  * Compares two non-negative decimal offsets (Kafka offsets are int64, so strings).
  * Returns a negative number, 0 or a positive number.

@@ -7,7 +7,7 @@
 import { DescribeTableCommand, type TableDescription } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
-import { TABLE_KEY_SCHEMA } from '../../sdk/contract/index.ts';
+import { classifyAwsError, TABLE_KEY_SCHEMA } from '../../sdk/contract/index.ts';
 import type { Trigger } from '../../sdk/index.ts';
 import { EngineError, errorInfo } from './errors.ts';
 
@@ -49,7 +49,7 @@ export async function checkViewsTable(dynamodb: DynamoDBDocumentClient, tableNam
   try {
     table = (await dynamodb.send(new DescribeTableCommand({ TableName: tableName }))).Table;
   } catch (error) {
-    if (errorInfo(error).type === 'ResourceNotFoundException') {
+    if (classifyAwsError(error).kind === 'not-found') {
       throw new EngineError(
         'TABLE_NOT_FOUND',
         `the views table "${tableName}" does not exist in this region/endpoint; set TRIBUTARY_TABLE to the table the CDK stack outputs (received ${JSON.stringify(tableName)}), or check AWS_REGION`,
@@ -93,7 +93,7 @@ export async function checkTriggerFunctions(
       try {
         await lambda.send(new InvokeCommand({ FunctionName: name, InvocationType: 'DryRun' }));
       } catch (error) {
-        if (errorInfo(error).type === 'ResourceNotFoundException') missing.push({ name, triggers: users, error });
+        if (classifyAwsError(error).kind === 'not-found') missing.push({ name, triggers: users, error });
       }
     }),
   );
