@@ -7,7 +7,7 @@
 import { delay } from './concurrency.ts';
 import type { EngineError } from './errors.ts';
 import type { Logger } from './log.ts';
-import { decideRetry, toEngineError, type RetryPolicy } from './retry-policy.ts';
+import { retrying, type RetryPolicy } from './retry-policy.ts';
 
 /** What the pipeline needs from its task. */
 export interface CommitPipelineDeps {
@@ -89,29 +89,18 @@ export class CommitPipeline {
    */
   private async checkpointAndCommit(topic: string, partition: number, nextOffset: string, generation: number): Promise<void> {
     const { deps } = this;
-    const operation = `checkpoint ${topic}/${partition}`;
-    let firstFailureMs: number | undefined;
-    for (let attempt = 1; ; attempt += 1) {
-      if (deps.failed()) return;
-      try {
-        await deps.checkpoint(topic, partition, nextOffset);
-        break;
-      } catch (error) {
-        firstFailureMs ??= Date.now();
-        const engineError = toEngineError(error, operation);
-        const decision = decideRetry(engineError, attempt, Date.now() - firstFailureMs, deps.retryPolicy);
-        if (!decision.retry) {
-          deps.degraded(operation, undefined);
-          deps.fail(decision.error);
-          return;
-        }
-        deps.degraded(operation, { sinceMs: firstFailureMs, error: engineError });
-        deps.log.warn('checkpoint failed; retrying', { topic, partition, attempt, waitMs: decision.waitMs, error: engineError });
-        // A stop does not cut this short: shutdown waits (within its grace) for checkpoints in flight.
-        await (deps.wait ?? delay)(decision.waitMs);
-      }
-    }
-    deps.degraded(operation, undefined);
+    const checkpointed = await retrying(`checkpoint ${topic}/${partition}`, () => deps.checkpoint(topic, partition, nextOffset), {
+      policy: deps.retryPolicy,
+      log: deps.log,
+      message: 'checkpoint failed; retrying',
+      fields: { topic, partition },
+      degraded: deps.degraded,
+      fail: deps.fail,
+      // A stop does not cut this short: shutdown waits (within its grace) for checkpoints in flight.
+      wait: deps.wait ?? delay,
+      proceed: () => !deps.failed(),
+    });
+    if (checkpointed === undefined) return;
     if (generation !== deps.generation()) {
       deps.log.debug('rebalanced since the batch; its offsets are left to the partition owner', { topic, partition, offset: nextOffset });
       return;

@@ -7,6 +7,7 @@
  */
 import { backoffMs, isProgrammingError } from '../../sdk/contract/index.ts';
 import { EngineError, errorInfo } from './errors.ts';
+import type { Logger } from './log.ts';
 
 export { isProgrammingError };
 
@@ -66,4 +67,60 @@ export function decideRetry(error: EngineError, attempt: number, failingForMs: n
     return { retry: false, error };
   }
   return { retry: true, waitMs: backoffMs(attempt, { initialMs: policy.initialBackoffMs, maxMs: policy.maxBackoffMs }) };
+}
+
+/** What {@link retrying} needs from the task it retries for. */
+export interface RetryingHooks {
+  readonly policy: RetryPolicy;
+  readonly log: Logger;
+  /** The log line of a failure that is retried, e.g. `batch failed; retrying`. */
+  readonly message: string;
+  /** Fields of that log line (topic, partition). */
+  readonly fields: Readonly<Record<string, unknown>>;
+  /** Marks the operation as retrying (the task reports degraded meanwhile), or done retrying. */
+  degraded(operation: string, failing: { sinceMs: number; error: EngineError } | undefined): void;
+  /** Stops the task with the error the policy gave up on. */
+  fail(error: EngineError): void;
+  /** Waits before the next attempt. */
+  wait(ms: number): Promise<void>;
+  /** Before attempt `attempt`: false gives up without an error (the task failed or is stopping). */
+  proceed?(attempt: number): boolean;
+  /** After a failure, before the policy decides: true gives up without an error (the caller handled it). */
+  handled?(error: EngineError): boolean | Promise<boolean>;
+}
+
+/**
+ * Runs `work` (a batch, a checkpoint) under the task's retry policy: each failure becomes an
+ * EngineError, a retriable one is retried after the policy's backoff while the task reports
+ * degraded, and one the policy gives up on fails the task. Resolves with the value, or
+ * `undefined` when it gave up.
+ *
+ * @example
+ * const done = await retrying(`checkpoint ${topic}/${partition}`, () => store.writeCheckpoint(topic, partition, next), hooks);
+ * if (done === undefined) return; // the task failed, or stopped
+ */
+export async function retrying<T>(operation: string, work: () => Promise<T>, hooks: RetryingHooks): Promise<{ value: T } | undefined> {
+  let firstFailureMs: number | undefined;
+  try {
+    for (let attempt = 1; ; attempt += 1) {
+      if (hooks.proceed !== undefined && !hooks.proceed(attempt)) return undefined;
+      try {
+        return { value: await work() };
+      } catch (error) {
+        firstFailureMs ??= Date.now();
+        const engineError = toEngineError(error, operation);
+        if (hooks.handled !== undefined && (await hooks.handled(engineError))) return undefined;
+        const decision = decideRetry(engineError, attempt, Date.now() - firstFailureMs, hooks.policy);
+        if (!decision.retry) {
+          hooks.fail(decision.error);
+          return undefined;
+        }
+        hooks.degraded(operation, { sinceMs: firstFailureMs, error: engineError });
+        hooks.log.warn(hooks.message, { ...hooks.fields, attempt, waitMs: decision.waitMs, error: engineError });
+        await hooks.wait(decision.waitMs);
+      }
+    }
+  } finally {
+    hooks.degraded(operation, undefined);
+  }
 }

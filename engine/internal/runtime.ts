@@ -34,7 +34,7 @@ import { changeSuperseded } from './ledger.ts';
 import { startHealthServer, type HealthServer } from './health.ts';
 import { partitionLag } from './lag.ts';
 import { checkTriggerFunctions, checkViewsTable } from './preflight.ts';
-import { decideRetry, toEngineError, type RetryPolicy } from './retry-policy.ts';
+import { retrying, type RetryPolicy } from './retry-policy.ts';
 import { createLogger, emfLine, type Logger } from './log.ts';
 import { PartitionOwnership, type DeliveryVerdict } from './ownership.ts';
 import { BatchProcessor, type BatchResult } from './processor.ts';
@@ -519,47 +519,42 @@ class EngineRuntime {
     this.counters.recordsConsumed += records.length;
     // Long batches (a slow trigger, throttling) must not cost the partition: keep heartbeating.
     const beat = this.keepHeartbeating(heartbeat);
-    const operation = `batch ${topic}/${partition}`;
-    let firstFailureMs: number | undefined;
-    let result: BatchResult | undefined;
+    let outcome: { value: BatchResult } | undefined;
     try {
-      for (let attempt = 1; result === undefined; attempt += 1) {
-        try {
-          result = await processor.apply(topic, partition, records, { right });
-        } catch (error) {
-          firstFailureMs ??= Date.now();
-          const engineError = toEngineError(error, operation);
-          if (engineError.code === 'PARTITION_LOST') {
+      outcome = await retrying(`batch ${topic}/${partition}`, () => processor.apply(topic, partition, records, { right }), {
+        policy: this.retryPolicy,
+        log,
+        message: 'batch failed; retrying',
+        fields: { topic, partition },
+        degraded: (operation, failing) => {
+          if (failing === undefined) this.degraded.delete(operation);
+          else this.degraded.set(operation, failing);
+        },
+        fail: (error) => this.fail(error),
+        wait: (ms) => Promise.race([this.waitUnlessAbandoned(ms), this.stopRequested]),
+        // After a backoff, the batch may no longer be this task's to finish.
+        proceed: (attempt) => attempt === 1 || (isRunning() && !isStale() && this.stopping === undefined && this.fatal === undefined),
+        handled: async (error) => {
+          if (error.code === 'PARTITION_LOST') {
             // Not a failure: uncommitted, the batch is re-read by whoever owns the partition (this
             // task too, once it rejoins). The wait keeps a re-fetch from spinning until kafkajs
             // notices the rebalance.
-            log.info('partition may be lost; its changes in hand were not delivered, the batch is left to the owner', {
-              topic,
-              partition,
-              error: engineError,
-            });
+            log.info('partition may be lost; its changes in hand were not delivered, the batch is left to the owner', { topic, partition, error });
             await this.waitUnlessAbandoned(config.heartbeatIntervalMs);
-            return;
+            return true;
           }
           if (this.stopping !== undefined) {
-            log.warn('abandoning batch during shutdown; it is re-read after restart', { topic, partition, error: engineError });
-            return;
+            log.warn('abandoning batch during shutdown; it is re-read after restart', { topic, partition, error });
+            return true;
           }
-          const decision = decideRetry(engineError, attempt, Date.now() - firstFailureMs, this.retryPolicy);
-          if (!decision.retry) {
-            this.fail(decision.error);
-            return;
-          }
-          this.degraded.set(operation, { sinceMs: firstFailureMs, error: engineError });
-          log.warn('batch failed; retrying', { topic, partition, attempt, waitMs: decision.waitMs, error: engineError });
-          await Promise.race([this.waitUnlessAbandoned(decision.waitMs), this.stopRequested]);
-          if (!isRunning() || isStale() || this.stopping !== undefined || this.fatal !== undefined) return;
-        }
-      }
+          return false;
+        },
+      });
     } finally {
-      this.degraded.delete(operation);
       clearInterval(beat);
     }
+    if (outcome === undefined) return;
+    const result = outcome.value;
     // The fetch may end in records the consumer never sees: transaction markers and aborted
     // records (read-committed). They hold nothing to apply, so the batch covers them too;
     // otherwise the checkpoint and the commit would stop short of the end of the log, lag would
