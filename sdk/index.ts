@@ -17,6 +17,8 @@ export type {
   View,
   ViewKey,
   ViewOptions,
+  WindowBounds,
+  WindowDefinition,
 } from './internal/define.ts';
 
 // Exact numbers past 2^53 (bigint in state, keys and decoding)

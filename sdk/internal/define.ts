@@ -46,6 +46,21 @@ export type EventSchema<E> = StandardSchemaV1<unknown, E>;
 /** What to do with a poison record (undecodable, no key, throwing reducer, oversized state). */
 export type PoisonPolicy = 'dead-letter' | 'stop';
 
+/** Bounds of one window in epoch milliseconds: `start` inclusive, `end` exclusive. */
+export interface WindowBounds {
+  readonly start: number;
+  readonly end: number;
+}
+
+/**
+ * A view's window as compiled by `defineView` (the `tumbling`, `hopping` and `session` helpers
+ * build it). Every duration is in milliseconds; `retentionMs` is resolved (never undefined).
+ */
+export type WindowDefinition =
+  | { readonly kind: 'tumbling'; readonly sizeMs: number; readonly graceMs: number; readonly retentionMs: number }
+  | { readonly kind: 'hopping'; readonly sizeMs: number; readonly advanceMs: number; readonly graceMs: number; readonly retentionMs: number }
+  | { readonly kind: 'session'; readonly gapMs: number; readonly graceMs: number; readonly retentionMs: number };
+
 /** Options of {@link defineView}. */
 export interface ViewOptions<E, S> {
   /** Unique name within the app: letters, digits, `_` and `-`. */
@@ -108,6 +123,8 @@ export interface View<E = unknown, S = unknown> {
   readonly reduce: (state: S, event: E, record: SourceRecord) => S;
   readonly maxStateBytes: number;
   readonly onPoison: PoisonPolicy;
+  /** The view's window; undefined for an unwindowed view (one item per key). */
+  readonly window?: WindowDefinition;
 }
 
 // `any`, not `unknown`, for the other parameter: View is invariant in both (reduce takes and
