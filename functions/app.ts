@@ -5,7 +5,7 @@
  * Bookings and cancellations arrive on the `bookings` topic (Kafka key = classId) and are
  * folded into two views: `classAttendance` (per class) and `memberBookings` (per member).
  */
-import { defineApp } from '../sdk/index.ts';
+import { defineApp } from 'tributary/sdk';
 import { triggers } from './triggers.ts';
 import { classAttendance, memberBookings } from './views.ts';
 

@@ -12,7 +12,7 @@ import {
   removeWhere,
   topK,
   type LatestState,
-} from '../sdk/index.ts';
+} from 'tributary/sdk';
 import { BOOKINGS_TOPIC, decodeBookingEvent, MAX_CAPACITY, type BookingEvent } from './events.ts';
 
 /**
