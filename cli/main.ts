@@ -228,7 +228,9 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
     const message = isTributaryError(error) ? error.message : `unexpected error: ${firstLine(error)}`;
-    process.stderr.write(`tributary: ${message.split('\n')[0]}\n`);
+    // One line: a multi-line message (the local stack lists each part that failed) is joined.
+    const line = message.split('\n').map((part) => part.trim()).filter((part) => part.length > 0).join(' ');
+    process.stderr.write(`tributary: ${line}\n`);
     process.exit(error instanceof CliError && error.code === 'USAGE' ? 2 : 1);
   },
 );
