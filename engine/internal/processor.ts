@@ -90,6 +90,8 @@ interface ItemOutcome {
   readonly conflicts: number;
   readonly reads: number;
   readonly deadLetters: PoisonDeadLetter[];
+  /** Events left for a later write of this batch (see `FoldResult.deferred`). */
+  readonly deferred: ItemEvents['events'];
 }
 
 /**
@@ -153,16 +155,31 @@ export class BatchProcessor {
       let skipped = 0;
       let writes = 0;
       let conflicts = 0;
-      for (const outcome of outcomes) {
-        letters.push(...outcome.deadLetters);
-        applied += outcome.applied;
-        skipped += outcome.skipped;
-        writes += outcome.wrote ? 1 : 0;
-        conflicts += outcome.conflicts;
-        reads += outcome.reads;
-      }
+      const tally = (round: readonly ItemOutcome[]): void => {
+        for (const outcome of round) {
+          letters.push(...outcome.deadLetters);
+          applied += outcome.applied;
+          skipped += outcome.skipped;
+          writes += outcome.wrote ? 1 : 0;
+          conflicts += outcome.conflicts;
+          reads += outcome.reads;
+        }
+      };
+      tally(outcomes);
       const written = Date.now();
-      const changesDelivered = await this.deliverPending(outcomes, letters, gates, origin);
+      let changesDelivered = await this.deliverPending(outcomes, letters, gates, origin);
+      // A burst of one item's events whose states would not fit its bookkeeping (a trigger
+      // takes every change) was split: the rest is folded and written now that the changes of
+      // the first part are delivered, as often as it takes (each write applies at least one).
+      for (let round = outcomes; round.some((o) => o.deferred.length > 0); ) {
+        round = await mapLimit(
+          round.filter((o) => o.deferred.length > 0),
+          limits.writeConcurrency,
+          (o) => this.mutex.run(o.item.id, () => this.foldAndWrite({ ...o.item, events: o.deferred }, o.snapshot, now(), gates)),
+        );
+        tally(round);
+        changesDelivered += await this.deliverPending(round, letters, gates, origin);
+      }
       if (letters.length > 0) {
         try {
           await this.deps.deadLetters.send(letters);
@@ -240,6 +257,7 @@ export class BatchProcessor {
           conflicts,
           reads,
           deadLetters: result.deadLetters,
+          deferred: result.deferred,
         };
       }
       try {
@@ -280,6 +298,7 @@ export class BatchProcessor {
         conflicts,
         reads,
         deadLetters: result.deadLetters,
+        deferred: result.deferred,
       };
     }
   }
