@@ -11,7 +11,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Change, Trigger, View } from '../../sdk/index.ts';
-import { MAX_TRIGGERED_STATE_BYTES, type ViewItem } from '../../sdk/contract/index.ts';
+import { decodeState, MAX_TRIGGERED_STATE_BYTES, type ViewItem } from '../../sdk/contract/index.ts';
 import type { TriggerDeadLetterEntry } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import type { ItemSnapshot } from './fold.ts';
@@ -241,7 +241,9 @@ function judgeChange(
     idempotencyKey: changeIdempotencyKey(view, key, undefined, version),
   };
   try {
-    return { trigger, change, deliver: trigger.when(change) === true };
+    // The change travels as JSON (bigints tagged); when() sees the view's own types, as handlers do.
+    const judged = { ...change, before: decodeState(change.before), after: decodeState(change.after) };
+    return { trigger, change, deliver: trigger.when(judged) === true };
   } catch (error) {
     return {
       trigger,

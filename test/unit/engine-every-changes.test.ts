@@ -218,4 +218,28 @@ describe("trigger changes: 'every'", () => {
     // One batch per partition, partition 0 first: placed, cancelled, then shipped.
     expect(of(driver, 'auditEvery')).toEqual(referenceChanges(['placed', 'cancelled', 'shipped']));
   });
+
+  it('lets when() see bigints as bigint, while the change it delivers stays JSON (tagged)', async () => {
+    const totals = defineView({
+      name: 'totals',
+      source: 'payments',
+      decode: 'json-bigint',
+      key: (e: { account: string; amount: bigint | number }) => e.account,
+      initial: () => ({ total: 0n }),
+      reduce: (s, e) => ({ total: s.total + BigInt(e.amount) }),
+    });
+    const seen: unknown[] = [];
+    const big = defineTrigger({
+      view: totals,
+      function: 'big',
+      when: ({ after }) => {
+        seen.push(after.total);
+        return after.total > 2n ** 53n;
+      },
+    });
+    const driver = createTestDriver(defineApp({ name: 'pay', views: [totals], triggers: [big] }));
+    await driver.send('payments', [{ value: '{"account":"a","amount":9007199254740992}' }, { value: '{"account":"a","amount":1}' }]);
+    expect(seen).toEqual([2n ** 53n, 2n ** 53n + 1n]);
+    expect(driver.changes.map((c) => c.change.after)).toEqual([{ total: { $bigint: '9007199254740993' } }]);
+  });
 });
