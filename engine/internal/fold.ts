@@ -319,6 +319,13 @@ export interface FoldOptions {
   readonly triggers?: readonly Trigger<any>[];
   /** Time of the write. @default new Date() */
   readonly now?: Date;
+  /**
+   * Defer even the first event when the states the item already keeps for undelivered changes
+   * leave no room for it (see {@link FoldResult.deferred}): for a caller that then delivers the
+   * item's owed changes and folds again without this option.
+   * @default false: the first event of a write always applies
+   */
+  readonly deferWhenFull?: boolean;
 }
 
 type Step = { ok: true; state: unknown } | { ok: false; dead: PoisonDeadLetter };
@@ -582,7 +589,7 @@ export function foldItem(
     let lastKept = snapshot.stateJson;
     // The states a write stores are bounded (MAX_ITEM_STATES_BYTES): a burst past it is split,
     // the rest deferred to a write after this one's changes are delivered. The first event of
-    // a write always applies, so every write makes progress.
+    // a write applies (unless `deferWhenFull`), so every write makes progress.
     let bytes = every ? keptStatesBytes(snapshot) : 0;
     // `bytes` counts the kept states and the intermediates; the new state is added per check.
     for (let i = 0; i < fresh.length; i++) {
@@ -603,7 +610,12 @@ export function foldItem(
         // equals the state kept before it): a trigger taking every change is owed it.
         const keepPrevious = applied > 0 && json !== undefined && json !== lastKept;
         const previousBytes = keepPrevious ? Buffer.byteLength(json!) : 0;
-        if (applied > 0 && bytes + previousBytes + Buffer.byteLength(checked.json) > MAX_ITEM_STATES_BYTES) {
+        // Nothing applied yet: defer only on request, when the item's own undelivered states
+        // crowd it (the caller delivers them first, then folds again without deferring).
+        const mayDefer = applied > 0 || (options.deferWhenFull === true && snapshot.pending !== undefined);
+        if (mayDefer && bytes + previousBytes + Buffer.byteLength(checked.json) > MAX_ITEM_STATES_BYTES) {
+          // With nothing applied there is no write: every event (poison included) goes again later.
+          if (applied === 0) return none([], fresh);
           taken = i;
           break;
         }

@@ -146,7 +146,7 @@ export class BatchProcessor {
     try {
       // Fold and write, one conditional write per changed item.
       const outcomes = await mapLimit(items, limits.writeConcurrency, (item) =>
-        this.mutex.run(item.id, () => this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates)),
+        this.mutex.run(item.id, () => this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates, true)),
       );
 
       // Dead letters, then trigger changes; both must be durable before the commit.
@@ -170,12 +170,12 @@ export class BatchProcessor {
       let changesDelivered = await this.deliverPending(outcomes, letters, gates, origin);
       // A burst of one item's events whose states would not fit its bookkeeping (a trigger
       // takes every change) was split: the rest is folded and written now that the changes of
-      // the first part are delivered, as often as it takes (each write applies at least one).
+      // the first part are delivered, as often as it takes (each later write applies at least one).
       for (let round = outcomes; round.some((o) => o.deferred.length > 0); ) {
         round = await mapLimit(
           round.filter((o) => o.deferred.length > 0),
           limits.writeConcurrency,
-          (o) => this.mutex.run(o.item.id, () => this.foldAndWrite({ ...o.item, events: o.deferred }, o.snapshot, now(), gates)),
+          (o) => this.mutex.run(o.item.id, () => this.foldAndWrite({ ...o.item, events: o.deferred }, o.snapshot, now(), gates, false)),
         );
         tally(round);
         changesDelivered += await this.deliverPending(round, letters, gates, origin);
@@ -236,7 +236,8 @@ export class BatchProcessor {
     }
   }
 
-  private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date, gates: GateList): Promise<ItemOutcome> {
+  /** `deferWhenFull`: see `FoldOptions.deferWhenFull` (the first round of a batch, not the later ones). */
+  private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date, gates: GateList, deferWhenFull: boolean): Promise<ItemOutcome> {
     const { store, cache, limits } = this.deps;
     const triggers = this.ledger.triggersOf(item.view.name);
     // Another batch of this process may have written the item since it was loaded.
@@ -244,7 +245,7 @@ export class BatchProcessor {
     let conflicts = 0;
     let reads = 0;
     for (;;) {
-      const result = foldItem(item.view, item.key, snapshot, item.events, { triggers, now });
+      const result = foldItem(item.view, item.key, snapshot, item.events, { triggers, now, deferWhenFull });
       this.stopOnPoison(result.deadLetters);
       if (result.write === undefined) {
         if (cache.peek(item.id) === undefined) cache.set(item.id, snapshot);

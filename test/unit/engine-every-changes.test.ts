@@ -212,6 +212,42 @@ describe("trigger changes: 'every'", () => {
     expect(driver.changes).toHaveLength(delivered);
   });
 
+  it('after a crash, delivers the changes an item still owes before a new event that would not fit beside them', async () => {
+    type Blob = { n: number; pad: string };
+    const pad = 'x'.repeat(60_000);
+    const blobs = defineView({
+      name: 'blobs',
+      source: 'blob-events',
+      key: (e: { id: string }) => e.id,
+      initial: (): Blob => ({ n: 0, pad: '' }),
+      reduce: (s) => ({ n: s.n + 1, pad }),
+      maxStateBytes: 100_000,
+    });
+    const watch = defineTrigger({ view: blobs, function: 'watch' });
+    const driver = createTestDriver(defineApp({ name: 'blobs', views: [blobs], triggers: [watch] }));
+    // 11 states of about 60 KB: a write of 6 events, then one of 5, which leaves 6 states on the item.
+    const burst = 11;
+    await driver.send('blob-events', Array.from({ length: burst }, () => ({ value: { id: 'b' } })));
+    // The last write of the burst still carries the states of its changes (settled by the
+    // checkpoint, which the crash below takes away).
+    const owed = Object.keys(driver.item('blobs', 'b')!.befores ?? {}).map(Number).sort((a, b) => a - b);
+    expect(owed.length).toBeGreaterThan(3);
+    driver.store.checkpoints.delete('checkpoint#blob-events#0');
+    driver.restart();
+    const sizes: number[] = [];
+    driver.store.beforePut = (item) => {
+      const states = [item.state, ...Object.values(item.befores ?? {})];
+      sizes.push(states.reduce((sum: number, state) => sum + Buffer.byteLength(JSON.stringify(state)), 0));
+    };
+    const before = driver.changes.length;
+    await driver.send('blob-events', [{ value: { id: 'b' } }]);
+    // The owed changes again (after the first owed state), then the new event's, in order.
+    const expected = [...owed.slice(1), burst, burst + 1].map((v) => [v - 1, v, v]);
+    expect(of<Blob>(driver, watch.name).slice(before).map(([b, a, v]) => [b?.n, a.n, v])).toEqual(expected);
+    expect(sizes).toHaveLength(1);
+    expect(sizes[0]!).toBeLessThanOrEqual(MAX_ITEM_STATES_BYTES);
+  });
+
   it('starts where the previous batch judged, for an item that several partitions write', async () => {
     const driver = createTestDriver(defineApp({ name: 'shop', views: [orders], triggers: [auditEvery] }));
     await driver.send('order-events', [event('o1', 'placed', 0), event('o1', 'shipped', 1), event('o1', 'cancelled', 0)]);
