@@ -720,6 +720,7 @@ async function main(): Promise<void> {
       { metric: 'changes / invocation', engine: fromPhase('engine', (p) => p.changes / Math.max(1, p.invocations)), naive: fromPhase('naive', (p) => p.changes / Math.max(1, p.invocations)), format: num(1), better: 'higher' },
       { metric: 'changes delivered / s (join -> last)', engine: fromPhase('engine', (p) => p.changes / p.seconds), naive: fromPhase('naive', (p) => p.changes / p.seconds), format: num(0), better: 'higher' },
       { metric: 'events/s with trigger (join -> last)', engine: fromPhase('engine', (p) => options.events / p.seconds), naive: fromPhase('naive', (p) => options.events / p.seconds), format: num(0), better: 'higher' },
+      { metric: "events/s with trigger, changes: 'coalesced'", engine: coalescedPhase && options.events / coalescedPhase.seconds, naive: undefined, format: num(0), better: 'higher' },
       { metric: 'produce->function p50 (ms)', engine: fn('engine', 50), naive: fn('naive', 50), format: num(1), better: 'lower' },
       { metric: 'produce->function p99 (ms)', engine: fn('engine', 99), naive: fn('naive', 99), format: num(1), better: 'lower' },
     ];
