@@ -25,7 +25,8 @@ export const DEFAULT_TRIGGER_MAX_BATCH_WAIT_MS = 0;
 export const DEFAULT_TRIGGER_CONCURRENCY = 8;
 /**
  * Every change: a missed transition is a silent wrong answer (a refund not sent), while the
- * price of `'every'` is only invocations; a user who wants fewer opts into `'coalesced'`.
+ * price of `'every'` is invocations (and, for a key with many events in a batch, delivery
+ * time), which show; a user who wants fewer opts into `'coalesced'`.
  */
 export const DEFAULT_TRIGGER_CHANGES = 'every';
 /** Five attempts with capped exponential backoff ride out a throttle or a cold start. */

@@ -3,7 +3,7 @@
  *
  * One DynamoDB table per app, partition key `pk` (S), sort key `sk` (S), TTL attribute `ttl`:
  * - view items: `pk = "view#" + view`, `sk = "key#" + key` (numbers in decimal form), holding the
- *   view state, a `version` (+1 per write), the last applied offset per source partition and
+ *   view state, a `version` (+1 per applied event), the last applied offset per source partition and
  *   per-trigger bookkeeping of changes not yet delivered;
  * - engine bookkeeping under `pk = "_tributary"`: checkpoints `sk = "checkpoint#" + topic + "#" + partition`
  *   whose `offset` is the next offset to consume (everything below it is durable in every view).
