@@ -581,9 +581,9 @@ export function foldItem(
   }
   if (slow) {
     // Step by step: find which event made the state unstorable by checking after each event,
-    // and keep each state a trigger taking every change is owed. Re-parse the start state: a
-    // reducer that mutated it would otherwise poison this pass.
-    state = snapshot.stateJson !== undefined ? parseState(snapshot.stateJson) : view.initial();
+    // and keep each state a trigger taking every change is owed. After the fast path, re-parse
+    // the start state: a reducer that mutated it would otherwise poison this pass.
+    if (!every) state = snapshot.stateJson !== undefined ? parseState(snapshot.stateJson) : view.initial();
     applied = 0;
     let json = snapshot.stateJson;
     let lastKept = snapshot.stateJson;
