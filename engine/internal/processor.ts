@@ -13,7 +13,7 @@ import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import { foldItem, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
-import { settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
+import { clearPending, settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { StateCache } from './state-cache.ts';
 
 /** DynamoDB-shaped storage of view items and checkpoints, as the processor needs it. */
@@ -175,7 +175,11 @@ export class BatchProcessor {
         round = await mapLimit(
           round.filter((o) => o.deferred.length > 0),
           limits.writeConcurrency,
-          (o) => this.mutex.run(o.item.id, () => this.foldAndWrite({ ...o.item, events: o.deferred }, o.snapshot, now(), gates, false)),
+          // From the cache, else the last write with its changes settled (the round before judged them all).
+          (o) =>
+            this.mutex.run(o.item.id, () =>
+              this.foldAndWrite({ ...o.item, events: o.deferred }, clearPending(o.snapshot, Object.keys(o.snapshot.pending ?? {})), now(), gates, false),
+            ),
         );
         tally(round);
         changesDelivered += await this.deliverPending(round, letters, gates, origin);

@@ -175,7 +175,10 @@ describe("trigger changes: 'every'", () => {
     expect(driver.deadLetters).toMatchObject([{ code: 'TRIGGER_WHEN_FAILED', change: { version: 2 } }]);
   });
 
-  it('splits a burst whose states would not fit the item into several writes, each delivered before the next', async () => {
+  it.each([
+    ['cached', 10_000],
+    ['read from the table every batch', 0],
+  ])('splits a burst whose states would not fit the item into several writes, each delivered before the next (%s)', async (_name, cacheMaxEntries) => {
     type Blob = { n: number; pad: string };
     // Each state is about 60 KB: more than MAX_ITEM_STATES_BYTES for a burst of 10 on one key.
     const pad = 'x'.repeat(60_000);
@@ -188,7 +191,7 @@ describe("trigger changes: 'every'", () => {
       maxStateBytes: 100_000,
     });
     const watch = defineTrigger({ view: blobs, function: 'watch' });
-    const driver = createTestDriver(defineApp({ name: 'blobs', views: [blobs], triggers: [watch] }));
+    const driver = createTestDriver(defineApp({ name: 'blobs', views: [blobs], triggers: [watch] }), { cacheMaxEntries });
     const sizes: number[] = [];
     driver.store.beforePut = (item) => {
       const states = [item.state, ...Object.values(item.befores ?? {})];
