@@ -3,7 +3,7 @@
  *
  * One DynamoDB table per app, partition key `pk` (S), sort key `sk` (S), TTL attribute `ttl`:
  * - view items: `pk = "view#" + view`, `sk = "key#" + key` (numbers in decimal form), holding the
- *   view state, a `version` (+1 per write), the last applied offset per source partition and
+ *   view state, a `version` (+1 per applied event), the last applied offset per source partition and
  *   per-trigger bookkeeping of changes not yet delivered;
  * - engine bookkeeping under `pk = "_tributary"`: checkpoints `sk = "checkpoint#" + topic + "#" + partition`
  *   whose `offset` is the next offset to consume (everything below it is durable in every view).
@@ -43,7 +43,7 @@ export interface ViewItem<S = unknown> extends ItemKey {
   /** View key in its stored, string form (also encoded in `sk`). */
   readonly key: string;
   readonly state: S;
-  /** +1 per write; the condition of the next write. */
+  /** +1 per applied event (so every state has its own); the condition of the next write. */
   readonly version: number;
   /** Last applied offset per source partition, `"topic/partition"` -> decimal offset. */
   readonly offsets: Readonly<Record<string, string>>;
@@ -55,7 +55,10 @@ export interface ViewItem<S = unknown> extends ItemKey {
    * written but not yet delivered; the engine removes it after delivery. Absent when all is delivered.
    */
   readonly pending?: Readonly<Record<string, number>>;
-  /** The states named by `pending`, by version (decimal string); shared by triggers. */
+  /**
+   * The states named by `pending`, by version (decimal string), shared by triggers; for a
+   * `changes: 'every'` trigger also every intermediate state after the one it last judged.
+   */
   readonly befores?: Readonly<Record<string, S>>;
   /** Expiry in epoch seconds (DynamoDB TTL), if any. */
   readonly ttl?: number;
