@@ -12,6 +12,7 @@ import {
   parseState,
   reservedTagReason,
   stringifyState,
+  viewIndexKey,
   viewItemKey,
   viewKeyProblem,
   type ItemKey,
@@ -583,6 +584,8 @@ export function foldItem(
   const bookkeeping = writeBookkeeping(snapshot, stateJson !== snapshot.stateJson, options.triggers ?? []);
   const item: ViewItem = {
     ...viewItemKey(view.name, key),
+    // The `byKey` index attributes never change for an item, so only its first write costs an index write.
+    ...viewIndexKey(view.name, key),
     view: view.name,
     key,
     // Stored in the tagged form: a bigint is `{ $bigint: "<decimal>" }`, as in the cache's JSON.
