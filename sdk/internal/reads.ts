@@ -52,6 +52,11 @@ export const DEFAULT_WAIT_TIMEOUT_MS = 10_000;
 const WAIT_INITIAL_INTERVAL_MS = 10;
 /** Poll cap: at most five strongly consistent reads per second per waiting caller. */
 const WAIT_MAX_INTERVAL_MS = 200;
+/**
+ * Extra index entries each shard is asked for in a page's first round, beyond twice its share:
+ * covers the spread of a small page over 16 shards without a second round trip.
+ */
+const SHARD_SLACK = 8;
 /** Windows per Query of `latestWindow` while it skips expired ones (normally the first is live). */
 const LATEST_WINDOW_PAGE = 10;
 /** BatchGetItem requests of one `query` page in flight at once (a page of 1,000 is 10 requests). */
@@ -555,10 +560,10 @@ interface ShardState {
 }
 
 /**
- * Reads one page of index entries: one Query per shard not yet exhausted (in parallel, each
- * for at most the rest of the page), merged in key order; a shard that runs dry before the page
- * is full is asked again, so the merge never passes a key a shard has not yet returned. The
- * cursor holds every shard's position; there is none once every shard is exhausted.
+ * Reads one page of index entries: one Query per shard not yet exhausted (in parallel, each for
+ * about twice its share of the page), merged in key order; a shard that runs dry before the page
+ * is full is asked again for the rest, so the merge never passes a key a shard has not yet
+ * returned. The cursor holds every shard's position; there is none once every shard is exhausted.
  */
 async function scatterGather(
   documents: DynamoDBDocumentClient,
@@ -601,10 +606,16 @@ async function scatterGather(
   };
   const sign = read.order === 'asc' ? 1 : -1;
   const entries: IndexEntry[] = [];
+  let round = 0;
   while (entries.length < read.limit) {
     const dry = shards.filter((state) => state.buffer.length === 0 && state.more);
     if (dry.length > 0) {
-      await Promise.all(dry.map((state) => fetch(state, read.limit - entries.length)));
+      const remaining = read.limit - entries.length;
+      // First round: about twice a shard's share of the page (keys spread evenly by hash), so
+      // the index entries read stay near the page size; a shard that runs dry is asked for the rest.
+      const limit = round === 0 ? Math.min(remaining, 2 * Math.ceil(remaining / VIEW_INDEX_SHARDS) + SHARD_SLACK) : remaining;
+      await Promise.all(dry.map((state) => fetch(state, limit)));
+      round += 1;
       continue;
     }
     let best: ShardState | undefined;
