@@ -1,7 +1,7 @@
 /**
  * The contract the engine, the SDK, the CDK app and the local stack share: the views table's
- * layout and key encoding, its key schema, environment variable names, metric names, limits,
- * and how values are shown in error messages. Tributary's own modules import it from here;
+ * layout and key encoding, its key schema and indexes, environment variable names, metric
+ * names, limits, and how values are shown in error messages. Tributary's own modules import it from here;
  * function code never needs it. docs/architecture.md ("Storage layout", "Contract between the
  * parts") describes it.
  */
