@@ -13,6 +13,7 @@ export {
   DOCUMENT_CLIENT_OPTIONS,
   ENGINE_PK,
   INDEX_KEY_PREFIX,
+  MAX_VIEW_KEY_BYTES,
   MAX_WINDOW_START_MS,
   VIEW_PK_PREFIX,
   VIEW_SK_UNWINDOWED,
@@ -29,6 +30,7 @@ export {
   viewIndexShard,
   viewItemKey,
   viewKeyProblem,
+  viewKeyProblemMessage,
   windowIndexPrefix,
   windowStartProblem,
 } from '../internal/storage.ts';
