@@ -12,8 +12,10 @@ import {
   parseState,
   reservedTagReason,
   stringifyState,
+  viewIndexKey,
   viewItemKey,
   viewKeyProblem,
+  viewKeyProblemMessage,
   type ItemKey,
   type ViewItem,
 } from '../../sdk/contract/index.ts';
@@ -230,6 +232,12 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
             'KEY_NOT_EXACT',
             `view "${view.name}": key() returned ${String(rawKey)} for record at ${where}, a number past 2^53 that a double cannot hold exactly (it may stand for a neighbouring integer too); return the key as a bigint or a string (decode: 'json-bigint' reads such integers as bigint)`,
           ),
+        );
+        continue;
+      }
+      if (problem === 'too-long') {
+        deadLetters.push(
+          poison(view, record, 'KEY_TOO_LONG', `view "${view.name}": key() returned ${viewKeyProblemMessage(rawKey, problem)}, for record at ${where}`),
         );
         continue;
       }
@@ -641,6 +649,8 @@ export function foldItem(
   const bookkeeping = writeBookkeeping(snapshot, { version, stateJson, intermediates }, triggers);
   const item: ViewItem = {
     ...viewItemKey(view.name, key),
+    // The `byKey` index attributes never change for an item, so only its first write costs an index write.
+    ...viewIndexKey(view.name, key),
     view: view.name,
     key,
     // Stored in the tagged form: a bigint is `{ $bigint: "<decimal>" }`, as in the cache's JSON.
