@@ -79,9 +79,9 @@ export interface PendingDelivery {
   readonly deadLetter?: TriggerDeadLetterEntry;
 }
 
-/** Idempotency key of a change: `(view, key, window, version)` joined. */
-export function changeIdempotencyKey(view: string, key: string, window: string | undefined, version: number): string {
-  return `${view}#${key}#${window ?? ''}#${version}`;
+/** Idempotency key of a change: `(view, key, window start, version)` joined (an unwindowed item's window part is empty). */
+export function changeIdempotencyKey(view: string, key: string, window: { readonly start: number } | undefined, version: number): string {
+  return `${view}#${key}#${window?.start ?? ''}#${version}`;
 }
 
 /**
@@ -118,11 +118,12 @@ export function pendingDeliveries(
     const change: Change = {
       view: view.name,
       key,
+      ...(snapshot.window !== undefined ? { window: { start: snapshot.window.start, end: snapshot.window.end } } : {}),
       before: before === undefined ? undefined : structuredClone(before),
       after: JSON.parse(snapshot.stateJson),
       version: snapshot.version,
       offsets: { ...snapshot.offsets },
-      idempotencyKey: changeIdempotencyKey(view.name, key, undefined, snapshot.version),
+      idempotencyKey: changeIdempotencyKey(view.name, key, snapshot.window, snapshot.version),
     };
     try {
       out.push({ trigger, change, deliver: trigger.when(change) === true });

@@ -13,6 +13,7 @@ import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import { foldItem, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
+import { NO_STREAM_TIME, StreamClock, type PartitionStreamTime } from './windows.ts';
 import { settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { StateCache } from './state-cache.ts';
 
@@ -27,10 +28,24 @@ export interface ItemStore {
    * Throws an {@link EngineError} `WRITE_CONFLICT` when the condition fails.
    */
   putItem(item: ViewItem, expectedVersion: number): Promise<void>;
-  /** Records that everything below `nextOffset` of the partition is durable. */
-  writeCheckpoint(topic: string, partition: number, nextOffset: string): Promise<void>;
+  /**
+   * Records that everything below `nextOffset` of the partition is durable, with the stream
+   * time of its windowed views at that offset (view -> epoch ms; omitted for a topic without).
+   */
+  writeCheckpoint(topic: string, partition: number, nextOffset: string, streamTime?: Readonly<Record<string, number>>): Promise<void>;
   /** The partition's checkpoint (next offset to consume), read consistently; undefined when none. */
   readCheckpoint(topic: string, partition: number): Promise<string | undefined>;
+  /** The partition's checkpoint with its stream times, read consistently; undefined when none. */
+  readCheckpointState(topic: string, partition: number): Promise<CheckpointState | undefined>;
+}
+
+/** A checkpoint as the window logic reads it. */
+export interface CheckpointState {
+  readonly partition: number;
+  /** Next offset to consume, decimal. */
+  readonly offset: string;
+  /** View -> stream time at `offset` (epoch ms). */
+  readonly streamTime: Readonly<Record<string, number>>;
 }
 
 /** Limits of a {@link BatchProcessor}. */
@@ -59,6 +74,8 @@ export interface BatchResult {
   readonly reads: number;
   readonly deadLetters: number;
   readonly changesDelivered: number;
+  /** Late events per windowed view (not applied; dead-lettered or dropped by the view's `onLate`). */
+  readonly late: Readonly<Record<string, number>>;
   /** Milliseconds spent loading states, folding and writing, delivering changes and dead letters. */
   readonly timings: { readonly loadMs: number; readonly writeMs: number; readonly deliverMs: number };
 }
@@ -101,8 +118,19 @@ export class BatchProcessor {
   /** Trigger bookkeeping: judging turns, `before`s, settling (see {@link TriggerLedger}). */
   private readonly ledger: TriggerLedger;
 
+  /** Source topics of windowed views: their partitions keep a stream time. */
+  private readonly windowedSources: ReadonlySet<string>;
+  /** Per `topic/partition`, the stream time left by its last durable batch here (see windows.ts). */
+  private readonly clocks = new Map<string, PartitionStreamTime>();
+  /**
+   * Per `topic/partition`, the stream times at the next offsets of batches applied and not yet
+   * checkpointed, oldest first: a checkpoint stores the stream time of exactly its offset.
+   */
+  private readonly streamTimesAt = new Map<string, { next: bigint; times: Record<string, number> }[]>();
+
   constructor(private readonly deps: ProcessorDeps) {
     this.ledger = new TriggerLedger(deps.app.triggers);
+    this.windowedSources = new Set(deps.app.views.filter((v) => v.window !== undefined).map((v) => v.source));
   }
 
   /**
@@ -115,7 +143,8 @@ export class BatchProcessor {
     const { app, store, cache, limits } = this.deps;
     const now = this.deps.now ?? (() => new Date());
     const started = Date.now();
-    const routed = routeRecords(app.views, records);
+    const clock = this.windowedSources.has(topic) ? new StreamClock(await this.streamTimeOf(topic, partition)) : undefined;
+    const routed = routeRecords(app.views, records, clock);
     this.stopOnPoison(routed.deadLetters);
 
     // Load: cache first, then one batched consistent read for the misses.
@@ -177,19 +206,21 @@ export class BatchProcessor {
 
       const last = records[records.length - 1];
       const nextOffset = last === undefined ? '0' : (BigInt(last.offset) + 1n).toString();
+      if (clock !== undefined) this.noteStreamTime(topic, partition, clock.state());
       return {
         topic,
         partition,
         records: records.length,
         nextOffset,
         applied,
-        skipped,
+        skipped: skipped + routed.settled,
         filtered: routed.filtered,
         writes,
         conflicts,
         reads,
         deadLetters: letters.length,
         changesDelivered,
+        late: routed.late,
         timings: { loadMs: loaded - started, writeMs: written - loaded, deliverMs: Date.now() - written },
       };
     } finally {
@@ -199,6 +230,7 @@ export class BatchProcessor {
 
   private stopOnPoison(letters: readonly PoisonDeadLetter[]): void {
     for (const letter of letters) {
+      if (letter.code === 'LATE') continue; // late is not poison: the view's onLate decides
       const view = this.deps.app.views.find((v) => v.name === letter.view);
       if (view?.onPoison === 'stop') {
         throw new EngineError(
@@ -227,7 +259,7 @@ export class BatchProcessor {
     let conflicts = 0;
     let reads = 0;
     for (;;) {
-      const result = foldItem(item.view, item.key, snapshot, item.events, { triggers, now });
+      const result = foldItem(item.view, item.key, snapshot, item.events, { triggers, now, ...(item.window !== undefined ? { window: item.window } : {}) });
       this.stopOnPoison(result.deadLetters);
       if (result.write === undefined) {
         if (cache.peek(item.id) === undefined) cache.set(item.id, snapshot);
@@ -396,10 +428,76 @@ export class BatchProcessor {
     return delivered;
   }
 
-  /** Records that everything of the partition below `nextOffset` is durable (after {@link apply}). */
+  /**
+   * Records that everything of the partition below `nextOffset` is durable (after {@link apply}),
+   * with the stream time of its windowed views at that offset.
+   */
   async checkpoint(topic: string, partition: number, nextOffset: string): Promise<void> {
-    await this.deps.store.writeCheckpoint(topic, partition, nextOffset);
+    const streamTime = this.windowedSources.has(topic) ? await this.streamTimeAt(topic, partition, BigInt(nextOffset)) : undefined;
+    await this.deps.store.writeCheckpoint(topic, partition, nextOffset, streamTime);
     this.ledger.noteDurable(offsetsKey(topic, partition), BigInt(nextOffset));
+    if (streamTime !== undefined) {
+      // Entries before the one just stored are done with; it stays for a later checkpoint at the same offset.
+      const entries = this.streamTimesAt.get(`${topic}/${partition}`) ?? [];
+      const keep = entries.findLastIndex((entry) => entry.next <= BigInt(nextOffset));
+      if (keep > 0) entries.splice(0, keep);
+    }
+  }
+
+  /**
+   * Forgets the stream times kept in memory, so each partition's next batch starts from its
+   * checkpoint: after a rebalance, another task may have moved a partition on meanwhile.
+   */
+  forgetStreamTimes(): void {
+    this.clocks.clear();
+  }
+
+  /**
+   * Raises `view`'s stream time on a partition to at least `timeMs` (idle close, or a test
+   * driver's advance), at the partition's current position. Returns the offset to checkpoint it
+   * at when it moved (the caller checkpoints it before any window closes by it), else undefined.
+   */
+  async advanceStreamTime(topic: string, partition: number, view: string, timeMs: number): Promise<string | undefined> {
+    const known = await this.streamTimeOf(topic, partition);
+    const clock = new StreamClock(known);
+    if (!clock.advance(view, timeMs)) return undefined;
+    const state = clock.state();
+    this.noteStreamTime(topic, partition, state);
+    return (state.decidedThrough + 1n).toString();
+  }
+
+  /** The stream time of a partition as this process knows it, else as its checkpoint stored it. */
+  async streamTimeOf(topic: string, partition: number): Promise<PartitionStreamTime> {
+    const key = `${topic}/${partition}`;
+    const known = this.clocks.get(key);
+    if (known !== undefined) return known;
+    const stored = await this.deps.store.readCheckpointState(topic, partition);
+    const state = stored === undefined ? NO_STREAM_TIME : { decidedThrough: BigInt(stored.offset) - 1n, times: { ...stored.streamTime } };
+    this.clocks.set(key, state);
+    return state;
+  }
+
+  private noteStreamTime(topic: string, partition: number, state: PartitionStreamTime): void {
+    const key = `${topic}/${partition}`;
+    this.clocks.set(key, state);
+    const next = state.decidedThrough + 1n;
+    const entries = this.streamTimesAt.get(key) ?? [];
+    this.streamTimesAt.set(key, entries);
+    const last = entries[entries.length - 1];
+    // Updated in place when at the same offset (an advance): a checkpoint reads it when it writes.
+    if (last !== undefined && last.next === next) Object.assign(last.times, state.times);
+    else entries.push({ next, times: { ...state.times } });
+  }
+
+  /** The stream times to store with the checkpoint at `next`: those of exactly that offset. */
+  private async streamTimeAt(topic: string, partition: number, next: bigint): Promise<Record<string, number>> {
+    const entries = this.streamTimesAt.get(`${topic}/${partition}`) ?? [];
+    const entry = entries.findLast((e) => e.next <= next);
+    if (entry !== undefined) return { ...entry.times };
+    // No batch of this process reached it (a checkpoint past filtered records only): stream
+    // time has not moved since the stored checkpoint, if that is not past `next`.
+    const stored = await this.deps.store.readCheckpointState(topic, partition);
+    return stored !== undefined && BigInt(stored.offset) <= next ? { ...stored.streamTime } : {};
   }
 
   /**

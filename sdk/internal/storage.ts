@@ -59,6 +59,17 @@ export interface ViewItem<S = unknown> extends ItemKey {
   readonly befores?: Readonly<Record<string, S>>;
   /** Expiry in epoch seconds (DynamoDB TTL), if any. */
   readonly ttl?: number;
+  /** Window start of a windowed view's item, epoch ms (inclusive). */
+  readonly windowStart?: number;
+  /** Window end of a windowed view's item, epoch ms (exclusive). */
+  readonly windowEnd?: number;
+  /**
+   * Closing index partition (sparse): set while the item of an `emit: 'final'` view awaits its
+   * final change, `<view>#<topic>/<partition>` of the partition whose record created it.
+   */
+  readonly closeShard?: string;
+  /** Closing index sort key: stream time past which the window is closed (`windowEnd + graceMs`). */
+  readonly closeAt?: number;
 }
 
 /** A checkpoint item: everything below `offset` in `topic/partition` is durable in the views. */
@@ -70,6 +81,11 @@ export interface CheckpointItem extends ItemKey {
   /** `offset` as a number, for the engine's "never move backwards" condition. */
   readonly position?: number;
   readonly updatedAt: string;
+  /**
+   * Stream time per windowed view of the topic (view -> epoch ms): the largest event time of
+   * the records below `offset`. Restored at start, so a restart judges lateness as before.
+   */
+  readonly streamTime?: Readonly<Record<string, number>>;
 }
 
 /**
@@ -111,8 +127,10 @@ export function encodeViewKey(key: ViewKey): string {
  * @example
  * viewItemKey('classAttendance', 'yoga-1'); // { pk: 'view#classAttendance', sk: 'key#yoga-1' }
  */
-export function viewItemKey(view: string, key: ViewKey): ItemKey {
-  return { pk: VIEW_PK_PREFIX + view, sk: VIEW_SK_PREFIX + encodeViewKey(key) };
+export function viewItemKey(view: string, key: ViewKey, window?: { readonly start: number } | number): ItemKey {
+  if (window === undefined) return { pk: VIEW_PK_PREFIX + view, sk: VIEW_SK_PREFIX + encodeViewKey(key) };
+  const start = typeof window === 'number' ? window : window.start;
+  return { pk: `v#${view}#${encodeViewKey(key)}`, sk: `w#${String(start).padStart(15, '0')}` };
 }
 
 /**
@@ -165,6 +183,10 @@ function buildViewItemEntity(table: ReturnType<typeof buildTable>) {
       pending: record(string(), number()).optional(),
       befores: record(string(), any()).optional(),
       ttl: number().optional(),
+      windowStart: number().optional(),
+      windowEnd: number().optional(),
+      closeShard: string().optional(),
+      closeAt: number().optional(),
     }),
   });
 }
@@ -184,6 +206,7 @@ function buildCheckpointEntity(table: ReturnType<typeof buildTable>) {
       // `offset` as a number, so a condition can refuse to move a checkpoint backwards.
       position: number().optional(),
       updatedAt: string(),
+      streamTime: record(string(), number()).optional(),
     }),
   });
 }
