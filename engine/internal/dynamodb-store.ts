@@ -5,13 +5,11 @@
  */
 import { PutCommand, QueryCommand, UpdateCommand, type PutCommandInput } from '@aws-sdk/lib-dynamodb';
 import { EntityFormatter, GetItemCommand, PutItemCommand } from 'dynamodb-toolbox';
-import { batchGetItems, checkpointKey, classifyAwsError, ENGINE_PK, type ItemKey, type Storage, type ViewItem } from '../../sdk/contract/index.ts';
+import { batchGetItems, checkpointKey, classifyAwsError, ENGINE_PK, TABLE_INDEXES, type ItemKey, type Storage, type ViewItem } from '../../sdk/contract/index.ts';
 import { EngineError } from './errors.ts';
 import type { CheckpointState, ItemStore } from './processor.ts';
 import type { ClosingPage, ClosingStore } from './window-closer.ts';
 
-/** The closing index (sparse GSI): partition `closeShard`, sort `closeAt`. */
-const CLOSING_INDEX = 'closing';
 
 function isConditionFailure(error: unknown): boolean {
   return classifyAwsError(error).kind === 'condition-failed';
@@ -175,7 +173,7 @@ export class DynamoItemStore implements ItemStore, ClosingStore {
       const page = await this.storage.documentClient.send(
         new QueryCommand({
           TableName: this.storage.tableName,
-          IndexName: CLOSING_INDEX,
+          IndexName: TABLE_INDEXES.closing.indexName,
           KeyConditionExpression: '#shard = :shard AND #at < :below',
           ExpressionAttributeNames: { '#shard': 'closeShard', '#at': 'closeAt' },
           ExpressionAttributeValues: { ':shard': shard, ':below': closedBelow },

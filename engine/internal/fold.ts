@@ -12,6 +12,7 @@ import {
   parseState,
   reservedTagReason,
   stringifyState,
+  viewIndexKey,
   viewItemKey,
   viewKeyProblem,
   type ItemKey,
@@ -681,6 +682,8 @@ export function foldItem(
   const windowed = view.window !== undefined && bounds !== undefined ? windowAttributes(view, bounds, snapshot, fresh[0]!.record) : undefined;
   const item: ViewItem = {
     ...viewItemKey(view.name, key, bounds),
+    // The `byKey` index attributes never change for an item, so only its first write costs an index write.
+    ...viewIndexKey(view.name, key, bounds),
     view: view.name,
     key,
     // Stored in the tagged form: a bigint is `{ $bigint: "<decimal>" }`, as in the cache's JSON.

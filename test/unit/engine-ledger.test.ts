@@ -17,7 +17,7 @@ import {
 } from '../../engine/internal/ledger.ts';
 import { BatchProcessor, type BatchResult } from '../../engine/internal/processor.ts';
 import { StateCache } from '../../engine/internal/state-cache.ts';
-import { viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
+import { viewIndexKey, viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import { defineApp, defineTrigger, defineView, type App, type Change, type SourceRecord } from '../../sdk/index.ts';
 
 /** One batch as a task runs it: apply, then the checkpoint (the commit pipeline's first step). */
@@ -283,7 +283,7 @@ describe('trigger ledger: pure rules', () => {
   });
 
   it('reads bookkeeping back from a stored item only when it owes a change', () => {
-    const stored: ViewItem = { ...viewItemKey('attendance', 'yoga'), view: 'attendance', key: 'yoga', state: { booked: 1 }, version: 1, offsets: {}, updatedAt: 'x' };
+    const stored: ViewItem = { ...viewItemKey('attendance', 'yoga'), ...viewIndexKey('attendance', 'yoga'), view: 'attendance', key: 'yoga', state: { booked: 1 }, version: 1, offsets: {}, updatedAt: 'x' };
     expect(snapshotOf({ ...stored, pending: {} })).not.toHaveProperty('pending');
     expect(snapshotOf({ ...stored, pending: { [audit.name]: 0 } })).toMatchObject({ pending: { [audit.name]: 0 }, befores: {} });
   });

@@ -124,7 +124,7 @@ describe('createTestDriver', () => {
     await driver.send('bookings', [booked('yoga', 'a')]);
     // Simulate a crash after the write and before delivery: put the bookkeeping back, and the
     // checkpoint, which the batch writes only after its deliveries, where it was before.
-    const id = 'view#attendance\nkey#yoga';
+    const id = 'v#attendance#yoga\n_';
     const stored = driver.store.items.get(id)!;
     driver.store.items.set(id, { ...stored, pending: { [every.name]: 0 }, befores: {} });
     driver.store.checkpoints.delete('checkpoint#bookings#0');

@@ -348,14 +348,14 @@ describe("the empty-string key ''", () => {
   const audit = defineTrigger({ view: tags, function: 'audit' });
   const app = defineApp({ name: 'tags', views: [tags], triggers: [audit] });
 
-  it("is a key like any other: item sk 'key#', read back by driver.state, changes carry key ''", async () => {
+  it("is a key like any other: item pk 'v#tags#', read back by driver.state, changes carry key ''", async () => {
     const driver = createTestDriver(app);
     await driver.send('tagged', [{ value: { tag: '', n: 2 } }, { value: { tag: 'x', n: 1 } }, { value: { tag: '', n: 5 } }]);
     await driver.send('tagged', [{ value: { tag: '', n: 1 } }]);
     expect(driver.deadLetters).toEqual([]);
     expect(driver.state('tags', '')).toEqual({ n: 2 + 5 + 1 });
     expect(driver.state('tags', 'x')).toEqual({ n: 1 });
-    expect(driver.item('tags', '')).toMatchObject({ sk: 'key#', key: '', version: 2 });
+    expect(driver.item('tags', '')).toMatchObject({ pk: 'v#tags#', sk: '_', key: '', version: 2 });
     expect(driver.changes.map((c) => [c.change.key, c.change.before, c.change.after, c.change.version])).toEqual([
       ['', undefined, { n: 7 }, 1],
       ['x', undefined, { n: 1 }, 1],
