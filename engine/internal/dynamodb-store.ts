@@ -3,9 +3,19 @@
  * dynamodb-toolbox). Translates `ConditionalCheckFailedException` into `WRITE_CONFLICT`; every
  * other AWS error is rethrown as `STORAGE_FAILED` with its cause.
  */
-import { PutCommand, QueryCommand, UpdateCommand, type PutCommandInput } from '@aws-sdk/lib-dynamodb';
+import { PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type PutCommandInput } from '@aws-sdk/lib-dynamodb';
 import { EntityFormatter, GetItemCommand, PutItemCommand } from 'dynamodb-toolbox';
-import { batchGetItems, checkpointKey, classifyAwsError, ENGINE_PK, TABLE_INDEXES, type ItemKey, type Storage, type ViewItem } from '../../sdk/contract/index.ts';
+import {
+  batchGetItems,
+  checkpointKey,
+  classifyAwsError,
+  encodeWindowStart,
+  ENGINE_PK,
+  TABLE_INDEXES,
+  type ItemKey,
+  type Storage,
+  type ViewItem,
+} from '../../sdk/contract/index.ts';
 import { EngineError } from './errors.ts';
 import type { CheckpointState, ItemStore } from './processor.ts';
 import type { ClosingPage, ClosingStore } from './window-closer.ts';
@@ -122,6 +132,73 @@ export class DynamoItemStore implements ItemStore, ClosingStore {
       return Item?.offset;
     } catch (error) {
       throw storageError('GetItem (checkpoint)', error, { topic, partition });
+    }
+  }
+
+  async readWindows(pk: string, startBelow: number, endAbove: number): Promise<ViewItem[]> {
+    // Latest first: sessions of a key never overlap, so once one ends at or before `endAbove`,
+    // every earlier one does too.
+    const out: ViewItem[] = [];
+    const formatter = this.storage.viewItems.build(EntityFormatter);
+    let start: Record<string, unknown> | undefined;
+    try {
+      do {
+        const page = await this.storage.documentClient.send(
+          new QueryCommand({
+            TableName: this.storage.tableName,
+            KeyConditionExpression: '#pk = :pk AND #sk BETWEEN :from AND :to',
+            ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+            ExpressionAttributeValues: { ':pk': pk, ':from': 'w#', ':to': `w#${encodeWindowStart(Math.max(0, startBelow - 1))}` },
+            ScanIndexForward: false,
+            ConsistentRead: true,
+            Limit: 25,
+            ...(start !== undefined ? { ExclusiveStartKey: start } : {}),
+          }),
+        );
+        for (const raw of page.Items ?? []) {
+          const item = formatter.format(raw) as ViewItem;
+          if (item.windowEnd === undefined || item.windowEnd <= endAbove) return out.reverse();
+          out.push(item);
+        }
+        start = page.LastEvaluatedKey;
+      } while (start !== undefined);
+    } catch (error) {
+      throw storageError('Query (windows of a key)', error, { pk });
+    }
+    return out.reverse();
+  }
+
+  async writeAtomically(puts: readonly { item: ViewItem; expectedVersion: number }[], deletes: readonly { key: ItemKey; version: number }[]): Promise<void> {
+    if (puts.length === 1 && deletes.length === 0) return this.putItem(puts[0]!.item, puts[0]!.expectedVersion);
+    const { tableName } = this.storage;
+    try {
+      await this.storage.documentClient.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            ...puts.map(({ item, expectedVersion }) => ({ Put: conditionalPutInput(tableName, item, expectedVersion) as never })),
+            ...deletes.map(({ key, version }) => ({
+              Delete: {
+                TableName: tableName,
+                Key: { pk: key.pk, sk: key.sk },
+                ConditionExpression: '#version = :version',
+                ExpressionAttributeNames: { '#version': 'version' },
+                ExpressionAttributeValues: { ':version': version },
+              },
+            })),
+          ],
+        }),
+      );
+    } catch (error) {
+      const reasons = (error as { CancellationReasons?: { Code?: string }[] } | null)?.CancellationReasons ?? [];
+      if (reasons.some((r) => r.Code === 'ConditionalCheckFailed' || r.Code === 'TransactionConflict')) {
+        const first = puts[0]?.item;
+        throw new EngineError('WRITE_CONFLICT', `view "${first?.view}" key "${first?.key}": a session changed since it was read`, {
+          retriable: true,
+          cause: error,
+          context: { view: first?.view, key: first?.key },
+        });
+      }
+      throw storageError('TransactWriteItems', error, { items: puts.length + deletes.length });
     }
   }
 

@@ -38,6 +38,8 @@ export interface RoutedEvent {
   readonly event: unknown;
   /** Event time of a windowed view's event (epoch ms). */
   readonly timeMs?: number;
+  /** Stream time of its partition once it was read (session views: whether it bridges into a closed session). */
+  readonly streamTimeMs?: number;
 }
 
 /** The events of one batch for one view item, in partition order. */
@@ -299,7 +301,7 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
         }
       }
       if (window.kind === 'session') {
-        if (closed.length === 0) addEvent(items, view, key, 'session', { record, event, timeMs });
+        if (closed.length === 0) addEvent(items, view, key, 'session', { record, event, timeMs, streamTimeMs });
         continue;
       }
       for (const bounds of windows) {
@@ -726,11 +728,13 @@ export function windowAttributes(
   creator: SourceRecord,
 ): { attributes: Pick<ViewItem, 'windowStart' | 'windowEnd' | 'ttl' | 'closeShard' | 'closeAt'>; closing?: { shard: string; at: number } } {
   const window = view.window!;
+  // The shard never changes; the close time follows the bounds (a session grows).
   const closing =
-    snapshot.closing ??
-    (window.emit === 'final' && snapshot.version === 0
-      ? { shard: closeShardOf(view.name, creator.topic, creator.partition), at: closeTimeOf(window, bounds) }
-      : undefined);
+    snapshot.closing !== undefined
+      ? { shard: snapshot.closing.shard, at: closeTimeOf(window, bounds) }
+      : window.emit === 'final' && snapshot.version === 0
+        ? { shard: closeShardOf(view.name, creator.topic, creator.partition), at: closeTimeOf(window, bounds) }
+        : undefined;
   return {
     attributes: {
       windowStart: bounds.start,

@@ -12,7 +12,9 @@ import type { ChangeOrigin, ChangeOutcome, ChangeSink, DeadLetterSink } from './
 import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError, errorInfo } from './errors.ts';
-import { foldItem, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
+import { foldItem, itemId, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
+import { planSessions, sessionReadRange } from './sessions.ts';
+import { coordinates } from './dead-letter.ts';
 import { NO_STREAM_TIME, StreamClock, type PartitionStreamTime } from './windows.ts';
 import { settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { StateCache } from './state-cache.ts';
@@ -37,6 +39,16 @@ export interface ItemStore {
   readCheckpoint(topic: string, partition: number): Promise<string | undefined>;
   /** The partition's checkpoint with its stream times, read consistently; undefined when none. */
   readCheckpointState(topic: string, partition: number): Promise<CheckpointState | undefined>;
+  /**
+   * The windowed items of one key (item collection `pk`) that start below `startBelow` and end
+   * above `endAbove`, read consistently (session views: the sessions a batch may touch).
+   */
+  readWindows(pk: string, startBelow: number, endAbove: number): Promise<ViewItem[]>;
+  /**
+   * Puts and deletes items atomically (one transaction), each conditional on its stored
+   * version (0 = must not exist). Throws `WRITE_CONFLICT` when any condition fails.
+   */
+  writeAtomically(puts: readonly { item: ViewItem; expectedVersion: number }[], deletes: readonly { key: ItemKey; version: number }[]): Promise<void>;
 }
 
 /** A checkpoint as the window logic reads it. */
@@ -149,9 +161,11 @@ export class BatchProcessor {
 
     // Load: cache first, then one batched consistent read for the misses.
     const items = [...routed.items.values()];
+    const lateByView: Record<string, number> = { ...routed.late };
     const snapshots = new Map<string, ItemSnapshot>();
     const misses: { id: string; key: ItemKey }[] = [];
     for (const item of items) {
+      if (item.session) continue; // read through readWindows when folded
       const cached = cache.get(item.id);
       if (cached !== undefined) snapshots.set(item.id, cached);
       else misses.push({ id: item.id, key: item.itemKey });
@@ -172,9 +186,12 @@ export class BatchProcessor {
     // The batch's turns to judge items (see `deliverPending`) end with it, whatever happens.
     try {
       // Fold and write, one conditional write per changed item.
-      const outcomes = await mapLimit(items, limits.writeConcurrency, (item) =>
-        this.mutex.run(item.id, () => this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates)),
+      const perItem = await mapLimit(items, limits.writeConcurrency, (item) =>
+        this.mutex.run(item.id, () =>
+          item.session ? this.foldSessions(item, now(), gates, lateByView) : this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates).then((o) => [o]),
+        ),
       );
+      const outcomes = perItem.flat();
 
       // Dead letters, then trigger changes; both must be durable before the commit.
       const letters: DeadLetter[] = [...routed.deadLetters];
@@ -220,7 +237,7 @@ export class BatchProcessor {
         reads,
         deadLetters: letters.length,
         changesDelivered,
-        late: routed.late,
+        late: lateByView,
         timings: { loadMs: loaded - started, writeMs: written - loaded, deliverMs: Date.now() - written },
       };
     } finally {
@@ -313,6 +330,98 @@ export class BatchProcessor {
         reads,
         deadLetters: result.deadLetters,
       };
+    }
+  }
+
+  /**
+   * Folds one session key's events: reads the stored sessions they may touch, plans which
+   * sessions form and merge ({@link planSessions}), folds each, and writes each session with the
+   * deletes of the sessions it absorbed in one transaction. A lost condition reads and plans again.
+   * Session items are not cached: the plan needs the key's neighbouring sessions, one Query.
+   */
+  private async foldSessions(item: ItemEvents, now: Date, gates: GateList, lateByView: Record<string, number>): Promise<ItemOutcome[]> {
+    const { store, limits } = this.deps;
+    const view = item.view;
+    const triggers = this.ledger.triggersOf(view.name);
+    const range = sessionReadRange(view, item.events);
+    let conflicts = 0;
+    let reads = 0;
+    for (;;) {
+      reads += 1;
+      const read = (await store.readWindows(item.itemKey.pk, range.startBelow, range.endAbove)).filter(
+        (i) => i.windowStart !== undefined && i.windowEnd !== undefined,
+      );
+      // Trigger bookkeeping a checkpoint proves delivered is settled, as for any item read.
+      await this.refreshCheckpoints(read.map((i) => snapshotOf(i)));
+      const stored = read.map((i) => {
+        const settled = this.ledger.settle(snapshotOf(i));
+        const { pending: _p, befores: _b, ...rest } = i;
+        return { item: settled.pending === undefined ? rest : i, bounds: { start: i.windowStart!, end: i.windowEnd! } };
+      });
+      const plan = planSessions(view, item.key, stored, item.events, (e) => e.streamTimeMs ?? e.timeMs!);
+      if (plan.mergeError !== undefined) {
+        throw new EngineError(
+          'INTERNAL_ERROR',
+          `view "${view.name}": merge() failed for key "${item.key}" merging sessions ${plan.mergeError.sessions.map((b) => `[${b.start}, ${b.end})`).join(', ')}: ${errorInfo(plan.mergeError.error).message}; make merge(a, b) return the combined state for every pair of sessions`,
+          { cause: plan.mergeError.error, context: { view: view.name, key: item.key } },
+        );
+      }
+      const letters: PoisonDeadLetter[] = [];
+      for (const { event, closed } of plan.late) {
+        if (view.window!.onLate === 'dead-letter') letters.push(lateSessionLetter(view, item.key, event, closed));
+      }
+      const outcomes: ItemOutcome[] = [];
+      const puts: { item: ViewItem; expectedVersion: number }[] = [];
+      const deletes: { key: ItemKey; version: number }[] = [];
+      const results = plan.sessions.map((session) => ({
+        session,
+        result: foldItem(view, item.key, session.snapshot, session.events, { triggers, now, window: session.bounds }),
+      }));
+      for (const { session, result } of results) {
+        this.stopOnPoison(result.deadLetters);
+        letters.push(...result.deadLetters);
+        if (result.write === undefined) continue;
+        puts.push({ item: result.write.item, expectedVersion: result.write.expectedVersion });
+        for (const absorbed of session.absorbed) deletes.push({ key: { pk: absorbed.item.pk, sk: absorbed.item.sk }, version: absorbed.item.version });
+      }
+      try {
+        if (puts.length > 0) await store.writeAtomically(puts, deletes);
+      } catch (error) {
+        if (!(error instanceof EngineError) || error.code !== 'WRITE_CONFLICT') throw error;
+        conflicts += 1;
+        if (conflicts >= limits.maxConflictRetries) {
+          throw new EngineError(
+            'CONFLICT_RETRIES_EXHAUSTED',
+            `view "${view.name}" key "${item.key}": the key's sessions changed under ${conflicts} consecutive transactions; the batch is retried`,
+            { retriable: true, context: { view: view.name, key: item.key } },
+          );
+        }
+        continue;
+      }
+      lateByView[view.name] = (lateByView[view.name] ?? 0) + plan.late.length;
+      let first = true;
+      for (const { session, result } of results) {
+        const id = itemId(session.itemKey);
+        const sessionItem: ItemEvents = { id, view, key: item.key, itemKey: session.itemKey, window: session.bounds, events: session.events };
+        const snapshot = result.write?.snapshot ?? session.snapshot;
+        const gate = result.write?.snapshot.pending !== undefined ? this.ledger.registerGate(id, gates) : undefined;
+        outcomes.push({
+          item: sessionItem,
+          ...(gate !== undefined ? { gate } : {}),
+          snapshot,
+          applied: result.applied,
+          skipped: result.skipped + (first ? plan.skipped : 0),
+          wrote: result.write !== undefined,
+          conflicts: first ? conflicts : 0,
+          reads: first ? reads : 0,
+          deadLetters: first ? [...letters] : [],
+        });
+        first = false;
+      }
+      if (outcomes.length === 0) {
+        outcomes.push({ item, snapshot: { version: 0, stateJson: undefined, offsets: {} }, applied: 0, skipped: plan.skipped, wrote: false, conflicts, reads, deadLetters: letters });
+      }
+      return outcomes;
     }
   }
 
@@ -513,4 +622,19 @@ export class BatchProcessor {
       }),
     );
   }
+}
+
+/** The dead letter of a session event that would have changed a closed session. */
+function lateSessionLetter(view: App['views'][number], key: string, event: { record: SourceRecord; timeMs?: number; streamTimeMs?: number }, closed: { start: number; end: number }): PoisonDeadLetter {
+  const streamTimeMs = event.streamTimeMs ?? event.timeMs!;
+  const lateByMs = streamTimeMs - (closed.end + view.window!.graceMs);
+  return {
+    kind: 'poison',
+    code: 'LATE',
+    reason: `view "${view.name}": event at ${coordinates(event.record)} (time ${event.timeMs}) would join the session [${closed.start}, ${closed.end}) of key "${key}", closed ${lateByMs} ms of stream time ago (stream time ${streamTimeMs}, graceMs ${view.window!.graceMs}); it was not applied. Raise graceMs if such delays are normal, or set onLate: 'drop'`,
+    view: view.name,
+    key,
+    record: event.record,
+    late: { eventTimeMs: event.timeMs!, streamTimeMs, windows: [closed], lateByMs },
+  };
 }

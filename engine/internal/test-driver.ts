@@ -62,6 +62,30 @@ export class MemoryItemStore implements ItemStore, ClosingStore {
     this.items.set(id, structuredClone(item));
   }
 
+  async readWindows(pk: string, startBelow: number, endAbove: number): Promise<ViewItem[]> {
+    this.reads += 1;
+    return [...this.items.values()]
+      .filter((item) => item.pk === pk && item.windowStart !== undefined && item.windowStart < startBelow && item.windowEnd! > endAbove)
+      .sort((a, b) => a.windowStart! - b.windowStart!)
+      .map((item) => structuredClone(item));
+  }
+
+  async writeAtomically(puts: readonly { item: ViewItem; expectedVersion: number }[], deletes: readonly { key: ItemKey; version: number }[]): Promise<void> {
+    for (const { item, expectedVersion } of puts) this.beforePut?.(item, expectedVersion);
+    const stale =
+      puts.find(({ item, expectedVersion }) => (this.items.get(itemId(item))?.version ?? 0) !== expectedVersion) ??
+      deletes.find(({ key, version }) => this.items.get(itemId(key))?.version !== version);
+    if (stale !== undefined) {
+      this.conflicts += 1;
+      throw new EngineError('WRITE_CONFLICT', 'a transaction condition failed: an item changed since it was read', { retriable: true });
+    }
+    for (const { key } of deletes) this.items.delete(itemId(key));
+    for (const { item } of puts) {
+      this.writes += 1;
+      this.items.set(itemId(item), structuredClone(item));
+    }
+  }
+
   async writeCheckpoint(topic: string, partition: number, nextOffset: string, streamTime?: Readonly<Record<string, number>>): Promise<void> {
     this.beforeCheckpoint?.(topic, partition, nextOffset);
     const sk = checkpointKey(topic, partition).sk;

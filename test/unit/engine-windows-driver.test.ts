@@ -2,7 +2,7 @@
 // durable stream time and idle close. Expected values are computed in the test from the events.
 import { describe, expect, it } from 'vitest';
 import { createTestDriver, type PoisonDeadLetter } from '../../engine/index.ts';
-import { defineApp, defineTrigger, defineView, hopping, tumbling, type ViewOptions } from '../../sdk/index.ts';
+import { defineApp, defineTrigger, defineView, hopping, session, tumbling, type ViewOptions } from '../../sdk/index.ts';
 
 type Visit = { member: string; at: number };
 const base = {
@@ -272,5 +272,86 @@ describe('idleCloseMs', () => {
     await driver.send('visits', [visit('ann', 600)]);
     expect(driver.lateEvents.quiet).toBe(1);
     expect(driver.changes).toHaveLength(1);
+  });
+});
+
+describe('session windows', () => {
+  type Visits = { count: number; ats: number[] };
+  const sessionBase = {
+    ...base,
+    window: session({ gapMs: 1_000 }),
+    merge: (a: Visits, b: Visits) => ({ count: a.count + b.count, ats: [...a.ats, ...b.ats].sort((x, y) => x - y) }),
+  };
+
+  it('merges two sessions an event bridges, in one write that removes the absorbed one', async () => {
+    const visits = defineView({ ...sessionBase, name: 'visits', graceMs: 10_000 });
+    const driver = createTestDriver(defineApp({ name: 'gym', views: [visits] }));
+    await driver.send('visits', [visit('ann', 100), visit('ann', 600)]);
+    await driver.send('visits', [visit('ann', 3_000)]);
+    expect(driver.windows('visits', 'ann')).toEqual([
+      { window: { start: 100, end: 1_600 }, state: { count: 2, ats: [100, 600] } },
+      { window: { start: 3_000, end: 4_000 }, state: { count: 1, ats: [3_000] } },
+    ]);
+    await driver.send('visits', [visit('ann', 1_500)]); // extends the first to [100, 2500)
+    await driver.send('visits', [visit('ann', 2_400)]); // bridges [100, 2500) and [3000, 4000)
+    expect(driver.windows('visits', 'ann')).toEqual([{ window: { start: 100, end: 4_000 }, state: { count: 5, ats: [100, 600, 1_500, 2_400, 3_000] } }]);
+    // An event before the first: the session starts earlier, under a new item.
+    await driver.send('visits', [visit('ann', 50), visit('bob', 7)]);
+    expect(driver.windows('visits', 'ann')).toEqual([{ window: { start: 50, end: 4_000 }, state: { count: 6, ats: [50, 100, 600, 1_500, 2_400, 3_000] } }]);
+    // A redelivery applies nothing twice.
+    await driver.redeliver('visits', 0, 0);
+    expect(driver.windows('visits', 'ann')).toHaveLength(1);
+    expect(driver.state('visits', 'ann', 50)).toEqual({ count: 6, ats: [50, 100, 600, 1_500, 2_400, 3_000] });
+  });
+
+  it('equals sessions computed from the sorted event times, whatever the order and batching', async () => {
+    const visits = defineView({ ...sessionBase, name: 'visits', graceMs: 1_000_000 });
+    const driver = createTestDriver(defineApp({ name: 'gym', views: [visits] }));
+    const random = prng(23);
+    const sent = Array.from({ length: 600 }, () => ({ member: ['ann', 'bob', 'cy'][Math.floor(random() * 3)]!, at: Math.floor(random() * 120_000) }));
+    for (let i = 0; i < sent.length; i += 37) await driver.send('visits', sent.slice(i, i + 37).map((e) => visit(e.member, e.at)));
+    for (const member of ['ann', 'bob', 'cy']) {
+      const times = sent.filter((e) => e.member === member).map((e) => e.at).sort((a, b) => a - b);
+      const expected: { window: { start: number; end: number }; state: Visits }[] = [];
+      for (const t of times) {
+        const last = expected[expected.length - 1];
+        if (last !== undefined && t < last.window.end) {
+          last.window.end = t + 1_000;
+          last.state.count += 1;
+          last.state.ats.push(t);
+        } else expected.push({ window: { start: t, end: t + 1_000 }, state: { count: 1, ats: [t] } });
+      }
+      expect(driver.windows('visits', member)).toEqual(expected);
+    }
+  });
+
+  it('refuses an event that would join a closed session as late', async () => {
+    const visits = defineView({ ...sessionBase, name: 'visits', graceMs: 0 });
+    const driver = createTestDriver(defineApp({ name: 'gym', views: [visits] }));
+    await driver.send('visits', [visit('ann', 100), visit('bob', 1_500)]);
+    // Its own session [1000, 2000) is open at stream time 1500; [100, 1100) closed at 1100.
+    await driver.send('visits', [visit('ann', 1_000)]);
+    expect(driver.windows('visits', 'ann')).toEqual([{ window: { start: 100, end: 1_100 }, state: { count: 1, ats: [100] } }]);
+    expect(driver.lateEvents.visits).toBe(1);
+    expect(driver.deadLetters).toMatchObject([{ code: 'LATE', key: 'ann', late: { windows: [{ start: 100, end: 1_100 }], streamTimeMs: 1_500, lateByMs: 400 } }]);
+  });
+
+  it("delivers one final change per session once it closes, none for the sessions it absorbed", async () => {
+    const visits = defineView({ ...sessionBase, name: 'visits', graceMs: 500, emit: 'final' });
+    const digest = defineTrigger({ view: visits, function: 'digest' });
+    const driver = createTestDriver(defineApp({ name: 'gym', views: [visits], triggers: [digest] }));
+    await driver.send('visits', [visit('ann', 100), visit('ann', 1_500)]);
+    await driver.send('visits', [visit('ann', 1_050)]); // bridges [100, 1100) and [1500, 2500)
+    await driver.send('visits', [visit('bob', 3_000)]);
+    expect(driver.changes).toEqual([]); // 3000 is not past 2500 + 500
+    await driver.send('visits', [visit('bob', 3_001)]);
+    expect(driver.changes.map((c) => [c.change.key, c.change.window, c.change.after, c.change.final])).toEqual([
+      ['ann', { start: 100, end: 2_500 }, { count: 3, ats: [100, 1_050, 1_500] }, true],
+    ]);
+    await driver.advanceStreamTime('visits', 0, 1_000_000);
+    expect(driver.changes.map((c) => [c.change.key, c.change.window])).toEqual([
+      ['ann', { start: 100, end: 2_500 }],
+      ['bob', { start: 3_000, end: 4_001 }],
+    ]);
   });
 });
