@@ -100,7 +100,7 @@ export type {
   ValueNulls,
 } from './internal/reducers.ts';
 
-// View reads (get / getMany / query / read-your-writes waitFor)
+// View reads (get / getMany / query, windowed reads, read-your-writes waitFor)
 export { createViewReader, DEFAULT_QUERY_LIMIT, DEFAULT_WAIT_TIMEOUT_MS, MAX_QUERY_LIMIT } from './internal/reads.ts';
 export type {
   SourcePosition,
@@ -112,6 +112,12 @@ export type {
   ViewReaderOptions,
   ViewSnapshot,
   ViewWaitOptions,
+  ViewWindowsAtOptions,
+  ViewWindowsOptions,
+  WindowRetention,
+  WindowSnapshot,
+  WindowsAtPage,
+  WindowsPage,
 } from './internal/reads.ts';
 
 // Trigger functions (Lambda handlers of view changes) and their idempotency helper

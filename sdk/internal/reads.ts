@@ -13,7 +13,7 @@ import {
   QueryCommand,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
-import type { App, View, ViewKey } from './define.ts';
+import type { App, View, ViewKey, WindowBounds, WindowDefinition } from './define.ts';
 import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 import { decodeState } from './exact-json.ts';
@@ -26,11 +26,15 @@ import {
   VIEW_PK_PREFIX,
   VIEW_SK_UNWINDOWED,
   VIEW_SK_WINDOW_PREFIX,
+  MAX_WINDOW_START_MS,
   viewIndexPartition,
   viewIndexShard,
   viewItemKey,
   viewKeyProblem,
   WINDOW_START_DIGITS,
+  encodeWindowStart,
+  windowIndexPrefix,
+  windowStartProblem,
   type ItemKey,
 } from './storage.ts';
 import { ENV, TABLE_INDEXES, VIEW_INDEX_SHARDS } from './contract.ts';
@@ -48,6 +52,13 @@ export const DEFAULT_WAIT_TIMEOUT_MS = 10_000;
 const WAIT_INITIAL_INTERVAL_MS = 10;
 /** Poll cap: at most five strongly consistent reads per second per waiting caller. */
 const WAIT_MAX_INTERVAL_MS = 200;
+/**
+ * Extra index entries each shard is asked for in a page's first round, beyond twice its share:
+ * covers the spread of a small page over 16 shards without a second round trip.
+ */
+const SHARD_SLACK = 8;
+/** Windows per Query of `latestWindow` while it skips expired ones (normally the first is live). */
+const LATEST_WINDOW_PAGE = 10;
 /** BatchGetItem requests of one `query` page in flight at once (a page of 1,000 is 10 requests). */
 const QUERY_BATCH_GET_CONCURRENCY = 4;
 
@@ -142,6 +153,94 @@ export interface ViewQueryPage<S> {
   readonly cursor: string | undefined;
 }
 
+/** One window of one key of a windowed view, as read: the window's state and its bounds. */
+export interface WindowSnapshot<S> extends ViewSnapshot<S> {
+  /** The window: epoch ms, `start` inclusive, `end` exclusive. */
+  readonly window: WindowBounds;
+}
+
+/** Options of {@link ViewReader.windows}. */
+export interface ViewWindowsOptions {
+  /**
+   * Earliest window start, epoch ms, inclusive.
+   * @default 0 (every retained window)
+   */
+  readonly from?: number;
+  /**
+   * Window starts before this, epoch ms, exclusive (as a window's `end`).
+   * @default no upper bound
+   */
+  readonly to?: number;
+  /**
+   * Most windows per page.
+   * @default 100 ({@link DEFAULT_QUERY_LIMIT}); at most 1000
+   */
+  readonly limit?: number;
+  /** `cursor` of the previous page, to read the next one. */
+  readonly cursor?: string;
+  /**
+   * Time order of the windows.
+   * @default 'asc'
+   */
+  readonly order?: 'asc' | 'desc';
+  /** @default false */
+  readonly consistent?: boolean;
+}
+
+/** What a windowed read says about retention when its range reaches past it. */
+export interface WindowRetention {
+  /** The view's `window.retentionMs`. */
+  readonly retentionMs: number;
+  /**
+   * Now minus `retentionMs`: every window that ended at or before this instant (epoch ms) has
+   * expired and is never returned, even while DynamoDB has not yet deleted its item.
+   */
+  readonly expiredBefore: number;
+}
+
+/** One page of {@link ViewReader.windows}. */
+export interface WindowsPage<S> {
+  /** The key's windows in the range, in time order. */
+  readonly items: WindowSnapshot<S>[];
+  /** Pass it as `cursor` to read the next page; undefined on the last page. */
+  readonly cursor: string | undefined;
+  /**
+   * Set when the range starts before retained data does (`from` < `expiredBefore`): windows
+   * that ended before `expiredBefore` are gone, so the page is not the whole range.
+   */
+  readonly retention?: WindowRetention;
+}
+
+/** Options of {@link ViewReader.windowsAt}. */
+export interface ViewWindowsAtOptions {
+  /**
+   * Only keys starting with this.
+   * @default every key
+   */
+  readonly prefix?: string;
+  /**
+   * Most keys per page.
+   * @default 100 ({@link DEFAULT_QUERY_LIMIT}); at most 1000
+   */
+  readonly limit?: number;
+  /** `cursor` of the previous page, to read the next one. */
+  readonly cursor?: string;
+  /**
+   * Key order.
+   * @default 'asc'
+   */
+  readonly order?: 'asc' | 'desc';
+  /** Strongly consistent reads of the items found (the index itself is eventually consistent). @default false */
+  readonly consistent?: boolean;
+}
+
+/** One page of {@link ViewReader.windowsAt}: one window's keys, in key order. */
+export interface WindowsAtPage<S> {
+  readonly items: WindowSnapshot<S>[];
+  /** Pass it as `cursor` to read the next page; undefined on the last page. */
+  readonly cursor: string | undefined;
+}
+
 /** A position in a source topic, e.g. from a producer's send result. */
 export interface SourcePosition {
   readonly topic: string;
@@ -178,6 +277,27 @@ export interface ViewReader {
    * always read from its item, never from the index.
    */
   query<S>(view: View<any, S>, range?: ViewKeyRange, options?: ViewQueryOptions): Promise<ViewQueryPage<S>>;
+  /**
+   * One window of `key` in a windowed view, by its start (epoch ms), or undefined when no event
+   * reached it. A window past the view's retention (`window.retentionMs` after its end) rejects
+   * with `WINDOW_EXPIRED` instead of reading as missing, also while DynamoDB (which deletes
+   * expired items lazily, up to days later) still holds its item.
+   */
+  window<S>(view: View<any, S>, key: ViewKey, windowStart: number, options?: ViewGetOptions): Promise<WindowSnapshot<S> | undefined>;
+  /**
+   * The windows of `key` whose start is in `[from, to)`, in time order, paginated: one Query
+   * on the key's item collection. Expired windows are never returned; when the range reaches
+   * past retention the page says so in `retention`.
+   */
+  windows<S>(view: View<any, S>, key: ViewKey, options?: ViewWindowsOptions): Promise<WindowsPage<S>>;
+  /** The newest retained window of `key` (the one with the latest start), or undefined. */
+  latestWindow<S>(view: View<any, S>, key: ViewKey, options?: ViewGetOptions): Promise<WindowSnapshot<S> | undefined>;
+  /**
+   * Every key's item of one window (by start), in key order, paginated: a scatter-gather over
+   * the `byKey` index like `query` (eventually consistent, 16 Queries per page). A window past
+   * retention rejects with `WINDOW_EXPIRED`.
+   */
+  windowsAt<S>(view: View<any, S>, windowStart: number, options?: ViewWindowsAtOptions): Promise<WindowsAtPage<S>>;
   /**
    * Waits until the engine has made every record up to `position` durable in the views of the
    * table (its checkpoint for that partition is past `position.offset`). Then a `consistent`
@@ -218,6 +338,93 @@ function readFailed(error: unknown, what: string, context: Record<string, unknow
     context,
     cause: error,
   });
+}
+
+/** How a window definition reads in messages, e.g. "tumbling windows of 86400000 ms". */
+function describeWindow(window: WindowDefinition): string {
+  if (window.kind === 'session') return `session windows (gap ${window.gapMs} ms)`;
+  if (window.kind === 'hopping') return `hopping windows of ${window.sizeMs} ms every ${window.advanceMs} ms`;
+  return `tumbling windows of ${window.sizeMs} ms`;
+}
+
+/** `get`, `getMany` and `query` read one item per key: a windowed view has one per window. */
+function requireUnwindowed(view: View<any, any>, method: string): void {
+  if (view.window === undefined) return;
+  throw new SdkError(
+    'INVALID_ARGUMENT',
+    `view "${view.name}" has ${describeWindow(view.window)}, so ${method}() cannot read it (a key has one item per window); use window(view, key, windowStart) for one window, windows(view, key, { from, to }) for a key's windows in time order, latestWindow(view, key) for the newest, or windowsAt(view, windowStart) for every key of one window`,
+    { context: { view: view.name } },
+  );
+}
+
+/** The window of a view read by a window method, or the error naming the methods that fit. */
+function requireWindowed(view: View<any, any>, method: string): WindowDefinition {
+  if (view.window !== undefined) return view.window;
+  throw new SdkError(
+    'INVALID_ARGUMENT',
+    `view "${view.name}" has no window, so ${method}() cannot read it; use get(view, key) or getMany(view, keys) for keys and query(view, range) to list them (or give the view a window in defineView)`,
+    { context: { view: view.name } },
+  );
+}
+
+/** A window bound argument: finite, non-negative integer epoch ms that the layout can hold. */
+function requireTime(view: View<any, any>, method: string, name: string, value: unknown): number {
+  const problem = windowStartProblem(value);
+  if (problem === undefined) return value as number;
+  throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": ${method} ${name} ${problem}`, {
+    context: { view: view.name, [name]: String(value) },
+  });
+}
+
+/**
+ * Whether a stored item is still live: DynamoDB deletes an item past its `ttl` lazily (up to
+ * days later), so a read must not take its existence as liveness.
+ */
+function isLive(raw: Record<string, unknown>, nowMs: number): boolean {
+  return typeof raw.ttl !== 'number' || raw.ttl * 1000 > nowMs;
+}
+
+/** The shortest window that can start at a given time: its length bounds when it expires. */
+function shortestWindowMs(window: WindowDefinition): number {
+  return window.kind === 'session' ? window.gapMs : window.sizeMs;
+}
+
+/** The retention horizon of a windowed view now. */
+function retentionAt(window: WindowDefinition, nowMs: number): WindowRetention {
+  return { retentionMs: window.retentionMs, expiredBefore: nowMs - window.retentionMs };
+}
+
+function windowExpired(view: View<any, any>, window: WindowDefinition, start: number, key: string | undefined, nowMs: number): SdkError {
+  const { expiredBefore } = retentionAt(window, nowMs);
+  const which = key === undefined ? 'window' : `window of key ${preview(key)}`;
+  return new SdkError(
+    'WINDOW_EXPIRED',
+    `view "${view.name}": the ${which} starting ${new Date(start).toISOString()} (${start}) is past the view's retention: windows are kept ${window.retentionMs} ms (retentionMs) after they end, so every window that ended before ${new Date(expiredBefore).toISOString()} has expired; read a later window, or raise the view's window retentionMs to keep windows longer (it applies to windows written after the change)`,
+    { context: { view: view.name, ...(key === undefined ? {} : { key }), windowStart: start, retentionMs: window.retentionMs, expiredBefore } },
+  );
+}
+
+function toWindowItem<S>(raw: Record<string, any>): WindowSnapshot<S> {
+  return { ...toItem<S>(raw), window: { start: Number(raw.windowStart), end: Number(raw.windowEnd) } };
+}
+
+/** Cursor of `windows()`: the view, the read, and the sort key of the last window returned. */
+function encodeWindowsCursor(view: string, query: string, sk: string): string {
+  return Buffer.from(JSON.stringify({ v: view, q: query, k: sk }), 'utf8').toString('base64url');
+}
+
+const WINDOW_SK = new RegExp(`^${VIEW_SK_WINDOW_PREFIX}\\d{${WINDOW_START_DIGITS}}$`);
+
+function decodeWindowsCursor(view: string, query: string, cursor: unknown): string {
+  if (typeof cursor === 'string') {
+    try {
+      const decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { v?: unknown; q?: unknown; k?: unknown };
+      if (decoded.v === view && decoded.q === query && typeof decoded.k === 'string' && WINDOW_SK.test(decoded.k)) return decoded.k;
+    } catch {
+      // fall through to the error below
+    }
+  }
+  throw badCursor(view, 'windows', cursor);
 }
 
 function toItem<S>(raw: Record<string, any>): ViewSnapshot<S> {
@@ -353,10 +560,10 @@ interface ShardState {
 }
 
 /**
- * Reads one page of index entries: one Query per shard not yet exhausted (in parallel, each
- * for at most the rest of the page), merged in key order; a shard that runs dry before the page
- * is full is asked again, so the merge never passes a key a shard has not yet returned. The
- * cursor holds every shard's position; there is none once every shard is exhausted.
+ * Reads one page of index entries: one Query per shard not yet exhausted (in parallel, each for
+ * about twice its share of the page), merged in key order; a shard that runs dry before the page
+ * is full is asked again for the rest, so the merge never passes a key a shard has not yet
+ * returned. The cursor holds every shard's position; there is none once every shard is exhausted.
  */
 async function scatterGather(
   documents: DynamoDBDocumentClient,
@@ -399,10 +606,16 @@ async function scatterGather(
   };
   const sign = read.order === 'asc' ? 1 : -1;
   const entries: IndexEntry[] = [];
+  let round = 0;
   while (entries.length < read.limit) {
     const dry = shards.filter((state) => state.buffer.length === 0 && state.more);
     if (dry.length > 0) {
-      await Promise.all(dry.map((state) => fetch(state, read.limit - entries.length)));
+      const remaining = read.limit - entries.length;
+      // First round: about twice a shard's share of the page (keys spread evenly by hash), so
+      // the index entries read stay near the page size; a shard that runs dry is asked for the rest.
+      const limit = round === 0 ? Math.min(remaining, 2 * Math.ceil(remaining / VIEW_INDEX_SHARDS) + SHARD_SLACK) : remaining;
+      await Promise.all(dry.map((state) => fetch(state, limit)));
+      round += 1;
       continue;
     }
     let best: ShardState | undefined;
@@ -455,6 +668,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
 
   async function get<S>(view: View<any, S>, key: ViewKey, opts: ViewGetOptions = {}): Promise<ViewSnapshot<S> | undefined> {
     requireView(view, 'get');
+    requireUnwindowed(view, 'get');
     const k = requireKey(view, key);
     try {
       const out = await documents.send(
@@ -487,6 +701,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     opts: ViewGetOptions = {},
   ): Promise<(ViewSnapshot<S> | undefined)[]> {
     requireView(view, 'getMany');
+    requireUnwindowed(view, 'getMany');
     if (!Array.isArray(keys)) {
       throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": getMany keys must be an array, received ${preview(keys)}`, {
         context: { view: view.name },
@@ -529,6 +744,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
 
   async function query<S>(view: View<any, S>, range: ViewKeyRange = { prefix: '' }, opts: ViewQueryOptions = {}): Promise<ViewQueryPage<S>> {
     requireView(view, 'query');
+    requireUnwindowed(view, 'query');
     const context = { view: view.name, table };
     const { limit, order } = pageOptions(view, 'query', opts);
     const values: Record<string, unknown> = {};
@@ -596,6 +812,171 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
       return { items: found, cursor };
     } catch (error) {
       throw readFailed(error, `view "${view.name}": query`, context);
+    }
+  }
+
+  async function window<S>(view: View<any, S>, key: ViewKey, windowStart: number, opts: ViewGetOptions = {}): Promise<WindowSnapshot<S> | undefined> {
+    requireView(view, 'window');
+    const definition = requireWindowed(view, 'window');
+    const k = requireKey(view, key);
+    const start = requireTime(view, 'window', 'windowStart', windowStart);
+    let raw: Record<string, unknown> | undefined;
+    try {
+      const out = await documents.send(
+        new GetCommand({
+          TableName: table,
+          Key: viewItemKey(view.name, k, start),
+          ConsistentRead: opts.consistent === true,
+          ProjectionExpression: ITEM_PROJECTION,
+          ExpressionAttributeNames: ITEM_NAMES,
+        }),
+      );
+      raw = out.Item;
+    } catch (error) {
+      throw readFailed(error, `view "${view.name}": window ${start} of key ${preview(k)}`, { view: view.name, key: k, windowStart: start, table });
+    }
+    const now = Date.now();
+    if (raw !== undefined) {
+      if (isLive(raw, now)) return toWindowItem<S>(raw);
+      throw windowExpired(view, definition, start, k, now);
+    }
+    // No item: if even the shortest window starting there has expired, say so rather than "no events".
+    if (start + shortestWindowMs(definition) <= retentionAt(definition, now).expiredBefore) {
+      throw windowExpired(view, definition, start, k, now);
+    }
+    return undefined;
+  }
+
+  async function windows<S>(view: View<any, S>, key: ViewKey, opts: ViewWindowsOptions = {}): Promise<WindowsPage<S>> {
+    requireView(view, 'windows');
+    const definition = requireWindowed(view, 'windows');
+    const k = requireKey(view, key);
+    if (!opts || typeof opts !== 'object') {
+      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": windows options must be an object { from?, to?, limit?, cursor?, order? }, received ${preview(opts)}`, {
+        context: { view: view.name },
+      });
+    }
+    const { limit, order } = pageOptions(view, 'windows', opts);
+    const from = opts.from === undefined ? 0 : requireTime(view, 'windows', 'from', opts.from);
+    const to = opts.to === undefined ? undefined : requireTime(view, 'windows', 'to', opts.to);
+    if (to !== undefined && to < from) {
+      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": windows from ${from} is after to ${to} (window starts in [from, to)); swap them or use order: 'desc'`, {
+        context: { view: view.name, from, to },
+      });
+    }
+    const now = Date.now();
+    const retention = retentionAt(definition, now);
+    const reported = from < retention.expiredBefore ? { retention } : {};
+    // A tumbling or hopping window starting at or before expiredBefore − size has ended by then:
+    // not worth reading. A session's length is known only from its item, so its ttl decides.
+    const lowest = definition.kind === 'session' ? from : Math.max(from, retention.expiredBefore - definition.sizeMs + 1);
+    const highest = to === undefined ? MAX_WINDOW_START_MS : to - 1;
+    const query = JSON.stringify(['windows', k, order, from, to ?? null]);
+    let after = opts.cursor === undefined ? undefined : decodeWindowsCursor(view.name, query, opts.cursor);
+    if (lowest > highest) return { items: [], cursor: undefined, ...reported };
+    const low = VIEW_SK_WINDOW_PREFIX + encodeWindowStart(lowest);
+    const high = VIEW_SK_WINDOW_PREFIX + encodeWindowStart(highest);
+    if (after !== undefined && after < low) {
+      // Retention moved past the cursor while the caller paged: what lay between has expired.
+      if (order === 'desc') return { items: [], cursor: undefined, ...reported };
+      after = undefined;
+    }
+    const pk = viewItemKey(view.name, k).pk;
+    try {
+      const out = await documents.send(
+        new QueryCommand({
+          TableName: table,
+          KeyConditionExpression: '#pk = :pk AND #sk BETWEEN :low AND :high',
+          ExpressionAttributeNames: { ...ITEM_NAMES, '#pk': 'pk', '#sk': 'sk' },
+          ExpressionAttributeValues: { ':pk': pk, ':low': low, ':high': high },
+          ProjectionExpression: ITEM_PROJECTION,
+          ConsistentRead: opts.consistent === true,
+          ScanIndexForward: order === 'asc',
+          Limit: limit,
+          ExclusiveStartKey: after === undefined ? undefined : { pk, sk: after },
+        }),
+      );
+      const items = (out.Items ?? []).filter((raw) => isLive(raw, now)).map((raw) => toWindowItem<S>(raw));
+      const last = out.LastEvaluatedKey?.sk;
+      return { items, cursor: typeof last === 'string' ? encodeWindowsCursor(view.name, query, last) : undefined, ...reported };
+    } catch (error) {
+      throw readFailed(error, `view "${view.name}": windows of key ${preview(k)}`, { view: view.name, key: k, table });
+    }
+  }
+
+  async function latestWindow<S>(view: View<any, S>, key: ViewKey, opts: ViewGetOptions = {}): Promise<WindowSnapshot<S> | undefined> {
+    requireView(view, 'latestWindow');
+    requireWindowed(view, 'latestWindow');
+    const k = requireKey(view, key);
+    const pk = viewItemKey(view.name, k).pk;
+    const now = Date.now();
+    let start: Record<string, unknown> | undefined;
+    try {
+      // Newest first; expired items DynamoDB has not deleted yet are skipped (normally none, or
+      // the few of a retention that was lowered).
+      do {
+        const out = await documents.send(
+          new QueryCommand({
+            TableName: table,
+            KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :windows)',
+            ExpressionAttributeNames: { ...ITEM_NAMES, '#pk': 'pk', '#sk': 'sk' },
+            ExpressionAttributeValues: { ':pk': pk, ':windows': VIEW_SK_WINDOW_PREFIX },
+            ProjectionExpression: ITEM_PROJECTION,
+            ConsistentRead: opts.consistent === true,
+            ScanIndexForward: false,
+            Limit: LATEST_WINDOW_PAGE,
+            ExclusiveStartKey: start,
+          }),
+        );
+        const live = (out.Items ?? []).find((raw) => isLive(raw, now));
+        if (live !== undefined) return toWindowItem<S>(live);
+        start = out.LastEvaluatedKey;
+      } while (start !== undefined);
+      return undefined;
+    } catch (error) {
+      throw readFailed(error, `view "${view.name}": latestWindow of key ${preview(k)}`, { view: view.name, key: k, table });
+    }
+  }
+
+  async function windowsAt<S>(view: View<any, S>, windowStart: number, opts: ViewWindowsAtOptions = {}): Promise<WindowsAtPage<S>> {
+    requireView(view, 'windowsAt');
+    const definition = requireWindowed(view, 'windowsAt');
+    const start = requireTime(view, 'windowsAt', 'windowStart', windowStart);
+    const context = { view: view.name, windowStart: start, table };
+    if (!opts || typeof opts !== 'object') {
+      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": windowsAt options must be an object { prefix?, limit?, cursor?, order? }, received ${preview(opts)}`, { context });
+    }
+    const prefix = opts.prefix ?? '';
+    if (typeof prefix !== 'string') {
+      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": windowsAt prefix must be a string, received ${preview(prefix)}`, { context });
+    }
+    const { limit, order } = pageOptions(view, 'windowsAt', opts);
+    const now = Date.now();
+    if (start + shortestWindowMs(definition) <= retentionAt(definition, now).expiredBefore) {
+      throw windowExpired(view, definition, start, undefined, now);
+    }
+    const read: ScatterRead = {
+      view: view.name,
+      method: 'windowsAt',
+      query: JSON.stringify(['windowsAt', start, order, prefix]),
+      condition: 'begins_with(#ixKey, :prefix)',
+      values: { ':prefix': windowIndexPrefix(start) + prefix },
+      windowed: true,
+      order,
+      limit,
+      cursor: opts.cursor,
+    };
+    try {
+      const { entries, cursor } = await scatterGather(documents, table, read);
+      const items = await readItems(entries, opts.consistent === true);
+      const found: WindowSnapshot<S>[] = [];
+      for (const entry of entries) {
+        const raw = items.get(`${entry.pk}\n${entry.sk}`);
+        if (raw !== undefined && isLive(raw, now)) found.push(toWindowItem<S>(raw));
+      }
+      return { items: found, cursor };
+    } catch (error) {
+      throw readFailed(error, `view "${view.name}": windowsAt ${start}`, context);
     }
   }
 
@@ -671,6 +1052,10 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     },
     getMany,
     query,
+    window,
+    windows,
+    latestWindow,
+    windowsAt,
     waitFor,
   };
 }

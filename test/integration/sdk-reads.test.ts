@@ -2,7 +2,7 @@ import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { PutItemCommand } from 'dynamodb-toolbox/entity/actions/put';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createViewReader, defineApp, defineView, SdkError, type View, type ViewKeyRange, type ViewQueryOptions, type ViewReader } from '../../sdk/index.ts';
-import { checkpointKey, createStorage, offsetsKey, viewIndexKey, viewItemKey, type Storage } from '../../sdk/contract/index.ts';
+import { checkpointKey, createStorage, offsetsKey, viewIndexKey, viewIndexShard, viewItemKey, type Storage } from '../../sdk/contract/index.ts';
 import { createTable, dynamoClient, uniqueName, waitFor } from './helpers.ts';
 
 interface Counter {
@@ -308,6 +308,22 @@ describe('query over a view spread across partitions', () => {
       expect(await listAll(spread, range, { limit: 11 }), JSON.stringify(range)).toEqual(expected);
       expect(await listAll(spread, range, { limit: 13, order: 'desc' }), JSON.stringify(range)).toEqual([...expected].reverse());
     }
+  });
+
+  it('fills a page when one shard holds most of it (a shard asked again for the rest)', async () => {
+    const skewed = defineView({ name: 'skewed', source: 'sdk-reads-events', key: (e: { id: string }) => e.id, initial: () => ({ n: 0 }), reduce: (s) => s });
+    // 60 keys of shard 3 and 10 of others: a page of 50 takes far more than 1/16 from shard 3.
+    const candidates = Array.from({ length: 3_000 }, (_, i) => `s-${i}`);
+    const crowded = candidates.filter((k) => viewIndexShard(k) === 3).slice(0, 60);
+    const others = candidates.filter((k) => viewIndexShard(k) !== 3).slice(0, 10);
+    await Promise.all([...crowded, ...others].map((key) => putViewItem('skewed', key, { n: 1 })));
+    await untilListed(skewed, 70);
+    const expected = [...crowded, ...others].sort(byBytes);
+    const first = await reader.query(skewed, {}, { limit: 50 });
+    expect(first.items.map((i) => i.key)).toEqual(expected.slice(0, 50));
+    const rest = await reader.query(skewed, {}, { limit: 50, cursor: first.cursor });
+    expect(rest.items.map((i) => i.key)).toEqual(expected.slice(50));
+    expect(await listAll(skewed, {}, { limit: 45, order: 'desc' })).toEqual([...expected].reverse());
   });
 
   it('refuses a cursor edited to skip keys', async () => {
