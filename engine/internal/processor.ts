@@ -152,6 +152,13 @@ export class BatchProcessor {
    * the trigger deliveries (see {@link ChangeOrigin}); a lost right rejects with `PARTITION_LOST`.
    */
   async apply(topic: string, partition: number, records: readonly SourceRecord[], origin: ChangeOrigin = {}): Promise<BatchResult> {
+    if (!this.windowedSources.has(topic)) return this.applyBatch(topic, partition, records, origin);
+    // One at a time with the partition's stream-time advances (idle close): a batch judges
+    // lateness from the stream time an advance left, and an advance starts from the batch's.
+    return this.mutex.run(streamLock(topic, partition), () => this.applyBatch(topic, partition, records, origin));
+  }
+
+  private async applyBatch(topic: string, partition: number, records: readonly SourceRecord[], origin: ChangeOrigin): Promise<BatchResult> {
     const { app, store, cache, limits } = this.deps;
     const now = this.deps.now ?? (() => new Date());
     const started = Date.now();
@@ -567,12 +574,14 @@ export class BatchProcessor {
    * at when it moved (the caller checkpoints it before any window closes by it), else undefined.
    */
   async advanceStreamTime(topic: string, partition: number, view: string, timeMs: number): Promise<string | undefined> {
-    const known = await this.streamTimeOf(topic, partition);
-    const clock = new StreamClock(known);
-    if (!clock.advance(view, timeMs)) return undefined;
-    const state = clock.state();
-    this.noteStreamTime(topic, partition, state);
-    return (state.decidedThrough + 1n).toString();
+    return this.mutex.run(streamLock(topic, partition), async () => {
+      const known = await this.streamTimeOf(topic, partition);
+      const clock = new StreamClock(known);
+      if (!clock.advance(view, timeMs)) return undefined;
+      const state = clock.state();
+      this.noteStreamTime(topic, partition, state);
+      return (state.decidedThrough + 1n).toString();
+    });
   }
 
   /** The stream time of a partition as this process knows it, else as its checkpoint stored it. */
@@ -622,6 +631,11 @@ export class BatchProcessor {
       }),
     );
   }
+}
+
+/** The processor's lock of one partition's stream time (distinct from item ids, which hold a newline). */
+function streamLock(topic: string, partition: number): string {
+  return `stream-time ${topic}/${partition}`;
 }
 
 /** The dead letter of a session event that would have changed a closed session. */

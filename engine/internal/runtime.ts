@@ -526,9 +526,13 @@ class EngineRuntime {
       deadLetters,
       log: (level, msg, fields) => log.log(level, msg, { component: 'triggers', ...fields }),
       superseded: async (trigger, changes) => {
-        const keys = changes.map((change) => ({ id: itemId(viewItemKey(change.view, change.key)), key: viewItemKey(change.view, change.key) }));
+        const keys = changes.map((change) => {
+          const key = viewItemKey(change.view, change.key, change.window);
+          return { id: itemId(key), key };
+        });
         const items = await store.readItems(keys);
-        return changes.map((change, i) => change.window === undefined && changeSuperseded(items.get(keys[i]!.id), trigger.name, change.version));
+        // A final result is never superseded: its window takes no write after it.
+        return changes.map((change, i) => change.final !== true && changeSuperseded(items.get(keys[i]!.id), trigger.name, change.version));
       },
       onInvocation: (record) => {
         this.counters.triggerInvocations += 1;
