@@ -143,7 +143,7 @@ async function startExampleApp(stack: LocalStack, options: DevOptions): Promise<
   // Handlers run inside this process (the local Lambda endpoint), so they read the same
   // standard configuration the engine gets: endpoints, region, table.
   Object.assign(process.env, stack.env, { TRIBUTARY_TABLE: TABLE_NAME });
-  const [{ app, classAttendance, memberBookings, BOOKINGS_TOPIC, toMessage }, { createBookingGenerator }, { startEngine }, sdk] =
+  const [{ app, classAttendance, memberBookings, dailyClassBookings, memberVisits, BOOKINGS_TOPIC, toMessage }, { createBookingGenerator }, { startEngine }, sdk] =
     await Promise.all([
       import('../functions/app.ts'),
       import('../functions/generator.ts'),
@@ -173,7 +173,8 @@ async function startExampleApp(stack: LocalStack, options: DevOptions): Promise<
   await producer.connect();
   // Each run continues the stream where the stored data left off would need state; a time seed
   // gives a fresh, still realistic stream per run instead.
-  const generator = createBookingGenerator({ seed: Date.now() % 2_147_483_647, classes: 12, members: 150 });
+  // Event time starts now: windows are kept for their retention from their end, by the wall clock.
+  const generator = createBookingGenerator({ seed: Date.now() % 2_147_483_647, classes: 12, members: 150, startAt: new Date().toISOString() });
   const reader = sdk.createViewReader({ tableName: TABLE_NAME });
   const recentClasses = new Set<string>();
   const recentMembers = new Set<string>();
@@ -205,9 +206,12 @@ async function startExampleApp(stack: LocalStack, options: DevOptions): Promise<
     const members = [...recentMembers].slice(-2);
     recentClasses.clear();
     recentMembers.clear();
-    const [classItems, memberItems] = await Promise.all([
+    const [classItems, memberItems, days, visits] = await Promise.all([
       reader.getMany(classAttendance, classes),
       reader.getMany(memberBookings, members),
+      // Windowed views: a key's newest window, shown with its bounds.
+      Promise.all(classes.slice(-1).map((c) => reader.latestWindow(dailyClassBookings, c))),
+      Promise.all(members.slice(-1).map((m) => reader.latestWindow(memberVisits, m))),
     ]);
     for (const item of classItems) {
       if (!item) continue;
@@ -218,6 +222,13 @@ async function startExampleApp(stack: LocalStack, options: DevOptions): Promise<
       if (!item) continue;
       const s = item.state;
       console.log(`        memberBookings[${item.key}] ${s.upcoming.length} upcoming, ${s.bookedCount} booked / ${s.cancelledCount} cancelled (v${item.version})`);
+    }
+    const span = (w: { start: number; end: number }) => `${new Date(w.start).toISOString().slice(0, 16)}Z..${new Date(w.end).toISOString().slice(0, 16)}Z`;
+    for (const day of days) {
+      if (day) console.log(`        dailyClassBookings[${day.key} @ ${span(day.window)}] ${day.state.booked} booked / ${day.state.cancelled} cancelled so far; final report once the day closes (v${day.version})`);
+    }
+    for (const visit of visits) {
+      if (visit) console.log(`        memberVisits[${visit.key} @ ${span(visit.window)}] ${visit.state.actions} actions in ${visit.state.classes.length} classes (v${visit.version})`);
     }
   };
   let summarizing = false;

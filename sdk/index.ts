@@ -1,5 +1,17 @@
 // Definitions
-export { defineApp, defineTrigger, defineView, jsonBigintDecoder, jsonDecoder } from './internal/define-fns.ts';
+export {
+  DEFAULT_RETENTION_FACTOR,
+  defineApp,
+  defineTrigger,
+  defineView,
+  hopping,
+  jsonBigintDecoder,
+  jsonDecoder,
+  MAX_HOPPING_WINDOWS_PER_EVENT,
+  MAX_WINDOW_DURATION_MS,
+  session,
+  tumbling,
+} from './internal/define-fns.ts';
 export type {
   App,
   AppOptions,
@@ -7,7 +19,9 @@ export type {
   Decoder,
   EventOf,
   EventSchema,
+  EventTime,
   JsonDecoding,
+  LatePolicy,
   PoisonPolicy,
   RetryOptions,
   SourceRecord,
@@ -19,7 +33,10 @@ export type {
   ViewKey,
   ViewOptions,
   WindowBounds,
+  WindowCommon,
   WindowDefinition,
+  WindowEmit,
+  WindowSpec,
 } from './internal/define.ts';
 
 // Exact numbers past 2^53 (bigint in state, keys and decoding)

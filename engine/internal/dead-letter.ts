@@ -31,7 +31,25 @@ export type PoisonCode =
    */
   | 'STATE_NOT_STORABLE'
   /** The state after this event is larger than the view's `maxStateBytes`. */
-  | 'STATE_TOO_LARGE';
+  | 'STATE_TOO_LARGE'
+  /** A windowed view's `timestamp` threw. */
+  | 'TIMESTAMP_FAILED'
+  /** A windowed view's event time (its `timestamp`, or the record timestamp) is not an integer of epoch ms from 0 to 999999999999999. */
+  | 'TIMESTAMP_INVALID'
+  /** Not poison, but sent the same way when the view's `onLate` is `'dead-letter'`: the event's window(s) had closed. */
+  | 'LATE';
+
+/** How late a late event was (dead letters of code `LATE`). */
+export interface LateInfo {
+  /** The event's time. */
+  readonly eventTimeMs: number;
+  /** The partition's stream time when the event was read. */
+  readonly streamTimeMs: number;
+  /** The closed windows the event was not applied to (it was applied to the open ones). */
+  readonly windows: readonly { readonly start: number; readonly end: number }[];
+  /** Stream time past the close (end + graceMs) of the latest of those windows. */
+  readonly lateByMs: number;
+}
 
 /** One poison record for one view. */
 export interface PoisonDeadLetter {
@@ -45,6 +63,8 @@ export interface PoisonDeadLetter {
   readonly record: SourceRecord;
   /** The error thrown by user code, if any. */
   readonly error?: ErrorInfo;
+  /** Code `LATE`: how late the event was. */
+  readonly late?: LateInfo;
 }
 
 /** A change a trigger could not deliver after its retries (or whose `when` threw). */
@@ -180,6 +200,7 @@ function encodeWhole(appName: string, letter: DeadLetter, now: Date): DeadLetter
         headers,
       },
       ...(letter.error !== undefined ? { error: letter.error } : {}),
+      ...(letter.late !== undefined ? { late: letter.late } : {}),
       deadLetteredAt: now.toISOString(),
     };
     return {

@@ -10,7 +10,7 @@
  * the judging turns in flight and the checkpoints known durable.
  */
 import { isDeepStrictEqual } from 'node:util';
-import type { Change, Trigger, View } from '../../sdk/index.ts';
+import type { Change, Trigger, View, WindowBounds } from '../../sdk/index.ts';
 import { decodeState, MAX_TRIGGERED_STATE_BYTES, type ViewItem } from '../../sdk/contract/index.ts';
 import type { TriggerDeadLetterEntry } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
@@ -166,9 +166,9 @@ export interface PendingDelivery {
   readonly deadLetter?: TriggerDeadLetterEntry;
 }
 
-/** Idempotency key of a change: `(view, key, window, version)` joined. */
-export function changeIdempotencyKey(view: string, key: string, window: string | undefined, version: number): string {
-  return `${view}#${key}#${window ?? ''}#${version}`;
+/** Idempotency key of a change: `(view, key, window start, version)` joined (an unwindowed item's window part is empty). */
+export function changeIdempotencyKey(view: string, key: string, window: { readonly start: number } | undefined, version: number): string {
+  return `${view}#${key}#${window?.start ?? ''}#${version}`;
 }
 
 /**
@@ -214,7 +214,7 @@ export function pendingDeliveries(
     for (const step of steps) {
       // An event that left the state as it was is no change (a crash re-read may reorder keys: compare values).
       if (takesEvery(trigger) && before !== undefined && isDeepStrictEqual(before, step.state)) continue;
-      out.push(judgeChange(trigger, view.name, key, before, step.state, step.version, snapshot.offsets));
+      out.push(judgeChange(trigger, view.name, key, snapshot.window, before, step.state, step.version, snapshot.offsets));
       before = step.state;
     }
   }
@@ -226,6 +226,7 @@ function judgeChange(
   trigger: Trigger<any>,
   view: string,
   key: string,
+  window: WindowBounds | undefined,
   before: unknown,
   after: unknown,
   version: number,
@@ -234,11 +235,12 @@ function judgeChange(
   const change: Change = {
     view,
     key,
+    ...(window !== undefined ? { window: { start: window.start, end: window.end } } : {}),
     before: before === undefined ? undefined : structuredClone(before),
     after: structuredClone(after),
     version,
     offsets: { ...offsets },
-    idempotencyKey: changeIdempotencyKey(view, key, undefined, version),
+    idempotencyKey: changeIdempotencyKey(view, key, window, version),
   };
   try {
     // The change travels as JSON (bigints tagged); when() sees the view's own types, as handlers do.

@@ -85,6 +85,8 @@ export const METRICS_NAMESPACE = 'Tributary';
 export const METRIC = {
   consumerLag: 'ConsumerLag',
   deadLetters: 'DeadLetters',
+  /** Late events of a windowed view (not applied), per `App` and `View`. */
+  lateEvents: 'LateEvents',
 } as const;
 
 /**

@@ -192,7 +192,7 @@ export function onEachViewChange<S>(
     // order and a failure of the first also fails (without running) the later one.
     const groups = new Map<string, Change<S>[]>();
     for (const change of parsed.changes) {
-      const id = `${change.key}\u0000${change.window ?? ''}`;
+      const id = `${change.key}\u0000${change.window?.start ?? ''}`;
       const group = groups.get(id);
       if (group) group.push(change);
       else groups.set(id, [change]);

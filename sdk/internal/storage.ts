@@ -89,9 +89,12 @@ export interface ViewItem<S = unknown> extends ItemKey {
    * past its `ttl` as gone.
    */
   readonly ttl?: number;
-  /** `closing` index partition, while the item awaits a final window result. */
+  /**
+   * `closing` index partition (sparse): set while the item of an `emit: 'final'` view awaits its
+   * final change, `<view>#<topic>/<partition>` of the partition whose record created it.
+   */
   readonly closeShard?: string;
-  /** `closing` index sort key: when the window closes, epoch ms. */
+  /** `closing` index sort key: stream time past which the window is closed (`windowEnd + graceMs`). */
   readonly closeAt?: number;
 }
 
@@ -104,6 +107,11 @@ export interface CheckpointItem extends ItemKey {
   /** `offset` as a number, for the engine's "never move backwards" condition. */
   readonly position?: number;
   readonly updatedAt: string;
+  /**
+   * Stream time per windowed view of the topic (view -> epoch ms): the largest event time of
+   * the records below `offset`. Restored at start, so a restart judges lateness as before.
+   */
+  readonly streamTime?: Readonly<Record<string, number>>;
 }
 
 /**
@@ -330,6 +338,7 @@ function buildCheckpointEntity(table: ReturnType<typeof buildTable>) {
       // `offset` as a number, so a condition can refuse to move a checkpoint backwards.
       position: number().optional(),
       updatedAt: string(),
+      streamTime: record(string(), number()).optional(),
     }),
   });
 }

@@ -19,7 +19,11 @@ interface Visits {
   visits: number;
 }
 
-function windowed(name: string, window: NonNullable<View['window']>): View<{ id: string }, Visits> {
+/** What reads need of a window; the rest as defineView's defaults. */
+type ReadWindow = { kind: 'tumbling'; sizeMs: number; graceMs: number; retentionMs: number } | { kind: 'session'; gapMs: number; graceMs: number; retentionMs: number };
+
+function windowed(name: string, shape: ReadWindow): View<{ id: string }, Visits> {
+  const window = { ...shape, emit: 'changes', onLate: 'dead-letter', idleCloseMs: undefined, timestamp: undefined } as NonNullable<View['window']>;
   const view = defineView({
     name,
     source: 'windowed-reads-events',

@@ -83,7 +83,7 @@ describe('view reads reject bad input before any request', () => {
 describe('windowed reads reject bad input and the wrong method before any request', () => {
   const reader = createViewReader({ dynamodb, tableName: 'unit-table' });
   const DAY = 86_400_000;
-  const daily = { ...defineView({ name: 'daily', source: 'events', key: (e: { id: string }) => e.id, initial: () => ({ n: 0 }), reduce: (s) => s }), window: { kind: 'tumbling', sizeMs: DAY, graceMs: 0, retentionMs: 7 * DAY } } as const;
+  const daily = { ...defineView({ name: 'daily', source: 'events', key: (e: { id: string }) => e.id, initial: () => ({ n: 0 }), reduce: (s) => s }), window: { kind: 'tumbling', sizeMs: DAY, graceMs: 0, retentionMs: 7 * DAY, emit: 'changes', onLate: 'dead-letter', idleCloseMs: undefined, timestamp: undefined } } as const;
 
   async function messageOf(promise: Promise<unknown>): Promise<string> {
     const error = await promise.catch((e: unknown) => e);
