@@ -13,6 +13,7 @@ export type {
   SourceRecord,
   StateOf,
   Trigger,
+  TriggerChanges,
   TriggerOptions,
   View,
   ViewKey,

@@ -13,7 +13,7 @@ import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import { foldItem, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
-import { settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
+import { clearPending, settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { StateCache } from './state-cache.ts';
 
 /** DynamoDB-shaped storage of view items and checkpoints, as the processor needs it. */
@@ -90,6 +90,8 @@ interface ItemOutcome {
   readonly conflicts: number;
   readonly reads: number;
   readonly deadLetters: PoisonDeadLetter[];
+  /** Events left for a later write of this batch (see `FoldResult.deferred`). */
+  readonly deferred: ItemEvents['events'];
 }
 
 /**
@@ -144,7 +146,7 @@ export class BatchProcessor {
     try {
       // Fold and write, one conditional write per changed item.
       const outcomes = await mapLimit(items, limits.writeConcurrency, (item) =>
-        this.mutex.run(item.id, () => this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates)),
+        this.mutex.run(item.id, () => this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates, true)),
       );
 
       // Dead letters, then trigger changes; both must be durable before the commit.
@@ -153,16 +155,35 @@ export class BatchProcessor {
       let skipped = 0;
       let writes = 0;
       let conflicts = 0;
-      for (const outcome of outcomes) {
-        letters.push(...outcome.deadLetters);
-        applied += outcome.applied;
-        skipped += outcome.skipped;
-        writes += outcome.wrote ? 1 : 0;
-        conflicts += outcome.conflicts;
-        reads += outcome.reads;
-      }
+      const tally = (round: readonly ItemOutcome[]): void => {
+        for (const outcome of round) {
+          letters.push(...outcome.deadLetters);
+          applied += outcome.applied;
+          skipped += outcome.skipped;
+          writes += outcome.wrote ? 1 : 0;
+          conflicts += outcome.conflicts;
+          reads += outcome.reads;
+        }
+      };
+      tally(outcomes);
       const written = Date.now();
-      const changesDelivered = await this.deliverPending(outcomes, letters, gates, origin);
+      let changesDelivered = await this.deliverPending(outcomes, letters, gates, origin);
+      // A burst of one item's events whose states would not fit its bookkeeping (a trigger
+      // takes every change) was split: the rest is folded and written now that the changes of
+      // the first part are delivered, as often as it takes (each later write applies at least one).
+      for (let round = outcomes; round.some((o) => o.deferred.length > 0); ) {
+        round = await mapLimit(
+          round.filter((o) => o.deferred.length > 0),
+          limits.writeConcurrency,
+          // From the cache, else the last write with its changes settled (the round before judged them all).
+          (o) =>
+            this.mutex.run(o.item.id, () =>
+              this.foldAndWrite({ ...o.item, events: o.deferred }, clearPending(o.snapshot, Object.keys(o.snapshot.pending ?? {})), now(), gates, false),
+            ),
+        );
+        tally(round);
+        changesDelivered += await this.deliverPending(round, letters, gates, origin);
+      }
       if (letters.length > 0) {
         try {
           await this.deps.deadLetters.send(letters);
@@ -219,7 +240,8 @@ export class BatchProcessor {
     }
   }
 
-  private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date, gates: GateList): Promise<ItemOutcome> {
+  /** `deferWhenFull`: see `FoldOptions.deferWhenFull` (the first round of a batch, not the later ones). */
+  private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date, gates: GateList, deferWhenFull: boolean): Promise<ItemOutcome> {
     const { store, cache, limits } = this.deps;
     const triggers = this.ledger.triggersOf(item.view.name);
     // Another batch of this process may have written the item since it was loaded.
@@ -227,7 +249,7 @@ export class BatchProcessor {
     let conflicts = 0;
     let reads = 0;
     for (;;) {
-      const result = foldItem(item.view, item.key, snapshot, item.events, { triggers, now });
+      const result = foldItem(item.view, item.key, snapshot, item.events, { triggers, now, deferWhenFull });
       this.stopOnPoison(result.deadLetters);
       if (result.write === undefined) {
         if (cache.peek(item.id) === undefined) cache.set(item.id, snapshot);
@@ -240,6 +262,7 @@ export class BatchProcessor {
           conflicts,
           reads,
           deadLetters: result.deadLetters,
+          deferred: result.deferred,
         };
       }
       try {
@@ -280,6 +303,7 @@ export class BatchProcessor {
         conflicts,
         reads,
         deadLetters: result.deadLetters,
+        deferred: result.deferred,
       };
     }
   }
