@@ -27,6 +27,7 @@ export type {
   SourceRecord,
   StateOf,
   Trigger,
+  TriggerChanges,
   TriggerOptions,
   View,
   ViewKey,

@@ -3,6 +3,7 @@
  * messages of the app's dead-letter topic. Pure; the runtime produces them.
  */
 import type { SourceRecord } from '../../sdk/index.ts';
+import type { ErrorInfo } from './errors.ts';
 
 /** Why a record is poison for a view. */
 export type PoisonCode =
@@ -59,7 +60,7 @@ export interface PoisonDeadLetter {
   readonly key?: string;
   readonly record: SourceRecord;
   /** The error thrown by user code, if any. */
-  readonly error?: { readonly type: string; readonly message: string };
+  readonly error?: ErrorInfo;
   /** Code `LATE`: how late the event was. */
   readonly late?: LateInfo;
 }
@@ -75,7 +76,7 @@ export interface TriggerDeadLetterEntry {
   readonly function: string;
   readonly change: unknown;
   readonly attempts?: number;
-  readonly error?: { readonly type: string; readonly message: string };
+  readonly error?: ErrorInfo;
 }
 
 /** Anything that goes to the dead-letter topic. */

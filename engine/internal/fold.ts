@@ -20,7 +20,7 @@ import {
 } from '../../sdk/contract/index.ts';
 import { coordinates, type PoisonDeadLetter } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
-import { storedBookkeeping, writeBookkeeping } from './ledger.ts';
+import { keptStatesBytes, MAX_ITEM_STATES_BYTES, storedBookkeeping, writeBookkeeping, type WrittenState } from './ledger.ts';
 import { closeShardOf, closeTimeOf, eventTimeOf, isClosed, windowsOf, windowTtlSeconds, type StreamClock } from './windows.ts';
 
 /**
@@ -397,6 +397,12 @@ export interface FoldResult {
   /** Events at or below the stored offset of their partition: already applied earlier. */
   readonly skipped: number;
   readonly deadLetters: PoisonDeadLetter[];
+  /**
+   * Fresh events this write leaves for a later one: a trigger takes every change and the states
+   * the item would keep passed {@link MAX_ITEM_STATES_BYTES}. Fold them once this write's
+   * changes are delivered.
+   */
+  readonly deferred: RoutedEvent[];
 }
 
 /** Options of {@link foldItem}. */
@@ -405,6 +411,13 @@ export interface FoldOptions {
   readonly triggers?: readonly Trigger<any>[];
   /** Time of the write. @default new Date() */
   readonly now?: Date;
+  /**
+   * Defer even the first event when the states the item already keeps for undelivered changes
+   * leave no room for it (see {@link FoldResult.deferred}): for a caller that then delivers the
+   * item's owed changes and folds again without this option.
+   * @default false: the first event of a write always applies
+   */
+  readonly deferWhenFull?: boolean;
   /** The item's window, for a windowed view (required for one). */
   readonly window?: WindowBounds;
 }
@@ -583,20 +596,27 @@ export function foldItem(
   options: FoldOptions = {},
 ): FoldResult {
   const deadLetters: PoisonDeadLetter[] = [];
-  const offsets: Record<string, string> = { ...snapshot.offsets };
   const fresh: RoutedEvent[] = [];
   let skipped = 0;
+  const seen: Record<string, string> = { ...snapshot.offsets };
   for (const entry of events) {
     const partitionKey = offsetsKey(entry.record.topic, entry.record.partition);
-    const stored = offsets[partitionKey];
+    const stored = seen[partitionKey];
     if (stored !== undefined && compareOffsets(entry.record.offset, stored) <= 0) {
       skipped += 1;
       continue;
     }
-    offsets[partitionKey] = entry.record.offset;
+    seen[partitionKey] = entry.record.offset;
     fresh.push(entry);
   }
-  if (fresh.length === 0) return { write: undefined, applied: 0, skipped, deadLetters };
+  const none = (letters: PoisonDeadLetter[], deferred: RoutedEvent[] = []): FoldResult => ({
+    write: undefined,
+    applied: 0,
+    skipped,
+    deadLetters: letters,
+    deferred,
+  });
+  if (fresh.length === 0) return none(deadLetters);
 
   let initialState: unknown;
   if (snapshot.stateJson !== undefined) {
@@ -617,40 +637,58 @@ export function foldItem(
           ),
         );
       }
-      return { write: undefined, applied: 0, skipped, deadLetters };
+      return none(deadLetters);
     }
   }
 
-  // Fast path: fold everything, check the final state once.
-  let state = initialState;
+  // An `emit: 'final'` view's triggers hear of its windows only once they close (window-closer.ts).
+  const triggers = view.window?.emit === 'final' ? [] : (options.triggers ?? []);
+  const every = triggers.some((t) => t.changes === 'every');
+  let stateJson: string | undefined;
   let applied = 0;
-  const fastDead: PoisonDeadLetter[] = [];
-  for (const entry of fresh) {
-    const step = applyEvent(view, key, state, entry);
-    if (step.ok) {
-      state = step.state;
-      applied += 1;
+  /** Events of `fresh` this write covers (applied or poison); the rest are deferred. */
+  let taken = fresh.length;
+  const intermediates: WrittenState[] = [];
+
+  // Fast path (no trigger takes every change): fold everything, check the final state once.
+  let state = initialState;
+  let slow = every;
+  if (!every) {
+    const fastDead: PoisonDeadLetter[] = [];
+    for (const entry of fresh) {
+      const step = applyEvent(view, key, state, entry);
+      if (step.ok) {
+        state = step.state;
+        applied += 1;
+      } else {
+        fastDead.push(step.dead);
+      }
+    }
+    // Every fresh event was poison: nothing to write.
+    if (applied === 0) return none(fastDead);
+    const final = serialize(view, key, state, fresh[fresh.length - 1]!.record);
+    if (final.ok) {
+      deadLetters.push(...fastDead);
+      stateJson = final.json;
     } else {
-      fastDead.push(step.dead);
+      slow = true;
     }
   }
-  const last = fresh[fresh.length - 1]!.record;
-  const final = applied > 0 ? serialize(view, key, state, last) : undefined;
-  let stateJson: string;
-  if (final === undefined) {
-    // Every fresh event was poison: nothing to write.
-    return { write: undefined, applied: 0, skipped, deadLetters: fastDead };
-  }
-  if (final.ok) {
-    deadLetters.push(...fastDead);
-    stateJson = final.json;
-  } else {
-    // Slow path: some event made the state unstorable; find which by checking after each event.
-    // Re-parse the start state: a reducer that mutated it would otherwise poison this pass.
-    state = snapshot.stateJson !== undefined ? parseState(snapshot.stateJson) : view.initial();
+  if (slow) {
+    // Step by step: find which event made the state unstorable by checking after each event,
+    // and keep each state a trigger taking every change is owed. After the fast path, re-parse
+    // the start state: a reducer that mutated it would otherwise poison this pass.
+    if (!every) state = snapshot.stateJson !== undefined ? parseState(snapshot.stateJson) : view.initial();
     applied = 0;
     let json = snapshot.stateJson;
-    for (const entry of fresh) {
+    let lastKept = snapshot.stateJson;
+    // The states a write stores are bounded (MAX_ITEM_STATES_BYTES): a burst past it is split,
+    // the rest deferred to a write after this one's changes are delivered. The first event of
+    // a write applies (unless `deferWhenFull`), so every write makes progress.
+    let bytes = every ? keptStatesBytes(snapshot) : 0;
+    // `bytes` counts the kept states and the intermediates; the new state is added per check.
+    for (let i = 0; i < fresh.length; i++) {
+      const entry = fresh[i]!;
       const step = applyEvent(view, key, state, entry);
       if (!step.ok) {
         deadLetters.push(step.dead);
@@ -662,21 +700,40 @@ export function foldItem(
         state = json !== undefined ? parseState(json) : view.initial();
         continue;
       }
+      if (every) {
+        // The state before this event is an intermediate one (unless it is the write's start or
+        // equals the state kept before it): a trigger taking every change is owed it.
+        const keepPrevious = applied > 0 && json !== undefined && json !== lastKept;
+        const previousBytes = keepPrevious ? Buffer.byteLength(json!) : 0;
+        // Nothing applied yet: defer only on request, when the item's own undelivered states
+        // crowd it (the caller delivers them first, then folds again without deferring).
+        const mayDefer = applied > 0 || (options.deferWhenFull === true && snapshot.pending !== undefined);
+        if (mayDefer && bytes + previousBytes + Buffer.byteLength(checked.json) > MAX_ITEM_STATES_BYTES) {
+          // With nothing applied there is no write: every event (poison included) goes again later.
+          if (applied === 0) return none([], fresh);
+          taken = i;
+          break;
+        }
+        if (keepPrevious) {
+          intermediates.push({ version: snapshot.version + applied, stateJson: json! });
+          bytes += previousBytes;
+          lastKept = json;
+        }
+      }
       json = checked.json;
       state = step.state;
       applied += 1;
     }
-    if (applied === 0 || json === undefined) {
-      return { write: undefined, applied: 0, skipped, deadLetters };
-    }
+    if (applied === 0 || json === undefined) return none(deadLetters);
     stateJson = json;
   }
-  if (applied === 0) return { write: undefined, applied: 0, skipped, deadLetters };
+  if (applied === 0 || stateJson === undefined) return none(deadLetters);
+  const offsets: Record<string, string> = { ...snapshot.offsets };
+  for (const entry of fresh.slice(0, taken)) offsets[offsetsKey(entry.record.topic, entry.record.partition)] = entry.record.offset;
 
-  const version = snapshot.version + 1;
-  // An `emit: 'final'` view's triggers hear of its windows only once they close (window-closer.ts).
-  const triggers = view.window?.emit === 'final' ? [] : (options.triggers ?? []);
-  const bookkeeping = writeBookkeeping(snapshot, stateJson !== snapshot.stateJson, triggers);
+  // One version per applied event: every state a trigger taking every change sees has its own.
+  const version = snapshot.version + applied;
+  const bookkeeping = writeBookkeeping(snapshot, { version, stateJson, intermediates }, triggers);
   const bounds = options.window ?? snapshot.window;
   if (view.window !== undefined && bounds === undefined) {
     throw new TypeError(`foldItem: view "${view.name}" is windowed, but no window was given for key "${key}"`);
@@ -712,6 +769,7 @@ export function foldItem(
     applied,
     skipped,
     deadLetters,
+    deferred: fresh.slice(taken),
   };
 }
 

@@ -13,10 +13,10 @@ import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import { foldItem, itemId, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
+import { clearPending, settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { planSessions, sessionReadRange } from './sessions.ts';
 import { coordinates } from './dead-letter.ts';
 import { NO_STREAM_TIME, StreamClock, type PartitionStreamTime } from './windows.ts';
-import { settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { StateCache } from './state-cache.ts';
 
 /** DynamoDB-shaped storage of view items and checkpoints, as the processor needs it. */
@@ -119,6 +119,8 @@ interface ItemOutcome {
   readonly conflicts: number;
   readonly reads: number;
   readonly deadLetters: PoisonDeadLetter[];
+  /** Events left for a later write of this batch (see `FoldResult.deferred`). */
+  readonly deferred: ItemEvents['events'];
 }
 
 /**
@@ -195,7 +197,9 @@ export class BatchProcessor {
       // Fold and write, one conditional write per changed item.
       const perItem = await mapLimit(items, limits.writeConcurrency, (item) =>
         this.mutex.run(item.id, () =>
-          item.session ? this.foldSessions(item, now(), gates, lateByView) : this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates).then((o) => [o]),
+          item.session
+            ? this.foldSessions(item, now(), gates, lateByView)
+            : this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates, true).then((o) => [o]),
         ),
       );
       const outcomes = perItem.flat();
@@ -206,16 +210,35 @@ export class BatchProcessor {
       let skipped = 0;
       let writes = 0;
       let conflicts = 0;
-      for (const outcome of outcomes) {
-        letters.push(...outcome.deadLetters);
-        applied += outcome.applied;
-        skipped += outcome.skipped;
-        writes += outcome.wrote ? 1 : 0;
-        conflicts += outcome.conflicts;
-        reads += outcome.reads;
-      }
+      const tally = (round: readonly ItemOutcome[]): void => {
+        for (const outcome of round) {
+          letters.push(...outcome.deadLetters);
+          applied += outcome.applied;
+          skipped += outcome.skipped;
+          writes += outcome.wrote ? 1 : 0;
+          conflicts += outcome.conflicts;
+          reads += outcome.reads;
+        }
+      };
+      tally(outcomes);
       const written = Date.now();
-      const changesDelivered = await this.deliverPending(outcomes, letters, gates, origin);
+      let changesDelivered = await this.deliverPending(outcomes, letters, gates, origin);
+      // A burst of one item's events whose states would not fit its bookkeeping (a trigger
+      // takes every change) was split: the rest is folded and written now that the changes of
+      // the first part are delivered, as often as it takes (each later write applies at least one).
+      for (let round = outcomes; round.some((o) => o.deferred.length > 0); ) {
+        round = await mapLimit(
+          round.filter((o) => o.deferred.length > 0),
+          limits.writeConcurrency,
+          // From the cache, else the last write with its changes settled (the round before judged them all).
+          (o) =>
+            this.mutex.run(o.item.id, () =>
+              this.foldAndWrite({ ...o.item, events: o.deferred }, clearPending(o.snapshot, Object.keys(o.snapshot.pending ?? {})), now(), gates, false),
+            ),
+        );
+        tally(round);
+        changesDelivered += await this.deliverPending(round, letters, gates, origin);
+      }
       if (letters.length > 0) {
         try {
           await this.deps.deadLetters.send(letters);
@@ -275,7 +298,8 @@ export class BatchProcessor {
     }
   }
 
-  private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date, gates: GateList): Promise<ItemOutcome> {
+  /** `deferWhenFull`: see `FoldOptions.deferWhenFull` (the first round of a batch, not the later ones). */
+  private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date, gates: GateList, deferWhenFull: boolean): Promise<ItemOutcome> {
     const { store, cache, limits } = this.deps;
     const triggers = this.ledger.triggersOf(item.view.name);
     // Another batch of this process may have written the item since it was loaded.
@@ -283,7 +307,12 @@ export class BatchProcessor {
     let conflicts = 0;
     let reads = 0;
     for (;;) {
-      const result = foldItem(item.view, item.key, snapshot, item.events, { triggers, now, ...(item.window !== undefined ? { window: item.window } : {}) });
+      const result = foldItem(item.view, item.key, snapshot, item.events, {
+        triggers,
+        now,
+        deferWhenFull,
+        ...(item.window !== undefined ? { window: item.window } : {}),
+      });
       this.stopOnPoison(result.deadLetters);
       if (result.write === undefined) {
         if (cache.peek(item.id) === undefined) cache.set(item.id, snapshot);
@@ -296,6 +325,7 @@ export class BatchProcessor {
           conflicts,
           reads,
           deadLetters: result.deadLetters,
+          deferred: result.deferred,
         };
       }
       try {
@@ -336,6 +366,7 @@ export class BatchProcessor {
         conflicts,
         reads,
         deadLetters: result.deadLetters,
+        deferred: result.deferred,
       };
     }
   }
@@ -385,6 +416,12 @@ export class BatchProcessor {
         result: foldItem(view, item.key, session.snapshot, session.events, { triggers, now, window: session.bounds }),
       }));
       for (const { session, result } of results) {
+        // Only a trigger taking every change defers events, and defineApp refuses one on a session view.
+        if (result.deferred.length > 0) {
+          throw new EngineError('INTERNAL_ERROR', `view "${view.name}": a session write deferred ${result.deferred.length} event(s) of key "${item.key}"; session views take no changes: 'every' trigger`, {
+            context: { view: view.name, key: item.key },
+          });
+        }
         this.stopOnPoison(result.deadLetters);
         letters.push(...result.deadLetters);
         if (result.write === undefined) continue;
@@ -422,11 +459,12 @@ export class BatchProcessor {
           conflicts: first ? conflicts : 0,
           reads: first ? reads : 0,
           deadLetters: first ? [...letters] : [],
+          deferred: [],
         });
         first = false;
       }
       if (outcomes.length === 0) {
-        outcomes.push({ item, snapshot: { version: 0, stateJson: undefined, offsets: {} }, applied: 0, skipped: plan.skipped, wrote: false, conflicts, reads, deadLetters: letters });
+        outcomes.push({ item, snapshot: { version: 0, stateJson: undefined, offsets: {} }, applied: 0, skipped: plan.skipped, wrote: false, conflicts, reads, deadLetters: letters, deferred: [] });
       }
       return outcomes;
     }

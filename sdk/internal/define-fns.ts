@@ -25,6 +25,12 @@ export const DEFAULT_TRIGGER_BATCH_SIZE = 100;
 export const DEFAULT_TRIGGER_MAX_BATCH_WAIT_MS = 0;
 /** Parallel invocations per trigger; Lambda's default account concurrency is far above this. */
 export const DEFAULT_TRIGGER_CONCURRENCY = 8;
+/**
+ * Every change: a missed transition is a silent wrong answer (a refund not sent), while the
+ * price of `'every'` is invocations (and, for a key with many events in a batch, delivery
+ * time), which show; a user who wants fewer opts into `'coalesced'`.
+ */
+export const DEFAULT_TRIGGER_CHANGES = 'every';
 /** Five attempts with capped exponential backoff ride out a throttle or a cold start. */
 export const DEFAULT_RETRY = { maxAttempts: 5, initialBackoffMs: 100, maxBackoffMs: 5_000 } as const;
 
@@ -357,6 +363,19 @@ export function defineTrigger<S>(options: TriggerOptions<S>): Trigger<S> {
   }
   const concurrency = options.concurrency ?? DEFAULT_TRIGGER_CONCURRENCY;
   requirePositiveInt(concurrency, `trigger "${name}": concurrency`, context);
+  const changes = options.changes ?? DEFAULT_TRIGGER_CHANGES;
+  if (changes !== 'every' && changes !== 'coalesced') {
+    throw new DefinitionError(
+      `trigger "${name}": changes must be 'every' (one change per event) or 'coalesced' (one change per item and batch), received ${preview(changes)}`,
+      context,
+    );
+  }
+  if (changes === 'every' && view.window?.kind === 'session' && view.window.emit === 'changes') {
+    throw new DefinitionError(
+      `trigger "${name}": view "${view.name}" is a session view, whose merges replace several items by one, so one change per event is not defined across them; set changes: 'coalesced' (one change per session and batch) or give the view emit: 'final' (one change per closed session)`,
+      context,
+    );
+  }
   const retry = { ...DEFAULT_RETRY, ...options.retry };
   requirePositiveInt(retry.maxAttempts, `trigger "${name}": retry.maxAttempts`, context);
   requirePositiveInt(retry.initialBackoffMs, `trigger "${name}": retry.initialBackoffMs`, context);
@@ -377,6 +396,7 @@ export function defineTrigger<S>(options: TriggerOptions<S>): Trigger<S> {
     maxBatchWaitMs,
     retry,
     concurrency,
+    changes,
   });
 }
 

@@ -282,7 +282,23 @@ export interface TriggerOptions<S> {
   readonly retry?: RetryOptions;
   /** Invocations in flight at once for this trigger. @default 8 */
   readonly concurrency?: number;
+  /**
+   * Which changes the trigger gets. `'every'`: one change per applied event that changed the
+   * state, each with its own `before`, `after` and `version`, in order, so a condition on a
+   * transition (`before.status === 'shipped' && after.status === 'cancelled'`) holds whatever the
+   * batching. `'coalesced'`: at most one change per item and consumer batch, from the state last
+   * judged to the batch's final state; fewer invocations, but a transition inside one batch is
+   * invisible. See {@link TriggerChanges}.
+   * @default 'every'
+   */
+  readonly changes?: TriggerChanges;
 }
+
+/**
+ * How a trigger's changes relate to the events: `'every'` never skips an intermediate state,
+ * `'coalesced'` folds a consumer batch's events of one item into one change.
+ */
+export type TriggerChanges = 'every' | 'coalesced';
 
 /** A compiled trigger definition. */
 export interface Trigger<S = unknown> {
@@ -295,6 +311,7 @@ export interface Trigger<S = unknown> {
   readonly maxBatchWaitMs: number;
   readonly retry: Required<RetryOptions>;
   readonly concurrency: number;
+  readonly changes: TriggerChanges;
 }
 
 /** Options of {@link defineApp}. */

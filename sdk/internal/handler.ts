@@ -6,6 +6,7 @@
 import type { Change, Trigger } from './define.ts';
 import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
+import { decodeState } from './exact-json.ts';
 import { defaultHighWaterMarkStore, type HighWaterMark } from './high-water-mark.ts';
 
 /**
@@ -273,6 +274,11 @@ function parseEvent<S>(trigger: Trigger<S>, event: unknown): ViewChangeEvent<S> 
   return {
     trigger: typeof candidate.trigger === 'string' ? candidate.trigger : trigger.name,
     view: candidate.view,
-    changes: candidate.changes,
+    // The payload is JSON, bigints tagged (`{ $bigint: "…" }`): handlers get the view's own types.
+    changes: candidate.changes.map((change: Change<S>) => {
+      const before = decodeState<S | undefined>(change.before);
+      const after = decodeState<S>(change.after);
+      return before === change.before && after === change.after ? change : { ...change, before, after };
+    }),
   };
 }

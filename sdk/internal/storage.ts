@@ -6,7 +6,7 @@
  * - view items: `pk = "v#" + view + "#" + key` (numbers in decimal form), so one key is one
  *   item collection; `sk = "_"` for an unwindowed view, `sk = "w#" + pad15(window start)` for a
  *   windowed one, so a key's windows are one Query in time order. Each holds the view state, a
- *   `version` (+1 per write), the last applied offset per source partition, per-trigger
+ *   `version` (+1 per applied event), the last applied offset per source partition, per-trigger
  *   bookkeeping of changes not yet delivered, and the `byKey` index attributes `ixShard` /
  *   `ixKey` ({@link viewIndexKey}), which never change for an item;
  * - engine bookkeeping under `pk = "_tributary"`: checkpoints `sk = "checkpoint#" + topic + "#" + partition`
@@ -66,7 +66,7 @@ export interface ViewItem<S = unknown> extends ItemKey {
   /** Window end in epoch ms (exclusive), on windowed items only. */
   readonly windowEnd?: number;
   readonly state: S;
-  /** +1 per write; the condition of the next write. */
+  /** +1 per applied event (so every state has its own); the condition of the next write. */
   readonly version: number;
   /** Last applied offset per source partition, `"topic/partition"` -> decimal offset. */
   readonly offsets: Readonly<Record<string, string>>;
@@ -78,7 +78,10 @@ export interface ViewItem<S = unknown> extends ItemKey {
    * written but not yet delivered; the engine removes it after delivery. Absent when all is delivered.
    */
   readonly pending?: Readonly<Record<string, number>>;
-  /** The states named by `pending`, by version (decimal string); shared by triggers. */
+  /**
+   * The states named by `pending`, by version (decimal string), shared by triggers; for a
+   * `changes: 'every'` trigger also every intermediate state after the one it last judged.
+   */
   readonly befores?: Readonly<Record<string, S>>;
   /**
    * Expiry in epoch seconds (DynamoDB TTL), if any: windowed items carry their window's

@@ -165,11 +165,13 @@ describe('foldItem', () => {
       ixShard: `v#counter#${0xe40c292c % 16}`,
       ixKey: 'k#a',
       state: { count: 3, sum: 3 },
-      version: 1,
+      // One version per applied event.
+      version: 3,
       offsets: { 'bookings/0': '2' },
     });
     const next = foldItem(counter, 'a', result.write!.snapshot, events([3], 1));
-    expect(next.write?.expectedVersion).toBe(1);
+    expect(next.write?.expectedVersion).toBe(3);
+    expect(next.write?.item.version).toBe(4);
     expect(next.write?.item.offsets).toEqual({ 'bookings/0': '2', 'bookings/1': '3' });
     expect(next.write?.item.state).toEqual({ count: 4, sum: 6 });
   });
@@ -256,7 +258,7 @@ describe('foldItem', () => {
   });
 
   it('sets trigger bookkeeping on a change, keeping the older before when coalescing', () => {
-    const trigger = defineTrigger({ view: counter, function: 'notify' });
+    const trigger = defineTrigger({ view: counter, function: 'notify', changes: 'coalesced' });
     const v1 = foldItem(counter, 'a', ABSENT_ITEM, events([0]), { triggers: [trigger] }).write!;
     expect(v1.item.pending).toEqual({ 'counter-notify': 0 });
     // Not delivered yet: the next write keeps before = absent.
