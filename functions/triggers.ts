@@ -6,7 +6,7 @@
  * The `when` predicates are plain exported functions, unit-tested without any I/O.
  */
 import { defineTrigger } from 'tributary/sdk';
-import { classAttendance, type Attendee, type ClassAttendance } from './views.ts';
+import { classAttendance, dailyClassBookings, type Attendee, type ClassAttendance } from './views.ts';
 
 /** A class is "nearly full" from 90% of its capacity on: 18 of 20 spots. */
 export const NEARLY_FULL_PERCENT = 90;
@@ -64,5 +64,16 @@ export const classFull = defineTrigger({
   batchSize: 10,
 });
 
+/**
+ * A class's day is over (the window of `dailyClassBookings` closed): one report per class and
+ * day, exactly the day's final counts. Days without any booking activity have no window, so no
+ * report.
+ */
+export const dailyAttendanceReport = defineTrigger({
+  view: dailyClassBookings,
+  function: 'attendanceReport',
+  name: 'dailyAttendanceReport',
+});
+
 /** All triggers of the app, for `defineApp({ triggers })`. */
-export const triggers = [classNearlyFull, waitlistPromoted, classFull] as const;
+export const triggers = [classNearlyFull, waitlistPromoted, classFull, dailyAttendanceReport] as const;

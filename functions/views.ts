@@ -10,7 +10,9 @@ import {
   defineView,
   latestByTime,
   removeWhere,
+  session,
   topK,
+  tumbling,
   type LatestState,
 } from 'tributary/sdk';
 import { BOOKINGS_TOPIC, decodeBookingEvent, MAX_CAPACITY, type BookingEvent } from './events.ts';
@@ -204,5 +206,74 @@ export const memberBookings = defineView({
   reduce: (state, event) => reduceMemberBookings(state, event),
 });
 
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+
+/** Time of a booking event, for the windowed views: when it happened (`at`), not when it reached Kafka. */
+export function bookingTime(event: BookingEvent): number {
+  return Date.parse(event.at);
+}
+
+/** State of {@link dailyClassBookings}: one item per class and UTC day. */
+export interface DailyClassBookings {
+  readonly booked: number;
+  readonly cancelled: number;
+}
+
+/**
+ * Bookings and cancellations per class per UTC day (by when they happened), delivered once per
+ * day, when the day is over: `emit: 'final'`. A booking may reach Kafka late (a phone offline
+ * for a while); `graceMs` keeps a day open for an hour past midnight for it. Later ones are
+ * dead-lettered as `LATE`, not silently folded into a report already sent.
+ */
+export const dailyClassBookings = defineView({
+  name: 'dailyClassBookings',
+  source: BOOKINGS_TOPIC,
+  decode: decodeBookingEvent,
+  key: (event: BookingEvent) => event.classId,
+  timestamp: bookingTime,
+  window: tumbling({ sizeMs: DAY_MS }),
+  graceMs: HOUR_MS,
+  emit: 'final',
+  initial: (): DailyClassBookings => ({ booked: 0, cancelled: 0 }),
+  reduce: (state, event) => (event.type === 'booked' ? { ...state, booked: state.booked + 1 } : { ...state, cancelled: state.cancelled + 1 }),
+});
+
+/** Classes listed per visit session; more are counted, not listed. */
+export const MAX_SESSION_CLASSES = 20;
+/** A member's activity pauses this long before a new visit session starts. */
+export const VISIT_GAP_MS = 2 * HOUR_MS;
+
+/** State of {@link memberVisits}: one item per member and session of activity. */
+export interface MemberVisits {
+  /** Bookings and cancellations in the session. */
+  readonly actions: number;
+  /** Classes touched, in first-touch order, at most {@link MAX_SESSION_CLASSES}. */
+  readonly classes: readonly string[];
+}
+
+function addClasses(classes: readonly string[], more: readonly string[]): readonly string[] {
+  const out = [...classes];
+  for (const c of more) if (!out.includes(c) && out.length < MAX_SESSION_CLASSES) out.push(c);
+  return out;
+}
+
+/**
+ * A member's visits: bookings and cancellations less than {@link VISIT_GAP_MS} apart form one
+ * session. A booking that fills the gap between two sessions merges them through `merge`.
+ */
+export const memberVisits = defineView({
+  name: 'memberVisits',
+  source: BOOKINGS_TOPIC,
+  decode: decodeBookingEvent,
+  key: (event: BookingEvent) => event.memberId,
+  timestamp: bookingTime,
+  window: session({ gapMs: VISIT_GAP_MS }),
+  graceMs: 10 * 60_000,
+  initial: (): MemberVisits => ({ actions: 0, classes: [] }),
+  reduce: (state, event) => ({ actions: state.actions + 1, classes: addClasses(state.classes, [event.classId]) }),
+  merge: (a, b) => ({ actions: a.actions + b.actions, classes: addClasses(a.classes, b.classes) }),
+});
+
 /** The app's views, in the order the engine lists them. */
-export const views = [classAttendance, memberBookings] as const;
+export const views = [classAttendance, memberBookings, dailyClassBookings, memberVisits] as const;

@@ -39,7 +39,7 @@ export { LocalStackError } from './internal/errors.ts';
 export type { LocalStackErrorCode, LocalStackErrorContext } from './internal/errors.ts';
 
 // Views table (as the CDK app deploys it)
-export { DEFAULT_TABLE_ACTIVE_TIMEOUT_MS, ensureViewsTable } from './internal/tables.ts';
+export { DEFAULT_TABLE_ACTIVE_TIMEOUT_MS, ensureViewsTable, viewsTableInput } from './internal/tables.ts';
 export type { EnsureViewsTableOptions } from './internal/tables.ts';
 
 // Seed modules of `tributary dev --seed` (example events while the app runs)

@@ -1,5 +1,17 @@
 // Definitions
-export { defineApp, defineTrigger, defineView, jsonBigintDecoder, jsonDecoder } from './internal/define-fns.ts';
+export {
+  DEFAULT_RETENTION_FACTOR,
+  defineApp,
+  defineTrigger,
+  defineView,
+  hopping,
+  jsonBigintDecoder,
+  jsonDecoder,
+  MAX_HOPPING_WINDOWS_PER_EVENT,
+  MAX_WINDOW_DURATION_MS,
+  session,
+  tumbling,
+} from './internal/define-fns.ts';
 export type {
   App,
   AppOptions,
@@ -7,18 +19,24 @@ export type {
   Decoder,
   EventOf,
   EventSchema,
+  EventTime,
   JsonDecoding,
+  LatePolicy,
   PoisonPolicy,
   RetryOptions,
   SourceRecord,
   StateOf,
   Trigger,
+  TriggerChanges,
   TriggerOptions,
   View,
   ViewKey,
   ViewOptions,
   WindowBounds,
+  WindowCommon,
   WindowDefinition,
+  WindowEmit,
+  WindowSpec,
 } from './internal/define.ts';
 
 // Exact numbers past 2^53 (bigint in state, keys and decoding)
@@ -83,7 +101,7 @@ export type {
   ValueNulls,
 } from './internal/reducers.ts';
 
-// View reads (get / getMany / query / read-your-writes waitFor)
+// View reads (get / getMany / query, windowed reads, read-your-writes waitFor)
 export { createViewReader, DEFAULT_QUERY_LIMIT, DEFAULT_WAIT_TIMEOUT_MS, MAX_QUERY_LIMIT } from './internal/reads.ts';
 export type {
   SourcePosition,
@@ -95,6 +113,12 @@ export type {
   ViewReaderOptions,
   ViewSnapshot,
   ViewWaitOptions,
+  ViewWindowsAtOptions,
+  ViewWindowsOptions,
+  WindowRetention,
+  WindowSnapshot,
+  WindowsAtPage,
+  WindowsPage,
 } from './internal/reads.ts';
 
 // Trigger functions (Lambda handlers of view changes) and their idempotency helper

@@ -6,7 +6,7 @@
 import { UpdateItemCommand, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import type { BookingEvent } from '../../functions/events.ts';
 import { decodeBookingEvent } from '../../functions/events.ts';
-import { count, defineApp, defineTrigger, defineView } from '../../sdk/index.ts';
+import { count, defineApp, defineTrigger, defineView, type TriggerChanges } from '../../sdk/index.ts';
 
 /** State of {@link classCounts}. */
 export interface ClassCounts {
@@ -45,11 +45,13 @@ export function classCountsView(topic: string) {
 
 /**
  * The bench app: the one view and, when `triggerFunction` is given, one trigger delivering
- * every change of the view to that function.
+ * every change of the view to that function (`changes`: the SDK's default when undefined).
  */
-export function classCountsApp(name: string, topic: string, triggerFunction?: string) {
+export function classCountsApp(name: string, topic: string, triggerFunction?: string, changes?: TriggerChanges) {
   const view = classCountsView(topic);
-  const triggers = triggerFunction ? [defineTrigger({ view, function: triggerFunction, name: 'benchChanges' })] : [];
+  const triggers = triggerFunction
+    ? [defineTrigger({ view, function: triggerFunction, name: 'benchChanges', ...(changes !== undefined ? { changes } : {}) })]
+    : [];
   return defineApp({ name, views: [view], triggers, deadLetterTopic: `${topic}.dead-letter` });
 }
 

@@ -23,7 +23,7 @@ export interface BenchEngine {
  */
 export async function startBenchEngine(config: WorkerConfig, dynamodb: DynamoDBClient): Promise<BenchEngine> {
   const engine = startEngine({
-    app: classCountsApp(config.group, config.topic, config.triggerFunction),
+    app: classCountsApp(config.group, config.topic, config.triggerFunction, config.triggerChanges),
     tableName: config.tableName,
     groupId: config.group,
     kafka: { brokers: [...config.brokers] },

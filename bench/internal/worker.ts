@@ -13,6 +13,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { decodeBookingEvent } from '../../functions/events.ts';
 import { naiveUpdate } from './class-counts.ts';
 import { countDynamoDbRequests, memoryNow, type DynamoDbRequestCounts, type MemorySample } from './metrics.ts';
+import type { TriggerChanges } from '../../sdk/index.ts';
 
 /** What the parent tells a worker. */
 export interface WorkerConfig {
@@ -30,6 +31,8 @@ export interface WorkerConfig {
    * invokes it once per event, after that event's `UpdateItem`.
    */
   readonly triggerFunction: string | undefined;
+  /** The engine trigger's `changes` (the SDK's default, `'every'`, when undefined). */
+  readonly triggerChanges?: TriggerChanges;
   readonly verbose: boolean;
 }
 

@@ -12,13 +12,26 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { ENV, IDEMPOTENCY_PK, METRIC, METRICS_NAMESPACE, TABLE_KEY_SCHEMA, TABLE_TTL_ATTRIBUTE } from '../../sdk/contract/index.ts';
+import { ENV, IDEMPOTENCY_PK, METRIC, METRICS_NAMESPACE, TABLE_INDEXES, TABLE_KEY_SCHEMA, TABLE_TTL_ATTRIBUTE } from '../../sdk/contract/index.ts';
 import { DeploymentError } from './errors.ts';
 import { findHandlers } from './handlers.ts';
 import { ENGINE_HEALTH_PORT, resolveProps, type ResolvedProps, type TributaryAppProps } from './props.ts';
 
 /** Never part of the engine image's build context: installed or generated, not sources. */
 const ENGINE_CONTEXT_EXCLUDE = ['node_modules', '**/node_modules', 'cdk.out', '**/cdk.out', '.git', '.tributary', 'dist', 'coverage', '*.log'];
+
+/**
+ * What the engine and the functions may do on the views table: `grantReadData` /
+ * `grantReadWriteData` without the stream actions (the table has no stream), granted on the
+ * table and its two indexes by name instead of CDK's `index/*`.
+ */
+const TABLE_READ_ACTIONS = ['dynamodb:BatchGetItem', 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:Scan', 'dynamodb:ConditionCheckItem', 'dynamodb:DescribeTable'];
+const TABLE_WRITE_ACTIONS = ['dynamodb:BatchWriteItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'];
+
+/** The CDK attribute type of a key attribute type of the shared contract. */
+function attributeType(type: 'S' | 'N'): dynamodb.AttributeType {
+  return type === 'S' ? dynamodb.AttributeType.STRING : dynamodb.AttributeType.NUMBER;
+}
 
 /** CloudWatch namespace of the engine's EMF metrics, from the shared contract. */
 export { METRICS_NAMESPACE };
@@ -36,7 +49,7 @@ export { METRICS_NAMESPACE };
  * });
  */
 export class TributaryApp extends Construct {
-  /** The views table (pk/sk strings, TTL `ttl`, on-demand, PITR). */
+  /** The views table (pk/sk strings, the KEYS_ONLY indexes `byKey` and `closing`, TTL `ttl`, on-demand, PITR). */
   readonly table: dynamodb.Table;
   /** The ECS cluster running the engine. */
   readonly cluster: ecs.ICluster;
@@ -76,6 +89,15 @@ export class TributaryApp extends Construct {
       timeToLiveAttribute: TABLE_TTL_ATTRIBUTE,
       removalPolicy: config.tableRemovalPolicy,
     });
+    // The key index behind query() and the closing index of final window results (docs/architecture.md, "Storage layout").
+    for (const index of Object.values(TABLE_INDEXES)) {
+      this.table.addGlobalSecondaryIndex({
+        indexName: index.indexName,
+        partitionKey: { name: index.partitionKey.name, type: attributeType(index.partitionKey.type) },
+        sortKey: { name: index.sortKey.name, type: attributeType(index.sortKey.type) },
+        projectionType: dynamodb.ProjectionType[index.projection],
+      });
+    }
 
     const functions: Record<string, nodejs.NodejsFunction> = {};
     for (const handler of handlers) {
@@ -125,7 +147,7 @@ export class TributaryApp extends Construct {
       iam.Grant.addToPrincipal({ grantee: taskRole, actions: ['lambda:InvokeFunction'], resourceArns: [fn.functionArn] });
       functionNames[name] = fn.functionName;
     }
-    this.table.grantReadWriteData(taskRole);
+    this.grantTable(taskRole, [...TABLE_READ_ACTIONS, ...TABLE_WRITE_ACTIONS]);
     if (config.kafka.auth === 'msk-iam') this.grantMsk(config, taskRole);
 
     const secrets: Record<string, ecs.Secret> = {};
@@ -260,7 +282,7 @@ export class TributaryApp extends Construct {
       id: 'AwsSolutions-L1',
       reason: 'Functions run Node.js 22, the runtime the engine image and the test suite use; a newer runtime is a deliberate upgrade, not a default that moves under a deployed app',
     });
-    this.table.grantReadData(fn);
+    this.grantTable(role, TABLE_READ_ACTIONS);
     // The SDK's once() keeps idempotency markers in the views table under their own partition key;
     // writes are allowed there and nowhere else, so a function can never alter view state.
     role.addToPrincipalPolicy(
@@ -281,6 +303,12 @@ export class TributaryApp extends Construct {
       reason: 'A convenience VPC for the engine tasks alone, which only call out (Kafka, DynamoDB, Lambda); flow logs cost per GB and are the network owner\'s choice: pass a vpc with flow logs to have them',
     });
     return vpc;
+  }
+
+  /** Grants `actions` on the views table and on each of its indexes, by name. */
+  private grantTable(grantee: iam.IGrantable, actions: readonly string[]): void {
+    const resourceArns = [this.table.tableArn, ...Object.values(TABLE_INDEXES).map((index) => `${this.table.tableArn}/index/${index.indexName}`)];
+    iam.Grant.addToPrincipal({ grantee, actions: [...actions], resourceArns });
   }
 
   private grantMsk(config: ResolvedProps, role: iam.IRole): void {

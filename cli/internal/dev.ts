@@ -317,6 +317,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
     const context: SeedContext = {
       rate: options.rate,
       events: options.events,
+      dataDir: stack.dataDir,
       signal: seedAbort.signal,
       log: (line) => print(`[seed] ${line}`),
       async produce(topic: string, events: readonly SeedEvent[]) {

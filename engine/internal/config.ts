@@ -50,6 +50,12 @@ export const DEFAULT_SHUTDOWN_GRACE_MS = 25_000;
 /** CloudWatch metrics at one-minute resolution need at most one point per minute; 10 s keeps dashboards lively. */
 export const DEFAULT_METRICS_INTERVAL_MS = 10_000;
 /**
+ * How often the engine looks for closed windows of `emit: 'final'` views and quiet partitions
+ * (`idleCloseMs`): one closing-index Query per final view and owned partition. A final result
+ * appears at most about this long after its window closed.
+ */
+export const DEFAULT_WINDOW_CLOSE_INTERVAL_MS = 1_000;
+/**
  * Start-up bound on reaching a broker. A broker that is up answers in milliseconds; kafkajs'
  * own connect retries take about 10 s to give up on refused connections and longer on a
  * blackholed address, and a task with a wrong KAFKA_BROKERS should say so before ECS gives up on it.
@@ -142,6 +148,11 @@ export interface EngineOptions {
    */
   metricsIntervalMs?: number;
   /**
+   * Interval of the closing scan of windowed views (final results, idle close).
+   * @default {@link DEFAULT_WINDOW_CLOSE_INTERVAL_MS}
+   */
+  windowCloseIntervalMs?: number;
+  /**
    * Port of the HTTP health endpoint (`GET /health`); 0 picks a free port; `null` serves none.
    * @default null (engine/main.ts passes `TRIBUTARY_HEALTH_PORT`, default 8080)
    */
@@ -186,6 +197,7 @@ export interface EngineConfig {
   readonly shutdownGraceMs: number;
   readonly kafkaConnectTimeoutMs: number;
   readonly metricsIntervalMs: number;
+  readonly windowCloseIntervalMs: number;
   readonly healthPort: number | null;
   readonly healthHost: string;
   readonly logLevel: LogLevel;
@@ -285,6 +297,7 @@ export function compileConfig(options: EngineOptions): EngineConfig {
     shutdownGraceMs: positiveInt('shutdownGraceMs', options.shutdownGraceMs, DEFAULT_SHUTDOWN_GRACE_MS),
     kafkaConnectTimeoutMs: positiveInt('kafkaConnectTimeoutMs', options.kafkaConnectTimeoutMs, DEFAULT_KAFKA_CONNECT_TIMEOUT_MS),
     metricsIntervalMs: positiveInt('metricsIntervalMs', options.metricsIntervalMs, DEFAULT_METRICS_INTERVAL_MS),
+    windowCloseIntervalMs: positiveInt('windowCloseIntervalMs', options.windowCloseIntervalMs, DEFAULT_WINDOW_CLOSE_INTERVAL_MS),
     healthPort,
     healthHost: options.healthHost ?? DEFAULT_HEALTH_HOST,
     logLevel,

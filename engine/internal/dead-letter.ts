@@ -3,6 +3,7 @@
  * messages of the app's dead-letter topic. Pure; the runtime produces them.
  */
 import type { SourceRecord } from '../../sdk/index.ts';
+import type { ErrorInfo } from './errors.ts';
 
 /** Why a record is poison for a view. */
 export type PoisonCode =
@@ -16,6 +17,8 @@ export type PoisonCode =
   | 'KEY_MISSING'
   /** `key` returned a number past ±(2^53−1), which a double cannot hold exactly; return a bigint or a string. */
   | 'KEY_NOT_EXACT'
+  /** `key` returned a string longer than `MAX_VIEW_KEY_BYTES` (1,000 UTF-8 bytes). */
+  | 'KEY_TOO_LONG'
   /** `key` threw. */
   | 'KEY_FAILED'
   /** `reduce` (or `initial`) threw or returned `undefined`. */
@@ -28,7 +31,25 @@ export type PoisonCode =
    */
   | 'STATE_NOT_STORABLE'
   /** The state after this event is larger than the view's `maxStateBytes`. */
-  | 'STATE_TOO_LARGE';
+  | 'STATE_TOO_LARGE'
+  /** A windowed view's `timestamp` threw. */
+  | 'TIMESTAMP_FAILED'
+  /** A windowed view's event time (its `timestamp`, or the record timestamp) is not an integer of epoch ms from 0 to 999999999999999. */
+  | 'TIMESTAMP_INVALID'
+  /** Not poison, but sent the same way when the view's `onLate` is `'dead-letter'`: the event's window(s) had closed. */
+  | 'LATE';
+
+/** How late a late event was (dead letters of code `LATE`). */
+export interface LateInfo {
+  /** The event's time. */
+  readonly eventTimeMs: number;
+  /** The partition's stream time when the event was read. */
+  readonly streamTimeMs: number;
+  /** The closed windows the event was not applied to (it was applied to the open ones). */
+  readonly windows: readonly { readonly start: number; readonly end: number }[];
+  /** Stream time past the close (end + graceMs) of the latest of those windows. */
+  readonly lateByMs: number;
+}
 
 /** One poison record for one view. */
 export interface PoisonDeadLetter {
@@ -41,7 +62,9 @@ export interface PoisonDeadLetter {
   readonly key?: string;
   readonly record: SourceRecord;
   /** The error thrown by user code, if any. */
-  readonly error?: { readonly type: string; readonly message: string };
+  readonly error?: ErrorInfo;
+  /** Code `LATE`: how late the event was. */
+  readonly late?: LateInfo;
 }
 
 /** A change a trigger could not deliver after its retries (or whose `when` threw). */
@@ -55,7 +78,7 @@ export interface TriggerDeadLetterEntry {
   readonly function: string;
   readonly change: unknown;
   readonly attempts?: number;
-  readonly error?: { readonly type: string; readonly message: string };
+  readonly error?: ErrorInfo;
 }
 
 /** Anything that goes to the dead-letter topic. */
@@ -177,6 +200,7 @@ function encodeWhole(appName: string, letter: DeadLetter, now: Date): DeadLetter
         headers,
       },
       ...(letter.error !== undefined ? { error: letter.error } : {}),
+      ...(letter.late !== undefined ? { late: letter.late } : {}),
       deadLetteredAt: now.toISOString(),
     };
     return {

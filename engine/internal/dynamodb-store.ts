@@ -3,11 +3,23 @@
  * dynamodb-toolbox). Translates `ConditionalCheckFailedException` into `WRITE_CONFLICT`; every
  * other AWS error is rethrown as `STORAGE_FAILED` with its cause.
  */
-import { PutCommand, type PutCommandInput } from '@aws-sdk/lib-dynamodb';
+import { PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type PutCommandInput } from '@aws-sdk/lib-dynamodb';
 import { EntityFormatter, GetItemCommand, PutItemCommand } from 'dynamodb-toolbox';
-import { batchGetItems, checkpointKey, classifyAwsError, type ItemKey, type Storage, type ViewItem } from '../../sdk/contract/index.ts';
+import {
+  batchGetItems,
+  checkpointKey,
+  classifyAwsError,
+  encodeWindowStart,
+  ENGINE_PK,
+  TABLE_INDEXES,
+  type ItemKey,
+  type Storage,
+  type ViewItem,
+} from '../../sdk/contract/index.ts';
 import { EngineError } from './errors.ts';
-import type { ItemStore } from './processor.ts';
+import type { CheckpointState, ItemStore } from './processor.ts';
+import type { ClosingPage, ClosingStore } from './window-closer.ts';
+
 
 function isConditionFailure(error: unknown): boolean {
   return classifyAwsError(error).kind === 'condition-failed';
@@ -58,7 +70,7 @@ export function conditionalPutInput(tableName: string, item: ViewItem, expectedV
 }
 
 /** View items and checkpoints in the app's DynamoDB table. */
-export class DynamoItemStore implements ItemStore {
+export class DynamoItemStore implements ItemStore, ClosingStore {
   constructor(
     private readonly storage: Storage,
     private readonly readConcurrency: number,
@@ -123,14 +135,173 @@ export class DynamoItemStore implements ItemStore {
     }
   }
 
-  async writeCheckpoint(topic: string, partition: number, nextOffset: string): Promise<void> {
+  async readWindows(pk: string, startBelow: number, endAbove: number): Promise<ViewItem[]> {
+    // Latest first: sessions of a key never overlap, so once one ends at or before `endAbove`,
+    // every earlier one does too.
+    const out: ViewItem[] = [];
+    const formatter = this.storage.viewItems.build(EntityFormatter);
+    let start: Record<string, unknown> | undefined;
+    try {
+      do {
+        const page = await this.storage.documentClient.send(
+          new QueryCommand({
+            TableName: this.storage.tableName,
+            KeyConditionExpression: '#pk = :pk AND #sk BETWEEN :from AND :to',
+            ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+            ExpressionAttributeValues: { ':pk': pk, ':from': 'w#', ':to': `w#${encodeWindowStart(Math.max(0, startBelow - 1))}` },
+            ScanIndexForward: false,
+            ConsistentRead: true,
+            Limit: 25,
+            ...(start !== undefined ? { ExclusiveStartKey: start } : {}),
+          }),
+        );
+        for (const raw of page.Items ?? []) {
+          const item = formatter.format(raw) as ViewItem;
+          if (item.windowEnd === undefined || item.windowEnd <= endAbove) return out.reverse();
+          out.push(item);
+        }
+        start = page.LastEvaluatedKey;
+      } while (start !== undefined);
+    } catch (error) {
+      throw storageError('Query (windows of a key)', error, { pk });
+    }
+    return out.reverse();
+  }
+
+  async writeAtomically(puts: readonly { item: ViewItem; expectedVersion: number }[], deletes: readonly { key: ItemKey; version: number }[]): Promise<void> {
+    if (puts.length === 1 && deletes.length === 0) return this.putItem(puts[0]!.item, puts[0]!.expectedVersion);
+    const { tableName } = this.storage;
+    try {
+      await this.storage.documentClient.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            ...puts.map(({ item, expectedVersion }) => ({ Put: conditionalPutInput(tableName, item, expectedVersion) as never })),
+            ...deletes.map(({ key, version }) => ({
+              Delete: {
+                TableName: tableName,
+                Key: { pk: key.pk, sk: key.sk },
+                ConditionExpression: '#version = :version',
+                ExpressionAttributeNames: { '#version': 'version' },
+                ExpressionAttributeValues: { ':version': version },
+              },
+            })),
+          ],
+        }),
+      );
+    } catch (error) {
+      const reasons = (error as { CancellationReasons?: { Code?: string }[] } | null)?.CancellationReasons ?? [];
+      if (reasons.some((r) => r.Code === 'ConditionalCheckFailed' || r.Code === 'TransactionConflict')) {
+        const first = puts[0]?.item;
+        throw new EngineError('WRITE_CONFLICT', `view "${first?.view}" key "${first?.key}": a session changed since it was read`, {
+          retriable: true,
+          cause: error,
+          context: { view: first?.view, key: first?.key },
+        });
+      }
+      throw storageError('TransactWriteItems', error, { items: puts.length + deletes.length });
+    }
+  }
+
+  async readCheckpointState(topic: string, partition: number): Promise<CheckpointState | undefined> {
+    try {
+      const { Item } = await this.storage.checkpoints
+        .build(GetItemCommand)
+        .key(checkpointKey(topic, partition))
+        .options({ consistent: true })
+        .send();
+      return Item === undefined ? undefined : { partition, offset: Item.offset, streamTime: { ...Item.streamTime } };
+    } catch (error) {
+      throw storageError('GetItem (checkpoint)', error, { topic, partition });
+    }
+  }
+
+  async readCheckpointStates(topic: string): Promise<CheckpointState[]> {
+    const prefix = checkpointKey(topic, 0).sk.slice(0, -1);
+    const out: CheckpointState[] = [];
+    let start: Record<string, unknown> | undefined;
+    try {
+      do {
+        const page = await this.storage.documentClient.send(
+          new QueryCommand({
+            TableName: this.storage.tableName,
+            KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :prefix)',
+            ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+            ExpressionAttributeValues: { ':pk': ENGINE_PK, ':prefix': prefix },
+            ConsistentRead: true,
+            ...(start !== undefined ? { ExclusiveStartKey: start } : {}),
+          }),
+        );
+        for (const item of page.Items ?? []) {
+          // `checkpoint#a#1` is also a prefix of topic `a#1`'s checkpoints: only digits may follow.
+          const rest = String(item.sk).slice(prefix.length);
+          if (!/^\d+$/.test(rest) || item.topic !== topic) continue;
+          out.push({ partition: Number(rest), offset: String(item.offset), streamTime: { ...(item.streamTime as Record<string, number> | undefined) } });
+        }
+        start = page.LastEvaluatedKey;
+      } while (start !== undefined);
+    } catch (error) {
+      throw storageError('Query (checkpoints)', error, { topic });
+    }
+    return out;
+  }
+
+  async queryClosing(shard: string, closedBelow: number, limit: number, startAfter?: Readonly<Record<string, unknown>>): Promise<ClosingPage> {
+    try {
+      const page = await this.storage.documentClient.send(
+        new QueryCommand({
+          TableName: this.storage.tableName,
+          IndexName: TABLE_INDEXES.closing.indexName,
+          KeyConditionExpression: '#shard = :shard AND #at < :below',
+          ExpressionAttributeNames: { '#shard': 'closeShard', '#at': 'closeAt' },
+          ExpressionAttributeValues: { ':shard': shard, ':below': closedBelow },
+          Limit: limit,
+          ...(startAfter !== undefined ? { ExclusiveStartKey: { ...startAfter } } : {}),
+        }),
+      );
+      return {
+        keys: (page.Items ?? []).map((item) => ({ pk: String(item.pk), sk: String(item.sk) })),
+        ...(page.LastEvaluatedKey !== undefined ? { next: page.LastEvaluatedKey } : {}),
+      };
+    } catch (error) {
+      throw storageError('Query (closing index)', error, { shard });
+    }
+  }
+
+  async clearClosing(item: ViewItem): Promise<boolean> {
+    try {
+      await this.storage.documentClient.send(
+        new UpdateCommand({
+          TableName: this.storage.tableName,
+          Key: { pk: item.pk, sk: item.sk },
+          UpdateExpression: 'REMOVE #shard, #at',
+          ConditionExpression: '#version = :version AND #shard = :shard',
+          ExpressionAttributeNames: { '#shard': 'closeShard', '#at': 'closeAt', '#version': 'version' },
+          ExpressionAttributeValues: { ':version': item.version, ':shard': item.closeShard },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw storageError('UpdateItem (closing)', error, { view: item.view, key: item.key });
+    }
+  }
+
+  async writeCheckpoint(topic: string, partition: number, nextOffset: string, streamTime?: Readonly<Record<string, number>>): Promise<void> {
     // `position` mirrors `offset` as a number so the condition can refuse to move a checkpoint
     // backwards (a task that lost its partition may still finish an older batch).
     const position = Number(nextOffset);
     try {
       await this.storage.checkpoints
         .build(PutItemCommand)
-        .item({ ...checkpointKey(topic, partition), topic, partition, offset: nextOffset, position, updatedAt: new Date().toISOString() })
+        .item({
+          ...checkpointKey(topic, partition),
+          topic,
+          partition,
+          offset: nextOffset,
+          position,
+          updatedAt: new Date().toISOString(),
+          ...(streamTime !== undefined ? { streamTime: { ...streamTime } } : {}),
+        })
         .options({ condition: { or: [{ attr: 'pk', exists: false }, { attr: 'position', exists: false }, { attr: 'position', lte: position }] } })
         .send();
     } catch (error) {

@@ -74,8 +74,26 @@ export class EngineError extends TributaryError<'engine', EngineErrorCode, Engin
   }
 }
 
-/** Name and message of any thrown value, for logs and dead letters. */
-export function errorInfo(error: unknown): { type: string; message: string } {
-  if (error instanceof Error) return { type: error.name, message: error.message };
+/** What a dead letter or a log line says of a thrown value. */
+export interface ErrorInfo {
+  readonly type: string;
+  readonly message: string;
+  /** The error's string `code`, when it has one (a {@link TributaryError}'s, e.g. `INVALID_ARGUMENT`; Node's). */
+  readonly code?: string;
+}
+
+/**
+ * Name, message and code of any thrown value, for logs and dead letters: a reducer that throws
+ * a coded error (the built-in reducers throw `SdkError`s) leaves the code in the letter, to
+ * match on instead of the message.
+ *
+ * @example
+ * errorInfo(new SdkError('INVALID_ARGUMENT', 'min(): ...')); // { type: 'SdkError', message: 'min(): ...', code: 'INVALID_ARGUMENT' }
+ */
+export function errorInfo(error: unknown): ErrorInfo {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return { type: error.name, message: error.message, ...(typeof code === 'string' && code !== '' ? { code } : {}) };
+  }
   return { type: typeof error, message: String(error) };
 }

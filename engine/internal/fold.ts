@@ -5,21 +5,24 @@
  * carries. No I/O: the runtime and the test driver both drive these functions.
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import type { SourceRecord, Trigger, View } from '../../sdk/index.ts';
+import type { SourceRecord, Trigger, View, WindowBounds } from '../../sdk/index.ts';
 import { preview } from '../../sdk/contract/index.ts';
 import {
   offsetsKey,
   parseState,
   reservedTagReason,
   stringifyState,
+  viewIndexKey,
   viewItemKey,
   viewKeyProblem,
+  viewKeyProblemMessage,
   type ItemKey,
   type ViewItem,
 } from '../../sdk/contract/index.ts';
 import { coordinates, type PoisonDeadLetter } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
-import { storedBookkeeping, writeBookkeeping } from './ledger.ts';
+import { keptStatesBytes, MAX_ITEM_STATES_BYTES, storedBookkeeping, writeBookkeeping, type WrittenState } from './ledger.ts';
+import { closeShardOf, closeTimeOf, eventTimeOf, isClosed, windowsOf, windowTtlSeconds, type StreamClock } from './windows.ts';
 
 /**
  * Compares two non-negative decimal offsets (Kafka offsets are int64, so strings).
@@ -34,6 +37,10 @@ export function compareOffsets(a: string, b: string): number {
 export interface RoutedEvent {
   readonly record: SourceRecord;
   readonly event: unknown;
+  /** Event time of a windowed view's event (epoch ms). */
+  readonly timeMs?: number;
+  /** Stream time of its partition once it was read (session views: whether it bridges into a closed session). */
+  readonly streamTimeMs?: number;
 }
 
 /** The events of one batch for one view item, in partition order. */
@@ -44,6 +51,13 @@ export interface ItemEvents {
   /** View key in its stored string form. */
   readonly key: string;
   readonly itemKey: ItemKey;
+  /** The item's window (tumbling and hopping views); undefined for unwindowed and session views. */
+  readonly window?: WindowBounds;
+  /**
+   * Session views: the events of one key, whose sessions are found (and merged) when the key's
+   * stored sessions are loaded; `itemKey` is then the key's item collection, not one item.
+   */
+  readonly session?: true;
   readonly events: RoutedEvent[];
 }
 
@@ -55,6 +69,10 @@ export interface RoutedBatch {
   readonly deadLetters: PoisonDeadLetter[];
   /** Records dropped by a view's `filter` (counted per view and record). */
   readonly filtered: number;
+  /** Late events per windowed view: their window(s) had closed, so they were not applied. */
+  readonly late: Readonly<Record<string, number>>;
+  /** Events of windowed views at or below the partition's decided offset: settled before a crash or rebalance. */
+  readonly settled: number;
 }
 
 /** Id of a view item within the table. */
@@ -129,10 +147,12 @@ function validateEvent(
  * const routed = routeRecords(app.views, records);
  * for (const item of routed.items.values()) console.log(item.view.name, item.key, item.events.length);
  */
-export function routeRecords(views: readonly View<any, any>[], records: readonly SourceRecord[]): RoutedBatch {
+export function routeRecords(views: readonly View<any, any>[], records: readonly SourceRecord[], clock?: StreamClock): RoutedBatch {
   const items = new Map<string, ItemEvents>();
   const deadLetters: PoisonDeadLetter[] = [];
   let filtered = 0;
+  let settled = 0;
+  const late: Record<string, number> = {};
   const byTopic = new Map<string, View<any, any>[]>();
   for (const view of views) {
     const list = byTopic.get(view.source) ?? [];
@@ -233,6 +253,12 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
         );
         continue;
       }
+      if (problem === 'too-long') {
+        deadLetters.push(
+          poison(view, record, 'KEY_TOO_LONG', `view "${view.name}": key() returned ${viewKeyProblemMessage(rawKey, problem)}, for record at ${where}`),
+        );
+        continue;
+      }
       if (problem === 'missing') {
         deadLetters.push(
           poison(
@@ -245,17 +271,84 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
         continue;
       }
       const key = String(rawKey);
-      const itemKey = viewItemKey(view.name, key);
-      const id = itemId(itemKey);
-      let item = items.get(id);
-      if (item === undefined) {
-        item = { id, view, key, itemKey, events: [] };
-        items.set(id, item);
+      const window = view.window;
+      if (window === undefined) {
+        addEvent(items, view, key, undefined, { record, event });
+        continue;
       }
-      item.events.push({ record, event });
+      // Windowed: the event's time, its windows, and whether they have closed in stream time.
+      if (clock?.decided(record.offset)) {
+        settled += 1;
+        continue;
+      }
+      const time = eventTimeOf(view, event, record);
+      if (!time.ok) {
+        deadLetters.push(poison(view, record, time.code, `${time.reason} (record at ${where})`, time.error, key));
+        continue;
+      }
+      const timeMs = time.timeMs;
+      const streamTimeMs = clock?.observe(view.name, timeMs) ?? timeMs;
+      const windows = windowsOf(window, timeMs);
+      const closed = windows.filter((bounds) => isClosed(window, bounds, streamTimeMs));
+      if (closed.length > 0) {
+        late[view.name] = (late[view.name] ?? 0) + 1;
+        if (window.onLate === 'dead-letter') {
+          const lateByMs = streamTimeMs - closeTimeOf(window, closed[closed.length - 1]!);
+          deadLetters.push({
+            ...poison(
+              view,
+              record,
+              'LATE',
+              `view "${view.name}": event at ${where} (time ${timeMs}) is late by ${lateByMs} ms: stream time ${streamTimeMs} is past the close (end + graceMs ${window.graceMs}) of ${closed.map((b) => `[${b.start}, ${b.end})`).join(', ')}; it was not applied there. Raise graceMs if such delays are normal, or set onLate: 'drop'`,
+              undefined,
+              key,
+            ),
+            late: { eventTimeMs: timeMs, streamTimeMs, windows: closed, lateByMs },
+          });
+        }
+      }
+      if (window.kind === 'session') {
+        if (closed.length === 0) addEvent(items, view, key, 'session', { record, event, timeMs, streamTimeMs });
+        continue;
+      }
+      for (const bounds of windows) {
+        if (!closed.includes(bounds)) addEvent(items, view, key, bounds, { record, event, timeMs });
+      }
     }
+    clock?.pass(record.offset);
   }
-  return { items, deadLetters, filtered };
+  return { items, deadLetters, filtered, late, settled };
+}
+
+function addEvent(
+  items: Map<string, ItemEvents>,
+  view: View<any, any>,
+  key: string,
+  window: WindowBounds | 'session' | undefined,
+  entry: RoutedEvent,
+): void {
+  // A session view's events are grouped per key: which session an event joins is known only
+  // once the key's stored sessions are loaded.
+  const itemKey = window === 'session' ? sessionCollectionKey(view.name, key) : viewItemKey(view.name, key, window);
+  const id = itemId(itemKey);
+  let item = items.get(id);
+  if (item === undefined) {
+    item = {
+      id,
+      view,
+      key,
+      itemKey,
+      ...(window === 'session' ? { session: true as const } : window !== undefined ? { window } : {}),
+      events: [],
+    };
+    items.set(id, item);
+  }
+  item.events.push(entry);
+}
+
+/** The key of a session view's key collection (its items share `pk`), as routing groups it. */
+export function sessionCollectionKey(view: string, key: string): ItemKey {
+  return { pk: viewItemKey(view, key, 0).pk, sk: 'w#' };
 }
 
 /**
@@ -270,6 +363,10 @@ export interface ItemSnapshot {
   readonly offsets: Readonly<Record<string, string>>;
   readonly pending?: Readonly<Record<string, number>>;
   readonly befores?: Readonly<Record<string, unknown>>;
+  /** A windowed item's window. */
+  readonly window?: WindowBounds;
+  /** Closing index attributes of an `emit: 'final'` item awaiting its final change. */
+  readonly closing?: { readonly shard: string; readonly at: number };
 }
 
 /** The snapshot of an item that does not exist yet. */
@@ -283,6 +380,8 @@ export function snapshotOf(item: ViewItem | undefined): ItemSnapshot {
     stateJson: JSON.stringify(item.state),
     offsets: item.offsets,
     ...storedBookkeeping(item),
+    ...(item.windowStart !== undefined && item.windowEnd !== undefined ? { window: { start: item.windowStart, end: item.windowEnd } } : {}),
+    ...(item.closeShard !== undefined && item.closeAt !== undefined ? { closing: { shard: item.closeShard, at: item.closeAt } } : {}),
   };
 }
 
@@ -305,6 +404,12 @@ export interface FoldResult {
   /** Events at or below the stored offset of their partition: already applied earlier. */
   readonly skipped: number;
   readonly deadLetters: PoisonDeadLetter[];
+  /**
+   * Fresh events this write leaves for a later one: a trigger takes every change and the states
+   * the item would keep passed {@link MAX_ITEM_STATES_BYTES}. Fold them once this write's
+   * changes are delivered.
+   */
+  readonly deferred: RoutedEvent[];
 }
 
 /** Options of {@link foldItem}. */
@@ -313,6 +418,15 @@ export interface FoldOptions {
   readonly triggers?: readonly Trigger<any>[];
   /** Time of the write. @default new Date() */
   readonly now?: Date;
+  /**
+   * Defer even the first event when the states the item already keeps for undelivered changes
+   * leave no room for it (see {@link FoldResult.deferred}): for a caller that then delivers the
+   * item's owed changes and folds again without this option.
+   * @default false: the first event of a write always applies
+   */
+  readonly deferWhenFull?: boolean;
+  /** The item's window, for a windowed view (required for one). */
+  readonly window?: WindowBounds;
 }
 
 type Step = { ok: true; state: unknown } | { ok: false; dead: PoisonDeadLetter };
@@ -489,20 +603,27 @@ export function foldItem(
   options: FoldOptions = {},
 ): FoldResult {
   const deadLetters: PoisonDeadLetter[] = [];
-  const offsets: Record<string, string> = { ...snapshot.offsets };
   const fresh: RoutedEvent[] = [];
   let skipped = 0;
+  const seen: Record<string, string> = { ...snapshot.offsets };
   for (const entry of events) {
     const partitionKey = offsetsKey(entry.record.topic, entry.record.partition);
-    const stored = offsets[partitionKey];
+    const stored = seen[partitionKey];
     if (stored !== undefined && compareOffsets(entry.record.offset, stored) <= 0) {
       skipped += 1;
       continue;
     }
-    offsets[partitionKey] = entry.record.offset;
+    seen[partitionKey] = entry.record.offset;
     fresh.push(entry);
   }
-  if (fresh.length === 0) return { write: undefined, applied: 0, skipped, deadLetters };
+  const none = (letters: PoisonDeadLetter[], deferred: RoutedEvent[] = []): FoldResult => ({
+    write: undefined,
+    applied: 0,
+    skipped,
+    deadLetters: letters,
+    deferred,
+  });
+  if (fresh.length === 0) return none(deadLetters);
 
   let initialState: unknown;
   if (snapshot.stateJson !== undefined) {
@@ -523,40 +644,58 @@ export function foldItem(
           ),
         );
       }
-      return { write: undefined, applied: 0, skipped, deadLetters };
+      return none(deadLetters);
     }
   }
 
-  // Fast path: fold everything, check the final state once.
-  let state = initialState;
+  // An `emit: 'final'` view's triggers hear of its windows only once they close (window-closer.ts).
+  const triggers = view.window?.emit === 'final' ? [] : (options.triggers ?? []);
+  const every = triggers.some((t) => t.changes === 'every');
+  let stateJson: string | undefined;
   let applied = 0;
-  const fastDead: PoisonDeadLetter[] = [];
-  for (const entry of fresh) {
-    const step = applyEvent(view, key, state, entry);
-    if (step.ok) {
-      state = step.state;
-      applied += 1;
+  /** Events of `fresh` this write covers (applied or poison); the rest are deferred. */
+  let taken = fresh.length;
+  const intermediates: WrittenState[] = [];
+
+  // Fast path (no trigger takes every change): fold everything, check the final state once.
+  let state = initialState;
+  let slow = every;
+  if (!every) {
+    const fastDead: PoisonDeadLetter[] = [];
+    for (const entry of fresh) {
+      const step = applyEvent(view, key, state, entry);
+      if (step.ok) {
+        state = step.state;
+        applied += 1;
+      } else {
+        fastDead.push(step.dead);
+      }
+    }
+    // Every fresh event was poison: nothing to write.
+    if (applied === 0) return none(fastDead);
+    const final = serialize(view, key, state, fresh[fresh.length - 1]!.record);
+    if (final.ok) {
+      deadLetters.push(...fastDead);
+      stateJson = final.json;
     } else {
-      fastDead.push(step.dead);
+      slow = true;
     }
   }
-  const last = fresh[fresh.length - 1]!.record;
-  const final = applied > 0 ? serialize(view, key, state, last) : undefined;
-  let stateJson: string;
-  if (final === undefined) {
-    // Every fresh event was poison: nothing to write.
-    return { write: undefined, applied: 0, skipped, deadLetters: fastDead };
-  }
-  if (final.ok) {
-    deadLetters.push(...fastDead);
-    stateJson = final.json;
-  } else {
-    // Slow path: some event made the state unstorable; find which by checking after each event.
-    // Re-parse the start state: a reducer that mutated it would otherwise poison this pass.
-    state = snapshot.stateJson !== undefined ? parseState(snapshot.stateJson) : view.initial();
+  if (slow) {
+    // Step by step: find which event made the state unstorable by checking after each event,
+    // and keep each state a trigger taking every change is owed. After the fast path, re-parse
+    // the start state: a reducer that mutated it would otherwise poison this pass.
+    if (!every) state = snapshot.stateJson !== undefined ? parseState(snapshot.stateJson) : view.initial();
     applied = 0;
     let json = snapshot.stateJson;
-    for (const entry of fresh) {
+    let lastKept = snapshot.stateJson;
+    // The states a write stores are bounded (MAX_ITEM_STATES_BYTES): a burst past it is split,
+    // the rest deferred to a write after this one's changes are delivered. The first event of
+    // a write applies (unless `deferWhenFull`), so every write makes progress.
+    let bytes = every ? keptStatesBytes(snapshot) : 0;
+    // `bytes` counts the kept states and the intermediates; the new state is added per check.
+    for (let i = 0; i < fresh.length; i++) {
+      const entry = fresh[i]!;
       const step = applyEvent(view, key, state, entry);
       if (!step.ok) {
         deadLetters.push(step.dead);
@@ -568,21 +707,49 @@ export function foldItem(
         state = json !== undefined ? parseState(json) : view.initial();
         continue;
       }
+      if (every) {
+        // The state before this event is an intermediate one (unless it is the write's start or
+        // equals the state kept before it): a trigger taking every change is owed it.
+        const keepPrevious = applied > 0 && json !== undefined && json !== lastKept;
+        const previousBytes = keepPrevious ? Buffer.byteLength(json!) : 0;
+        // Nothing applied yet: defer only on request, when the item's own undelivered states
+        // crowd it (the caller delivers them first, then folds again without deferring).
+        const mayDefer = applied > 0 || (options.deferWhenFull === true && snapshot.pending !== undefined);
+        if (mayDefer && bytes + previousBytes + Buffer.byteLength(checked.json) > MAX_ITEM_STATES_BYTES) {
+          // With nothing applied there is no write: every event (poison included) goes again later.
+          if (applied === 0) return none([], fresh);
+          taken = i;
+          break;
+        }
+        if (keepPrevious) {
+          intermediates.push({ version: snapshot.version + applied, stateJson: json! });
+          bytes += previousBytes;
+          lastKept = json;
+        }
+      }
       json = checked.json;
       state = step.state;
       applied += 1;
     }
-    if (applied === 0 || json === undefined) {
-      return { write: undefined, applied: 0, skipped, deadLetters };
-    }
+    if (applied === 0 || json === undefined) return none(deadLetters);
     stateJson = json;
   }
-  if (applied === 0) return { write: undefined, applied: 0, skipped, deadLetters };
+  if (applied === 0 || stateJson === undefined) return none(deadLetters);
+  const offsets: Record<string, string> = { ...snapshot.offsets };
+  for (const entry of fresh.slice(0, taken)) offsets[offsetsKey(entry.record.topic, entry.record.partition)] = entry.record.offset;
 
-  const version = snapshot.version + 1;
-  const bookkeeping = writeBookkeeping(snapshot, stateJson !== snapshot.stateJson, options.triggers ?? []);
+  // One version per applied event: every state a trigger taking every change sees has its own.
+  const version = snapshot.version + applied;
+  const bookkeeping = writeBookkeeping(snapshot, { version, stateJson, intermediates }, triggers);
+  const bounds = options.window ?? snapshot.window;
+  if (view.window !== undefined && bounds === undefined) {
+    throw new TypeError(`foldItem: view "${view.name}" is windowed, but no window was given for key "${key}"`);
+  }
+  const windowed = view.window !== undefined && bounds !== undefined ? windowAttributes(view, bounds, snapshot, fresh[0]!.record) : undefined;
   const item: ViewItem = {
-    ...viewItemKey(view.name, key),
+    ...viewItemKey(view.name, key, bounds),
+    // The `byKey` index attributes never change for an item, so only its first write costs an index write.
+    ...viewIndexKey(view.name, key, bounds),
     view: view.name,
     key,
     // Stored in the tagged form: a bigint is `{ $bigint: "<decimal>" }`, as in the cache's JSON.
@@ -591,6 +758,7 @@ export function foldItem(
     offsets,
     updatedAt: (options.now ?? new Date()).toISOString(),
     ...bookkeeping,
+    ...windowed?.attributes,
   };
   return {
     write: {
@@ -601,10 +769,44 @@ export function foldItem(
         stateJson,
         offsets,
         ...bookkeeping,
+        ...(bounds !== undefined ? { window: bounds } : {}),
+        ...(windowed?.closing !== undefined ? { closing: windowed.closing } : {}),
       },
     },
     applied,
     skipped,
     deadLetters,
+    deferred: fresh.slice(taken),
+  };
+}
+
+/**
+ * The window attributes of a windowed item's write: bounds, expiry (end + retention), and for an
+ * `emit: 'final'` view the closing index attributes. Those are set when the item is created
+ * (shard: the partition of the record that created it) and kept on every later write; once the
+ * final change is delivered they are removed, and no write can follow (the window is closed).
+ */
+export function windowAttributes(
+  view: View<any, any>,
+  bounds: WindowBounds,
+  snapshot: ItemSnapshot,
+  creator: SourceRecord,
+): { attributes: Pick<ViewItem, 'windowStart' | 'windowEnd' | 'ttl' | 'closeShard' | 'closeAt'>; closing?: { shard: string; at: number } } {
+  const window = view.window!;
+  // The shard never changes; the close time follows the bounds (a session grows).
+  const closing =
+    snapshot.closing !== undefined
+      ? { shard: snapshot.closing.shard, at: closeTimeOf(window, bounds) }
+      : window.emit === 'final' && snapshot.version === 0
+        ? { shard: closeShardOf(view.name, creator.topic, creator.partition), at: closeTimeOf(window, bounds) }
+        : undefined;
+  return {
+    attributes: {
+      windowStart: bounds.start,
+      windowEnd: bounds.end,
+      ttl: windowTtlSeconds(window, bounds),
+      ...(closing !== undefined ? { closeShard: closing.shard, closeAt: closing.at } : {}),
+    },
+    ...(closing !== undefined ? { closing } : {}),
   };
 }

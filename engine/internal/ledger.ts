@@ -9,8 +9,9 @@
  * Pure functions apart from {@link TriggerLedger}, which holds only this process's knowledge:
  * the judging turns in flight and the checkpoints known durable.
  */
-import type { Change, Trigger, View } from '../../sdk/index.ts';
-import type { ViewItem } from '../../sdk/contract/index.ts';
+import { isDeepStrictEqual } from 'node:util';
+import type { Change, Trigger, View, WindowBounds } from '../../sdk/index.ts';
+import { decodeState, MAX_TRIGGERED_STATE_BYTES, type ViewItem } from '../../sdk/contract/index.ts';
 import type { TriggerDeadLetterEntry } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import type { ItemSnapshot } from './fold.ts';
@@ -19,42 +20,128 @@ import type { ItemSnapshot } from './fold.ts';
 export interface Bookkeeping {
   /** Per trigger with a change owed, the version of the state it last judged (0 = absent). */
   readonly pending: Record<string, number>;
-  /** The states named by `pending`, keyed by version (the absent state has no entry). */
+  /**
+   * The states named by `pending`, keyed by version (the absent state has no entry), and, while
+   * a `changes: 'every'` trigger owes changes, every intermediate state after the version it
+   * last judged: one change per state.
+   */
   readonly befores: Record<string, unknown>;
 }
 
 /**
+ * Bytes an item may spend on its state and the states its bookkeeping keeps (`befores`): twice
+ * the largest state of a view with triggers, so a write that applies one event always fits, and
+ * the rest of DynamoDB's 400 KB stays for keys, offsets and attribute names.
+ */
+export const MAX_ITEM_STATES_BYTES = 2 * MAX_TRIGGERED_STATE_BYTES;
+
+/** One state a write passed through, after one applied event: its version and JSON. */
+export interface WrittenState {
+  readonly version: number;
+  readonly stateJson: string;
+}
+
+/** What a write stores, as {@link writeBookkeeping} needs it. */
+export interface WriteStates {
+  /** The new state (JSON) and version. */
+  readonly version: number;
+  readonly stateJson: string;
+  /**
+   * The states between the snapshot's and the new one, oldest first, one per applied event
+   * that changed the state (recorded only when a trigger takes every change).
+   */
+  readonly intermediates: readonly WrittenState[];
+}
+
+/** Whether a trigger takes one change per applied event (`changes: 'every'`). */
+function takesEvery(trigger: Trigger<any> | undefined): boolean {
+  return trigger?.changes === 'every';
+}
+
+/**
+ * The states to keep for `pending`: each trigger's last judged state and, from the lowest
+ * version an `every` trigger last judged (`floor`), every state after it the write passed
+ * through. `lookup` gives a version's state, or undefined when nothing holds it.
+ */
+function keptBefores(
+  pending: Readonly<Record<string, number>>,
+  floor: number | undefined,
+  versions: Iterable<number>,
+  lookup: (version: number) => unknown,
+): Record<string, unknown> {
+  const befores: Record<string, unknown> = {};
+  const keep = (version: number): void => {
+    if (version === 0) return;
+    const name = String(version);
+    if (befores[name] !== undefined) return;
+    const state = lookup(version);
+    if (state !== undefined) befores[name] = state;
+  };
+  for (const since of Object.values(pending)) keep(since);
+  if (floor !== undefined) for (const version of versions) if (version > floor) keep(version);
+  return befores;
+}
+
+/** The lowest version a trigger in `pending` last judged, among those `every` names (all when undefined). */
+function lowestSince(pending: Readonly<Record<string, number>>, every?: (name: string) => boolean): number | undefined {
+  let floor: number | undefined;
+  for (const [name, since] of Object.entries(pending)) {
+    if (every !== undefined && !every(name)) continue;
+    if (floor === undefined || since < floor) floor = since;
+  }
+  return floor;
+}
+
+/**
  * What a write of `snapshot`'s item carries: a trigger with a change not yet delivered keeps
- * its older `before`; when the state `changed`, the other `triggers` start from the state they
- * were last judged on (the write's starting state). Undefined when no change is owed.
+ * its older `before`; a trigger owes a change when the write changed the final state
+ * (`'coalesced'`) or any state it passed through (`'every'`), starting from the state it was
+ * last judged on (the write's starting state). While an `'every'` trigger owes changes, the
+ * intermediate states after the one it last judged stay in `befores` until delivered, so a
+ * crash redelivers each of them. Undefined when no change is owed.
  *
  * @example
- * const bookkeeping = writeBookkeeping(snapshot, nextJson !== snapshot.stateJson, triggers);
+ * const bookkeeping = writeBookkeeping(snapshot, { version, stateJson, intermediates: [] }, triggers);
  * const item = { ...rest, ...(bookkeeping ?? {}) };
  */
 export function writeBookkeeping(
   snapshot: ItemSnapshot,
-  changed: boolean,
+  write: WriteStates,
   triggers: readonly Trigger<any>[],
 ): Bookkeeping | undefined {
+  const finalChanged = write.stateJson !== snapshot.stateJson;
+  const anyChanged = finalChanged || write.intermediates.some((s) => s.stateJson !== snapshot.stateJson);
   const pending: Record<string, number> = { ...snapshot.pending };
-  const befores: Record<string, unknown> = {};
-  if (changed) {
-    for (const trigger of triggers) {
-      if (pending[trigger.name] === undefined) pending[trigger.name] = snapshot.version;
-    }
+  for (const trigger of triggers) {
+    if (pending[trigger.name] !== undefined) continue;
+    if (takesEvery(trigger) ? anyChanged : finalChanged) pending[trigger.name] = snapshot.version;
   }
-  for (const since of Object.values(pending)) {
-    if (since === 0) continue;
-    const name = String(since);
-    if (befores[name] !== undefined) continue;
-    const before =
-      since === snapshot.version && snapshot.stateJson !== undefined
-        ? JSON.parse(snapshot.stateJson)
-        : snapshot.befores?.[name];
-    if (before !== undefined) befores[name] = before;
-  }
-  return Object.keys(pending).length > 0 ? { pending, befores } : undefined;
+  if (Object.keys(pending).length === 0) return undefined;
+  const byName = new Map(triggers.map((t) => [t.name, t]));
+  const floor = lowestSince(pending, (name) => takesEvery(byName.get(name)));
+  const written = new Map(write.intermediates.map((s) => [s.version, s.stateJson]));
+  const versions = [
+    ...Object.keys(snapshot.befores ?? {}).map(Number),
+    ...(snapshot.stateJson !== undefined ? [snapshot.version] : []),
+    ...written.keys(),
+  ];
+  const befores = keptBefores(pending, floor, versions, (version) => {
+    if (version === snapshot.version && snapshot.stateJson !== undefined) return JSON.parse(snapshot.stateJson);
+    const json = written.get(version);
+    if (json !== undefined) return JSON.parse(json);
+    return snapshot.befores?.[String(version)];
+  });
+  return { pending, befores };
+}
+
+/**
+ * Bytes of the states `snapshot`'s bookkeeping keeps plus its state: what a write adds its own
+ * states to when checking {@link MAX_ITEM_STATES_BYTES}. An upper bound, counted as JSON.
+ */
+export function keptStatesBytes(snapshot: ItemSnapshot): number {
+  let bytes = snapshot.stateJson !== undefined ? Buffer.byteLength(snapshot.stateJson) : 0;
+  for (const state of Object.values(snapshot.befores ?? {})) bytes += Buffer.byteLength(JSON.stringify(state));
+  return bytes;
 }
 
 /** The bookkeeping a stored item carries, or undefined when it owes no change. */
@@ -79,14 +166,16 @@ export interface PendingDelivery {
   readonly deadLetter?: TriggerDeadLetterEntry;
 }
 
-/** Idempotency key of a change: `(view, key, window, version)` joined. */
-export function changeIdempotencyKey(view: string, key: string, window: string | undefined, version: number): string {
-  return `${view}#${key}#${window ?? ''}#${version}`;
+/** Idempotency key of a change: `(view, key, window start, version)` joined (an unwindowed item's window part is empty). */
+export function changeIdempotencyKey(view: string, key: string, window: { readonly start: number } | undefined, version: number): string {
+  return `${view}#${key}#${window?.start ?? ''}#${version}`;
 }
 
 /**
- * The changes an item owes its triggers: one per trigger listed in `pending`, from the state
- * that trigger last judged (`before`) to the current state, filtered by the trigger's `when`.
+ * The changes an item owes its triggers, filtered by each trigger's `when`: per trigger listed
+ * in `pending`, from the state that trigger last judged (`before`) to the current state: one
+ * change (`'coalesced'`), or one per state kept in `befores` after that one, each with its own
+ * version, oldest first (`'every'`; a state equal to the one before it is no change).
  *
  * @example
  * for (const d of pendingDeliveries(view, key, snapshot, app.triggers)) if (d.deliver) changes.push(d.change);
@@ -101,6 +190,7 @@ export function pendingDeliveries(
   const pending = snapshot.pending;
   if (pending === undefined || snapshot.stateJson === undefined) return [];
   const out: PendingDelivery[] = [];
+  const after = JSON.parse(snapshot.stateJson);
   for (const trigger of triggers) {
     if (trigger.view.name !== view.name) continue;
     const since = pending[trigger.name];
@@ -109,43 +199,71 @@ export function pendingDeliveries(
     // in the item) is where this one starts; one at or past this version leaves nothing to judge.
     const last = judged?.get(trigger.name);
     if (last !== undefined && last.version >= snapshot.version) continue;
-    const before =
-      last !== undefined && last.version >= since
-        ? JSON.parse(last.stateJson)
-        : since === 0
-          ? undefined
-          : snapshot.befores?.[String(since)];
-    const change: Change = {
-      view: view.name,
-      key,
-      before: before === undefined ? undefined : structuredClone(before),
-      after: JSON.parse(snapshot.stateJson),
-      version: snapshot.version,
-      offsets: { ...snapshot.offsets },
-      idempotencyKey: changeIdempotencyKey(view.name, key, undefined, snapshot.version),
-    };
-    try {
-      out.push({ trigger, change, deliver: trigger.when(change) === true });
-    } catch (error) {
-      out.push({
-        trigger,
-        change,
-        deliver: false,
-        deadLetter: {
-          kind: 'trigger',
-          code: 'TRIGGER_WHEN_FAILED',
-          reason: `trigger "${trigger.name}": when() threw for key "${key}" version ${snapshot.version}: ${errorInfo(error).message}; make when() return a boolean for every change`,
-          trigger: trigger.name,
-          view: view.name,
-          key,
-          function: trigger.function,
-          change,
-          error: errorInfo(error),
-        },
-      });
+    const from = last !== undefined && last.version >= since ? last.version : since;
+    let before: unknown =
+      from !== since ? JSON.parse(last!.stateJson) : since === 0 ? undefined : snapshot.befores?.[String(since)];
+    const steps: { version: number; state: unknown }[] = [];
+    if (takesEvery(trigger)) {
+      const versions = Object.keys(snapshot.befores ?? {})
+        .map(Number)
+        .filter((version) => version > from && version < snapshot.version)
+        .sort((a, b) => a - b);
+      for (const version of versions) steps.push({ version, state: snapshot.befores![String(version)] });
+    }
+    steps.push({ version: snapshot.version, state: after });
+    for (const step of steps) {
+      // An event that left the state as it was is no change (a crash re-read may reorder keys: compare values).
+      if (takesEvery(trigger) && before !== undefined && isDeepStrictEqual(before, step.state)) continue;
+      out.push(judgeChange(trigger, view.name, key, before, step.state, step.version, snapshot.offsets, snapshot.window));
+      before = step.state;
     }
   }
   return out;
+}
+
+/** One change, judged by its trigger's `when` (a throw dead-letters it). */
+function judgeChange(
+  trigger: Trigger<any>,
+  view: string,
+  key: string,
+  before: unknown,
+  after: unknown,
+  version: number,
+  offsets: Readonly<Record<string, string>>,
+  window: WindowBounds | undefined,
+): PendingDelivery {
+  const change: Change = {
+    view,
+    key,
+    ...(window !== undefined ? { window: { start: window.start, end: window.end } } : {}),
+    before: before === undefined ? undefined : structuredClone(before),
+    after: structuredClone(after),
+    version,
+    offsets: { ...offsets },
+    idempotencyKey: changeIdempotencyKey(view, key, window, version),
+  };
+  try {
+    // The change travels as JSON (bigints tagged); when() sees the view's own types, as handlers do.
+    const judged = { ...change, before: decodeState(change.before), after: decodeState(change.after) };
+    return { trigger, change, deliver: trigger.when(judged) === true };
+  } catch (error) {
+    return {
+      trigger,
+      change,
+      deliver: false,
+      deadLetter: {
+        kind: 'trigger',
+        code: 'TRIGGER_WHEN_FAILED',
+        reason: `trigger "${trigger.name}": when() threw for key "${key}" version ${version}: ${errorInfo(error).message}; make when() return a boolean for every change`,
+        trigger: trigger.name,
+        view,
+        key,
+        function: trigger.function,
+        change,
+        error: errorInfo(error),
+      },
+    };
+  }
 }
 
 /**
@@ -170,13 +288,9 @@ export function advancePending(
     }
   }
   if (!advanced) return snapshot;
-  const befores: Record<string, unknown> = {};
-  for (const since of Object.values(pending)) {
-    const name = String(since);
-    if (befores[name] !== undefined) continue;
-    const before = since === version ? JSON.parse(stateJson) : snapshot.befores?.[name];
-    if (before !== undefined) befores[name] = before;
-  }
+  const befores = keptBefores(pending, lowestSince(pending), Object.keys(snapshot.befores ?? {}).map(Number), (v) =>
+    v === version ? JSON.parse(stateJson) : snapshot.befores?.[String(v)],
+  );
   return { ...snapshot, pending, befores };
 }
 
@@ -187,11 +301,11 @@ export function clearPending(snapshot: ItemSnapshot, cleared: readonly string[])
   for (const name of cleared) delete pending[name];
   const { pending: _p, befores: _b, ...rest } = snapshot;
   if (Object.keys(pending).length === 0) return rest;
-  const befores: Record<string, unknown> = {};
-  for (const since of Object.values(pending)) {
-    const v = snapshot.befores?.[String(since)];
-    if (v !== undefined) befores[String(since)] = v;
-  }
+  // Which remaining triggers take every change is not known here: keep every state from the
+  // lowest version still owed (a superset; the item's next write keeps exactly what is needed).
+  const befores = keptBefores(pending, lowestSince(pending), Object.keys(snapshot.befores ?? {}).map(Number), (v) =>
+    snapshot.befores?.[String(v)],
+  );
   return { ...rest, pending, befores };
 }
 

@@ -98,3 +98,28 @@ export function emfLine(app: string, metrics: EngineMetrics, timestampMs: number
     ...metrics,
   });
 }
+
+/**
+ * One EMF line of per-view counts: namespace `Tributary`, dimensions `App` and `View` (e.g.
+ * `LateEvents` of a windowed view).
+ *
+ * @example
+ * log.raw(emfViewLine('gym', 'bookingsPerDay', { LateEvents: 3 }));
+ */
+export function emfViewLine(app: string, view: string, metrics: Readonly<Record<string, number>>, timestampMs: number = Date.now()): string {
+  return JSON.stringify({
+    _aws: {
+      Timestamp: timestampMs,
+      CloudWatchMetrics: [
+        {
+          Namespace: METRICS_NAMESPACE,
+          Dimensions: [['App', 'View']],
+          Metrics: Object.keys(metrics).map((name) => ({ Name: name, Unit: 'Count' })),
+        },
+      ],
+    },
+    App: app,
+    View: view,
+    ...metrics,
+  });
+}

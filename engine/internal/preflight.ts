@@ -7,7 +7,7 @@
 import { DescribeTableCommand, type TableDescription } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
-import { classifyAwsError, TABLE_KEY_SCHEMA } from '../../sdk/contract/index.ts';
+import { classifyAwsError, TABLE_INDEXES, TABLE_KEY_SCHEMA } from '../../sdk/contract/index.ts';
 import type { Trigger } from '../../sdk/index.ts';
 import { EngineError, errorInfo } from './errors.ts';
 
@@ -43,7 +43,41 @@ export function keySchemaProblem(table: TableDescription): string | undefined {
   return `key schema is ${describeKeys(table)}, the engine needs ${wanted}`;
 }
 
-/** Checks the views table exists and has the engine's key schema; throws TABLE_NOT_FOUND or TABLE_SCHEMA_MISMATCH. */
+/**
+ * What is wrong with a table's global secondary indexes for the views layout (`TABLE_INDEXES`:
+ * `byKey` and `closing`, KEYS_ONLY), or undefined when both are there. A table without them was
+ * created for an earlier storage layout (or by hand): reads could not list its keys.
+ *
+ * @example
+ * tableIndexProblem({ GlobalSecondaryIndexes: [] });
+ * // 'index byKey (ixShard HASH S, ixKey RANGE S, KEYS_ONLY) is missing; ...'
+ */
+export function tableIndexProblem(table: TableDescription): string | undefined {
+  const types = new Map((table.AttributeDefinitions ?? []).map((a) => [a.AttributeName, a.AttributeType]));
+  const problems: string[] = [];
+  for (const expected of Object.values(TABLE_INDEXES)) {
+    const wanted = `${expected.partitionKey.name} HASH ${expected.partitionKey.type}, ${expected.sortKey.name} RANGE ${expected.sortKey.type}, ${expected.projection}`;
+    const index = (table.GlobalSecondaryIndexes ?? []).find((i) => i.IndexName === expected.indexName);
+    if (index === undefined) {
+      problems.push(`index ${expected.indexName} (${wanted}) is missing`);
+      continue;
+    }
+    const keys = index.KeySchema ?? [];
+    const fits =
+      keys.length === 2 &&
+      keys.some((k) => k.AttributeName === expected.partitionKey.name && k.KeyType === 'HASH' && types.get(k.AttributeName) === expected.partitionKey.type) &&
+      keys.some((k) => k.AttributeName === expected.sortKey.name && k.KeyType === 'RANGE' && types.get(k.AttributeName) === expected.sortKey.type) &&
+      index.Projection?.ProjectionType === expected.projection;
+    if (!fits) {
+      const has = keys.map((k) => `${k.AttributeName} ${k.KeyType} ${types.get(k.AttributeName ?? '') ?? '?'}`).join(', ');
+      problems.push(`index ${expected.indexName} is ${has}, ${index.Projection?.ProjectionType ?? '?'}, the layout needs ${wanted}`);
+    }
+  }
+  if (problems.length === 0) return undefined;
+  return `${problems.join('; ')} (a table created for an earlier storage layout cannot be read by this version: create a new table with the CDK stack or ensureViewsTable)`;
+}
+
+/** Checks the views table exists and has the engine's key schema and indexes; throws TABLE_NOT_FOUND or TABLE_SCHEMA_MISMATCH. */
 export async function checkViewsTable(dynamodb: DynamoDBDocumentClient, tableName: string): Promise<void> {
   let table: TableDescription | undefined;
   try {
@@ -62,7 +96,7 @@ export async function checkViewsTable(dynamodb: DynamoDBDocumentClient, tableNam
       context: { tableName },
     });
   }
-  const problem = table === undefined ? 'DescribeTable returned no table' : keySchemaProblem(table);
+  const problem = table === undefined ? 'DescribeTable returned no table' : (keySchemaProblem(table) ?? tableIndexProblem(table));
   if (problem !== undefined) {
     throw new EngineError(
       'TABLE_SCHEMA_MISMATCH',

@@ -12,8 +12,11 @@ import type { ChangeOrigin, ChangeOutcome, ChangeSink, DeadLetterSink } from './
 import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError, errorInfo } from './errors.ts';
-import { foldItem, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
-import { settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
+import { foldItem, itemId, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
+import { clearPending, settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
+import { planSessions, sessionReadRange } from './sessions.ts';
+import { coordinates } from './dead-letter.ts';
+import { NO_STREAM_TIME, StreamClock, type PartitionStreamTime } from './windows.ts';
 import { StateCache } from './state-cache.ts';
 
 /** DynamoDB-shaped storage of view items and checkpoints, as the processor needs it. */
@@ -27,10 +30,34 @@ export interface ItemStore {
    * Throws an {@link EngineError} `WRITE_CONFLICT` when the condition fails.
    */
   putItem(item: ViewItem, expectedVersion: number): Promise<void>;
-  /** Records that everything below `nextOffset` of the partition is durable. */
-  writeCheckpoint(topic: string, partition: number, nextOffset: string): Promise<void>;
+  /**
+   * Records that everything below `nextOffset` of the partition is durable, with the stream
+   * time of its windowed views at that offset (view -> epoch ms; omitted for a topic without).
+   */
+  writeCheckpoint(topic: string, partition: number, nextOffset: string, streamTime?: Readonly<Record<string, number>>): Promise<void>;
   /** The partition's checkpoint (next offset to consume), read consistently; undefined when none. */
   readCheckpoint(topic: string, partition: number): Promise<string | undefined>;
+  /** The partition's checkpoint with its stream times, read consistently; undefined when none. */
+  readCheckpointState(topic: string, partition: number): Promise<CheckpointState | undefined>;
+  /**
+   * The windowed items of one key (item collection `pk`) that start below `startBelow` and end
+   * above `endAbove`, read consistently (session views: the sessions a batch may touch).
+   */
+  readWindows(pk: string, startBelow: number, endAbove: number): Promise<ViewItem[]>;
+  /**
+   * Puts and deletes items atomically (one transaction), each conditional on its stored
+   * version (0 = must not exist). Throws `WRITE_CONFLICT` when any condition fails.
+   */
+  writeAtomically(puts: readonly { item: ViewItem; expectedVersion: number }[], deletes: readonly { key: ItemKey; version: number }[]): Promise<void>;
+}
+
+/** A checkpoint as the window logic reads it. */
+export interface CheckpointState {
+  readonly partition: number;
+  /** Next offset to consume, decimal. */
+  readonly offset: string;
+  /** View -> stream time at `offset` (epoch ms). */
+  readonly streamTime: Readonly<Record<string, number>>;
 }
 
 /** Limits of a {@link BatchProcessor}. */
@@ -59,6 +86,8 @@ export interface BatchResult {
   readonly reads: number;
   readonly deadLetters: number;
   readonly changesDelivered: number;
+  /** Late events per windowed view (not applied; dead-lettered or dropped by the view's `onLate`). */
+  readonly late: Readonly<Record<string, number>>;
   /** Milliseconds spent loading states, folding and writing, delivering changes and dead letters. */
   readonly timings: { readonly loadMs: number; readonly writeMs: number; readonly deliverMs: number };
 }
@@ -90,6 +119,8 @@ interface ItemOutcome {
   readonly conflicts: number;
   readonly reads: number;
   readonly deadLetters: PoisonDeadLetter[];
+  /** Events left for a later write of this batch (see `FoldResult.deferred`). */
+  readonly deferred: ItemEvents['events'];
 }
 
 /**
@@ -101,8 +132,19 @@ export class BatchProcessor {
   /** Trigger bookkeeping: judging turns, `before`s, settling (see {@link TriggerLedger}). */
   private readonly ledger: TriggerLedger;
 
+  /** Source topics of windowed views: their partitions keep a stream time. */
+  private readonly windowedSources: ReadonlySet<string>;
+  /** Per `topic/partition`, the stream time left by its last durable batch here (see windows.ts). */
+  private readonly clocks = new Map<string, PartitionStreamTime>();
+  /**
+   * Per `topic/partition`, the stream times at the next offsets of batches applied and not yet
+   * checkpointed, oldest first: a checkpoint stores the stream time of exactly its offset.
+   */
+  private readonly streamTimesAt = new Map<string, { next: bigint; times: Record<string, number> }[]>();
+
   constructor(private readonly deps: ProcessorDeps) {
     this.ledger = new TriggerLedger(deps.app.triggers);
+    this.windowedSources = new Set(deps.app.views.filter((v) => v.window !== undefined).map((v) => v.source));
   }
 
   /**
@@ -112,17 +154,27 @@ export class BatchProcessor {
    * the trigger deliveries (see {@link ChangeOrigin}); a lost right rejects with `PARTITION_LOST`.
    */
   async apply(topic: string, partition: number, records: readonly SourceRecord[], origin: ChangeOrigin = {}): Promise<BatchResult> {
+    if (!this.windowedSources.has(topic)) return this.applyBatch(topic, partition, records, origin);
+    // One at a time with the partition's stream-time advances (idle close): a batch judges
+    // lateness from the stream time an advance left, and an advance starts from the batch's.
+    return this.mutex.run(streamLock(topic, partition), () => this.applyBatch(topic, partition, records, origin));
+  }
+
+  private async applyBatch(topic: string, partition: number, records: readonly SourceRecord[], origin: ChangeOrigin): Promise<BatchResult> {
     const { app, store, cache, limits } = this.deps;
     const now = this.deps.now ?? (() => new Date());
     const started = Date.now();
-    const routed = routeRecords(app.views, records);
+    const clock = this.windowedSources.has(topic) ? new StreamClock(await this.streamTimeOf(topic, partition)) : undefined;
+    const routed = routeRecords(app.views, records, clock);
     this.stopOnPoison(routed.deadLetters);
 
     // Load: cache first, then one batched consistent read for the misses.
     const items = [...routed.items.values()];
+    const lateByView: Record<string, number> = { ...routed.late };
     const snapshots = new Map<string, ItemSnapshot>();
     const misses: { id: string; key: ItemKey }[] = [];
     for (const item of items) {
+      if (item.session) continue; // read through readWindows when folded
       const cached = cache.get(item.id);
       if (cached !== undefined) snapshots.set(item.id, cached);
       else misses.push({ id: item.id, key: item.itemKey });
@@ -143,9 +195,14 @@ export class BatchProcessor {
     // The batch's turns to judge items (see `deliverPending`) end with it, whatever happens.
     try {
       // Fold and write, one conditional write per changed item.
-      const outcomes = await mapLimit(items, limits.writeConcurrency, (item) =>
-        this.mutex.run(item.id, () => this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates)),
+      const perItem = await mapLimit(items, limits.writeConcurrency, (item) =>
+        this.mutex.run(item.id, () =>
+          item.session
+            ? this.foldSessions(item, now(), gates, lateByView)
+            : this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates, true).then((o) => [o]),
+        ),
       );
+      const outcomes = perItem.flat();
 
       // Dead letters, then trigger changes; both must be durable before the commit.
       const letters: DeadLetter[] = [...routed.deadLetters];
@@ -153,16 +210,35 @@ export class BatchProcessor {
       let skipped = 0;
       let writes = 0;
       let conflicts = 0;
-      for (const outcome of outcomes) {
-        letters.push(...outcome.deadLetters);
-        applied += outcome.applied;
-        skipped += outcome.skipped;
-        writes += outcome.wrote ? 1 : 0;
-        conflicts += outcome.conflicts;
-        reads += outcome.reads;
-      }
+      const tally = (round: readonly ItemOutcome[]): void => {
+        for (const outcome of round) {
+          letters.push(...outcome.deadLetters);
+          applied += outcome.applied;
+          skipped += outcome.skipped;
+          writes += outcome.wrote ? 1 : 0;
+          conflicts += outcome.conflicts;
+          reads += outcome.reads;
+        }
+      };
+      tally(outcomes);
       const written = Date.now();
-      const changesDelivered = await this.deliverPending(outcomes, letters, gates, origin);
+      let changesDelivered = await this.deliverPending(outcomes, letters, gates, origin);
+      // A burst of one item's events whose states would not fit its bookkeeping (a trigger
+      // takes every change) was split: the rest is folded and written now that the changes of
+      // the first part are delivered, as often as it takes (each later write applies at least one).
+      for (let round = outcomes; round.some((o) => o.deferred.length > 0); ) {
+        round = await mapLimit(
+          round.filter((o) => o.deferred.length > 0),
+          limits.writeConcurrency,
+          // From the cache, else the last write with its changes settled (the round before judged them all).
+          (o) =>
+            this.mutex.run(o.item.id, () =>
+              this.foldAndWrite({ ...o.item, events: o.deferred }, clearPending(o.snapshot, Object.keys(o.snapshot.pending ?? {})), now(), gates, false),
+            ),
+        );
+        tally(round);
+        changesDelivered += await this.deliverPending(round, letters, gates, origin);
+      }
       if (letters.length > 0) {
         try {
           await this.deps.deadLetters.send(letters);
@@ -177,19 +253,21 @@ export class BatchProcessor {
 
       const last = records[records.length - 1];
       const nextOffset = last === undefined ? '0' : (BigInt(last.offset) + 1n).toString();
+      if (clock !== undefined) this.noteStreamTime(topic, partition, clock.state());
       return {
         topic,
         partition,
         records: records.length,
         nextOffset,
         applied,
-        skipped,
+        skipped: skipped + routed.settled,
         filtered: routed.filtered,
         writes,
         conflicts,
         reads,
         deadLetters: letters.length,
         changesDelivered,
+        late: lateByView,
         timings: { loadMs: loaded - started, writeMs: written - loaded, deliverMs: Date.now() - written },
       };
     } finally {
@@ -199,6 +277,7 @@ export class BatchProcessor {
 
   private stopOnPoison(letters: readonly PoisonDeadLetter[]): void {
     for (const letter of letters) {
+      if (letter.code === 'LATE') continue; // late is not poison: the view's onLate decides
       const view = this.deps.app.views.find((v) => v.name === letter.view);
       if (view?.onPoison === 'stop') {
         throw new EngineError(
@@ -219,7 +298,8 @@ export class BatchProcessor {
     }
   }
 
-  private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date, gates: GateList): Promise<ItemOutcome> {
+  /** `deferWhenFull`: see `FoldOptions.deferWhenFull` (the first round of a batch, not the later ones). */
+  private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date, gates: GateList, deferWhenFull: boolean): Promise<ItemOutcome> {
     const { store, cache, limits } = this.deps;
     const triggers = this.ledger.triggersOf(item.view.name);
     // Another batch of this process may have written the item since it was loaded.
@@ -227,7 +307,12 @@ export class BatchProcessor {
     let conflicts = 0;
     let reads = 0;
     for (;;) {
-      const result = foldItem(item.view, item.key, snapshot, item.events, { triggers, now });
+      const result = foldItem(item.view, item.key, snapshot, item.events, {
+        triggers,
+        now,
+        deferWhenFull,
+        ...(item.window !== undefined ? { window: item.window } : {}),
+      });
       this.stopOnPoison(result.deadLetters);
       if (result.write === undefined) {
         if (cache.peek(item.id) === undefined) cache.set(item.id, snapshot);
@@ -240,6 +325,7 @@ export class BatchProcessor {
           conflicts,
           reads,
           deadLetters: result.deadLetters,
+          deferred: result.deferred,
         };
       }
       try {
@@ -280,7 +366,107 @@ export class BatchProcessor {
         conflicts,
         reads,
         deadLetters: result.deadLetters,
+        deferred: result.deferred,
       };
+    }
+  }
+
+  /**
+   * Folds one session key's events: reads the stored sessions they may touch, plans which
+   * sessions form and merge ({@link planSessions}), folds each, and writes each session with the
+   * deletes of the sessions it absorbed in one transaction. A lost condition reads and plans again.
+   * Session items are not cached: the plan needs the key's neighbouring sessions, one Query.
+   */
+  private async foldSessions(item: ItemEvents, now: Date, gates: GateList, lateByView: Record<string, number>): Promise<ItemOutcome[]> {
+    const { store, limits } = this.deps;
+    const view = item.view;
+    const triggers = this.ledger.triggersOf(view.name);
+    const range = sessionReadRange(view, item.events);
+    let conflicts = 0;
+    let reads = 0;
+    for (;;) {
+      reads += 1;
+      const read = (await store.readWindows(item.itemKey.pk, range.startBelow, range.endAbove)).filter(
+        (i) => i.windowStart !== undefined && i.windowEnd !== undefined,
+      );
+      // Trigger bookkeeping a checkpoint proves delivered is settled, as for any item read.
+      await this.refreshCheckpoints(read.map((i) => snapshotOf(i)));
+      const stored = read.map((i) => {
+        const settled = this.ledger.settle(snapshotOf(i));
+        const { pending: _p, befores: _b, ...rest } = i;
+        return { item: settled.pending === undefined ? rest : i, bounds: { start: i.windowStart!, end: i.windowEnd! } };
+      });
+      const plan = planSessions(view, item.key, stored, item.events, (e) => e.streamTimeMs ?? e.timeMs!);
+      if (plan.mergeError !== undefined) {
+        throw new EngineError(
+          'INTERNAL_ERROR',
+          `view "${view.name}": merge() failed for key "${item.key}" merging sessions ${plan.mergeError.sessions.map((b) => `[${b.start}, ${b.end})`).join(', ')}: ${errorInfo(plan.mergeError.error).message}; make merge(a, b) return the combined state for every pair of sessions`,
+          { cause: plan.mergeError.error, context: { view: view.name, key: item.key } },
+        );
+      }
+      const letters: PoisonDeadLetter[] = [];
+      for (const { event, closed } of plan.late) {
+        if (view.window!.onLate === 'dead-letter') letters.push(lateSessionLetter(view, item.key, event, closed));
+      }
+      const outcomes: ItemOutcome[] = [];
+      const puts: { item: ViewItem; expectedVersion: number }[] = [];
+      const deletes: { key: ItemKey; version: number }[] = [];
+      const results = plan.sessions.map((session) => ({
+        session,
+        result: foldItem(view, item.key, session.snapshot, session.events, { triggers, now, window: session.bounds }),
+      }));
+      for (const { session, result } of results) {
+        // Only a trigger taking every change defers events, and defineApp refuses one on a session view.
+        if (result.deferred.length > 0) {
+          throw new EngineError('INTERNAL_ERROR', `view "${view.name}": a session write deferred ${result.deferred.length} event(s) of key "${item.key}"; session views take no changes: 'every' trigger`, {
+            context: { view: view.name, key: item.key },
+          });
+        }
+        this.stopOnPoison(result.deadLetters);
+        letters.push(...result.deadLetters);
+        if (result.write === undefined) continue;
+        puts.push({ item: result.write.item, expectedVersion: result.write.expectedVersion });
+        for (const absorbed of session.absorbed) deletes.push({ key: { pk: absorbed.item.pk, sk: absorbed.item.sk }, version: absorbed.item.version });
+      }
+      try {
+        if (puts.length > 0) await store.writeAtomically(puts, deletes);
+      } catch (error) {
+        if (!(error instanceof EngineError) || error.code !== 'WRITE_CONFLICT') throw error;
+        conflicts += 1;
+        if (conflicts >= limits.maxConflictRetries) {
+          throw new EngineError(
+            'CONFLICT_RETRIES_EXHAUSTED',
+            `view "${view.name}" key "${item.key}": the key's sessions changed under ${conflicts} consecutive transactions; the batch is retried`,
+            { retriable: true, context: { view: view.name, key: item.key } },
+          );
+        }
+        continue;
+      }
+      lateByView[view.name] = (lateByView[view.name] ?? 0) + plan.late.length;
+      let first = true;
+      for (const { session, result } of results) {
+        const id = itemId(session.itemKey);
+        const sessionItem: ItemEvents = { id, view, key: item.key, itemKey: session.itemKey, window: session.bounds, events: session.events };
+        const snapshot = result.write?.snapshot ?? session.snapshot;
+        const gate = result.write?.snapshot.pending !== undefined ? this.ledger.registerGate(id, gates) : undefined;
+        outcomes.push({
+          item: sessionItem,
+          ...(gate !== undefined ? { gate } : {}),
+          snapshot,
+          applied: result.applied,
+          skipped: result.skipped + (first ? plan.skipped : 0),
+          wrote: result.write !== undefined,
+          conflicts: first ? conflicts : 0,
+          reads: first ? reads : 0,
+          deadLetters: first ? [...letters] : [],
+          deferred: [],
+        });
+        first = false;
+      }
+      if (outcomes.length === 0) {
+        outcomes.push({ item, snapshot: { version: 0, stateJson: undefined, offsets: {} }, applied: 0, skipped: plan.skipped, wrote: false, conflicts, reads, deadLetters: letters, deferred: [] });
+      }
+      return outcomes;
     }
   }
 
@@ -396,10 +582,78 @@ export class BatchProcessor {
     return delivered;
   }
 
-  /** Records that everything of the partition below `nextOffset` is durable (after {@link apply}). */
+  /**
+   * Records that everything of the partition below `nextOffset` is durable (after {@link apply}),
+   * with the stream time of its windowed views at that offset.
+   */
   async checkpoint(topic: string, partition: number, nextOffset: string): Promise<void> {
-    await this.deps.store.writeCheckpoint(topic, partition, nextOffset);
+    const streamTime = this.windowedSources.has(topic) ? await this.streamTimeAt(topic, partition, BigInt(nextOffset)) : undefined;
+    await this.deps.store.writeCheckpoint(topic, partition, nextOffset, streamTime);
     this.ledger.noteDurable(offsetsKey(topic, partition), BigInt(nextOffset));
+    if (streamTime !== undefined) {
+      // Entries before the one just stored are done with; it stays for a later checkpoint at the same offset.
+      const entries = this.streamTimesAt.get(`${topic}/${partition}`) ?? [];
+      const keep = entries.findLastIndex((entry) => entry.next <= BigInt(nextOffset));
+      if (keep > 0) entries.splice(0, keep);
+    }
+  }
+
+  /**
+   * Forgets the stream times kept in memory, so each partition's next batch starts from its
+   * checkpoint: after a rebalance, another task may have moved a partition on meanwhile.
+   */
+  forgetStreamTimes(): void {
+    this.clocks.clear();
+  }
+
+  /**
+   * Raises `view`'s stream time on a partition to at least `timeMs` (idle close, or a test
+   * driver's advance), at the partition's current position. Returns the offset to checkpoint it
+   * at when it moved (the caller checkpoints it before any window closes by it), else undefined.
+   */
+  async advanceStreamTime(topic: string, partition: number, view: string, timeMs: number): Promise<string | undefined> {
+    return this.mutex.run(streamLock(topic, partition), async () => {
+      const known = await this.streamTimeOf(topic, partition);
+      const clock = new StreamClock(known);
+      if (!clock.advance(view, timeMs)) return undefined;
+      const state = clock.state();
+      this.noteStreamTime(topic, partition, state);
+      return (state.decidedThrough + 1n).toString();
+    });
+  }
+
+  /** The stream time of a partition as this process knows it, else as its checkpoint stored it. */
+  async streamTimeOf(topic: string, partition: number): Promise<PartitionStreamTime> {
+    const key = `${topic}/${partition}`;
+    const known = this.clocks.get(key);
+    if (known !== undefined) return known;
+    const stored = await this.deps.store.readCheckpointState(topic, partition);
+    const state = stored === undefined ? NO_STREAM_TIME : { decidedThrough: BigInt(stored.offset) - 1n, times: { ...stored.streamTime } };
+    this.clocks.set(key, state);
+    return state;
+  }
+
+  private noteStreamTime(topic: string, partition: number, state: PartitionStreamTime): void {
+    const key = `${topic}/${partition}`;
+    this.clocks.set(key, state);
+    const next = state.decidedThrough + 1n;
+    const entries = this.streamTimesAt.get(key) ?? [];
+    this.streamTimesAt.set(key, entries);
+    const last = entries[entries.length - 1];
+    // Updated in place when at the same offset (an advance): a checkpoint reads it when it writes.
+    if (last !== undefined && last.next === next) Object.assign(last.times, state.times);
+    else entries.push({ next, times: { ...state.times } });
+  }
+
+  /** The stream times to store with the checkpoint at `next`: those of exactly that offset. */
+  private async streamTimeAt(topic: string, partition: number, next: bigint): Promise<Record<string, number>> {
+    const entries = this.streamTimesAt.get(`${topic}/${partition}`) ?? [];
+    const entry = entries.findLast((e) => e.next <= next);
+    if (entry !== undefined) return { ...entry.times };
+    // No batch of this process reached it (a checkpoint past filtered records only): stream
+    // time has not moved since the stored checkpoint, if that is not past `next`.
+    const stored = await this.deps.store.readCheckpointState(topic, partition);
+    return stored !== undefined && BigInt(stored.offset) <= next ? { ...stored.streamTime } : {};
   }
 
   /**
@@ -415,4 +669,24 @@ export class BatchProcessor {
       }),
     );
   }
+}
+
+/** The processor's lock of one partition's stream time (distinct from item ids, which hold a newline). */
+function streamLock(topic: string, partition: number): string {
+  return `stream-time ${topic}/${partition}`;
+}
+
+/** The dead letter of a session event that would have changed a closed session. */
+function lateSessionLetter(view: App['views'][number], key: string, event: { record: SourceRecord; timeMs?: number; streamTimeMs?: number }, closed: { start: number; end: number }): PoisonDeadLetter {
+  const streamTimeMs = event.streamTimeMs ?? event.timeMs!;
+  const lateByMs = streamTimeMs - (closed.end + view.window!.graceMs);
+  return {
+    kind: 'poison',
+    code: 'LATE',
+    reason: `view "${view.name}": event at ${coordinates(event.record)} (time ${event.timeMs}) would join the session [${closed.start}, ${closed.end}) of key "${key}", closed ${lateByMs} ms of stream time ago (stream time ${streamTimeMs}, graceMs ${view.window!.graceMs}); it was not applied. Raise graceMs if such delays are normal, or set onLate: 'drop'`,
+    view: view.name,
+    key,
+    record: event.record,
+    late: { eventTimeMs: event.timeMs!, streamTimeMs, windows: [closed], lateByMs },
+  };
 }

@@ -35,7 +35,7 @@ import { startHealthServer, type HealthServer } from './health.ts';
 import { partitionLag } from './lag.ts';
 import { checkTriggerFunctions, checkViewsTable } from './preflight.ts';
 import { retrying, type RetryPolicy } from './retry-policy.ts';
-import { createLogger, emfLine, type Logger } from './log.ts';
+import { createLogger, emfLine, emfViewLine, type Logger } from './log.ts';
 import { PartitionOwnership, type DeliveryVerdict } from './ownership.ts';
 import { BatchProcessor, type BatchResult } from './processor.ts';
 import { exitLikeSignal, onShutdownSignal } from './shutdown-signals.ts';
@@ -44,6 +44,8 @@ import type { TriggerDispatcher } from './triggers/dispatcher.ts';
 import { createTriggerChangeSink } from './triggers/sink.ts';
 import { CommitPipeline } from './commit-pipeline.ts';
 import { createKafkajsConsumer, type SourceBatch, type SourceConsumer } from './kafka-consumer.ts';
+import { WindowCloser } from './window-closer.ts';
+import { idleAdvances } from './windows.ts';
 
 /**
  * Lifecycle of an engine task. `degraded`: running, but a batch or checkpoint is failing and
@@ -69,6 +71,10 @@ export interface EngineStats {
   readonly changesDelivered: number;
   readonly triggerInvocations: number;
   readonly triggerErrors: number;
+  /** Late events per windowed view (not applied; dead-lettered or dropped by the view's `onLate`). */
+  readonly lateEvents: Readonly<Record<string, number>>;
+  /** Final changes of closed windows handed to triggers (`emit: 'final'` views). */
+  readonly finalChanges: number;
   /**
    * Lag per assigned `topic/partition`: records between the high watermark and the group's
    * committed offset or this task's durable position, whichever is further. Probed from the
@@ -142,6 +148,16 @@ class EngineRuntime {
   };
   /** Counters at the last EMF line, for deltas. */
   private lastEmitted = { deadLetters: 0, eventsApplied: 0, triggerInvocations: 0, triggerErrors: 0 };
+  /** Late events per windowed view since start, and at the last EMF line. */
+  private readonly lateEvents: Record<string, number> = {};
+  private lastLateEmitted: Record<string, number> = {};
+  private finalChanges = 0;
+  /** Partitions per source topic, from the lag probe (the closing rule needs every partition's stream time). */
+  private readonly partitionCounts = new Map<string, number>();
+  /** Wall clock of the last record read per `topic/partition` (idle close), or of its assignment. */
+  private readonly lastReadMs = new Map<string, number>();
+  private windowTimer: NodeJS.Timeout | undefined;
+  private windowTick: Promise<void> | undefined;
   private readonly lag: Record<string, number> = {};
   /** Partitions of this task's current assignment, per topic (from the last GROUP_JOIN). */
   private assignment: Readonly<Record<string, readonly number[]>> = {};
@@ -258,6 +274,8 @@ class EngineRuntime {
   private stats(): EngineStats {
     return {
       ...this.counters,
+      lateEvents: { ...this.lateEvents },
+      finalChanges: this.finalChanges,
       lag: { ...this.lag },
       cache: {
         entries: this.cache.size,
@@ -338,6 +356,15 @@ class EngineRuntime {
       limits: { writeConcurrency: config.writeConcurrency, maxConflictRetries: config.maxConflictRetries },
       log: (level, msg, fields) => log.log(level, msg, fields),
     });
+    const closer = new WindowCloser({
+      views: app.views,
+      triggers: app.triggers,
+      store,
+      changes,
+      deadLetters,
+      partitionCount: (topic) => this.partitionCounts.get(topic),
+      closed: (id) => this.cache.delete(id),
+    });
 
     const source = createKafkajsConsumer(this.kafka, {
       groupId: config.groupId,
@@ -371,6 +398,13 @@ class EngineRuntime {
       joined: (assignment, memberId) => {
         log.info('joined consumer group', { groupId: config.groupId, memberId, assignment });
         this.generation = this.ownership.joined(assignment);
+        // Another task may have moved a partition's stream time on since this one last had it.
+        processor.forgetStreamTimes();
+        // A partition is quiet (idle close) from when this task got it, not from an earlier stint.
+        const joinedAt = Date.now();
+        for (const [topic, partitions] of Object.entries(assignment)) {
+          for (const partition of partitions) this.lastReadMs.set(`${topic}/${partition}`, joinedAt);
+        }
         this.onAssignment(assignment);
         markJoined();
       },
@@ -395,6 +429,12 @@ class EngineRuntime {
       void this.probeLag();
     }, config.metricsIntervalMs);
     this.metricsTimer.unref();
+    if (app.views.some((v) => v.window !== undefined)) {
+      this.windowTimer = setInterval(() => {
+        this.windowTick ??= this.closeWindows(processor, closer).finally(() => (this.windowTick = undefined));
+      }, config.windowCloseIntervalMs);
+      this.windowTimer.unref();
+    }
     log.info('engine running', {
       groupId: config.groupId,
       topics: app.sourceTopics,
@@ -486,9 +526,13 @@ class EngineRuntime {
       deadLetters,
       log: (level, msg, fields) => log.log(level, msg, { component: 'triggers', ...fields }),
       superseded: async (trigger, changes) => {
-        const keys = changes.map((change) => ({ id: itemId(viewItemKey(change.view, change.key)), key: viewItemKey(change.view, change.key) }));
+        const keys = changes.map((change) => {
+          const key = viewItemKey(change.view, change.key, change.window);
+          return { id: itemId(key), key };
+        });
         const items = await store.readItems(keys);
-        return changes.map((change, i) => change.window === undefined && changeSuperseded(items.get(keys[i]!.id), trigger.name, change.version));
+        // A final result is never superseded: its window takes no write after it.
+        return changes.map((change, i) => change.final !== true && changeSuperseded(items.get(keys[i]!.id), trigger.name, change.version));
       },
       onInvocation: (record) => {
         this.counters.triggerInvocations += 1;
@@ -517,6 +561,7 @@ class EngineRuntime {
     };
     const records = batch.records;
     this.counters.recordsConsumed += records.length;
+    this.lastReadMs.set(partitionKey, Date.now());
     // Long batches (a slow trigger, throttling) must not cost the partition: keep heartbeating.
     const beat = this.keepHeartbeating(heartbeat);
     let outcome: { value: BatchResult } | undefined;
@@ -577,6 +622,7 @@ class EngineRuntime {
     this.counters.conflicts += result.conflicts;
     this.counters.reads += result.reads;
     this.counters.changesDelivered += result.changesDelivered;
+    for (const [view, count] of Object.entries(result.late)) this.lateEvents[view] = (this.lateEvents[view] ?? 0) + count;
     const lag = Math.max(0, Number(batch.highWatermark) - Number(nextOffset));
     this.processedUpTo.set(`${topic}/${partition}`, BigInt(nextOffset));
     if (this.isAssigned(topic, partition)) this.lag[`${topic}/${partition}`] = lag;
@@ -692,6 +738,7 @@ class EngineRuntime {
       Promise.all(topics.map(async (topic) => ({ topic, offsets: await admin.fetchTopicOffsets(topic) }))),
       admin.fetchOffsets({ groupId: this.config.groupId, topics }),
     ]);
+    for (const { topic, offsets } of watermarks) this.partitionCounts.set(topic, offsets.length);
     if (assignment !== this.assignment || this.stopping !== undefined) return;
     const committedByKey = new Map<string, string>();
     for (const { topic, partitions } of committed) {
@@ -706,6 +753,39 @@ class EngineRuntime {
           committed: committedByKey.get(key),
           processed: this.processedUpTo.get(key),
         });
+      }
+    }
+  }
+
+  /**
+   * One round of the windows' clock, for each partition this task owns: a quiet one's stream
+   * time advances (views with `idleCloseMs`), checkpointed before anything closes by it; then the
+   * final results due in its closing shards are delivered. A failure is logged and the next
+   * round tries again: the closing attributes stay until a delivery succeeds.
+   */
+  private async closeWindows(processor: BatchProcessor, closer: WindowCloser): Promise<void> {
+    const { app, log } = this;
+    const generation = this.generation;
+    for (const [topic, partitions] of Object.entries(this.assignment)) {
+      if (!app.views.some((v) => v.window !== undefined && v.source === topic)) continue;
+      for (const partition of partitions) {
+        if (this.stopping !== undefined || this.fatal !== undefined || generation !== this.generation) return;
+        const key = `${topic}/${partition}`;
+        try {
+          const now = Date.now();
+          if (!this.lastReadMs.has(key)) this.lastReadMs.set(key, now);
+          for (const { view, timeMs } of idleAdvances(app.views, topic, this.lastReadMs.get(key)!, now)) {
+            const offset = await processor.advanceStreamTime(topic, partition, view, timeMs);
+            if (offset !== undefined) await this.commits!.schedule(topic, partition, offset, generation).tail;
+          }
+          if (!closer.closes(topic)) continue;
+          const right = (): DeliveryVerdict => this.ownership.verdict(topic, partition, generation);
+          if (right().right === 'lost') continue;
+          const { delivered } = await closer.closeDue(topic, partition, { right });
+          this.finalChanges += delivered;
+        } catch (error) {
+          log.warn('closing windows failed; the next round retries', { topic, partition, error });
+        }
       }
     }
   }
@@ -755,6 +835,11 @@ class EngineRuntime {
       deadLetters: c.deadLetters,
       cacheEntries: this.cache.size,
     });
+    for (const [view, count] of Object.entries(this.lateEvents)) {
+      const delta = count - (this.lastLateEmitted[view] ?? 0);
+      if (delta > 0) this.log.raw(emfViewLine(this.app.name, view, { LateEvents: delta }));
+    }
+    this.lastLateEmitted = { ...this.lateEvents };
     this.lastEmitted = {
       deadLetters: c.deadLetters,
       eventsApplied: c.eventsApplied,
@@ -810,6 +895,8 @@ class EngineRuntime {
         log.warn('shutdown grace period over; abandoning in-flight batches (they are re-read after restart)');
       }
     }
+    if (this.windowTimer !== undefined) clearInterval(this.windowTimer);
+    await this.windowTick;
     await this.dispatcher?.close().catch((error) => log.warn('trigger dispatcher close failed', { error }));
     await this.producer?.disconnect().catch(() => {});
     await this.admin?.disconnect().catch(() => {});

@@ -5,21 +5,25 @@
  * conditional-write semantics as DynamoDB, so tests exercise the real fold, fence and
  * bookkeeping code.
  */
-import type { App, Change, SourceRecord, Trigger, ViewKey } from '../../sdk/index.ts';
+import type { App, Change, SourceRecord, Trigger, ViewKey, WindowBounds } from '../../sdk/index.ts';
 import { checkpointKey, decodeState, encodeViewKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import type { DeadLetter } from './dead-letter.ts';
 import { EngineError } from './errors.ts';
 import { itemId } from './fold.ts';
-import { BatchProcessor, type BatchResult, type ItemStore } from './processor.ts';
+import { BatchProcessor, type BatchResult, type CheckpointState, type ItemStore } from './processor.ts';
+import { WindowCloser, type ClosingPage, type ClosingStore } from './window-closer.ts';
 import { StateCache } from './state-cache.ts';
 import { CommitPipeline } from './commit-pipeline.ts';
 import { createLogger } from './log.ts';
+import { idleAdvances } from './windows.ts';
 
 /** An item store in memory, with DynamoDB's conditional-write semantics. */
-export class MemoryItemStore implements ItemStore {
+export class MemoryItemStore implements ItemStore, ClosingStore {
   readonly items = new Map<string, ViewItem>();
   readonly checkpoints = new Map<string, string>();
+  /** Stream times per checkpoint (by sort key), as stored with it. */
+  readonly streamTimes = new Map<string, Record<string, number>>();
   reads = 0;
   writes = 0;
   conflicts = 0;
@@ -58,13 +62,80 @@ export class MemoryItemStore implements ItemStore {
     this.items.set(id, structuredClone(item));
   }
 
-  async writeCheckpoint(topic: string, partition: number, nextOffset: string): Promise<void> {
+  async readWindows(pk: string, startBelow: number, endAbove: number): Promise<ViewItem[]> {
+    this.reads += 1;
+    return [...this.items.values()]
+      .filter((item) => item.pk === pk && item.windowStart !== undefined && item.windowStart < startBelow && item.windowEnd! > endAbove)
+      .sort((a, b) => a.windowStart! - b.windowStart!)
+      .map((item) => structuredClone(item));
+  }
+
+  async writeAtomically(puts: readonly { item: ViewItem; expectedVersion: number }[], deletes: readonly { key: ItemKey; version: number }[]): Promise<void> {
+    for (const { item, expectedVersion } of puts) this.beforePut?.(item, expectedVersion);
+    const stale =
+      puts.find(({ item, expectedVersion }) => (this.items.get(itemId(item))?.version ?? 0) !== expectedVersion) ??
+      deletes.find(({ key, version }) => this.items.get(itemId(key))?.version !== version);
+    if (stale !== undefined) {
+      this.conflicts += 1;
+      throw new EngineError('WRITE_CONFLICT', 'a transaction condition failed: an item changed since it was read', { retriable: true });
+    }
+    for (const { key } of deletes) this.items.delete(itemId(key));
+    for (const { item } of puts) {
+      this.writes += 1;
+      this.items.set(itemId(item), structuredClone(item));
+    }
+  }
+
+  async writeCheckpoint(topic: string, partition: number, nextOffset: string, streamTime?: Readonly<Record<string, number>>): Promise<void> {
     this.beforeCheckpoint?.(topic, partition, nextOffset);
-    this.checkpoints.set(checkpointKey(topic, partition).sk, nextOffset);
+    const sk = checkpointKey(topic, partition).sk;
+    const stored = this.checkpoints.get(sk);
+    // As in DynamoDB: a checkpoint never moves backwards (the same offset again is written).
+    if (stored !== undefined && BigInt(stored) > BigInt(nextOffset)) return;
+    this.checkpoints.set(sk, nextOffset);
+    if (streamTime !== undefined) this.streamTimes.set(sk, { ...streamTime });
+    else this.streamTimes.delete(sk);
   }
 
   async readCheckpoint(topic: string, partition: number): Promise<string | undefined> {
     return this.checkpoints.get(checkpointKey(topic, partition).sk);
+  }
+
+  async readCheckpointState(topic: string, partition: number): Promise<CheckpointState | undefined> {
+    const sk = checkpointKey(topic, partition).sk;
+    const offset = this.checkpoints.get(sk);
+    return offset === undefined ? undefined : { partition, offset, streamTime: { ...this.streamTimes.get(sk) } };
+  }
+
+  async readCheckpointStates(topic: string): Promise<CheckpointState[]> {
+    const prefix = checkpointKey(topic, 0).sk.slice(0, -1);
+    const out: CheckpointState[] = [];
+    for (const [sk, offset] of this.checkpoints) {
+      if (!sk.startsWith(prefix) || !/^\d+$/.test(sk.slice(prefix.length))) continue;
+      out.push({ partition: Number(sk.slice(prefix.length)), offset, streamTime: { ...this.streamTimes.get(sk) } });
+    }
+    return out;
+  }
+
+  async queryClosing(shard: string, closedBelow: number, limit: number, startAfter?: Readonly<Record<string, unknown>>): Promise<ClosingPage> {
+    const due = [...this.items.values()]
+      .filter((item) => item.closeShard === shard && item.closeAt !== undefined && item.closeAt < closedBelow)
+      .sort((a, b) => a.closeAt! - b.closeAt! || itemId(a).localeCompare(itemId(b)));
+    const from = startAfter === undefined ? 0 : due.findIndex((item) => itemId(item) === startAfter.id) + 1;
+    const page = due.slice(from, from + limit);
+    const last = page[page.length - 1];
+    return {
+      keys: page.map((item) => ({ pk: item.pk, sk: item.sk })),
+      ...(from + limit < due.length && last !== undefined ? { next: { id: itemId(last) } } : {}),
+    };
+  }
+
+  async clearClosing(item: ViewItem): Promise<boolean> {
+    const stored = this.items.get(itemId(item));
+    if (stored === undefined || stored.version !== item.version || stored.closeShard !== item.closeShard) return false;
+    const { closeShard: _s, closeAt: _a, ...rest } = stored;
+    this.items.set(itemId(item), rest);
+    return true;
   }
 }
 
@@ -99,8 +170,17 @@ export interface TestDriverOptions {
    * @default 10_000
    */
   cacheMaxEntries?: number;
-  /** @default () => new Date(0) — deterministic timestamps */
+  /**
+   * The wall clock's starting point; {@link TestDriver.advanceWallClock} moves it on.
+   * @default () => new Date(0) — deterministic timestamps
+   */
   now?: () => Date;
+  /**
+   * Partitions per source topic, for windowed views: a final result waits for the stream time
+   * of every partition of its source (see {@link TestDriver.advanceStreamTime}).
+   * @default one more than the highest partition records were sent to
+   */
+  partitions?: Readonly<Record<string, number>>;
 }
 
 /** The in-memory engine of {@link createTestDriver}. */
@@ -117,10 +197,31 @@ export interface TestDriver {
   redeliver(topic: string, partition: number, fromOffset: number): Promise<BatchResult>;
   /** Forgets the engine's cache, as a restarted engine process would. */
   restart(): void;
-  /** Current state of a view key (bigints as `bigint`, as reads return them), or undefined when the key has no item. */
-  state<S = unknown>(view: string, key: ViewKey): S | undefined;
-  /** The stored item of a view key (state in its stored form, bigints tagged; version, offsets, bookkeeping). */
-  item(view: string, key: ViewKey): ViewItem | undefined;
+  /**
+   * Current state of a view key (bigints as `bigint`, as reads return them), or undefined when
+   * the key has no item; for a windowed view, of the key's window starting at `windowStart`.
+   */
+  state<S = unknown>(view: string, key: ViewKey, windowStart?: number): S | undefined;
+  /** The stored item of a view key (state in its stored form, bigints tagged; version, offsets, bookkeeping), of one window for a windowed view. */
+  item(view: string, key: ViewKey, windowStart?: number): ViewItem | undefined;
+  /** A windowed view key's stored windows, earliest first, with their states. */
+  windows<S = unknown>(view: string, key: ViewKey): { window: WindowBounds; state: S }[];
+  /**
+   * Raises the stream time of every windowed view of `topic` on `partition` to at least
+   * `timeMs`, as if an event of that time had been read (it is checkpointed), then delivers
+   * the final results that closes.
+   */
+  advanceStreamTime(topic: string, partition: number, timeMs: number): Promise<void>;
+  /**
+   * Moves the wall clock on by `ms` (record timestamps default to it). Partitions quiet for a
+   * view's `idleCloseMs` get their stream time advanced, and the final results that closes are
+   * delivered.
+   */
+  advanceWallClock(ms: number): Promise<void>;
+  /** The wall clock now, epoch ms. */
+  wallClockMs(): number;
+  /** Late events counted per windowed view. */
+  readonly lateEvents: Readonly<Record<string, number>>;
   /** Every change handed to triggers, in delivery order. */
   readonly changes: readonly DeliveredChange[];
   /** Every dead letter, in order. */
@@ -145,7 +246,13 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
   if (!app || app.kind !== 'app') {
     throw new EngineError('INVALID_ARGUMENT', `createTestDriver needs a defineApp() result, received ${String(app)}`);
   }
-  const now = options.now ?? (() => new Date(0));
+  const startClock = options.now ?? (() => new Date(0));
+  let wallAdvanceMs = 0;
+  const now = (): Date => new Date(startClock().getTime() + wallAdvanceMs);
+  const createdAtMs = now().getTime();
+  /** Wall clock of the last record sent per `topic/partition` (idle close). */
+  const lastReadMs = new Map<string, number>();
+  const lateEvents: Record<string, number> = {};
   const store = new MemoryItemStore();
   const log = new Map<string, SourceRecord[]>();
   const changes: DeliveredChange[] = [];
@@ -181,6 +288,34 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
   };
   const cacheMaxEntries = options.cacheMaxEntries ?? 10_000;
   let processor!: BatchProcessor;
+  let cache!: StateCache;
+  const partitionCount = (topic: string): number | undefined => {
+    const given = options.partitions?.[topic];
+    if (given !== undefined) return given;
+    let highest = -1;
+    for (const key of log.keys()) {
+      const slash = key.lastIndexOf('/');
+      if (key.slice(0, slash) === topic) highest = Math.max(highest, Number(key.slice(slash + 1)));
+    }
+    return highest < 0 ? undefined : highest + 1;
+  };
+  const closer = new WindowCloser({
+    views: app.views,
+    triggers: app.triggers,
+    store,
+    changes: changeSink,
+    deadLetters: deadLetterSink,
+    partitionCount,
+    closed: (id) => cache.delete(id),
+  });
+  // The final results due on every partition (in the driver, one task owns them all).
+  const closeWindows = async (): Promise<void> => {
+    for (const topic of app.sourceTopics) {
+      if (!closer.closes(topic)) continue;
+      const count = partitionCount(topic) ?? 0;
+      for (let partition = 0; partition < count; partition++) await closer.closeDue(topic, partition);
+    }
+  };
   // The group's committed offsets; the production commit pipeline writes them, as in a task.
   const committed = new Map<string, string>();
   // A checkpoint that fails fails the driver call with the store's own error, as process() would.
@@ -215,15 +350,23 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
       checkpointError = undefined;
       throw error;
     }
+    for (const [view, count] of Object.entries(result.late)) lateEvents[view] = (lateEvents[view] ?? 0) + count;
+    await closeWindows();
     return result;
+  };
+  // A stream time raised without a record: checkpointed (through the pipeline) before anything closes by it.
+  const advance = async (topic: string, partition: number, view: string, timeMs: number): Promise<void> => {
+    const offset = await processor.advanceStreamTime(topic, partition, view, timeMs);
+    if (offset !== undefined) await commits.schedule(topic, partition, offset, 0).tail;
   };
   const build = () => {
     // A restart is a new process: a new pipeline, as a task has.
     commits = newCommitPipeline();
+    cache = new StateCache({ maxEntries: cacheMaxEntries, maxBytes: 64 * 1024 * 1024 });
     processor = new BatchProcessor({
       app,
       store,
-      cache: new StateCache({ maxEntries: cacheMaxEntries, maxBytes: 64 * 1024 * 1024 }),
+      cache,
       deadLetters: deadLetterSink,
       changes: changeSink,
       limits: { writeConcurrency: 4, maxConflictRetries: 10 },
@@ -258,6 +401,7 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
           headers,
         };
         partitionLog.push(record);
+        lastReadMs.set(`${topic}/${partition}`, now().getTime());
         const batch = byPartition.get(partition) ?? [];
         batch.push(record);
         byPartition.set(partition, batch);
@@ -273,14 +417,42 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
     restart() {
       build();
     },
-    state<S>(view: string, key: ViewKey): S | undefined {
-      const item = store.items.get(itemId(viewItemKey(view, key)));
+    state<S>(view: string, key: ViewKey, windowStart?: number): S | undefined {
+      const item = store.items.get(itemId(viewItemKey(view, key, windowStart)));
       return item === undefined ? undefined : decodeState<S>(item.state);
     },
-    item(view, key) {
-      const item = store.items.get(itemId(viewItemKey(view, encodeViewKey(key))));
+    item(view, key, windowStart) {
+      const item = store.items.get(itemId(viewItemKey(view, encodeViewKey(key), windowStart)));
       return item === undefined ? undefined : structuredClone(item);
     },
+    windows<S>(view: string, key: ViewKey) {
+      const { pk } = viewItemKey(view, key, 0);
+      return [...store.items.values()]
+        .filter((item) => item.pk === pk && item.windowStart !== undefined && item.windowEnd !== undefined)
+        .sort((a, b) => a.windowStart! - b.windowStart!)
+        .map((item) => ({ window: { start: item.windowStart!, end: item.windowEnd! }, state: decodeState<S>(item.state) }));
+    },
+    async advanceStreamTime(topic, partition, timeMs) {
+      for (const view of app.views) {
+        if (view.window !== undefined && view.source === topic) await advance(topic, partition, view.name, timeMs);
+      }
+      await closeWindows();
+    },
+    async advanceWallClock(ms) {
+      if (!Number.isFinite(ms) || ms < 0) throw new EngineError('INVALID_ARGUMENT', `advanceWallClock needs a non-negative number of ms, received ${String(ms)}`);
+      wallAdvanceMs += ms;
+      const wall = now().getTime();
+      for (const topic of app.sourceTopics) {
+        const count = partitionCount(topic) ?? 0;
+        for (let partition = 0; partition < count; partition++) {
+          const last = lastReadMs.get(`${topic}/${partition}`) ?? createdAtMs;
+          for (const { view, timeMs } of idleAdvances(app.views, topic, last, wall)) await advance(topic, partition, view, timeMs);
+        }
+      }
+      await closeWindows();
+    },
+    wallClockMs: () => now().getTime(),
+    lateEvents,
     changes,
     deadLetters,
     checkpoint(topic, partition) {

@@ -25,6 +25,11 @@ export interface SeedContext {
   readonly rate: number;
   /** Events to produce in this run (`--events N`); undefined = until stopped. */
   readonly events: number | undefined;
+  /**
+   * The data folder of this broker's topics (`.tributary/`, or `.tributary/apache/`), for a
+   * seed's own bookkeeping: deleted together with the records it describes.
+   */
+  readonly dataDir: string;
   /** Aborted when `tributary dev` stops: return soon after. */
   readonly signal: AbortSignal;
   /** Prints a line under the seed's name. */

@@ -1,7 +1,7 @@
 /**
  * The contract the engine, the SDK, the CDK app and the local stack share: the views table's
- * layout and key encoding, its key schema, environment variable names, metric names, limits,
- * and how values are shown in error messages. Tributary's own modules import it from here;
+ * layout and key encoding, its key schema and indexes, environment variable names, metric
+ * names, limits, and how values are shown in error messages. Tributary's own modules import it from here;
  * function code never needs it. docs/architecture.md ("Storage layout", "Contract between the
  * parts") describes it.
  */
@@ -12,15 +12,27 @@ export {
   DEFAULT_BATCH_GET_MAX_ROUNDS,
   DOCUMENT_CLIENT_OPTIONS,
   ENGINE_PK,
+  INDEX_KEY_PREFIX,
+  MAX_VIEW_KEY_BYTES,
+  MAX_WINDOW_START_MS,
   VIEW_PK_PREFIX,
-  VIEW_SK_PREFIX,
+  VIEW_SK_UNWINDOWED,
+  VIEW_SK_WINDOW_PREFIX,
+  WINDOW_START_DIGITS,
   batchGetItems,
   checkpointKey,
   createStorage,
   encodeViewKey,
+  encodeWindowStart,
   offsetsKey,
+  viewIndexKey,
+  viewIndexPartition,
+  viewIndexShard,
   viewItemKey,
   viewKeyProblem,
+  viewKeyProblemMessage,
+  windowIndexPrefix,
+  windowStartProblem,
 } from '../internal/storage.ts';
 export type {
   BatchGetItemsOptions,
@@ -29,6 +41,7 @@ export type {
   ItemKey,
   Storage,
   StorageOptions,
+  ViewIndexKey,
   ViewItem,
   ViewItemEntity,
   ViewsTable,
@@ -47,9 +60,12 @@ export {
   MAX_TRIGGERED_STATE_BYTES,
   METRIC,
   METRICS_NAMESPACE,
+  TABLE_INDEXES,
   TABLE_KEY_SCHEMA,
   TABLE_TTL_ATTRIBUTE,
+  VIEW_INDEX_SHARDS,
 } from '../internal/contract.ts';
+export type { TableIndex } from '../internal/contract.ts';
 
 // Retries: one classifier of AWS errors, one backoff, one retrier
 export { backoffMs, classifyAwsError, createRetry, isProgrammingError } from '../internal/retry.ts';

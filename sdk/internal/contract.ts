@@ -11,7 +11,44 @@ export const TABLE_KEY_SCHEMA = {
   sortKey: 'sk',
 } as const;
 
-/** The views table's TTL attribute (epoch seconds); only idempotency markers and high-water marks set it. */
+/**
+ * The views table's global secondary indexes, both KEYS_ONLY (an index entry holds the table's
+ * keys and its own, so an update of an item whose index attributes did not change writes no
+ * index entry):
+ * - `byKey`: every view item under `ixShard` = `v#<view>#<shard>` (one of
+ *   {@link VIEW_INDEX_SHARDS} per view), sorted by `ixKey` = `k#<key>` (windowed items:
+ *   `w#<pad15(start)>#<key>`); the scatter-gather behind `query` and `windowsAt`;
+ * - `closing`: sparse, only items awaiting a final window result, under `closeShard` sorted by
+ *   `closeAt` (epoch ms).
+ * Every table creation (the CDK stack, `ensureViewsTable` for the local stack, tests and the
+ * bench) takes its indexes from here.
+ */
+export const TABLE_INDEXES = {
+  byKey: {
+    indexName: 'byKey',
+    partitionKey: { name: 'ixShard', type: 'S' },
+    sortKey: { name: 'ixKey', type: 'S' },
+    projection: 'KEYS_ONLY',
+  },
+  closing: {
+    indexName: 'closing',
+    partitionKey: { name: 'closeShard', type: 'S' },
+    sortKey: { name: 'closeAt', type: 'N' },
+    projection: 'KEYS_ONLY',
+  },
+} as const;
+
+/** One of {@link TABLE_INDEXES}. */
+export type TableIndex = (typeof TABLE_INDEXES)[keyof typeof TABLE_INDEXES];
+
+/**
+ * Shards of the `byKey` index per view: a view's index entries spread over this many partition
+ * key values, so listing a view costs this many Queries per page. Part of the stored layout
+ * (the shard of a key is written on its item): never changed without a migration.
+ */
+export const VIEW_INDEX_SHARDS = 16;
+
+/** The views table's TTL attribute (epoch seconds): idempotency markers, high-water marks and windowed view items (their retention) set it. */
 export const TABLE_TTL_ATTRIBUTE = 'ttl';
 
 /**
@@ -48,6 +85,8 @@ export const METRICS_NAMESPACE = 'Tributary';
 export const METRIC = {
   consumerLag: 'ConsumerLag',
   deadLetters: 'DeadLetters',
+  /** Late events of a windowed view (not applied), per `App` and `View`. */
+  lateEvents: 'LateEvents',
 } as const;
 
 /**

@@ -6,6 +6,8 @@ import type {
   TriggerOptions,
   View,
   ViewOptions,
+  WindowDefinition,
+  WindowSpec,
 } from './define.ts';
 import { MAX_STATE_BYTES } from './contract.ts';
 import { DefinitionError } from './errors.ts';
@@ -23,8 +25,28 @@ export const DEFAULT_TRIGGER_BATCH_SIZE = 100;
 export const DEFAULT_TRIGGER_MAX_BATCH_WAIT_MS = 0;
 /** Parallel invocations per trigger; Lambda's default account concurrency is far above this. */
 export const DEFAULT_TRIGGER_CONCURRENCY = 8;
+/**
+ * Every change: a missed transition is a silent wrong answer (a refund not sent), while the
+ * price of `'every'` is invocations (and, for a key with many events in a batch, delivery
+ * time), which show; a user who wants fewer opts into `'coalesced'`.
+ */
+export const DEFAULT_TRIGGER_CHANGES = 'every';
 /** Five attempts with capped exponential backoff ride out a throttle or a cold start. */
 export const DEFAULT_RETRY = { maxAttempts: 5, initialBackoffMs: 100, maxBackoffMs: 5_000 } as const;
+
+/**
+ * Default retention of a window past its end, as a multiple of its size (or session gap) plus
+ * grace: the window stays readable for as long again as it took to fill and close, then
+ * expires through DynamoDB TTL.
+ */
+export const DEFAULT_RETENTION_FACTOR = 2;
+/**
+ * Most windows one event of a hopping view lands in (sizeMs / advanceMs): each is its own item
+ * and write, so a larger ratio is a cost few mean to pay.
+ */
+export const MAX_HOPPING_WINDOWS_PER_EVENT = 100;
+/** Longest window size, gap, grace, retention or idle time: about 31 years, far inside exact integer arithmetic. */
+export const MAX_WINDOW_DURATION_MS = 1e12;
 
 const VIEW_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const APP_NAME = /^[A-Za-z][A-Za-z0-9-]{0,39}$/;
@@ -85,6 +107,153 @@ export function preview(value: unknown): string {
   }
 }
 
+function requireDuration(value: unknown, what: string, context: Record<string, unknown>, allowZero = false): number {
+  if (!Number.isSafeInteger(value) || (value as number) < (allowZero ? 0 : 1) || (value as number) > MAX_WINDOW_DURATION_MS) {
+    throw new DefinitionError(
+      `${what} must be ${allowZero ? 'a non-negative' : 'a positive'} integer number of milliseconds (at most ${MAX_WINDOW_DURATION_MS}), received ${preview(value)}`,
+      context,
+    );
+  }
+  return value as number;
+}
+
+/**
+ * A tumbling window: fixed-size, non-overlapping windows aligned to the epoch, `[k·sizeMs,
+ * (k+1)·sizeMs)`. Each event lands in exactly one.
+ *
+ * @example
+ * defineView({ name: 'bookingsPerDay', window: tumbling({ sizeMs: 86_400_000 }), graceMs: 3_600_000, ... });
+ */
+export function tumbling(options: { readonly sizeMs: number }): WindowSpec {
+  const sizeMs = requireDuration(options?.sizeMs, 'tumbling window: sizeMs', {});
+  return Object.freeze({ kind: 'tumbling', sizeMs });
+}
+
+/**
+ * A hopping window: windows of `sizeMs` starting every `advanceMs` (aligned to the epoch), so an
+ * event lands in `sizeMs / advanceMs` windows, each its own item. `sizeMs` must be a multiple
+ * of `advanceMs` (every event then lands in the same number of windows, and the cost per event
+ * is that number), at most {@link MAX_HOPPING_WINDOWS_PER_EVENT} times it.
+ *
+ * @example
+ * hopping({ sizeMs: 3_600_000, advanceMs: 600_000 }); // the last hour, every 10 minutes: 6 windows per event
+ */
+export function hopping(options: { readonly sizeMs: number; readonly advanceMs: number }): WindowSpec {
+  const sizeMs = requireDuration(options?.sizeMs, 'hopping window: sizeMs', {});
+  const advanceMs = requireDuration(options?.advanceMs, 'hopping window: advanceMs', {});
+  if (advanceMs > sizeMs) {
+    throw new DefinitionError(
+      `hopping window: advanceMs (${advanceMs}) is larger than sizeMs (${sizeMs}), which would leave gaps no window covers; use advanceMs <= sizeMs (equal is a tumbling window)`,
+    );
+  }
+  if (sizeMs % advanceMs !== 0) {
+    throw new DefinitionError(
+      `hopping window: sizeMs (${sizeMs}) must be a multiple of advanceMs (${advanceMs}), so every event lands in sizeMs / advanceMs windows; e.g. advanceMs ${largestDivisorAtMost(sizeMs, advanceMs)}`,
+    );
+  }
+  if (sizeMs / advanceMs > MAX_HOPPING_WINDOWS_PER_EVENT) {
+    throw new DefinitionError(
+      `hopping window: sizeMs / advanceMs is ${sizeMs / advanceMs}, so each event would be written to that many windows; keep it at most ${MAX_HOPPING_WINDOWS_PER_EVENT} (raise advanceMs)`,
+    );
+  }
+  return Object.freeze({ kind: 'hopping', sizeMs, advanceMs });
+}
+
+function largestDivisorAtMost(n: number, limit: number): number {
+  for (let d = Math.min(limit, n); d > 1; d--) if (n % d === 0) return d;
+  return 1;
+}
+
+/**
+ * A session window: per key, events closer than `gapMs` to each other form one session
+ * `[first event, last event + gapMs)`; an event that bridges two sessions merges them with
+ * the view's `merge(a, b)`, which a session view must define.
+ *
+ * @example
+ * defineView({ name: 'visits', window: session({ gapMs: 30 * 60_000 }), graceMs: 60_000, merge: (a, b) => ..., ... });
+ */
+export function session(options: { readonly gapMs: number }): WindowSpec {
+  const gapMs = requireDuration(options?.gapMs, 'session window: gapMs', {});
+  return Object.freeze({ kind: 'session', gapMs });
+}
+
+const WINDOW_ONLY_OPTIONS = ['graceMs', 'timestamp', 'emit', 'onLate', 'retentionMs', 'idleCloseMs', 'merge'] as const;
+
+/** Compiles a view's window options (undefined for an unwindowed view), or throws why they are wrong. */
+function compileWindow(name: string, options: ViewOptions<any, any>, context: Record<string, unknown>): WindowDefinition | undefined {
+  const spec = options.window;
+  if (spec === undefined) {
+    const stray = WINDOW_ONLY_OPTIONS.filter((option) => options[option] !== undefined);
+    if (stray.length > 0) {
+      throw new DefinitionError(
+        `view "${name}": ${stray.join(', ')} ${stray.length === 1 ? 'applies' : 'apply'} only to windowed views; add window: tumbling(...), hopping(...) or session(...), or remove ${stray.length === 1 ? 'it' : 'them'}`,
+        context,
+      );
+    }
+    return undefined;
+  }
+  const kind = (spec as { kind?: unknown } | null)?.kind;
+  // Re-checked through the helpers: the spec may be a plain object rather than their result.
+  const checked =
+    kind === 'tumbling'
+      ? tumbling(spec as { sizeMs: number })
+      : kind === 'hopping'
+        ? hopping(spec as { sizeMs: number; advanceMs: number })
+        : kind === 'session'
+          ? session(spec as { gapMs: number })
+          : undefined;
+  if (checked === undefined) {
+    throw new DefinitionError(
+      `view "${name}": window must come from tumbling(), hopping() or session(), received ${preview(spec)}`,
+      context,
+    );
+  }
+  if (options.graceMs === undefined) {
+    throw new DefinitionError(
+      `view "${name}": a windowed view needs graceMs, how long past a window's end (in event time) late events are still applied. There is no default on purpose: it trades completeness against how long every result waits, and only the app knows how out of order its source is. Set graceMs: 0 for in-order sources`,
+      context,
+    );
+  }
+  const graceMs = requireDuration(options.graceMs, `view "${name}": graceMs`, context, true);
+  const span = checked.kind === 'session' ? checked.gapMs : checked.sizeMs;
+  const retentionMs =
+    options.retentionMs === undefined
+      ? DEFAULT_RETENTION_FACTOR * (span + graceMs)
+      : requireDuration(options.retentionMs, `view "${name}": retentionMs`, context);
+  if (retentionMs < graceMs) {
+    throw new DefinitionError(
+      `view "${name}": retentionMs (${retentionMs}) is shorter than graceMs (${graceMs}), so windows would expire before they close; use retentionMs >= graceMs`,
+      context,
+    );
+  }
+  const emit = options.emit ?? 'changes';
+  if (emit !== 'changes' && emit !== 'final') {
+    throw new DefinitionError(`view "${name}": emit must be "changes" or "final", received ${preview(emit)}`, context);
+  }
+  const onLate = options.onLate ?? 'dead-letter';
+  if (onLate !== 'dead-letter' && onLate !== 'drop') {
+    throw new DefinitionError(`view "${name}": onLate must be "dead-letter" or "drop", received ${preview(onLate)}`, context);
+  }
+  const idleCloseMs =
+    options.idleCloseMs === undefined ? undefined : requireDuration(options.idleCloseMs, `view "${name}": idleCloseMs`, context);
+  if (options.timestamp !== undefined) requireFunction(options.timestamp, `view "${name}": timestamp`, context);
+  if (checked.kind === 'session') {
+    if (options.merge === undefined) {
+      throw new DefinitionError(
+        `view "${name}": a session view needs merge(a, b), which combines the states of two sessions an event bridges (a is the earlier); e.g. merge: (a, b) => ({ visits: a.visits + b.visits })`,
+        context,
+      );
+    }
+    requireFunction(options.merge, `view "${name}": merge`, context);
+  } else if (options.merge !== undefined) {
+    throw new DefinitionError(
+      `view "${name}": merge applies only to session windows (a ${checked.kind} window never merges); remove it`,
+      context,
+    );
+  }
+  return Object.freeze({ ...checked, graceMs, retentionMs, emit, onLate, idleCloseMs, timestamp: options.timestamp });
+}
+
 /**
  * Defines a view: events of `source` folded by `key` into state with `reduce`.
  *
@@ -140,6 +309,7 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
       context,
     );
   }
+  const window = compileWindow(name, options, context);
   return Object.freeze({
     kind: 'view',
     name,
@@ -152,6 +322,8 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
     reduce: options.reduce,
     maxStateBytes,
     onPoison,
+    ...(window !== undefined ? { window } : {}),
+    ...(window?.kind === 'session' ? { merge: options.merge } : {}),
   });
 }
 
@@ -191,6 +363,19 @@ export function defineTrigger<S>(options: TriggerOptions<S>): Trigger<S> {
   }
   const concurrency = options.concurrency ?? DEFAULT_TRIGGER_CONCURRENCY;
   requirePositiveInt(concurrency, `trigger "${name}": concurrency`, context);
+  const changes = options.changes ?? DEFAULT_TRIGGER_CHANGES;
+  if (changes !== 'every' && changes !== 'coalesced') {
+    throw new DefinitionError(
+      `trigger "${name}": changes must be 'every' (one change per event) or 'coalesced' (one change per item and batch), received ${preview(changes)}`,
+      context,
+    );
+  }
+  if (changes === 'every' && view.window?.kind === 'session' && view.window.emit === 'changes') {
+    throw new DefinitionError(
+      `trigger "${name}": view "${view.name}" is a session view, whose merges replace several items by one, so one change per event is not defined across them; set changes: 'coalesced' (one change per session and batch) or give the view emit: 'final' (one change per closed session)`,
+      context,
+    );
+  }
   const retry = { ...DEFAULT_RETRY, ...options.retry };
   requirePositiveInt(retry.maxAttempts, `trigger "${name}": retry.maxAttempts`, context);
   requirePositiveInt(retry.initialBackoffMs, `trigger "${name}": retry.initialBackoffMs`, context);
@@ -211,6 +396,7 @@ export function defineTrigger<S>(options: TriggerOptions<S>): Trigger<S> {
     maxBatchWaitMs,
     retry,
     concurrency,
+    changes,
   });
 }
 

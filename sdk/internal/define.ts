@@ -53,13 +53,52 @@ export interface WindowBounds {
 }
 
 /**
+ * A window as the {@link tumbling}, {@link hopping} and {@link session} helpers describe it,
+ * before `defineView` compiles it with the view's grace period, retention and emission.
+ */
+export type WindowSpec =
+  | { readonly kind: 'tumbling'; readonly sizeMs: number }
+  | { readonly kind: 'hopping'; readonly sizeMs: number; readonly advanceMs: number }
+  | { readonly kind: 'session'; readonly gapMs: number };
+
+/**
+ * When a windowed view's triggers hear of a window: `'changes'`, every update of it (like an
+ * unwindowed view); `'final'`, exactly one change per window, with `final: true`, once it has
+ * closed (stream time past its end plus `graceMs`), never before.
+ */
+export type WindowEmit = 'changes' | 'final';
+
+/**
+ * What happens to a late event (one whose window has closed): `'dead-letter'`, counted and sent
+ * to the dead-letter topic with code `LATE` and how late it was; `'drop'`, counted only.
+ */
+export type LatePolicy = 'drop' | 'dead-letter';
+
+/** The event time of an event, in epoch milliseconds (a non-negative integer). */
+export type EventTime<E> = (event: E, record: SourceRecord) => number;
+
+/** What every compiled window has, whatever its kind. Durations in milliseconds. */
+export interface WindowCommon {
+  /** How long past a window's end (in stream time) events are still applied to it. */
+  readonly graceMs: number;
+  /** How long past its end a window is kept (its item's DynamoDB TTL); resolved, never undefined. */
+  readonly retentionMs: number;
+  readonly emit: WindowEmit;
+  readonly onLate: LatePolicy;
+  /** Wall-clock quiet time after which a partition's stream time advances by itself; undefined = never. */
+  readonly idleCloseMs: number | undefined;
+  /** Event time of an event; undefined = the record timestamp. */
+  readonly timestamp: EventTime<any> | undefined;
+}
+
+/**
  * A view's window as compiled by `defineView` (the `tumbling`, `hopping` and `session` helpers
  * build it). Every duration is in milliseconds; `retentionMs` is resolved (never undefined).
  */
 export type WindowDefinition =
-  | { readonly kind: 'tumbling'; readonly sizeMs: number; readonly graceMs: number; readonly retentionMs: number }
-  | { readonly kind: 'hopping'; readonly sizeMs: number; readonly advanceMs: number; readonly graceMs: number; readonly retentionMs: number }
-  | { readonly kind: 'session'; readonly gapMs: number; readonly graceMs: number; readonly retentionMs: number };
+  | (WindowCommon & { readonly kind: 'tumbling'; readonly sizeMs: number })
+  | (WindowCommon & { readonly kind: 'hopping'; readonly sizeMs: number; readonly advanceMs: number })
+  | (WindowCommon & { readonly kind: 'session'; readonly gapMs: number });
 
 /** Options of {@link defineView}. */
 export interface ViewOptions<E, S> {
@@ -104,6 +143,56 @@ export interface ViewOptions<E, S> {
    * @default 'dead-letter'
    */
   readonly onPoison?: PoisonPolicy;
+  /**
+   * Makes the view windowed: one item per key and window, built with {@link tumbling},
+   * {@link hopping} or {@link session}. Requires `graceMs`.
+   * @default no window: one item per key
+   */
+  readonly window?: WindowSpec;
+  /**
+   * How long past a window's end, in stream time, its events are still applied; an event that
+   * comes later is late. Required with `window`, and deliberately without a default: how out
+   * of order a source is, and how long a result may wait for stragglers, is the app's decision
+   * (a hidden default either drops data or delays every final result). 0 is allowed.
+   */
+  readonly graceMs?: number;
+  /**
+   * Event time of an event, in epoch milliseconds (a non-negative integer). A record whose time
+   * cannot be read (this throws, or returns something else) is poison (`TIMESTAMP_FAILED`,
+   * `TIMESTAMP_INVALID`). Only with `window`.
+   * @default the record timestamp
+   */
+  readonly timestamp?: EventTime<E>;
+  /**
+   * When triggers hear of a window ({@link WindowEmit}). Only with `window`.
+   * @default 'changes'
+   */
+  readonly emit?: WindowEmit;
+  /**
+   * What happens to a late event ({@link LatePolicy}); either way it is counted per view
+   * (`LateEvents`). Only with `window`.
+   * @default 'dead-letter' (nothing is lost silently; choose 'drop' for sources where stragglers are expected and worthless)
+   */
+  readonly onLate?: LatePolicy;
+  /**
+   * How long a window is kept past its end (DynamoDB TTL on its item), at least `graceMs`.
+   * Only with `window`.
+   * @default 2 × (size + graceMs), for sessions 2 × (gapMs + graceMs)
+   */
+  readonly retentionMs?: number;
+  /**
+   * When a source partition has read no record for this long (wall clock), its stream time
+   * advances to at least the wall clock minus `idleCloseMs`, so windows close, and final
+   * results appear, although no new event arrives. Trades exactness for liveness: an event
+   * that comes after such an advance with an older time is late. Only with `window`.
+   * @default undefined: stream time advances only with events, as in Kafka Streams
+   */
+  readonly idleCloseMs?: number;
+  /**
+   * Merges the states of two sessions of one key that an event bridges (`a` the earlier).
+   * Required for session windows, refused otherwise.
+   */
+  readonly merge?: (a: S, b: S) => S;
 }
 
 /** A compiled view definition; `E` is the event type and `S` the state type. */
@@ -125,6 +214,8 @@ export interface View<E = unknown, S = unknown> {
   readonly onPoison: PoisonPolicy;
   /** The view's window; undefined for an unwindowed view (one item per key). */
   readonly window?: WindowDefinition;
+  /** Merges two sessions' states (session windows only). */
+  readonly merge?: (a: S, b: S) => S;
 }
 
 // `any`, not `unknown`, for the other parameter: View is invariant in both (reduce takes and
@@ -138,8 +229,10 @@ export type EventOf<V> = V extends View<infer E, any> ? E : never;
 export interface Change<S = unknown> {
   readonly view: string;
   readonly key: string;
-  /** Window start as an ISO string, for windowed views. */
-  readonly window?: string;
+  /** The item's window, for windowed views: `start` inclusive, `end` exclusive, epoch ms. */
+  readonly window?: WindowBounds;
+  /** Set on the one change of a closed window of an `emit: 'final'` view. */
+  readonly final?: true;
   /** State last delivered to this trigger, or undefined for a new item. */
   readonly before: S | undefined;
   readonly after: S;
@@ -147,7 +240,7 @@ export interface Change<S = unknown> {
   readonly version: number;
   /** Last applied offset per source partition, e.g. `{ "bookings/0": "1841" }`. */
   readonly offsets: Readonly<Record<string, string>>;
-  /** `(view, key, window, version)` joined; equal for redeliveries of the same change. */
+  /** `(view, key, window start, version)` joined; equal for redeliveries of the same change. */
   readonly idempotencyKey: string;
 }
 
@@ -189,7 +282,23 @@ export interface TriggerOptions<S> {
   readonly retry?: RetryOptions;
   /** Invocations in flight at once for this trigger. @default 8 */
   readonly concurrency?: number;
+  /**
+   * Which changes the trigger gets. `'every'`: one change per applied event that changed the
+   * state, each with its own `before`, `after` and `version`, in order, so a condition on a
+   * transition (`before.status === 'shipped' && after.status === 'cancelled'`) holds whatever the
+   * batching. `'coalesced'`: at most one change per item and consumer batch, from the state last
+   * judged to the batch's final state; fewer invocations, but a transition inside one batch is
+   * invisible. See {@link TriggerChanges}.
+   * @default 'every'
+   */
+  readonly changes?: TriggerChanges;
 }
+
+/**
+ * How a trigger's changes relate to the events: `'every'` never skips an intermediate state,
+ * `'coalesced'` folds a consumer batch's events of one item into one change.
+ */
+export type TriggerChanges = 'every' | 'coalesced';
 
 /** A compiled trigger definition. */
 export interface Trigger<S = unknown> {
@@ -202,6 +311,7 @@ export interface Trigger<S = unknown> {
   readonly maxBatchWaitMs: number;
   readonly retry: Required<RetryOptions>;
   readonly concurrency: number;
+  readonly changes: TriggerChanges;
 }
 
 /** Options of {@link defineApp}. */

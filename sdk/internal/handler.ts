@@ -6,6 +6,7 @@
 import type { Change, Trigger } from './define.ts';
 import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
+import { decodeState } from './exact-json.ts';
 import { defaultHighWaterMarkStore, type HighWaterMark } from './high-water-mark.ts';
 
 /**
@@ -191,7 +192,7 @@ export function onEachViewChange<S>(
     // order and a failure of the first also fails (without running) the later one.
     const groups = new Map<string, Change<S>[]>();
     for (const change of parsed.changes) {
-      const id = `${change.key}\u0000${change.window ?? ''}`;
+      const id = `${change.key}\u0000${change.window?.start ?? ''}`;
       const group = groups.get(id);
       if (group) group.push(change);
       else groups.set(id, [change]);
@@ -273,6 +274,11 @@ function parseEvent<S>(trigger: Trigger<S>, event: unknown): ViewChangeEvent<S> 
   return {
     trigger: typeof candidate.trigger === 'string' ? candidate.trigger : trigger.name,
     view: candidate.view,
-    changes: candidate.changes,
+    // The payload is JSON, bigints tagged (`{ $bigint: "…" }`): handlers get the view's own types.
+    changes: candidate.changes.map((change: Change<S>) => {
+      const before = decodeState<S | undefined>(change.before);
+      const after = decodeState<S>(change.after);
+      return before === change.before && after === change.after ? change : { ...change, before, after };
+    }),
   };
 }

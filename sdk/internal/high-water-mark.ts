@@ -53,7 +53,7 @@ export interface HighWaterMarkOptions {
 
 /** Sort key of the mark of one trigger's item. */
 export function highWaterMarkSortKey(trigger: string, change: Pick<Change, 'view' | 'key' | 'window'>): string {
-  const sk = `${HIGH_WATER_MARK_SK_PREFIX}${trigger}#${change.view}#${change.window ?? ''}#${change.key}`;
+  const sk = `${HIGH_WATER_MARK_SK_PREFIX}${trigger}#${change.view}#${change.window?.start ?? ''}#${change.key}`;
   if (Buffer.byteLength(sk) <= MAX_SORT_KEY_BYTES) return sk;
   return `${HIGH_WATER_MARK_SK_PREFIX}sha256:${createHash('sha256').update(sk).digest('hex')}`;
 }

@@ -2,23 +2,43 @@
  * Reading views from functions: typed point reads, batch reads, key-range queries with
  * pagination, and read-your-writes waits on the engine's checkpoints.
  *
- * Read-only; the table layout comes from `storage.ts`, which the engine writes through.
+ * Read-only; the table layout comes from `storage.ts`, which the engine writes through. A key
+ * is one item collection (`pk = v#<view>#<key>`), so `get` / `getMany` address items directly;
+ * listing keys goes through the `byKey` index, a scatter-gather over its
+ * {@link VIEW_INDEX_SHARDS} shards per view merged in key order.
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   GetCommand,
   QueryCommand,
-  type QueryCommandInput,
+  type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
-import type { App, View, ViewKey } from './define.ts';
+import type { App, View, ViewKey, WindowBounds, WindowDefinition } from './define.ts';
 import { preview } from './define-fns.ts';
 import { SdkError } from './errors.ts';
 import { decodeState } from './exact-json.ts';
 import { classifyAwsError } from './retry.ts';
-import { batchGetItems, checkpointKey, createStorage, VIEW_PK_PREFIX, VIEW_SK_PREFIX, viewItemKey, viewKeyProblem } from './storage.ts';
-import { ENV } from './contract.ts';
-
-const KEY_PREFIX = VIEW_SK_PREFIX;
+import {
+  batchGetItems,
+  checkpointKey,
+  createStorage,
+  encodeWindowStart,
+  INDEX_KEY_PREFIX,
+  MAX_WINDOW_START_MS,
+  VIEW_PK_PREFIX,
+  VIEW_SK_UNWINDOWED,
+  VIEW_SK_WINDOW_PREFIX,
+  viewIndexPartition,
+  viewIndexShard,
+  viewItemKey,
+  viewKeyProblem,
+  viewKeyProblemMessage,
+  WINDOW_START_DIGITS,
+  windowIndexPrefix,
+  windowStartProblem,
+  type ItemKey,
+} from './storage.ts';
+import { ENV, TABLE_INDEXES, VIEW_INDEX_SHARDS } from './contract.ts';
 
 /** Page size of `query`: large enough to be efficient, small enough for a Lambda's memory. */
 export const DEFAULT_QUERY_LIMIT = 100;
@@ -33,16 +53,31 @@ export const DEFAULT_WAIT_TIMEOUT_MS = 10_000;
 const WAIT_INITIAL_INTERVAL_MS = 10;
 /** Poll cap: at most five strongly consistent reads per second per waiting caller. */
 const WAIT_MAX_INTERVAL_MS = 200;
+/**
+ * Extra index entries each shard is asked for in a page's first round, beyond twice its share:
+ * covers the spread of a small page over 16 shards without a second round trip.
+ */
+const SHARD_SLACK = 8;
+/** Windows per Query of `latestWindow` while it skips expired ones (normally the first is live). */
+const LATEST_WINDOW_PAGE = 10;
+/** BatchGetItem requests of one `query` page in flight at once (a page of 1,000 is 10 requests). */
+const QUERY_BATCH_GET_CONCURRENCY = 4;
 
 /** Only these attributes are read: trigger bookkeeping stays out of reads. */
-const ITEM_PROJECTION = '#sk, #state, #version, #offsets, #updatedAt';
+const ITEM_PROJECTION = '#key, #state, #version, #offsets, #updatedAt, #windowStart, #windowEnd, #ttl';
 const ITEM_NAMES = {
-  '#sk': 'sk',
+  '#key': 'key',
   '#state': 'state',
   '#version': 'version',
   '#offsets': 'offsets',
   '#updatedAt': 'updatedAt',
+  '#windowStart': 'windowStart',
+  '#windowEnd': 'windowEnd',
+  '#ttl': 'ttl',
 } as const;
+/** The same, with the primary key, by which a batch read matches items to index entries. */
+const ITEM_PROJECTION_WITH_KEYS = `#pk, #sk, ${ITEM_PROJECTION}`;
+const ITEM_NAMES_WITH_KEYS = { ...ITEM_NAMES, '#pk': 'pk', '#sk': 'sk' };
 
 /** Options of {@link createViewReader}. */
 export interface ViewReaderOptions {
@@ -86,9 +121,6 @@ export type ViewKeyRange =
   | { readonly prefix: string }
   /** Inclusive bounds; either may be left out. Keys compare as strings (so "10" < "9"). */
   | { readonly from?: ViewKey; readonly to?: ViewKey };
-/** The same, with the partition key, by which a batch read matches items to keys. */
-const ITEM_PROJECTION_WITH_PK = `#pk, ${ITEM_PROJECTION}`;
-const ITEM_NAMES_WITH_PK = { ...ITEM_NAMES, '#pk': 'pk' };
 
 /** Options of {@link ViewReader.query}. */
 export interface ViewQueryOptions {
@@ -102,7 +134,11 @@ export interface ViewQueryOptions {
    * @default the first page
    */
   readonly cursor?: string;
-  /** @default false */
+  /**
+   * Strongly consistent reads of the items found. The index that finds them is always
+   * eventually consistent: a key created a moment ago may be missing from a page.
+   * @default false
+   */
   readonly consistent?: boolean;
   /**
    * Key order.
@@ -114,6 +150,94 @@ export interface ViewQueryOptions {
 /** One page of {@link ViewReader.query}. */
 export interface ViewQueryPage<S> {
   readonly items: ViewSnapshot<S>[];
+  /** Pass it as `cursor` to read the next page; undefined on the last page. */
+  readonly cursor: string | undefined;
+}
+
+/** One window of one key of a windowed view, as read: the window's state and its bounds. */
+export interface WindowSnapshot<S> extends ViewSnapshot<S> {
+  /** The window: epoch ms, `start` inclusive, `end` exclusive. */
+  readonly window: WindowBounds;
+}
+
+/** Options of {@link ViewReader.windows}. */
+export interface ViewWindowsOptions {
+  /**
+   * Earliest window start, epoch ms, inclusive.
+   * @default 0 (every retained window)
+   */
+  readonly from?: number;
+  /**
+   * Window starts before this, epoch ms, exclusive (as a window's `end`).
+   * @default no upper bound
+   */
+  readonly to?: number;
+  /**
+   * Most windows per page.
+   * @default 100 ({@link DEFAULT_QUERY_LIMIT}); at most 1000
+   */
+  readonly limit?: number;
+  /** `cursor` of the previous page, to read the next one. */
+  readonly cursor?: string;
+  /**
+   * Time order of the windows.
+   * @default 'asc'
+   */
+  readonly order?: 'asc' | 'desc';
+  /** @default false */
+  readonly consistent?: boolean;
+}
+
+/** What a windowed read says about retention when its range reaches past it. */
+export interface WindowRetention {
+  /** The view's `window.retentionMs`. */
+  readonly retentionMs: number;
+  /**
+   * Now minus `retentionMs`: every window that ended at or before this instant (epoch ms) has
+   * expired and is never returned, even while DynamoDB has not yet deleted its item.
+   */
+  readonly expiredBefore: number;
+}
+
+/** One page of {@link ViewReader.windows}. */
+export interface WindowsPage<S> {
+  /** The key's windows in the range, in time order. */
+  readonly items: WindowSnapshot<S>[];
+  /** Pass it as `cursor` to read the next page; undefined on the last page. */
+  readonly cursor: string | undefined;
+  /**
+   * Set when the range starts before retained data does (`from` < `expiredBefore`): windows
+   * that ended before `expiredBefore` are gone, so the page is not the whole range.
+   */
+  readonly retention?: WindowRetention;
+}
+
+/** Options of {@link ViewReader.windowsAt}. */
+export interface ViewWindowsAtOptions {
+  /**
+   * Only keys starting with this.
+   * @default every key
+   */
+  readonly prefix?: string;
+  /**
+   * Most keys per page.
+   * @default 100 ({@link DEFAULT_QUERY_LIMIT}); at most 1000
+   */
+  readonly limit?: number;
+  /** `cursor` of the previous page, to read the next one. */
+  readonly cursor?: string;
+  /**
+   * Key order.
+   * @default 'asc'
+   */
+  readonly order?: 'asc' | 'desc';
+  /** Strongly consistent reads of the items found (the index itself is eventually consistent). @default false */
+  readonly consistent?: boolean;
+}
+
+/** One page of {@link ViewReader.windowsAt}: one window's keys, in key order. */
+export interface WindowsAtPage<S> {
+  readonly items: WindowSnapshot<S>[];
   /** Pass it as `cursor` to read the next page; undefined on the last page. */
   readonly cursor: string | undefined;
 }
@@ -145,8 +269,36 @@ export interface ViewReader {
   getState<S>(view: View<any, S>, key: ViewKey, options?: ViewGetOptions): Promise<S>;
   /** Items of many keys (any number; duplicates allowed), aligned with `keys`; undefined where missing. */
   getMany<S>(view: View<any, S>, keys: readonly ViewKey[], options?: ViewGetOptions): Promise<(ViewSnapshot<S> | undefined)[]>;
-  /** One page of the items whose keys match `range`, in key order. */
+  /**
+   * One page of the items whose keys match `range`, in key order (DynamoDB's: UTF-8 bytes).
+   * A scatter-gather: one Query per `byKey` index shard (16), merged in key order, then a
+   * BatchGetItem of the page's items (strongly consistent with `consistent: true`). The index
+   * is eventually consistent, so a key whose first event was applied a moment ago may be
+   * missing for a short while (typically well under a second); an existing key's state is
+   * always read from its item, never from the index.
+   */
   query<S>(view: View<any, S>, range?: ViewKeyRange, options?: ViewQueryOptions): Promise<ViewQueryPage<S>>;
+  /**
+   * One window of `key` in a windowed view, by its start (epoch ms), or undefined when no event
+   * reached it. A window past the view's retention (`window.retentionMs` after its end) rejects
+   * with `WINDOW_EXPIRED` instead of reading as missing, also while DynamoDB (which deletes
+   * expired items lazily, up to days later) still holds its item.
+   */
+  window<S>(view: View<any, S>, key: ViewKey, windowStart: number, options?: ViewGetOptions): Promise<WindowSnapshot<S> | undefined>;
+  /**
+   * The windows of `key` whose start is in `[from, to)`, in time order, paginated: one Query
+   * on the key's item collection. Expired windows are never returned; when the range reaches
+   * past retention the page says so in `retention`.
+   */
+  windows<S>(view: View<any, S>, key: ViewKey, options?: ViewWindowsOptions): Promise<WindowsPage<S>>;
+  /** The newest retained window of `key` (the one with the latest start), or undefined. */
+  latestWindow<S>(view: View<any, S>, key: ViewKey, options?: ViewGetOptions): Promise<WindowSnapshot<S> | undefined>;
+  /**
+   * Every key's item of one window (by start), in key order, paginated: a scatter-gather over
+   * the `byKey` index like `query` (eventually consistent, 16 Queries per page). A window past
+   * retention rejects with `WINDOW_EXPIRED`.
+   */
+  windowsAt<S>(view: View<any, S>, windowStart: number, options?: ViewWindowsAtOptions): Promise<WindowsAtPage<S>>;
   /**
    * Waits until the engine has made every record up to `position` durable in the views of the
    * table (its checkpoint for that partition is past `position.offset`). Then a `consistent`
@@ -158,13 +310,9 @@ export interface ViewReader {
 function requireKey(view: View<any, any>, key: unknown): string {
   const problem = viewKeyProblem(key);
   if (problem === undefined) return String(key);
-  throw new SdkError(
-    'INVALID_ARGUMENT',
-    problem === 'inexact'
-      ? `view "${view.name}": key ${String(key)} is a number past 2^53, which a double cannot hold exactly (9007199254740992 and 9007199254740993 are the same double); pass the key as a bigint or a string`
-      : `view "${view.name}": key must be a string, a bigint or a finite number, received ${preview(key)}`,
-    { context: { view: view.name, key: String(key) } },
-  );
+  throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": key is ${viewKeyProblemMessage(key, problem)}`, {
+    context: { view: view.name, key: problem === 'too-long' ? preview(key) : String(key) },
+  });
 }
 
 function requireView(view: unknown, method: string): asserts view is View<any, any> {
@@ -189,10 +337,96 @@ function readFailed(error: unknown, what: string, context: Record<string, unknow
   });
 }
 
+/** How a window definition reads in messages, e.g. "tumbling windows of 86400000 ms". */
+function describeWindow(window: WindowDefinition): string {
+  if (window.kind === 'session') return `session windows (gap ${window.gapMs} ms)`;
+  if (window.kind === 'hopping') return `hopping windows of ${window.sizeMs} ms every ${window.advanceMs} ms`;
+  return `tumbling windows of ${window.sizeMs} ms`;
+}
+
+/** `get`, `getMany` and `query` read one item per key: a windowed view has one per window. */
+function requireUnwindowed(view: View<any, any>, method: string): void {
+  if (view.window === undefined) return;
+  throw new SdkError(
+    'INVALID_ARGUMENT',
+    `view "${view.name}" has ${describeWindow(view.window)}, so ${method}() cannot read it (a key has one item per window); use window(view, key, windowStart) for one window, windows(view, key, { from, to }) for a key's windows in time order, latestWindow(view, key) for the newest, or windowsAt(view, windowStart) for every key of one window`,
+    { context: { view: view.name } },
+  );
+}
+
+/** The window of a view read by a window method, or the error naming the methods that fit. */
+function requireWindowed(view: View<any, any>, method: string): WindowDefinition {
+  if (view.window !== undefined) return view.window;
+  throw new SdkError(
+    'INVALID_ARGUMENT',
+    `view "${view.name}" has no window, so ${method}() cannot read it; use get(view, key) or getMany(view, keys) for keys and query(view, range) to list them (or give the view a window in defineView)`,
+    { context: { view: view.name } },
+  );
+}
+
+/** A window bound argument: finite, non-negative integer epoch ms that the layout can hold. */
+function requireTime(view: View<any, any>, method: string, name: string, value: unknown): number {
+  const problem = windowStartProblem(value);
+  if (problem === undefined) return value as number;
+  throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": ${method} ${name} ${problem}`, {
+    context: { view: view.name, [name]: String(value) },
+  });
+}
+
+/**
+ * Whether a stored item is still live: DynamoDB deletes an item past its `ttl` lazily (up to
+ * days later), so a read must not take its existence as liveness.
+ */
+function isLive(raw: Record<string, unknown>, nowMs: number): boolean {
+  return typeof raw.ttl !== 'number' || raw.ttl * 1000 > nowMs;
+}
+
+/** The shortest window that can start at a given time: its length bounds when it expires. */
+function shortestWindowMs(window: WindowDefinition): number {
+  return window.kind === 'session' ? window.gapMs : window.sizeMs;
+}
+
+/** The retention horizon of a windowed view now. */
+function retentionAt(window: WindowDefinition, nowMs: number): WindowRetention {
+  return { retentionMs: window.retentionMs, expiredBefore: nowMs - window.retentionMs };
+}
+
+function windowExpired(view: View<any, any>, window: WindowDefinition, start: number, key: string | undefined, nowMs: number): SdkError {
+  const { expiredBefore } = retentionAt(window, nowMs);
+  const which = key === undefined ? 'window' : `window of key ${preview(key)}`;
+  return new SdkError(
+    'WINDOW_EXPIRED',
+    `view "${view.name}": the ${which} starting ${new Date(start).toISOString()} (${start}) is past the view's retention: windows are kept ${window.retentionMs} ms (retentionMs) after they end, so every window that ended before ${new Date(expiredBefore).toISOString()} has expired; read a later window, or raise the view's window retentionMs to keep windows longer (it applies to windows written after the change)`,
+    { context: { view: view.name, ...(key === undefined ? {} : { key }), windowStart: start, retentionMs: window.retentionMs, expiredBefore } },
+  );
+}
+
+function toWindowItem<S>(raw: Record<string, any>): WindowSnapshot<S> {
+  return { ...toItem<S>(raw), window: { start: Number(raw.windowStart), end: Number(raw.windowEnd) } };
+}
+
+/** Cursor of `windows()`: the view, the read, and the sort key of the last window returned. */
+function encodeWindowsCursor(view: string, query: string, sk: string): string {
+  return Buffer.from(JSON.stringify({ v: view, q: query, k: sk }), 'utf8').toString('base64url');
+}
+
+const WINDOW_SK = new RegExp(`^${VIEW_SK_WINDOW_PREFIX}\\d{${WINDOW_START_DIGITS}}$`);
+
+function decodeWindowsCursor(view: string, query: string, cursor: unknown): string {
+  if (typeof cursor === 'string') {
+    try {
+      const decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { v?: unknown; q?: unknown; k?: unknown };
+      if (decoded.v === view && decoded.q === query && typeof decoded.k === 'string' && WINDOW_SK.test(decoded.k)) return decoded.k;
+    } catch {
+      // fall through to the error below
+    }
+  }
+  throw badCursor(view, 'windows', cursor);
+}
+
 function toItem<S>(raw: Record<string, any>): ViewSnapshot<S> {
-  const sk = String(raw.sk);
   return {
-    key: sk.startsWith(KEY_PREFIX) ? sk.slice(KEY_PREFIX.length) : sk,
+    key: String(raw.key),
     state: decodeState<S>(raw.state),
     version: Number(raw.version ?? 0),
     offsets: (raw.offsets ?? {}) as Record<string, string>,
@@ -200,23 +434,200 @@ function toItem<S>(raw: Record<string, any>): ViewSnapshot<S> {
   };
 }
 
-/** Cursor: the view it belongs to plus DynamoDB's LastEvaluatedKey, base64url JSON. */
-function encodeCursor(view: string, lastKey: Record<string, unknown>): string {
-  return Buffer.from(JSON.stringify({ v: view, k: lastKey }), 'utf8').toString('base64url');
+/**
+ * DynamoDB's order of string keys: by UTF-8 bytes, i.e. by code point. JavaScript's `<` compares
+ * UTF-16 code units, which differs for characters past U+FFFF against U+E000–U+FFFF, so merged
+ * shards must compare this way to come out in the order each shard returns.
+ */
+export function compareKeys(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    // Surrogates (U+D800–U+DFFF) stand for code points past U+FFFF: above every other unit.
+    const xs = x >= 0xd800 && x <= 0xdfff;
+    const ys = y >= 0xd800 && y <= 0xdfff;
+    if (xs !== ys) return xs ? 1 : -1;
+    return x - y;
+  }
+  return a.length - b.length;
 }
 
-function decodeCursor(view: string, cursor: string): Record<string, unknown> {
-  try {
-    const decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { v?: unknown; k?: unknown };
-    if (decoded.v === view && decoded.k && typeof decoded.k === 'object') return decoded.k as Record<string, unknown>;
-  } catch {
-    // fall through to the error below
-  }
-  throw new SdkError(
+/** One `byKey` index entry: the table keys of an item and its index sort key. */
+interface IndexEntry {
+  readonly pk: string;
+  readonly sk: string;
+  readonly ixKey: string;
+}
+
+/**
+ * Position of a scatter-gather in one shard: `null` = from the start, `1` = exhausted, or the
+ * `ixKey` of the last entry read from it (the next page reads after it).
+ */
+type ShardPosition = string | 1 | null;
+
+/** A scatter-gather cursor: whose reads it continues, and where each shard stands. */
+interface ScatterCursor {
+  /** View name. */
+  readonly v: string;
+  /** Which read: the method and its selection, so a cursor cannot continue another read. */
+  readonly q: string;
+  /** One position per shard. */
+  readonly s: readonly ShardPosition[];
+}
+
+function badCursor(view: string, method: string, cursor: unknown): SdkError {
+  return new SdkError(
     'INVALID_ARGUMENT',
-    `view "${view}": cursor ${preview(cursor)} is not a cursor returned by query() on this view; pass the cursor of the previous page unchanged`,
+    `view "${view}": cursor ${preview(cursor)} is not a cursor returned by ${method}() on this view with the same selection and order; pass the cursor of the previous page unchanged, with the same arguments`,
     { context: { view } },
   );
+}
+
+function encodeCursor(cursor: ScatterCursor): string {
+  return Buffer.from(JSON.stringify(cursor), 'utf8').toString('base64url');
+}
+
+/**
+ * Decodes and checks a cursor: it belongs to this view and this read, and every shard position
+ * names a key of its own shard (so a hand-edited cursor cannot skip or repeat keys silently).
+ */
+function decodeCursor(view: string, method: string, query: string, cursor: unknown, shardOf: (ixKey: string) => number | undefined): ShardPosition[] {
+  if (typeof cursor !== 'string') throw badCursor(view, method, cursor);
+  let decoded: Partial<ScatterCursor>;
+  try {
+    decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Partial<ScatterCursor>;
+  } catch {
+    throw badCursor(view, method, cursor);
+  }
+  const positions = decoded?.s;
+  if (
+    decoded?.v !== view ||
+    decoded.q !== query ||
+    !Array.isArray(positions) ||
+    positions.length !== VIEW_INDEX_SHARDS ||
+    !positions.every((p, shard) => p === null || p === 1 || (typeof p === 'string' && shardOf(p) === shard))
+  ) {
+    throw badCursor(view, method, cursor);
+  }
+  return positions as ShardPosition[];
+}
+
+/** The key part of an `ixKey`: what follows `k#`, or `w#<pad15(start)>#`. */
+function keyOfIndexKey(ixKey: string, windowed: boolean): string | undefined {
+  if (!windowed) return ixKey.startsWith(INDEX_KEY_PREFIX) ? ixKey.slice(INDEX_KEY_PREFIX.length) : undefined;
+  const prefixLength = VIEW_SK_WINDOW_PREFIX.length + WINDOW_START_DIGITS + 1;
+  if (ixKey.length < prefixLength || !ixKey.startsWith(VIEW_SK_WINDOW_PREFIX) || ixKey[prefixLength - 1] !== '#') return undefined;
+  return ixKey.slice(prefixLength);
+}
+
+/** The full index key of an entry (index and table keys), as `ExclusiveStartKey` wants it. */
+function indexStartKey(view: string, shard: number, ixKey: string, windowed: boolean): Record<string, string> {
+  const key = keyOfIndexKey(ixKey, windowed)!;
+  const sk = windowed ? ixKey.slice(0, VIEW_SK_WINDOW_PREFIX.length + WINDOW_START_DIGITS) : VIEW_SK_UNWINDOWED;
+  return { ixShard: viewIndexPartition(view, shard), ixKey, pk: `${VIEW_PK_PREFIX}${view}#${key}`, sk };
+}
+
+/** One scatter-gather over a view's `byKey` shards. */
+interface ScatterRead {
+  readonly view: string;
+  /** The public method, for error messages. */
+  readonly method: string;
+  /** The method and its selection, bound into the cursor. */
+  readonly query: string;
+  /** Condition on `#ixKey` (`:…` values in `values`), or undefined for every entry of the shard. */
+  readonly condition: string | undefined;
+  readonly values: Readonly<Record<string, unknown>>;
+  /** Whether `ixKey` values are `w#<start>#<key>`. */
+  readonly windowed: boolean;
+  readonly order: 'asc' | 'desc';
+  readonly limit: number;
+  readonly cursor: string | undefined;
+}
+
+/** Shard state while merging: entries read and not yet taken, and where the next Query starts. */
+interface ShardState {
+  readonly shard: number;
+  buffer: IndexEntry[];
+  /** ExclusiveStartKey of the next Query; undefined with `more` false = exhausted. */
+  next: Record<string, unknown> | undefined;
+  more: boolean;
+  position: ShardPosition;
+}
+
+/**
+ * Reads one page of index entries: one Query per shard not yet exhausted (in parallel, each for
+ * about twice its share of the page), merged in key order; a shard that runs dry before the page
+ * is full is asked again for the rest, so the merge never passes a key a shard has not yet
+ * returned. The cursor holds every shard's position; there is none once every shard is exhausted.
+ */
+async function scatterGather(
+  documents: DynamoDBDocumentClient,
+  table: string,
+  read: ScatterRead,
+): Promise<{ entries: IndexEntry[]; cursor: string | undefined }> {
+  const { view, windowed } = read;
+  const shardOf = (ixKey: string): number | undefined => {
+    const key = keyOfIndexKey(ixKey, windowed);
+    return key === undefined ? undefined : viewIndexShard(key);
+  };
+  const start: ShardPosition[] =
+    read.cursor === undefined
+      ? Array.from({ length: VIEW_INDEX_SHARDS }, () => null)
+      : decodeCursor(view, read.method, read.query, read.cursor, shardOf);
+  const shards: ShardState[] = start.map((position, shard) => ({
+    shard,
+    buffer: [],
+    next: typeof position === 'string' ? indexStartKey(view, shard, position, windowed) : undefined,
+    more: position !== 1,
+    position,
+  }));
+  const byKey = TABLE_INDEXES.byKey;
+  const fetch = async (state: ShardState, limit: number): Promise<void> => {
+    const out = await documents.send(
+      new QueryCommand({
+        TableName: table,
+        IndexName: byKey.indexName,
+        KeyConditionExpression: read.condition === undefined ? '#ixShard = :shard' : `#ixShard = :shard AND ${read.condition}`,
+        ExpressionAttributeNames: read.condition === undefined ? { '#ixShard': byKey.partitionKey.name } : { '#ixShard': byKey.partitionKey.name, '#ixKey': byKey.sortKey.name },
+        ExpressionAttributeValues: { ...read.values, ':shard': viewIndexPartition(view, state.shard) },
+        ScanIndexForward: read.order === 'asc',
+        Limit: limit,
+        ExclusiveStartKey: state.next,
+      }),
+    );
+    for (const raw of out.Items ?? []) state.buffer.push({ pk: String(raw.pk), sk: String(raw.sk), ixKey: String(raw.ixKey) });
+    state.next = out.LastEvaluatedKey;
+    state.more = out.LastEvaluatedKey !== undefined;
+  };
+  const sign = read.order === 'asc' ? 1 : -1;
+  const entries: IndexEntry[] = [];
+  let round = 0;
+  while (entries.length < read.limit) {
+    const dry = shards.filter((state) => state.buffer.length === 0 && state.more);
+    if (dry.length > 0) {
+      const remaining = read.limit - entries.length;
+      // First round: about twice a shard's share of the page (keys spread evenly by hash), so
+      // the index entries read stay near the page size; a shard that runs dry is asked for the rest.
+      const limit = round === 0 ? Math.min(remaining, 2 * Math.ceil(remaining / VIEW_INDEX_SHARDS) + SHARD_SLACK) : remaining;
+      await Promise.all(dry.map((state) => fetch(state, limit)));
+      round += 1;
+      continue;
+    }
+    let best: ShardState | undefined;
+    for (const state of shards) {
+      if (state.buffer.length === 0) continue;
+      if (best === undefined || sign * compareKeys(state.buffer[0]!.ixKey, best.buffer[0]!.ixKey) < 0) best = state;
+    }
+    if (best === undefined) break;
+    const entry = best.buffer.shift()!;
+    best.position = entry.ixKey;
+    entries.push(entry);
+  }
+  const positions = shards.map((state) => (state.buffer.length === 0 && !state.more ? 1 : state.position));
+  const done = positions.every((position) => position === 1);
+  return { entries, cursor: done ? undefined : encodeCursor({ v: view, q: read.query, s: positions }) };
 }
 
 function parseOffset(value: unknown): bigint | undefined {
@@ -254,6 +665,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
 
   async function get<S>(view: View<any, S>, key: ViewKey, opts: ViewGetOptions = {}): Promise<ViewSnapshot<S> | undefined> {
     requireView(view, 'get');
+    requireUnwindowed(view, 'get');
     const k = requireKey(view, key);
     try {
       const out = await documents.send(
@@ -271,12 +683,22 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     }
   }
 
+  /** The items of `keys` (distinct), keyed `pk + "\n" + sk`. */
+  async function readItems(keys: readonly ItemKey[], consistent: boolean): Promise<Map<string, Record<string, unknown>>> {
+    return batchGetItems(documents, table, keys, {
+      consistent,
+      projection: { expression: ITEM_PROJECTION_WITH_KEYS, names: ITEM_NAMES_WITH_KEYS },
+      concurrency: QUERY_BATCH_GET_CONCURRENCY,
+    });
+  }
+
   async function getMany<S>(
     view: View<any, S>,
     keys: readonly ViewKey[],
     opts: ViewGetOptions = {},
   ): Promise<(ViewSnapshot<S> | undefined)[]> {
     requireView(view, 'getMany');
+    requireUnwindowed(view, 'getMany');
     if (!Array.isArray(keys)) {
       throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": getMany keys must be an array, received ${preview(keys)}`, {
         context: { view: view.name },
@@ -287,12 +709,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     const found = new Map<string, ViewSnapshot<S>>();
     let items: Map<string, Record<string, unknown>>;
     try {
-      items = await batchGetItems(
-        documents,
-        table,
-        distinct.map((k) => viewItemKey(view.name, k)),
-        { consistent: opts.consistent === true, projection: { expression: ITEM_PROJECTION_WITH_PK, names: ITEM_NAMES_WITH_PK } },
-      );
+      items = await readItems(distinct.map((k) => viewItemKey(view.name, k)), opts.consistent === true);
     } catch (error) {
       throw readFailed(error, `view "${view.name}": getMany of ${distinct.length} keys`, { view: view.name, table });
     }
@@ -303,59 +720,66 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     return asStrings.map((k) => found.get(k));
   }
 
-  async function query<S>(view: View<any, S>, range: ViewKeyRange = { prefix: '' }, opts: ViewQueryOptions = {}): Promise<ViewQueryPage<S>> {
-    requireView(view, 'query');
+  function pageOptions(view: View<any, any>, method: string, opts: { limit?: number; order?: unknown }): { limit: number; order: 'asc' | 'desc' } {
     const context = { view: view.name, table };
     const limit = opts.limit ?? DEFAULT_QUERY_LIMIT;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_QUERY_LIMIT) {
       throw new SdkError(
         'INVALID_ARGUMENT',
-        `view "${view.name}": query limit must be an integer from 1 to ${MAX_QUERY_LIMIT}, received ${preview(limit)}`,
+        `view "${view.name}": ${method} limit must be an integer from 1 to ${MAX_QUERY_LIMIT}, received ${preview(limit)}`,
         { context },
       );
     }
     const order = opts.order ?? 'asc';
     if (order !== 'asc' && order !== 'desc') {
-      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": query order must be "asc" or "desc", received ${preview(order)}`, {
+      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": ${method} order must be "asc" or "desc", received ${preview(order)}`, {
         context,
       });
     }
-    const values: Record<string, unknown> = { ':pk': VIEW_PK_PREFIX + view.name };
-    let condition: string;
+    return { limit, order };
+  }
+
+  async function query<S>(view: View<any, S>, range: ViewKeyRange = { prefix: '' }, opts: ViewQueryOptions = {}): Promise<ViewQueryPage<S>> {
+    requireView(view, 'query');
+    requireUnwindowed(view, 'query');
+    const context = { view: view.name, table };
+    const { limit, order } = pageOptions(view, 'query', opts);
+    const values: Record<string, unknown> = {};
+    let condition: string | undefined;
+    let selection: unknown;
     if (range && typeof range === 'object' && 'prefix' in range) {
       if (typeof range.prefix !== 'string') {
         throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": query prefix must be a string, received ${preview(range.prefix)}`, {
           context,
         });
       }
-      condition = '#pk = :pk AND begins_with(#sk, :prefix)';
-      values[':prefix'] = KEY_PREFIX + range.prefix;
+      condition = 'begins_with(#ixKey, :prefix)';
+      values[':prefix'] = INDEX_KEY_PREFIX + range.prefix;
+      selection = { p: range.prefix };
     } else if (range && typeof range === 'object') {
       const from = range.from === undefined ? undefined : requireKey(view, range.from);
       const to = range.to === undefined ? undefined : requireKey(view, range.to);
       if (from !== undefined && to !== undefined) {
-        if (from > to) {
+        if (compareKeys(from, to) > 0) {
           throw new SdkError(
             'INVALID_ARGUMENT',
             `view "${view.name}": query range from ${preview(from)} sorts after to ${preview(to)} (keys compare as strings); swap them or use order: 'desc'`,
             { context },
           );
         }
-        condition = '#pk = :pk AND #sk BETWEEN :from AND :to';
-        values[':from'] = KEY_PREFIX + from;
-        values[':to'] = KEY_PREFIX + to;
+        condition = '#ixKey BETWEEN :from AND :to';
+        values[':from'] = INDEX_KEY_PREFIX + from;
+        values[':to'] = INDEX_KEY_PREFIX + to;
       } else if (from !== undefined) {
-        condition = '#pk = :pk AND #sk >= :from';
-        values[':from'] = KEY_PREFIX + from;
+        condition = '#ixKey >= :from';
+        values[':from'] = INDEX_KEY_PREFIX + from;
       } else if (to !== undefined) {
-        // The lower bound keeps the range inside this view's keys.
-        condition = '#pk = :pk AND #sk BETWEEN :prefix AND :to';
-        values[':prefix'] = KEY_PREFIX;
-        values[':to'] = KEY_PREFIX + to;
-      } else {
-        condition = '#pk = :pk AND begins_with(#sk, :prefix)';
-        values[':prefix'] = KEY_PREFIX;
+        // Every ixKey of the shard starts with k#, so the lower bound selects nothing less.
+        condition = '#ixKey BETWEEN :prefix AND :to';
+        values[':prefix'] = INDEX_KEY_PREFIX;
+        values[':to'] = INDEX_KEY_PREFIX + to;
       }
+      selection = { f: from ?? null, t: to ?? null };
     } else {
       throw new SdkError(
         'INVALID_ARGUMENT',
@@ -363,23 +787,193 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
         { context },
       );
     }
-    const input: QueryCommandInput = {
-      TableName: table,
-      KeyConditionExpression: condition,
-      ExpressionAttributeNames: { ...ITEM_NAMES, '#pk': 'pk' },
-      ExpressionAttributeValues: values,
-      ProjectionExpression: ITEM_PROJECTION,
-      ConsistentRead: opts.consistent === true,
-      ScanIndexForward: order === 'asc',
-      Limit: limit,
-      ExclusiveStartKey: opts.cursor === undefined ? undefined : decodeCursor(view.name, opts.cursor),
+    const read: ScatterRead = {
+      view: view.name,
+      method: 'query',
+      query: JSON.stringify(['query', order, selection]),
+      condition,
+      values,
+      windowed: false,
+      order,
+      limit,
+      cursor: opts.cursor,
     };
     try {
-      const out = await documents.send(new QueryCommand(input));
-      const items = (out.Items ?? []).map((raw) => toItem<S>(raw));
-      return { items, cursor: out.LastEvaluatedKey ? encodeCursor(view.name, out.LastEvaluatedKey) : undefined };
+      const { entries, cursor } = await scatterGather(documents, table, read);
+      const items = await readItems(entries, opts.consistent === true);
+      const found: ViewSnapshot<S>[] = [];
+      for (const entry of entries) {
+        const raw = items.get(`${entry.pk}\n${entry.sk}`);
+        if (raw !== undefined) found.push(toItem<S>(raw));
+      }
+      return { items: found, cursor };
     } catch (error) {
       throw readFailed(error, `view "${view.name}": query`, context);
+    }
+  }
+
+  async function window<S>(view: View<any, S>, key: ViewKey, windowStart: number, opts: ViewGetOptions = {}): Promise<WindowSnapshot<S> | undefined> {
+    requireView(view, 'window');
+    const definition = requireWindowed(view, 'window');
+    const k = requireKey(view, key);
+    const start = requireTime(view, 'window', 'windowStart', windowStart);
+    let raw: Record<string, unknown> | undefined;
+    try {
+      const out = await documents.send(
+        new GetCommand({
+          TableName: table,
+          Key: viewItemKey(view.name, k, start),
+          ConsistentRead: opts.consistent === true,
+          ProjectionExpression: ITEM_PROJECTION,
+          ExpressionAttributeNames: ITEM_NAMES,
+        }),
+      );
+      raw = out.Item;
+    } catch (error) {
+      throw readFailed(error, `view "${view.name}": window ${start} of key ${preview(k)}`, { view: view.name, key: k, windowStart: start, table });
+    }
+    const now = Date.now();
+    if (raw !== undefined) {
+      if (isLive(raw, now)) return toWindowItem<S>(raw);
+      throw windowExpired(view, definition, start, k, now);
+    }
+    // No item: if even the shortest window starting there has expired, say so rather than "no events".
+    if (start + shortestWindowMs(definition) <= retentionAt(definition, now).expiredBefore) {
+      throw windowExpired(view, definition, start, k, now);
+    }
+    return undefined;
+  }
+
+  async function windows<S>(view: View<any, S>, key: ViewKey, opts: ViewWindowsOptions = {}): Promise<WindowsPage<S>> {
+    requireView(view, 'windows');
+    const definition = requireWindowed(view, 'windows');
+    const k = requireKey(view, key);
+    if (!opts || typeof opts !== 'object') {
+      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": windows options must be an object { from?, to?, limit?, cursor?, order? }, received ${preview(opts)}`, {
+        context: { view: view.name },
+      });
+    }
+    const { limit, order } = pageOptions(view, 'windows', opts);
+    const from = opts.from === undefined ? 0 : requireTime(view, 'windows', 'from', opts.from);
+    const to = opts.to === undefined ? undefined : requireTime(view, 'windows', 'to', opts.to);
+    if (to !== undefined && to < from) {
+      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": windows from ${from} is after to ${to} (window starts in [from, to)); swap them or use order: 'desc'`, {
+        context: { view: view.name, from, to },
+      });
+    }
+    const now = Date.now();
+    const retention = retentionAt(definition, now);
+    const reported = from < retention.expiredBefore ? { retention } : {};
+    // A tumbling or hopping window starting at or before expiredBefore − size has ended by then:
+    // not worth reading. A session's length is known only from its item, so its ttl decides.
+    const lowest = definition.kind === 'session' ? from : Math.max(from, retention.expiredBefore - definition.sizeMs + 1);
+    const highest = to === undefined ? MAX_WINDOW_START_MS : to - 1;
+    const query = JSON.stringify(['windows', k, order, from, to ?? null]);
+    let after = opts.cursor === undefined ? undefined : decodeWindowsCursor(view.name, query, opts.cursor);
+    if (lowest > highest) return { items: [], cursor: undefined, ...reported };
+    const low = VIEW_SK_WINDOW_PREFIX + encodeWindowStart(lowest);
+    const high = VIEW_SK_WINDOW_PREFIX + encodeWindowStart(highest);
+    if (after !== undefined && after < low) {
+      // Retention moved past the cursor while the caller paged: what lay between has expired.
+      if (order === 'desc') return { items: [], cursor: undefined, ...reported };
+      after = undefined;
+    }
+    const pk = viewItemKey(view.name, k).pk;
+    try {
+      const out = await documents.send(
+        new QueryCommand({
+          TableName: table,
+          KeyConditionExpression: '#pk = :pk AND #sk BETWEEN :low AND :high',
+          ExpressionAttributeNames: { ...ITEM_NAMES, '#pk': 'pk', '#sk': 'sk' },
+          ExpressionAttributeValues: { ':pk': pk, ':low': low, ':high': high },
+          ProjectionExpression: ITEM_PROJECTION,
+          ConsistentRead: opts.consistent === true,
+          ScanIndexForward: order === 'asc',
+          Limit: limit,
+          ExclusiveStartKey: after === undefined ? undefined : { pk, sk: after },
+        }),
+      );
+      const items = (out.Items ?? []).filter((raw) => isLive(raw, now)).map((raw) => toWindowItem<S>(raw));
+      const last = out.LastEvaluatedKey?.sk;
+      return { items, cursor: typeof last === 'string' ? encodeWindowsCursor(view.name, query, last) : undefined, ...reported };
+    } catch (error) {
+      throw readFailed(error, `view "${view.name}": windows of key ${preview(k)}`, { view: view.name, key: k, table });
+    }
+  }
+
+  async function latestWindow<S>(view: View<any, S>, key: ViewKey, opts: ViewGetOptions = {}): Promise<WindowSnapshot<S> | undefined> {
+    requireView(view, 'latestWindow');
+    requireWindowed(view, 'latestWindow');
+    const k = requireKey(view, key);
+    const pk = viewItemKey(view.name, k).pk;
+    const now = Date.now();
+    let start: Record<string, unknown> | undefined;
+    try {
+      // Newest first; expired items DynamoDB has not deleted yet are skipped (normally none, or
+      // the few of a retention that was lowered).
+      do {
+        const out = await documents.send(
+          new QueryCommand({
+            TableName: table,
+            KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :windows)',
+            ExpressionAttributeNames: { ...ITEM_NAMES, '#pk': 'pk', '#sk': 'sk' },
+            ExpressionAttributeValues: { ':pk': pk, ':windows': VIEW_SK_WINDOW_PREFIX },
+            ProjectionExpression: ITEM_PROJECTION,
+            ConsistentRead: opts.consistent === true,
+            ScanIndexForward: false,
+            Limit: LATEST_WINDOW_PAGE,
+            ExclusiveStartKey: start,
+          }),
+        );
+        const live = (out.Items ?? []).find((raw) => isLive(raw, now));
+        if (live !== undefined) return toWindowItem<S>(live);
+        start = out.LastEvaluatedKey;
+      } while (start !== undefined);
+      return undefined;
+    } catch (error) {
+      throw readFailed(error, `view "${view.name}": latestWindow of key ${preview(k)}`, { view: view.name, key: k, table });
+    }
+  }
+
+  async function windowsAt<S>(view: View<any, S>, windowStart: number, opts: ViewWindowsAtOptions = {}): Promise<WindowsAtPage<S>> {
+    requireView(view, 'windowsAt');
+    const definition = requireWindowed(view, 'windowsAt');
+    const start = requireTime(view, 'windowsAt', 'windowStart', windowStart);
+    const context = { view: view.name, windowStart: start, table };
+    if (!opts || typeof opts !== 'object') {
+      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": windowsAt options must be an object { prefix?, limit?, cursor?, order? }, received ${preview(opts)}`, { context });
+    }
+    const prefix = opts.prefix ?? '';
+    if (typeof prefix !== 'string') {
+      throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": windowsAt prefix must be a string, received ${preview(prefix)}`, { context });
+    }
+    const { limit, order } = pageOptions(view, 'windowsAt', opts);
+    const now = Date.now();
+    if (start + shortestWindowMs(definition) <= retentionAt(definition, now).expiredBefore) {
+      throw windowExpired(view, definition, start, undefined, now);
+    }
+    const read: ScatterRead = {
+      view: view.name,
+      method: 'windowsAt',
+      query: JSON.stringify(['windowsAt', start, order, prefix]),
+      condition: 'begins_with(#ixKey, :prefix)',
+      values: { ':prefix': windowIndexPrefix(start) + prefix },
+      windowed: true,
+      order,
+      limit,
+      cursor: opts.cursor,
+    };
+    try {
+      const { entries, cursor } = await scatterGather(documents, table, read);
+      const items = await readItems(entries, opts.consistent === true);
+      const found: WindowSnapshot<S>[] = [];
+      for (const entry of entries) {
+        const raw = items.get(`${entry.pk}\n${entry.sk}`);
+        if (raw !== undefined && isLive(raw, now)) found.push(toWindowItem<S>(raw));
+      }
+      return { items: found, cursor };
+    } catch (error) {
+      throw readFailed(error, `view "${view.name}": windowsAt ${start}`, context);
     }
   }
 
@@ -455,6 +1049,10 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     },
     getMany,
     query,
+    window,
+    windows,
+    latestWindow,
+    windowsAt,
     waitFor,
   };
 }

@@ -1,10 +1,14 @@
 /**
  * The views table layout, shared by the engine (which writes) and the SDK (which reads).
  *
- * One DynamoDB table per app, partition key `pk` (S), sort key `sk` (S), TTL attribute `ttl`:
- * - view items: `pk = "view#" + view`, `sk = "key#" + key` (numbers in decimal form), holding the
- *   view state, a `version` (+1 per write), the last applied offset per source partition and
- *   per-trigger bookkeeping of changes not yet delivered;
+ * One DynamoDB table per app, partition key `pk` (S), sort key `sk` (S), TTL attribute `ttl`,
+ * two KEYS_ONLY global secondary indexes ({@link TABLE_INDEXES}):
+ * - view items: `pk = "v#" + view + "#" + key` (numbers in decimal form), so one key is one
+ *   item collection; `sk = "_"` for an unwindowed view, `sk = "w#" + pad15(window start)` for a
+ *   windowed one, so a key's windows are one Query in time order. Each holds the view state, a
+ *   `version` (+1 per applied event), the last applied offset per source partition, per-trigger
+ *   bookkeeping of changes not yet delivered, and the `byKey` index attributes `ixShard` /
+ *   `ixKey` ({@link viewIndexKey}), which never change for an item;
  * - engine bookkeeping under `pk = "_tributary"`: checkpoints `sk = "checkpoint#" + topic + "#" + partition`
  *   whose `offset` is the next offset to consume (everything below it is durable in every view).
  *
@@ -15,16 +19,27 @@ import { BatchGetCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { any, item, number, record, string } from 'dynamodb-toolbox';
 import { Entity } from 'dynamodb-toolbox/entity';
 import { Table } from 'dynamodb-toolbox/table';
-import type { ViewKey } from './define.ts';
+import type { ViewKey, WindowBounds } from './define.ts';
 import { preview } from './define-fns.ts';
-import { ENV, TABLE_KEY_SCHEMA } from './contract.ts';
+import { ENV, TABLE_INDEXES, TABLE_KEY_SCHEMA, VIEW_INDEX_SHARDS } from './contract.ts';
 import { SdkError } from './errors.ts';
 import { createRetry } from './retry.ts';
 
-/** Partition key prefix of view items. */
-export const VIEW_PK_PREFIX = 'view#';
-/** Sort key prefix of view items. */
-export const VIEW_SK_PREFIX = 'key#';
+/** Partition key prefix of view items (and of their `byKey` index shards): `v#<view>#…`. */
+export const VIEW_PK_PREFIX = 'v#';
+/** Sort key of the one item of an unwindowed view's key. */
+export const VIEW_SK_UNWINDOWED = '_';
+/** Sort key prefix of a windowed view's items (`w#<pad15(start)>`), and of their `ixKey`. */
+export const VIEW_SK_WINDOW_PREFIX = 'w#';
+/**
+ * `ixKey` prefix of an unwindowed item (`k#<key>`): an index key attribute cannot be the empty
+ * string, and `''` is a valid view key.
+ */
+export const INDEX_KEY_PREFIX = 'k#';
+/** Digits of a window start in keys: epoch ms up to 10^15 − 1 (the year 33658). */
+export const WINDOW_START_DIGITS = 15;
+/** Largest window start (epoch ms) the layout can hold. */
+export const MAX_WINDOW_START_MS = 10 ** WINDOW_START_DIGITS - 1;
 /** Partition key of the engine's bookkeeping items. */
 export const ENGINE_PK = '_tributary';
 /** Sort key prefix of checkpoint items. */
@@ -40,10 +55,18 @@ export interface ItemKey {
 export interface ViewItem<S = unknown> extends ItemKey {
   /** View name (also encoded in `pk`). */
   readonly view: string;
-  /** View key in its stored, string form (also encoded in `sk`). */
+  /** View key in its stored, string form (also encoded in `pk`). */
   readonly key: string;
+  /** `byKey` index partition, `v#<view>#<shard>` ({@link viewIndexKey}); never changes for an item. */
+  readonly ixShard: string;
+  /** `byKey` index sort key: `k#<key>`, or `w#<pad15(start)>#<key>` for a windowed item. */
+  readonly ixKey: string;
+  /** Window start in epoch ms (inclusive), on windowed items only (also encoded in `sk`). */
+  readonly windowStart?: number;
+  /** Window end in epoch ms (exclusive), on windowed items only. */
+  readonly windowEnd?: number;
   readonly state: S;
-  /** +1 per write; the condition of the next write. */
+  /** +1 per applied event (so every state has its own); the condition of the next write. */
   readonly version: number;
   /** Last applied offset per source partition, `"topic/partition"` -> decimal offset. */
   readonly offsets: Readonly<Record<string, string>>;
@@ -55,10 +78,24 @@ export interface ViewItem<S = unknown> extends ItemKey {
    * written but not yet delivered; the engine removes it after delivery. Absent when all is delivered.
    */
   readonly pending?: Readonly<Record<string, number>>;
-  /** The states named by `pending`, by version (decimal string); shared by triggers. */
+  /**
+   * The states named by `pending`, by version (decimal string), shared by triggers; for a
+   * `changes: 'every'` trigger also every intermediate state after the one it last judged.
+   */
   readonly befores?: Readonly<Record<string, S>>;
-  /** Expiry in epoch seconds (DynamoDB TTL), if any. */
+  /**
+   * Expiry in epoch seconds (DynamoDB TTL), if any: windowed items carry their window's
+   * retention. DynamoDB deletes expired items lazily (up to days later); reads treat an item
+   * past its `ttl` as gone.
+   */
   readonly ttl?: number;
+  /**
+   * `closing` index partition (sparse): set while the item of an `emit: 'final'` view awaits its
+   * final change, `<view>#<topic>/<partition>` of the partition whose record created it.
+   */
+  readonly closeShard?: string;
+  /** `closing` index sort key: stream time past which the window is closed (`windowEnd + graceMs`). */
+  readonly closeAt?: number;
 }
 
 /** A checkpoint item: everything below `offset` in `topic/partition` is durable in the views. */
@@ -70,24 +107,51 @@ export interface CheckpointItem extends ItemKey {
   /** `offset` as a number, for the engine's "never move backwards" condition. */
   readonly position?: number;
   readonly updatedAt: string;
+  /**
+   * Stream time per windowed view of the topic (view -> epoch ms): the largest event time of
+   * the records below `offset`. Restored at start, so a restart judges lateness as before.
+   */
+  readonly streamTime?: Readonly<Record<string, number>>;
 }
 
 /**
- * Why `key` is not a usable view key, or undefined: keys are strings (`''` included: its sort
- * key `key#` is valid, as in ksqlDB), bigints and finite numbers within ±(2^53−1). A larger number is refused, never rounded: a double cannot
+ * Longest view key, in UTF-8 bytes: DynamoDB caps a sort key attribute (here the index's
+ * `ixKey`, `w#<15 digits>#<key>` on a windowed item) at 1,024 bytes, and a key past it would make
+ * every write of its item fail; this leaves room for the prefix, rounded down.
+ */
+export const MAX_VIEW_KEY_BYTES = 1_000;
+
+/**
+ * Why `key` is not a usable view key, or undefined: keys are strings (`''` included: its
+ * partition key `v#<view>#` is valid, as in ksqlDB) of at most {@link MAX_VIEW_KEY_BYTES} bytes,
+ * bigints and finite numbers within ±(2^53−1). A larger number is refused, never rounded: a double cannot
  * tell 9007199254740992 from 9007199254740993, so two keys would silently share one item.
  */
-export function viewKeyProblem(key: unknown): 'missing' | 'inexact' | undefined {
-  if (typeof key === 'string') return undefined;
+export function viewKeyProblem(key: unknown): 'missing' | 'inexact' | 'too-long' | undefined {
+  if (typeof key === 'string') {
+    // A UTF-16 unit is at most 3 UTF-8 bytes: most keys need no byte count.
+    return key.length * 3 <= MAX_VIEW_KEY_BYTES || Buffer.byteLength(key, 'utf8') <= MAX_VIEW_KEY_BYTES ? undefined : 'too-long';
+  }
   if (typeof key === 'bigint') return undefined;
   if (typeof key === 'number' && Number.isFinite(key)) return Math.abs(key) <= Number.MAX_SAFE_INTEGER ? undefined : 'inexact';
   return 'missing';
 }
 
+/** The message of a {@link viewKeyProblem}, to follow "view key" or "key() returned". */
+export function viewKeyProblemMessage(key: unknown, problem: 'missing' | 'inexact' | 'too-long'): string {
+  if (problem === 'inexact') {
+    return `${String(key)}, a number past 2^53, which a double cannot hold exactly (9007199254740992 and 9007199254740993 are the same double); pass the key as a bigint or a string`;
+  }
+  if (problem === 'too-long') {
+    return `a string of ${Buffer.byteLength(key as string, 'utf8')} UTF-8 bytes (${preview(key)}), longer than ${MAX_VIEW_KEY_BYTES} bytes (DynamoDB caps key attributes at 1,024 bytes); use a shorter key, e.g. a hash of the long value`;
+  }
+  return `${preview(key)}, which is not a string, a bigint or a finite number`;
+}
+
 /**
  * Stored string form of a view key: strings as they are, bigints and numbers in decimal form
  * (so `5` and `5n` name the same item). Throws an {@link SdkError} `INVALID_ARGUMENT` for
- * anything else and for numbers past ±(2^53−1).
+ * anything else, for numbers past ±(2^53−1) and for strings past {@link MAX_VIEW_KEY_BYTES}.
  *
  * @example
  * encodeViewKey(42); // "42"
@@ -100,19 +164,103 @@ export function encodeViewKey(key: ViewKey): string {
     'INVALID_ARGUMENT',
     problem === 'inexact'
       ? `view key ${String(key)} is a number past 2^53, which a double cannot hold exactly (9007199254740992 and 9007199254740993 are the same double); pass the key as a bigint or a string`
-      : `view key must be a string, a bigint or a finite number, received ${preview(key)}`,
-    { context: { key: String(key) } },
+      : `view key is ${viewKeyProblemMessage(key, problem)}`,
+    { context: { key: problem === 'too-long' ? preview(key) : String(key) } },
   );
 }
 
 /**
- * Primary key of a view item.
+ * Why `start` is not a window start the layout can hold, or undefined: a non-negative integer
+ * of epoch ms below 10^15 (times before 1970 are refused upstream).
+ */
+export function windowStartProblem(start: unknown): string | undefined {
+  if (typeof start !== 'number' || !Number.isInteger(start)) return `must be an integer of epoch milliseconds, received ${preview(start)}`;
+  if (start < 0) return `must not be negative (times before 1970 cannot be stored), received ${start}`;
+  if (start > MAX_WINDOW_START_MS) return `must be at most ${MAX_WINDOW_START_MS} (15 digits of epoch ms), received ${start}`;
+  return undefined;
+}
+
+/**
+ * A window start as it appears in keys: 15-digit zero-padded decimal epoch ms, so string order
+ * is time order. Throws `INVALID_ARGUMENT` for a start {@link windowStartProblem} refuses.
  *
  * @example
- * viewItemKey('classAttendance', 'yoga-1'); // { pk: 'view#classAttendance', sk: 'key#yoga-1' }
+ * encodeWindowStart(1_764_547_200_000); // "001764547200000"
  */
-export function viewItemKey(view: string, key: ViewKey): ItemKey {
-  return { pk: VIEW_PK_PREFIX + view, sk: VIEW_SK_PREFIX + encodeViewKey(key) };
+export function encodeWindowStart(start: number): string {
+  const problem = windowStartProblem(start);
+  if (problem !== undefined) throw new SdkError('INVALID_ARGUMENT', `window start ${problem}`, { context: { windowStart: String(start) } });
+  return String(start).padStart(WINDOW_START_DIGITS, '0');
+}
+
+/** The start of `window` (bounds or a start in epoch ms). */
+function windowStartOf(window: WindowBounds | number): number {
+  return typeof window === 'number' ? window : window?.start;
+}
+
+/**
+ * Primary key of a view item: `pk = v#<view>#<key>`, `sk = _` (unwindowed) or
+ * `sk = w#<pad15(start)>` (the window of `window`, bounds or a start in epoch ms).
+ *
+ * @example
+ * viewItemKey('classAttendance', 'yoga-1'); // { pk: 'v#classAttendance#yoga-1', sk: '_' }
+ * viewItemKey('dailyBookings', 'yoga-1', { start: 1_764_547_200_000, end: 1_764_633_600_000 });
+ * // { pk: 'v#dailyBookings#yoga-1', sk: 'w#001764547200000' }
+ */
+export function viewItemKey(view: string, key: ViewKey, window?: WindowBounds | number): ItemKey {
+  const pk = VIEW_PK_PREFIX + view + '#' + encodeViewKey(key);
+  if (window === undefined) return { pk, sk: VIEW_SK_UNWINDOWED };
+  return { pk, sk: VIEW_SK_WINDOW_PREFIX + encodeWindowStart(windowStartOf(window)) };
+}
+
+/**
+ * The `byKey` index shard of an encoded key: FNV-1a (32 bit) of its UTF-8 bytes, modulo
+ * {@link VIEW_INDEX_SHARDS}. Part of the stored layout: the engine writes it on every item and
+ * readers rely on every key of a view being under one of the shards.
+ *
+ * @example
+ * viewIndexShard('yoga-1'); // a number from 0 to 15, the same on every run
+ */
+export function viewIndexShard(encodedKey: string): number {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(encodedKey, 'utf8')) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0) % VIEW_INDEX_SHARDS;
+}
+
+/** The `byKey` index partition key value of one shard of a view: `v#<view>#<shard>`. */
+export function viewIndexPartition(view: string, shard: number): string {
+  return `${VIEW_PK_PREFIX}${view}#${shard}`;
+}
+
+/** The `byKey` index sort key prefix of every key of one window: `w#<pad15(start)>#`. */
+export function windowIndexPrefix(start: number): string {
+  return `${VIEW_SK_WINDOW_PREFIX}${encodeWindowStart(start)}#`;
+}
+
+/** The `byKey` index attributes of a view item. */
+export interface ViewIndexKey {
+  readonly ixShard: string;
+  readonly ixKey: string;
+}
+
+/**
+ * The `byKey` index attributes of a view item: `ixShard = v#<view>#<shard>` and
+ * `ixKey = k#<key>` (unwindowed; an index key cannot be `''`, a view key can) or
+ * `w#<pad15(start)>#<key>` (windowed), so a view's keys are 16 ranges in key order and one
+ * window's keys 16 ranges too. They never change for an item, so (KEYS_ONLY) only the item's
+ * first write costs an index write.
+ *
+ * @example
+ * viewIndexKey('classAttendance', 'yoga-1'); // { ixShard: 'v#classAttendance#<0-15>', ixKey: 'k#yoga-1' }
+ */
+export function viewIndexKey(view: string, key: ViewKey, window?: WindowBounds | number): ViewIndexKey {
+  const encoded = encodeViewKey(key);
+  const ixShard = viewIndexPartition(view, viewIndexShard(encoded));
+  if (window === undefined) return { ixShard, ixKey: INDEX_KEY_PREFIX + encoded };
+  return { ixShard, ixKey: windowIndexPrefix(windowStartOf(window)) + encoded };
 }
 
 /**
@@ -157,6 +305,10 @@ function buildViewItemEntity(table: ReturnType<typeof buildTable>) {
       sk: string().key(),
       view: string(),
       key: string(),
+      ixShard: string(),
+      ixKey: string(),
+      windowStart: number().optional(),
+      windowEnd: number().optional(),
       // View state is whatever the view's reducer returns (JSON-like); the engine validates it.
       state: any(),
       version: number(),
@@ -165,6 +317,8 @@ function buildViewItemEntity(table: ReturnType<typeof buildTable>) {
       pending: record(string(), number()).optional(),
       befores: record(string(), any()).optional(),
       ttl: number().optional(),
+      closeShard: string().optional(),
+      closeAt: number().optional(),
     }),
   });
 }
@@ -184,6 +338,7 @@ function buildCheckpointEntity(table: ReturnType<typeof buildTable>) {
       // `offset` as a number, so a condition can refuse to move a checkpoint backwards.
       position: number().optional(),
       updatedAt: string(),
+      streamTime: record(string(), number()).optional(),
     }),
   });
 }

@@ -76,6 +76,12 @@ function envOf(container: Record<string, any>): Record<string, unknown> {
   return Object.fromEntries((container.Environment as Array<{ Name: string; Value: unknown }>).map((e) => [e.Name, e.Value]));
 }
 
+/** The resources of a grant on the views table and its two indexes, as synthesized. */
+function tableAndIndexes(): unknown[] {
+  const arn = { 'Fn::GetAtt': [logicalId(tributary.table), 'Arn'] };
+  return [arn, ...['byKey', 'closing'].map((index) => ({ 'Fn::Join': ['', [arn, `/index/${index}`]] }))];
+}
+
 describe('views table', () => {
   it('is on-demand with pk/sk strings, PITR, TTL on `ttl`, and retained', () => {
     template.hasResource('AWS::DynamoDB::Table', {
@@ -96,6 +102,38 @@ describe('views table', () => {
       },
     });
     template.resourceCountIs('AWS::DynamoDB::Table', 1);
+  });
+
+  it('has the KEYS_ONLY key index byKey (ixShard S, ixKey S) and closing index (closeShard S, closeAt N), and no other', () => {
+    const [table] = Object.values(template.findResources('AWS::DynamoDB::Table'));
+    const indexes = table!.Properties.GlobalSecondaryIndexes as Array<Record<string, unknown>>;
+    expect([...indexes].sort((a, b) => String(a.IndexName).localeCompare(String(b.IndexName)))).toEqual([
+      {
+        IndexName: 'byKey',
+        KeySchema: [
+          { AttributeName: 'ixShard', KeyType: 'HASH' },
+          { AttributeName: 'ixKey', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'KEYS_ONLY' },
+      },
+      {
+        IndexName: 'closing',
+        KeySchema: [
+          { AttributeName: 'closeShard', KeyType: 'HASH' },
+          { AttributeName: 'closeAt', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'KEYS_ONLY' },
+      },
+    ]);
+    expect(table!.Properties.AttributeDefinitions).toEqual(
+      expect.arrayContaining([
+        { AttributeName: 'ixShard', AttributeType: 'S' },
+        { AttributeName: 'ixKey', AttributeType: 'S' },
+        { AttributeName: 'closeShard', AttributeType: 'S' },
+        { AttributeName: 'closeAt', AttributeType: 'N' },
+      ]),
+    );
+    expect(table!.Properties.AttributeDefinitions).toHaveLength(6);
   });
 });
 
@@ -255,6 +293,10 @@ describe('functions', () => {
       expect(actionsOf(writes).sort()).toEqual(['dynamodb:DeleteItem', 'dynamodb:PutItem']);
       expect(writes[0]!.Condition).toEqual({ 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['_idempotency'] } });
       expect(actions.filter((a) => !a.startsWith('dynamodb:') && !a.startsWith('logs:'))).toEqual([]);
+      // query() reads the key index: reads cover the table and its indexes by name.
+      const reads = unconditional.filter((st) => actionsOf([st]).includes('dynamodb:Query'));
+      expect(reads, name).toHaveLength(1);
+      expect(reads[0]!.Resource, name).toEqual(tableAndIndexes());
       const roles = template.findResources('AWS::IAM::Role');
       expect(roles[logicalId(fn.role)]!.Properties.ManagedPolicyArns).toBeUndefined();
     }
@@ -277,7 +319,8 @@ describe('engine permissions', () => {
     const statements = statementsOfRole(template, logicalId(tributary.taskDefinition.taskRole));
     const dynamo = statements.filter((s) => actionsOf([s]).some((a) => a.startsWith('dynamodb:')));
     expect(dynamo).toHaveLength(1);
-    expect(dynamo[0]!.Resource).toEqual({ 'Fn::GetAtt': [logicalId(tributary.table), 'Arn'] });
+    // The table and its two indexes by name (the engine reads the closing index), no `index/*`.
+    expect(dynamo[0]!.Resource).toEqual(tableAndIndexes());
     expect(actionsOf(dynamo)).toEqual(expect.arrayContaining(['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:BatchGetItem', 'dynamodb:Query']));
     expect(actionsOf(statements).filter((a) => !a.startsWith('dynamodb:') && a !== 'lambda:InvokeFunction')).toEqual([]);
   });

@@ -3,6 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
+  CreateTableCommand,
   DescribeTableCommand,
   DynamoDBClient,
   GetItemCommand,
@@ -10,13 +11,13 @@ import {
   PutItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { describe, expect, it } from 'vitest';
-import { startDynamoDbLocal } from '../../local/index.ts';
+import { ensureViewsTable, startDynamoDbLocal, viewsTableInput } from '../../local/index.ts';
 import { createTable, dynamoClient, stack, uniqueName } from './helpers.ts';
 
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 
 describe('DynamoDB Local of the shared stack', () => {
-  it('creates a views table (pk/sk, on demand) and round-trips an item, for any region and credentials', async () => {
+  it('creates a views table (pk/sk, both KEYS_ONLY indexes, on demand) and round-trips an item, for any region and credentials', async () => {
     const ddb = dynamoClient();
     const table = await createTable(uniqueName('views'));
     const described = await ddb.send(new DescribeTableCommand({ TableName: table }));
@@ -26,11 +27,16 @@ describe('DynamoDB Local of the shared stack', () => {
       { AttributeName: 'sk', KeyType: 'RANGE' },
     ]);
     expect(described.Table?.BillingModeSummary?.BillingMode).toBe('PAY_PER_REQUEST');
+    const indexes = (described.Table?.GlobalSecondaryIndexes ?? []).map((i) => [i.IndexName, i.KeySchema, i.Projection?.ProjectionType]);
+    expect(indexes.sort((a, b) => String(a[0]).localeCompare(String(b[0])))).toEqual([
+      ['byKey', [{ AttributeName: 'ixShard', KeyType: 'HASH' }, { AttributeName: 'ixKey', KeyType: 'RANGE' }], 'KEYS_ONLY'],
+      ['closing', [{ AttributeName: 'closeShard', KeyType: 'HASH' }, { AttributeName: 'closeAt', KeyType: 'RANGE' }], 'KEYS_ONLY'],
+    ]);
 
     await ddb.send(
       new PutItemCommand({
         TableName: table,
-        Item: { pk: { S: 'view#attendance' }, sk: { S: 'key#spin-7' }, version: { N: '3' } },
+        Item: { pk: { S: 'v#attendance#spin-7' }, sk: { S: '_' }, version: { N: '3' } },
       }),
     );
     // -sharedDb: a client with another region and other dummy keys sees the same table.
@@ -41,11 +47,29 @@ describe('DynamoDB Local of the shared stack', () => {
     });
     try {
       const got = await other.send(
-        new GetItemCommand({ TableName: table, Key: { pk: { S: 'view#attendance' }, sk: { S: 'key#spin-7' } } }),
+        new GetItemCommand({ TableName: table, Key: { pk: { S: 'v#attendance#spin-7' }, sk: { S: '_' } } }),
       );
       expect(got.Item?.version).toEqual({ N: '3' });
     } finally {
       other.destroy();
+      ddb.destroy();
+    }
+  });
+});
+
+describe('ensureViewsTable', () => {
+  it('accepts an existing views table as it is, and refuses one made for the earlier layout (no indexes)', async () => {
+    const ddb = dynamoClient();
+    try {
+      const table = await createTable(uniqueName('again'));
+      await ensureViewsTable(ddb, table);
+      const earlier = uniqueName('v1-layout');
+      const { GlobalSecondaryIndexes: _indexes, ...withoutIndexes } = viewsTableInput(earlier);
+      await ddb.send(new CreateTableCommand({ ...withoutIndexes, AttributeDefinitions: withoutIndexes.AttributeDefinitions!.filter((a) => a.AttributeName === 'pk' || a.AttributeName === 'sk') }));
+      const error = await ensureViewsTable(ddb, earlier).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'TABLE_CREATE_FAILED', context: { missing: ['byKey', 'closing'] } });
+      expect((error as Error).message).toMatch(/earlier storage layout.*\.tributary/);
+    } finally {
       ddb.destroy();
     }
   });

@@ -105,6 +105,30 @@ describe('engine start-up checks', () => {
     expect(elapsedMs).toBeLessThan(FAIL_FAST_MS);
   });
 
+  it('fails with TABLE_SCHEMA_MISMATCH when the table lacks the indexes (made for the earlier layout)', async () => {
+    const topic = await createTopic(stack().kafkaBrokers, uniqueName('startup-index'), 1);
+    const table = uniqueName('startup-v1');
+    await dynamodb.send(
+      new CreateTableCommand({
+        TableName: table,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [
+          { AttributeName: 'pk', AttributeType: 'S' },
+          { AttributeName: 'sk', AttributeType: 'S' },
+        ],
+        KeySchema: [
+          { AttributeName: 'pk', KeyType: 'HASH' },
+          { AttributeName: 'sk', KeyType: 'RANGE' },
+        ],
+      }),
+    );
+    const { error, elapsedMs } = await startFailing({ app: fixtureApp(topic, uniqueName('startup')), tableName: table });
+    expect(error?.code).toBe('TABLE_SCHEMA_MISMATCH');
+    expect(error?.message).toMatch(/index byKey .* is missing/);
+    expect(error?.message).toContain('earlier storage layout');
+    expect(elapsedMs).toBeLessThan(FAIL_FAST_MS);
+  });
+
   it('fails with FUNCTION_NOT_FOUND when a trigger names a function that does not exist', async () => {
     const { topic, table } = await topicAndTable('startup-fn');
     const present = uniqueName('presentFn');

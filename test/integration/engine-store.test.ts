@@ -7,13 +7,14 @@ import { GetItemCommand } from 'dynamodb-toolbox';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DynamoItemStore } from '../../engine/internal/dynamodb-store.ts';
 import { itemId } from '../../engine/internal/fold.ts';
-import { checkpointKey, viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
+import { checkpointKey, viewIndexKey, viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import { createTable, uniqueName } from './helpers.ts';
 import { testStorage } from './fixtures/engine-support.ts';
 
 function item(key: string, version: number, extra: Partial<ViewItem> = {}): ViewItem {
   return {
     ...viewItemKey('v', key),
+    ...viewIndexKey('v', key),
     view: 'v',
     key,
     state: { n: version, nested: { list: [1, 'two', null] } },

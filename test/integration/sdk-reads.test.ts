@@ -1,8 +1,9 @@
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { PutItemCommand } from 'dynamodb-toolbox/entity/actions/put';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createViewReader, defineApp, defineView, SdkError, type ViewReader } from '../../sdk/index.ts';
-import { checkpointKey, createStorage, offsetsKey, viewItemKey, type Storage } from '../../sdk/contract/index.ts';
-import { createTable, dynamoClient, uniqueName } from './helpers.ts';
+import { createViewReader, defineApp, defineView, SdkError, type View, type ViewKeyRange, type ViewQueryOptions, type ViewReader } from '../../sdk/index.ts';
+import { checkpointKey, createStorage, offsetsKey, viewIndexKey, viewIndexShard, viewItemKey, type Storage } from '../../sdk/contract/index.ts';
+import { createTable, dynamoClient, uniqueName, waitFor } from './helpers.ts';
 
 interface Counter {
   n: number;
@@ -33,6 +34,7 @@ async function putViewItem(view: string, key: string | number, state: unknown, v
     .build(PutItemCommand)
     .item({
       ...viewItemKey(view, key),
+      ...viewIndexKey(view, key),
       view,
       key: String(key),
       state,
@@ -69,7 +71,30 @@ beforeAll(async () => {
   writes.push(putViewItem('counters', 42, { n: 4200, tags: [] }));
   for (const key of ['k-000', 'k-001', 'zz']) writes.push(putViewItem('other', key, { n: -1 }));
   await Promise.all(writes);
+  // query() finds keys through an eventually consistent index: wait until it lists them all.
+  await untilListed(counters, 131);
+  await untilListed(other, 3);
 });
+
+/** Every key `query` lists for `view`, through every page. */
+async function listAll(view: View<any, any>, range: ViewKeyRange = {}, options: ViewQueryOptions = {}): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await reader.query(view, range, { ...options, cursor });
+    keys.push(...page.items.map((i) => i.key));
+    cursor = page.cursor;
+  } while (cursor !== undefined);
+  return keys;
+}
+
+/** Waits (with a deadline) until the key index lists `count` keys of `view`. */
+async function untilListed(view: View<any, any>, count: number): Promise<void> {
+  await waitFor(async () => (await listAll(view, {}, { limit: 1_000 })).length === count, {
+    timeoutMs: 10_000,
+    message: `the key index lists ${count} keys of view "${view.name}"`,
+  });
+}
 
 describe('createViewReader', () => {
   it('fails with CONFIG_MISSING when no table name is given', () => {
@@ -134,6 +159,7 @@ describe("the empty-string key ''", () => {
 
   it('is read by get, getMany and query like any other key, and sorts first', async () => {
     await Promise.all([putViewItem('blank', '', { n: 1 }), putViewItem('blank', 'a', { n: 2 }), putViewItem('blank', 'b', { n: 3 })]);
+    await untilListed(blank, 3);
     expect(await reader.get(blank, '', { consistent: true })).toMatchObject({ key: '', state: { n: 1 } });
     expect((await reader.getMany(blank, ['a', '', 'zz'], { consistent: true })).map((i) => i?.state.n)).toEqual([2, 1, undefined]);
     const keysOf = (page: { items: { key: string }[] }) => page.items.map((i) => i.key);
@@ -190,12 +216,125 @@ describe('query', () => {
     expect(pages).toBeGreaterThanOrEqual(3);
   });
 
-  it('rejects a cursor from another view, a bad limit and an inverted range', async () => {
+  it('rejects a cursor from another view or another read, a bad limit and an inverted range', async () => {
     const page = await reader.query(counters, {}, { limit: 2 });
     expectCode(await reader.query(other, {}, { cursor: page.cursor }).catch((e: unknown) => e), 'INVALID_ARGUMENT');
+    expectCode(await reader.query(counters, { prefix: 'k-1' }, { cursor: page.cursor }).catch((e: unknown) => e), 'INVALID_ARGUMENT');
+    expectCode(await reader.query(counters, {}, { cursor: page.cursor, order: 'desc' }).catch((e: unknown) => e), 'INVALID_ARGUMENT');
     expectCode(await reader.query(counters, {}, { cursor: 'garbage' }).catch((e: unknown) => e), 'INVALID_ARGUMENT');
     expectCode(await reader.query(counters, {}, { limit: 0 }).catch((e: unknown) => e), 'INVALID_ARGUMENT');
     expectCode(await reader.query(counters, { from: 'b', to: 'a' }).catch((e: unknown) => e), 'INVALID_ARGUMENT');
+  });
+});
+
+describe('query over a view spread across partitions', () => {
+  const spread = defineView({
+    name: 'spread',
+    source: 'sdk-reads-events',
+    key: (e: { id: string }) => e.id,
+    initial: () => ({ n: 0 }),
+    reduce: (s) => s,
+  });
+  // 640 keys: prefix groups, decimal strings ("10" < "9"), and characters where UTF-16 and UTF-8
+  // order disagree (U+E000 sorts before the emoji U+1F600 in DynamoDB, after it in JS's `<`).
+  const groups = ['a/', 'b/', 'p-1/', 'p-10/', 'p-2/', '', '\u{1F600}', '\uE000', 'é'];
+  const keys = Array.from({ length: 640 }, (_, i) => `${groups[i % groups.length]}${(i * 7919) % 1000}`);
+  /** The reference: DynamoDB orders string keys by their UTF-8 bytes. */
+  const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+  const sorted = [...new Set(keys)].sort(byBytes);
+
+  beforeAll(async () => {
+    expect(new Set(keys).size).toBe(keys.length);
+    for (let i = 0; i < keys.length; i += 64) {
+      await Promise.all(keys.slice(i, i + 64).map((key) => putViewItem('spread', key, { n: Buffer.from(key).length })));
+    }
+    await untilListed(spread, keys.length);
+  });
+
+  it('stores one partition key per view key, indexed over all 16 shards', async () => {
+    const partitions = new Set<string>();
+    const shards = new Map<string, number>();
+    let start: Record<string, unknown> | undefined;
+    do {
+      const page = await storage.documentClient.send(
+        new ScanCommand({
+          TableName: storage.tableName,
+          FilterExpression: '#view = :view',
+          ExpressionAttributeNames: { '#view': 'view' },
+          ExpressionAttributeValues: { ':view': 'spread' },
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of page.Items ?? []) {
+        partitions.add(String(item.pk));
+        shards.set(String(item.ixShard), (shards.get(String(item.ixShard)) ?? 0) + 1);
+      }
+      start = page.LastEvaluatedKey;
+    } while (start !== undefined);
+    expect(partitions.size).toBe(keys.length);
+    expect([...shards.keys()].sort()).toEqual(Array.from({ length: 16 }, (_, i) => `v#spread#${i}`).sort());
+    // FNV-1a spreads evenly: no shard holds more than twice its share (40).
+    expect(Math.max(...shards.values())).toBeLessThan(80);
+  });
+
+  it('lists every key in DynamoDB key order through cursors, both directions, full pages until the last', async () => {
+    const pages: string[][] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await reader.query(spread, {}, { limit: 37, cursor });
+      pages.push(page.items.map((i) => i.key));
+      cursor = page.cursor;
+    } while (cursor !== undefined);
+    expect(pages.flat()).toEqual(sorted);
+    expect(pages.slice(0, -1).every((p) => p.length === 37)).toBe(true);
+    expect(pages).toHaveLength(Math.ceil(sorted.length / 37));
+    expect(await listAll(spread, {}, { limit: 50, order: 'desc' })).toEqual([...sorted].reverse());
+    // One page of everything, strongly consistent, states included.
+    const all = await reader.query(spread, {}, { limit: 1_000, consistent: true });
+    expect(all.cursor).toBeUndefined();
+    expect(all.items.map((i) => [i.key, i.state.n])).toEqual(sorted.map((k) => [k, Buffer.from(k).length]));
+  });
+
+  it('selects by prefix and by range, paginated, in both orders', async () => {
+    for (const prefix of ['p-1', 'p-1/', 'a/', '\u{1F600}', 'nothing']) {
+      const expected = sorted.filter((k) => k.startsWith(prefix));
+      expect(await listAll(spread, { prefix }, { limit: 17 }), prefix).toEqual(expected);
+      expect(await listAll(spread, { prefix }, { limit: 23, order: 'desc' }), prefix).toEqual([...expected].reverse());
+    }
+    const ranges: Array<{ from?: string; to?: string }> = [{ from: 'b/', to: 'p-2/' }, { from: 'p-10/5' }, { to: '300' }, { from: '\uE000', to: '\u{1F600}~' }];
+    for (const range of ranges) {
+      const expected = sorted.filter((k) => (range.from === undefined || byBytes(k, range.from) >= 0) && (range.to === undefined || byBytes(k, range.to) <= 0));
+      expect(expected.length, JSON.stringify(range)).toBeGreaterThan(0);
+      expect(await listAll(spread, range, { limit: 29 }), JSON.stringify(range)).toEqual(expected);
+      expect(await listAll(spread, range, { limit: 31, order: 'desc' }), JSON.stringify(range)).toEqual([...expected].reverse());
+    }
+  });
+
+  it('fills a page when one shard holds most of it (a shard asked again for the rest)', async () => {
+    const skewed = defineView({ name: 'skewed', source: 'sdk-reads-events', key: (e: { id: string }) => e.id, initial: () => ({ n: 0 }), reduce: (s) => s });
+    // 60 keys of shard 3 and 10 of others: a page of 50 takes far more than 1/16 from shard 3.
+    const candidates = Array.from({ length: 3_000 }, (_, i) => `s-${i}`);
+    const crowded = candidates.filter((k) => viewIndexShard(k) === 3).slice(0, 60);
+    const others = candidates.filter((k) => viewIndexShard(k) !== 3).slice(0, 10);
+    await Promise.all([...crowded, ...others].map((key) => putViewItem('skewed', key, { n: 1 })));
+    await untilListed(skewed, 70);
+    const expected = [...crowded, ...others].sort(byBytes);
+    const first = await reader.query(skewed, {}, { limit: 50 });
+    expect(first.items.map((i) => i.key)).toEqual(expected.slice(0, 50));
+    const rest = await reader.query(skewed, {}, { limit: 50, cursor: first.cursor });
+    expect(rest.items.map((i) => i.key)).toEqual(expected.slice(50));
+    expect(await listAll(skewed, {}, { limit: 45, order: 'desc' })).toEqual([...expected].reverse());
+  });
+
+  it('refuses a cursor edited to skip keys', async () => {
+    const page = await reader.query(spread, {}, { limit: 20 });
+    const decoded = JSON.parse(Buffer.from(page.cursor!, 'base64url').toString('utf8')) as { s: unknown[] };
+    // Move one shard's position to a key of another shard.
+    const shard = decoded.s.findIndex((p) => typeof p === 'string');
+    const foreign = sorted.map((k) => viewIndexKey('spread', k)).find((ix) => !decoded.s.includes(ix.ixKey) && ix.ixShard !== `v#spread#${shard}`)!;
+    decoded.s[shard] = foreign.ixKey;
+    const edited = Buffer.from(JSON.stringify(decoded), 'utf8').toString('base64url');
+    expectCode(await reader.query(spread, {}, { cursor: edited }).catch((e: unknown) => e), 'INVALID_ARGUMENT');
   });
 });
 

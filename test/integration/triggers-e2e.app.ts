@@ -1,7 +1,9 @@
 /**
  * App of the end-to-end trigger test (triggers-e2e.test.ts), loaded by the engine child
  * process: one counting view over the topic named by `E2E_TOPIC`, and one trigger on it
- * calling the function named by `E2E_FUNCTION` (served by the test's own Lambda endpoint).
+ * calling the function named by `E2E_FUNCTION` (served by the test's own Lambda endpoint),
+ * taking the changes named by `E2E_CHANGES` (`coalesced` unless set; triggers-every.test.ts
+ * sets `every`).
  */
 import { defineApp, defineTrigger, defineView } from '../../sdk/index.ts';
 
@@ -28,6 +30,7 @@ export const tallyChanged = defineTrigger({
   concurrency: 4,
   // Generous attempts: the test kills the engine mid-delivery, never wants a dead letter.
   retry: { maxAttempts: 10, initialBackoffMs: 20, maxBackoffMs: 500 },
+  changes: process.env.E2E_CHANGES === 'every' ? 'every' : 'coalesced',
 });
 
 export const app = defineApp({

@@ -298,7 +298,9 @@ describe('triggers through the engine (Kafka -> engine -> view -> Lambda)', () =
     const KEYS = 500;
     const { topic, table, appName, fn } = await setUp('trg-order');
     const view = totalsView(topic);
-    const trigger = defineTrigger({ view, function: fn, name: 'totalsChanged' });
+    // Coalesced: many versions per key through many consumer batches, in few invocations (this
+    // test asserts that not one invocation fails). 'every' is triggers-every.test.ts.
+    const trigger = defineTrigger({ view, function: fn, name: 'totalsChanged', changes: 'coalesced' });
     const app = defineApp({ name: appName, views: [view], triggers: [trigger] });
     const received = new Received();
     endpoint.register(fn, async (event: ViewChangeEvent<Totals>) => {

@@ -168,7 +168,7 @@ describe('decodeBookingEvent', () => {
 describe('app and generator', () => {
   it('defines the gym app over the bookings topic', () => {
     expect(app.name).toBe('gym');
-    expect(app.views.map((v) => v.name)).toEqual(['classAttendance', 'memberBookings']);
+    expect(app.views.map((v) => v.name)).toEqual(['classAttendance', 'memberBookings', 'dailyClassBookings', 'memberVisits']);
     expect(app.sourceTopics).toEqual(['bookings']);
   });
 

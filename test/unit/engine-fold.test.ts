@@ -4,7 +4,16 @@ import { deadLetterBytes, encodeDeadLetter, groupDeadLetters } from '../../engin
 import { ABSENT_ITEM, compareOffsets, foldItem, routeRecords, snapshotOf, unstorableReason } from '../../engine/internal/fold.ts';
 import { advancePending, pendingDeliveries } from '../../engine/internal/ledger.ts';
 import { StateCache } from '../../engine/internal/state-cache.ts';
-import { checkpointKey, encodeViewKey, offsetsKey, viewItemKey } from '../../sdk/contract/index.ts';
+import {
+  checkpointKey,
+  encodeViewKey,
+  MAX_WINDOW_START_MS,
+  offsetsKey,
+  VIEW_INDEX_SHARDS,
+  viewIndexKey,
+  viewIndexShard,
+  viewItemKey,
+} from '../../sdk/contract/index.ts';
 import { defineTrigger } from '../../sdk/index.ts';
 
 type Booking = { classId: string; n?: number; boom?: boolean; big?: boolean };
@@ -34,13 +43,49 @@ function record(offset: number, value: unknown, partition = 0, topic = 'bookings
 
 describe('storage keys', () => {
   it('encodes view items, checkpoints and offsets as in docs/architecture.md "Storage layout"', () => {
-    expect(viewItemKey('counter', 'yoga')).toEqual({ pk: 'view#counter', sk: 'key#yoga' });
-    expect(viewItemKey('counter', 42)).toEqual({ pk: 'view#counter', sk: 'key#42' });
-    expect(viewItemKey('counter', 1.5)).toEqual({ pk: 'view#counter', sk: 'key#1.5' });
-    // '' is a key like any other (as in ksqlDB); `key#` is a valid DynamoDB sort key.
-    expect(viewItemKey('counter', '')).toEqual({ pk: 'view#counter', sk: 'key#' });
+    expect(viewItemKey('counter', 'yoga')).toEqual({ pk: 'v#counter#yoga', sk: '_' });
+    expect(viewItemKey('counter', 42)).toEqual({ pk: 'v#counter#42', sk: '_' });
+    expect(viewItemKey('counter', 42n)).toEqual({ pk: 'v#counter#42', sk: '_' });
+    expect(viewItemKey('counter', 1.5)).toEqual({ pk: 'v#counter#1.5', sk: '_' });
+    // '' is a key like any other (as in ksqlDB); `v#counter#` is a valid DynamoDB partition key.
+    expect(viewItemKey('counter', '')).toEqual({ pk: 'v#counter#', sk: '_' });
     expect(checkpointKey('bookings', 2)).toEqual({ pk: '_tributary', sk: 'checkpoint#bookings#2' });
     expect(offsetsKey('bookings', 2)).toBe('bookings/2');
+  });
+
+  it('puts a windowed item under its key, sorted by the 15-digit window start', () => {
+    const day = { start: 1_764_547_200_000, end: 1_764_633_600_000 };
+    expect(viewItemKey('daily', 'yoga', day)).toEqual({ pk: 'v#daily#yoga', sk: 'w#001764547200000' });
+    expect(viewItemKey('daily', 'yoga', day.start)).toEqual(viewItemKey('daily', 'yoga', day));
+    expect(viewItemKey('daily', 'yoga', 0)).toEqual({ pk: 'v#daily#yoga', sk: 'w#000000000000000' });
+    expect(viewItemKey('daily', 'yoga', MAX_WINDOW_START_MS).sk).toBe('w#999999999999999');
+    // String order of the sort keys is time order.
+    const starts = [5, 40, 300, 86_400_000, 1_764_547_200_000];
+    const sks = starts.map((start) => viewItemKey('daily', 'k', start).sk);
+    expect([...sks].sort()).toEqual(sks);
+    for (const bad of [-1, 1.5, Number.NaN, MAX_WINDOW_START_MS + 1, '5' as never]) {
+      expect(() => viewItemKey('daily', 'yoga', bad)).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
+  });
+
+  it('shards the key index by FNV-1a of the key modulo 16', () => {
+    expect(VIEW_INDEX_SHARDS).toBe(16);
+    // Published FNV-1a 32-bit vectors: "" 0x811c9dc5, "a" 0xe40c292c, "foobar" 0xbf9cf968.
+    expect(viewIndexShard('')).toBe(0x811c9dc5 % 16);
+    expect(viewIndexShard('a')).toBe(0xe40c292c % 16);
+    expect(viewIndexShard('foobar')).toBe(0xbf9cf968 % 16);
+    expect(viewIndexKey('counter', 'foobar')).toEqual({ ixShard: 'v#counter#8', ixKey: 'k#foobar' });
+    // An index key cannot be '', a view key can: hence the k# prefix.
+    expect(viewIndexKey('counter', '')).toEqual({ ixShard: `v#counter#${0x811c9dc5 % 16}`, ixKey: 'k#' });
+    expect(viewIndexKey('counter', 'a', { start: 86_400_000, end: 172_800_000 })).toEqual({
+      ixShard: 'v#counter#12',
+      ixKey: 'w#000000086400000#a',
+    });
+    // The same key has the same shard whatever its type or window.
+    expect(viewIndexKey('counter', 42).ixShard).toBe(viewIndexKey('counter', '42', 7).ixShard);
+    // Many keys use every shard.
+    const used = new Set(Array.from({ length: 200 }, (_, i) => viewIndexShard(`key-${i}`)));
+    expect(used.size).toBe(16);
   });
 
   it('rejects unusable keys with INVALID_ARGUMENT', () => {
@@ -115,14 +160,18 @@ describe('foldItem', () => {
     expect(result.applied).toBe(3);
     expect(result.write?.expectedVersion).toBe(0);
     expect(result.write?.item).toMatchObject({
-      pk: 'view#counter',
-      sk: 'key#a',
+      pk: 'v#counter#a',
+      sk: '_',
+      ixShard: `v#counter#${0xe40c292c % 16}`,
+      ixKey: 'k#a',
       state: { count: 3, sum: 3 },
-      version: 1,
+      // One version per applied event.
+      version: 3,
       offsets: { 'bookings/0': '2' },
     });
     const next = foldItem(counter, 'a', result.write!.snapshot, events([3], 1));
-    expect(next.write?.expectedVersion).toBe(1);
+    expect(next.write?.expectedVersion).toBe(3);
+    expect(next.write?.item.version).toBe(4);
     expect(next.write?.item.offsets).toEqual({ 'bookings/0': '2', 'bookings/1': '3' });
     expect(next.write?.item.state).toEqual({ count: 4, sum: 6 });
   });
@@ -209,7 +258,7 @@ describe('foldItem', () => {
   });
 
   it('sets trigger bookkeeping on a change, keeping the older before when coalescing', () => {
-    const trigger = defineTrigger({ view: counter, function: 'notify' });
+    const trigger = defineTrigger({ view: counter, function: 'notify', changes: 'coalesced' });
     const v1 = foldItem(counter, 'a', ABSENT_ITEM, events([0]), { triggers: [trigger] }).write!;
     expect(v1.item.pending).toEqual({ 'counter-notify': 0 });
     // Not delivered yet: the next write keeps before = absent.
@@ -278,8 +327,10 @@ describe('foldItem', () => {
 
   it('snapshots a stored item as JSON', () => {
     const snapshot = snapshotOf({
-      pk: 'view#counter',
-      sk: 'key#a',
+      pk: 'v#counter#a',
+      sk: '_',
+      ixShard: 'v#counter#12',
+      ixKey: 'k#a',
       view: 'counter',
       key: 'a',
       state: { count: 1 },

@@ -17,7 +17,7 @@ import {
 } from '../../engine/internal/ledger.ts';
 import { BatchProcessor, type BatchResult } from '../../engine/internal/processor.ts';
 import { StateCache } from '../../engine/internal/state-cache.ts';
-import { viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
+import { viewIndexKey, viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import { defineApp, defineTrigger, defineView, type App, type Change, type SourceRecord } from '../../sdk/index.ts';
 
 /** One batch as a task runs it: apply, then the checkpoint (the commit pipeline's first step). */
@@ -44,10 +44,17 @@ const perMember = defineView({
   initial: () => ({ visits: 0 }),
   reduce: (s, _e: Booking) => ({ visits: s.visits + 1 }),
 });
-const audit = defineTrigger({ view: attendance, function: 'audit' });
+// The rules of coalesced changes (one per item and batch); engine-every-changes.test.ts states 'every'.
+const audit = defineTrigger({ view: attendance, function: 'audit', changes: 'coalesced' });
 // Rejects the change to 2 bookings: that state is judged, never delivered.
-const notTwo = defineTrigger({ view: attendance, function: 'notify', name: 'notTwo', when: ({ after }) => after.booked !== 2 });
-const visits = defineTrigger({ view: perMember, function: 'visits' });
+const notTwo = defineTrigger({
+  view: attendance,
+  function: 'notify',
+  name: 'notTwo',
+  when: ({ after }) => after.booked !== 2,
+  changes: 'coalesced',
+});
+const visits = defineTrigger({ view: perMember, function: 'visits', changes: 'coalesced' });
 
 const booked = (classId: string, member = 'ann', partition = 0) => ({ partition, value: { classId, member } });
 const transitions = (changes: readonly { change: Change }[]) => changes.map(({ change }) => [change.before, change.after, change.version]);
@@ -62,9 +69,10 @@ describe('trigger ledger: before is the state the trigger last judged', () => {
       key: 'yoga',
       before: undefined,
       after: { booked: 2 },
-      version: 1,
+      // One version per applied event: two events, version 2.
+      version: 2,
       offsets: { 'bookings/0': '1' },
-      idempotencyKey: 'attendance#yoga##1',
+      idempotencyKey: 'attendance#yoga##2',
     });
   });
 
@@ -205,20 +213,28 @@ describe('trigger ledger: pure rules', () => {
   });
 
   it('stamps a write: owed changes keep their older before, others start from the write’s starting state', () => {
-    expect(writeBookkeeping(ABSENT_ITEM, true, [audit, notTwo])).toEqual({ pending: { [audit.name]: 0, notTwo: 0 }, befores: {} });
+    // What the write stores: its version and state, no intermediate states (coalesced triggers).
+    const wrote = (from: { version: number }, state: unknown) => ({ version: from.version + 1, stateJson: JSON.stringify(state), intermediates: [] });
+    expect(writeBookkeeping(ABSENT_ITEM, wrote(ABSENT_ITEM, { booked: 1 }), [audit, notTwo])).toEqual({
+      pending: { [audit.name]: 0, notTwo: 0 },
+      befores: {},
+    });
     const v2 = snapshotAt(2, { booked: 2 }, { [audit.name]: 1 }, { '1': { booked: 1 } });
-    expect(writeBookkeeping(v2, true, [audit, notTwo])).toEqual({
+    expect(writeBookkeeping(v2, wrote(v2, { booked: 3 }), [audit, notTwo])).toEqual({
       pending: { [audit.name]: 1, notTwo: 2 },
       befores: { '1': { booked: 1 }, '2': { booked: 2 } },
     });
     // A write that leaves the state as it was owes no new change, but keeps what is owed.
-    expect(writeBookkeeping(v2, false, [audit, notTwo])).toEqual({ pending: { [audit.name]: 1 }, befores: { '1': { booked: 1 } } });
-    expect(writeBookkeeping(snapshotAt(2, { booked: 2 }), false, [audit])).toBeUndefined();
+    expect(writeBookkeeping(v2, wrote(v2, { booked: 2 }), [audit, notTwo])).toEqual({
+      pending: { [audit.name]: 1 },
+      befores: { '1': { booked: 1 } },
+    });
+    expect(writeBookkeeping(snapshotAt(2, { booked: 2 }), wrote(v2, { booked: 2 }), [audit])).toBeUndefined();
     // The fold stamps exactly that on the item and its cached snapshot.
     const write = foldItem(attendance, 'yoga', v2, [{ record: record(0, 5, 'yoga', 'ann'), event: { classId: 'yoga', member: 'ann' } }], {
       triggers: [audit, notTwo],
     }).write!;
-    expect({ pending: write.item.pending, befores: write.item.befores }).toEqual(writeBookkeeping(v2, true, [audit, notTwo]));
+    expect({ pending: write.item.pending, befores: write.item.befores }).toEqual(writeBookkeeping(v2, wrote(v2, { booked: 3 }), [audit, notTwo]));
     expect(write.snapshot.pending).toEqual(write.item.pending);
   });
 
@@ -283,7 +299,7 @@ describe('trigger ledger: pure rules', () => {
   });
 
   it('reads bookkeeping back from a stored item only when it owes a change', () => {
-    const stored: ViewItem = { ...viewItemKey('attendance', 'yoga'), view: 'attendance', key: 'yoga', state: { booked: 1 }, version: 1, offsets: {}, updatedAt: 'x' };
+    const stored: ViewItem = { ...viewItemKey('attendance', 'yoga'), ...viewIndexKey('attendance', 'yoga'), view: 'attendance', key: 'yoga', state: { booked: 1 }, version: 1, offsets: {}, updatedAt: 'x' };
     expect(snapshotOf({ ...stored, pending: {} })).not.toHaveProperty('pending');
     expect(snapshotOf({ ...stored, pending: { [audit.name]: 0 } })).toMatchObject({ pending: { [audit.name]: 0 }, befores: {} });
   });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { keySchemaProblem } from '../../engine/internal/preflight.ts';
+import { keySchemaProblem, tableIndexProblem } from '../../engine/internal/preflight.ts';
+import { viewsTableInput } from '../../local/index.ts';
 
 describe('keySchemaProblem', () => {
   it('accepts the views table layout (pk HASH S, sk RANGE S)', () => {
@@ -51,5 +52,29 @@ describe('keySchemaProblem', () => {
       }),
     ).toMatch(/pk HASH N/);
     expect(keySchemaProblem({})).toMatch(/no key schema/);
+  });
+});
+
+describe('tableIndexProblem', () => {
+  // The table the local stack and the tests create, as DescribeTable shows it.
+  const created = viewsTableInput('t');
+
+  it('accepts the byKey and closing indexes of the layout', () => {
+    expect(tableIndexProblem(created)).toBeUndefined();
+  });
+
+  it('names a missing index, as on a table made for the earlier layout', () => {
+    const problem = tableIndexProblem({ ...created, GlobalSecondaryIndexes: created.GlobalSecondaryIndexes!.filter((i) => i.IndexName !== 'byKey') });
+    expect(problem).toMatch(/^index byKey \(ixShard HASH S, ixKey RANGE S, KEYS_ONLY\) is missing/);
+    expect(problem).toMatch(/earlier storage layout/);
+    expect(tableIndexProblem({ ...created, GlobalSecondaryIndexes: undefined })).toMatch(/byKey .* is missing; index closing .* is missing/);
+  });
+
+  it('rejects an index with other keys, types or projection', () => {
+    const indexes = created.GlobalSecondaryIndexes!;
+    const allAttributes = indexes.map((i) => ({ ...i, Projection: { ProjectionType: 'ALL' as const } }));
+    expect(tableIndexProblem({ ...created, GlobalSecondaryIndexes: allAttributes })).toMatch(/index byKey is ixShard HASH S, ixKey RANGE S, ALL, the layout needs/);
+    const closeAtString = created.AttributeDefinitions!.map((a) => (a.AttributeName === 'closeAt' ? { ...a, AttributeType: 'S' as const } : a));
+    expect(tableIndexProblem({ ...created, AttributeDefinitions: closeAtString })).toMatch(/index closing is closeShard HASH S, closeAt RANGE S/);
   });
 });

@@ -23,8 +23,10 @@ const full = defineTrigger({
   view: attendance,
   function: 'notifyInstructor',
   when: ({ before, after }) => (before?.booked ?? 0) < 3 && after.booked >= 3,
+  changes: 'coalesced',
 });
-const every = defineTrigger({ view: attendance, function: 'audit' });
+// These tests are about batches: one change per item and batch ('every' has its own file).
+const every = defineTrigger({ view: attendance, function: 'audit', changes: 'coalesced' });
 const app = defineApp({ name: 'gym', views: [attendance, perMember], triggers: [full, every] });
 
 const booked = (classId: string, member: string, partition = 0) => ({
@@ -41,7 +43,8 @@ describe('createTestDriver', () => {
     expect(driver.state('perMember', 'ann')).toBe(2);
     expect(result).toMatchObject({ records: 3, applied: 6, writes: 4, nextOffset: '3' });
     expect(driver.checkpoint('bookings', 0)).toBe('3');
-    expect(driver.item('attendance', 'yoga')).toMatchObject({ version: 1, offsets: { 'bookings/0': '1' } });
+    // One version per applied event: two events, version 2.
+    expect(driver.item('attendance', 'yoga')).toMatchObject({ version: 2, offsets: { 'bookings/0': '1' } });
   });
 
   it('commits the consumer offset only after the checkpoint, through the production commit pipeline', async () => {
@@ -105,8 +108,8 @@ describe('createTestDriver', () => {
     await driver.send('bookings', [booked('yoga', 'c'), booked('yoga', 'd')]);
     const audit = driver.changes.filter((c) => c.trigger === every.name).map((c) => c.change);
     expect(audit.map((c) => [c.before, c.after, c.version])).toEqual([
-      [undefined, { booked: 2 }, 1],
-      [{ booked: 2 }, { booked: 4 }, 2],
+      [undefined, { booked: 2 }, 2],
+      [{ booked: 2 }, { booked: 4 }, 4],
     ]);
     const notify = driver.changes.filter((c) => c.trigger === full.name);
     expect(notify).toHaveLength(1);
@@ -124,7 +127,7 @@ describe('createTestDriver', () => {
     await driver.send('bookings', [booked('yoga', 'a')]);
     // Simulate a crash after the write and before delivery: put the bookkeeping back, and the
     // checkpoint, which the batch writes only after its deliveries, where it was before.
-    const id = 'view#attendance\nkey#yoga';
+    const id = 'v#attendance#yoga\n_';
     const stored = driver.store.items.get(id)!;
     driver.store.items.set(id, { ...stored, pending: { [every.name]: 0 }, befores: {} });
     driver.store.checkpoints.delete('checkpoint#bookings#0');

@@ -98,7 +98,7 @@ describe('classFull', () => {
 
 describe('triggers', () => {
   it('names distinct functions in functions/handlers', () => {
-    expect(triggers.map((t) => t.function)).toEqual(['notifyInstructor', 'promoteWaitlist', 'memberDigest']);
-    expect(new Set(triggers.map((t) => t.name)).size).toBe(3);
+    expect(triggers.map((t) => t.function)).toEqual(['notifyInstructor', 'promoteWaitlist', 'memberDigest', 'attendanceReport']);
+    expect(new Set(triggers.map((t) => t.name)).size).toBe(4);
   });
 });

@@ -67,6 +67,27 @@ describe('onViewChange', () => {
   });
 });
 
+describe('bigints in changes', () => {
+  it('reach both wrappers as bigint, not in the tagged form the JSON payload carries', async () => {
+    // As the engine sends them: JSON, a bigint as { $bigint: "<decimal>" }.
+    const wire = JSON.parse(
+      JSON.stringify(
+        event({ ...change('a', 2), before: { booked: { $bigint: '9007199254740992' } } as never, after: { booked: { $bigint: '9007199254740993' } } as never }),
+      ),
+    );
+    const batch: unknown[] = [];
+    await onViewChange(trigger, async (changes) => {
+      for (const c of changes) batch.push([c.before?.booked, c.after.booked]);
+    })(wire);
+    const each: unknown[] = [];
+    await onEachViewChange(trigger, async (c) => {
+      each.push([c.before?.booked, c.after.booked]);
+    })(wire);
+    expect(batch).toEqual([[2n ** 53n, 2n ** 53n + 1n]]);
+    expect(each).toEqual(batch);
+  });
+});
+
 describe('onEachViewChange', () => {
   it('reports only the changes whose handler threw, so only those are retried', async () => {
     const processed: string[] = [];

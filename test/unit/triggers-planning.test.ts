@@ -29,7 +29,7 @@ const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value
 
 describe('itemIdOf', () => {
   it('separates view, key and window so that distinct items never collide', () => {
-    expect(itemIdOf({ view: 'v', key: 'a' })).not.toBe(itemIdOf({ view: 'v', key: 'a', window: '2026-01-01T00:00:00Z' }));
+    expect(itemIdOf({ view: 'v', key: 'a' })).not.toBe(itemIdOf({ view: 'v', key: 'a', window: { start: 1_767_225_600_000, end: 1_767_312_000_000 } }));
     expect(itemIdOf({ view: 'v', key: 'ab' })).not.toBe(itemIdOf({ view: 'va', key: 'b' }));
     expect(itemIdOf({ view: 'v', key: 'a' })).toBe(itemIdOf({ view: 'v', key: 'a', window: undefined }));
   });
@@ -58,7 +58,7 @@ describe('coalesceChanges', () => {
 
 describe('payload sizing', () => {
   it('measures exactly the bytes JSON.stringify produces for the whole event', () => {
-    const changes = [change('yoga', 1, 1), change('pilates-é', 2, 2), change('spin', 7, 7, { window: '2026-01-05T06:00:00.000Z' })];
+    const changes = [change('yoga', 1, 1), change('pilates-é', 2, 2), change('spin', 7, 7, { window: { start: 1_767_592_800_000, end: 1_767_596_400_000 } })];
     const envelope = envelopeBytes('t-ü', 'classAttendance');
     const measured = payloadBytes(changes.map(changeBytes), envelope);
     const actual = Buffer.byteLength(JSON.stringify({ trigger: 't-ü', view: 'classAttendance', changes }), 'utf8');

@@ -13,7 +13,7 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024 - 16 * 1024;
 
 /** The identity of the item a change belongs to; changes of one item are delivered in order. */
 export function itemIdOf(change: Pick<Change, 'view' | 'key' | 'window'>): string {
-  return `${change.view}\u0000${change.key}\u0000${change.window ?? ''}`;
+  return `${change.view}\u0000${change.key}\u0000${change.window?.start ?? ''}`;
 }
 
 /**
