@@ -17,6 +17,8 @@ export type PoisonCode =
   | 'KEY_MISSING'
   /** `key` returned a number past ±(2^53−1), which a double cannot hold exactly; return a bigint or a string. */
   | 'KEY_NOT_EXACT'
+  /** `key` returned a string longer than `MAX_VIEW_KEY_BYTES` (1,000 UTF-8 bytes). */
+  | 'KEY_TOO_LONG'
   /** `key` threw. */
   | 'KEY_FAILED'
   /** `reduce` (or `initial`) threw or returned `undefined`. */

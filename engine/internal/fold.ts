@@ -15,6 +15,7 @@ import {
   viewIndexKey,
   viewItemKey,
   viewKeyProblem,
+  viewKeyProblemMessage,
   type ItemKey,
   type ViewItem,
 } from '../../sdk/contract/index.ts';
@@ -249,6 +250,12 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
             'KEY_NOT_EXACT',
             `view "${view.name}": key() returned ${String(rawKey)} for record at ${where}, a number past 2^53 that a double cannot hold exactly (it may stand for a neighbouring integer too); return the key as a bigint or a string (decode: 'json-bigint' reads such integers as bigint)`,
           ),
+        );
+        continue;
+      }
+      if (problem === 'too-long') {
+        deadLetters.push(
+          poison(view, record, 'KEY_TOO_LONG', `view "${view.name}": key() returned ${viewKeyProblemMessage(rawKey, problem)}, for record at ${where}`),
         );
         continue;
       }

@@ -1,7 +1,7 @@
 /**
  * The contract the engine, the SDK, the CDK app and the local stack share: the views table's
- * layout and key encoding, its key schema, environment variable names, metric names, limits,
- * and how values are shown in error messages. Tributary's own modules import it from here;
+ * layout and key encoding, its key schema and indexes, environment variable names, metric
+ * names, limits, and how values are shown in error messages. Tributary's own modules import it from here;
  * function code never needs it. docs/architecture.md ("Storage layout", "Contract between the
  * parts") describes it.
  */
@@ -13,6 +13,7 @@ export {
   DOCUMENT_CLIENT_OPTIONS,
   ENGINE_PK,
   INDEX_KEY_PREFIX,
+  MAX_VIEW_KEY_BYTES,
   MAX_WINDOW_START_MS,
   VIEW_PK_PREFIX,
   VIEW_SK_UNWINDOWED,
@@ -29,6 +30,7 @@ export {
   viewIndexShard,
   viewItemKey,
   viewKeyProblem,
+  viewKeyProblemMessage,
   windowIndexPrefix,
   windowStartProblem,
 } from '../internal/storage.ts';

@@ -22,17 +22,18 @@ import {
   batchGetItems,
   checkpointKey,
   createStorage,
+  encodeWindowStart,
   INDEX_KEY_PREFIX,
+  MAX_WINDOW_START_MS,
   VIEW_PK_PREFIX,
   VIEW_SK_UNWINDOWED,
   VIEW_SK_WINDOW_PREFIX,
-  MAX_WINDOW_START_MS,
   viewIndexPartition,
   viewIndexShard,
   viewItemKey,
   viewKeyProblem,
+  viewKeyProblemMessage,
   WINDOW_START_DIGITS,
-  encodeWindowStart,
   windowIndexPrefix,
   windowStartProblem,
   type ItemKey,
@@ -309,13 +310,9 @@ export interface ViewReader {
 function requireKey(view: View<any, any>, key: unknown): string {
   const problem = viewKeyProblem(key);
   if (problem === undefined) return String(key);
-  throw new SdkError(
-    'INVALID_ARGUMENT',
-    problem === 'inexact'
-      ? `view "${view.name}": key ${String(key)} is a number past 2^53, which a double cannot hold exactly (9007199254740992 and 9007199254740993 are the same double); pass the key as a bigint or a string`
-      : `view "${view.name}": key must be a string, a bigint or a finite number, received ${preview(key)}`,
-    { context: { view: view.name, key: String(key) } },
-  );
+  throw new SdkError('INVALID_ARGUMENT', `view "${view.name}": key is ${viewKeyProblemMessage(key, problem)}`, {
+    context: { view: view.name, key: problem === 'too-long' ? preview(key) : String(key) },
+  });
 }
 
 function requireView(view: unknown, method: string): asserts view is View<any, any> {

@@ -115,21 +115,43 @@ export interface CheckpointItem extends ItemKey {
 }
 
 /**
+ * Longest view key, in UTF-8 bytes: DynamoDB caps a sort key attribute (here the index's
+ * `ixKey`, `w#<15 digits>#<key>` on a windowed item) at 1,024 bytes, and a key past it would make
+ * every write of its item fail; this leaves room for the prefix, rounded down.
+ */
+export const MAX_VIEW_KEY_BYTES = 1_000;
+
+/**
  * Why `key` is not a usable view key, or undefined: keys are strings (`''` included: its
- * partition key `v#<view>#` is valid, as in ksqlDB), bigints and finite numbers within ±(2^53−1). A larger number is refused, never rounded: a double cannot
+ * partition key `v#<view>#` is valid, as in ksqlDB) of at most {@link MAX_VIEW_KEY_BYTES} bytes,
+ * bigints and finite numbers within ±(2^53−1). A larger number is refused, never rounded: a double cannot
  * tell 9007199254740992 from 9007199254740993, so two keys would silently share one item.
  */
-export function viewKeyProblem(key: unknown): 'missing' | 'inexact' | undefined {
-  if (typeof key === 'string') return undefined;
+export function viewKeyProblem(key: unknown): 'missing' | 'inexact' | 'too-long' | undefined {
+  if (typeof key === 'string') {
+    // A UTF-16 unit is at most 3 UTF-8 bytes: most keys need no byte count.
+    return key.length * 3 <= MAX_VIEW_KEY_BYTES || Buffer.byteLength(key, 'utf8') <= MAX_VIEW_KEY_BYTES ? undefined : 'too-long';
+  }
   if (typeof key === 'bigint') return undefined;
   if (typeof key === 'number' && Number.isFinite(key)) return Math.abs(key) <= Number.MAX_SAFE_INTEGER ? undefined : 'inexact';
   return 'missing';
 }
 
+/** The message of a {@link viewKeyProblem}, to follow "view key" or "key() returned". */
+export function viewKeyProblemMessage(key: unknown, problem: 'missing' | 'inexact' | 'too-long'): string {
+  if (problem === 'inexact') {
+    return `${String(key)}, a number past 2^53, which a double cannot hold exactly (9007199254740992 and 9007199254740993 are the same double); pass the key as a bigint or a string`;
+  }
+  if (problem === 'too-long') {
+    return `a string of ${Buffer.byteLength(key as string, 'utf8')} UTF-8 bytes (${preview(key)}), longer than ${MAX_VIEW_KEY_BYTES} bytes (DynamoDB caps key attributes at 1,024 bytes); use a shorter key, e.g. a hash of the long value`;
+  }
+  return `${preview(key)}, which is not a string, a bigint or a finite number`;
+}
+
 /**
  * Stored string form of a view key: strings as they are, bigints and numbers in decimal form
  * (so `5` and `5n` name the same item). Throws an {@link SdkError} `INVALID_ARGUMENT` for
- * anything else and for numbers past ±(2^53−1).
+ * anything else, for numbers past ±(2^53−1) and for strings past {@link MAX_VIEW_KEY_BYTES}.
  *
  * @example
  * encodeViewKey(42); // "42"
@@ -142,8 +164,8 @@ export function encodeViewKey(key: ViewKey): string {
     'INVALID_ARGUMENT',
     problem === 'inexact'
       ? `view key ${String(key)} is a number past 2^53, which a double cannot hold exactly (9007199254740992 and 9007199254740993 are the same double); pass the key as a bigint or a string`
-      : `view key must be a string, a bigint or a finite number, received ${preview(key)}`,
-    { context: { key: String(key) } },
+      : `view key is ${viewKeyProblemMessage(key, problem)}`,
+    { context: { key: problem === 'too-long' ? preview(key) : String(key) } },
   );
 }
 

@@ -9,7 +9,7 @@ import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { PutItemCommand } from 'dynamodb-toolbox/entity/actions/put';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createViewReader, defineView, SdkError, type View, type ViewReader, type WindowsPage } from '../../sdk/index.ts';
-import { createStorage, offsetsKey, viewIndexKey, viewItemKey, type Storage } from '../../sdk/contract/index.ts';
+import { createStorage, MAX_VIEW_KEY_BYTES, offsetsKey, viewIndexKey, viewItemKey, type Storage } from '../../sdk/contract/index.ts';
 import { createTable, dynamoClient, uniqueName, waitFor } from './helpers.ts';
 
 const HOUR = 3_600_000;
@@ -118,6 +118,19 @@ describe('window', () => {
     const j = KEYS.findIndex((_, k) => !hasWindow(k, 3));
     expect(await reader.window(hourly, KEYS[j]!, base - 3 * HOUR)).toBeUndefined();
     expect(await reader.window(hourly, 'nobody', base)).toBeUndefined();
+  });
+});
+
+describe('the longest key', () => {
+  it('stores and reads a windowed item of a key of MAX_VIEW_KEY_BYTES (its index sort key near the 1,024-byte limit)', async () => {
+    const longest = 'é'.repeat(MAX_VIEW_KEY_BYTES / 2);
+    const start = base - 7 * HOUR;
+    await putWindow(hourly, longest, hour(start), { visits: 5 });
+    expect((await reader.window(hourly, longest, start, { consistent: true }))?.state).toEqual({ visits: 5 });
+    await waitFor(async () => (await reader.windowsAt(hourly, start, { prefix: 'é' })).items.length === 1, {
+      timeoutMs: 10_000,
+      message: 'the key index lists the longest key',
+    });
   });
 });
 

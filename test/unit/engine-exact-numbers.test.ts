@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { createTestDriver } from '../../engine/index.ts';
 import { decodeState, defineApp, defineView, parseJsonExact, parseJsonStrict, SdkError } from '../../sdk/index.ts';
-import { encodeViewKey, parseState, stringifyState } from '../../sdk/contract/index.ts';
+import { encodeViewKey, MAX_VIEW_KEY_BYTES, parseState, stringifyState } from '../../sdk/contract/index.ts';
 import type { PoisonDeadLetter } from '../../engine/internal/dead-letter.ts';
 
 type Payment = { account: number | bigint; amount: number | bigint };
@@ -171,5 +171,25 @@ describe('encodeViewKey and the tagged state form', () => {
         expect((error as SdkError).code).toBe('INVALID_ARGUMENT');
       }
     }
+  });
+});
+
+describe('key length', () => {
+  it('dead-letters a key() longer than MAX_VIEW_KEY_BYTES (KEY_TOO_LONG) and keeps the rest', async () => {
+    const byText = defineView({
+      name: 'byText',
+      source: 'notes',
+      key: (e: { text: string }) => e.text,
+      initial: () => 0,
+      reduce: (s: number) => s + 1,
+    });
+    const driver = createTestDriver(defineApp({ name: 'notes', views: [byText] }));
+    const atLimit = 'é'.repeat(MAX_VIEW_KEY_BYTES / 2); // 2 bytes each: exactly the limit
+    await driver.send('notes', [{ value: { text: atLimit } }, { value: { text: `${atLimit}x` } }, { value: { text: 'short' } }]);
+    expect(poisonCodes(driver.deadLetters)).toEqual([['1', 'KEY_TOO_LONG']]);
+    expect((driver.deadLetters[0] as PoisonDeadLetter).reason).toMatch(/1001 UTF-8 bytes.*longer than 1000 bytes/);
+    expect(driver.state('byText', atLimit)).toBe(1);
+    expect(driver.state('byText', 'short')).toBe(1);
+    expect(() => encodeViewKey('x'.repeat(MAX_VIEW_KEY_BYTES + 1))).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 });

@@ -53,6 +53,7 @@ describe('view reads reject bad input before any request', () => {
   it('get / getMany: bad keys and non-views', async () => {
     expect(await codeOf(reader.get(view, null as never))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(reader.get(view, Infinity))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(reader.get(view, 'x'.repeat(1_001)))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(reader.get({ name: 'x' } as never, 'k'))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(reader.getMany(view, ['a', null as never]))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(reader.getMany(view, 'a' as never))).toBe('INVALID_ARGUMENT');
