@@ -302,11 +302,70 @@ export class DynamoItemStore implements ItemStore, ClosingStore {
           updatedAt: new Date().toISOString(),
           ...(streamTime !== undefined ? { streamTime: { ...streamTime } } : {}),
         })
-        .options({ condition: { or: [{ attr: 'pk', exists: false }, { attr: 'position', exists: false }, { attr: 'position', lte: position }] } })
+        .options({ condition: { or: [{ attr: 'pk', exists: false }, { attr: 'position', exists: false }, { attr: 'position', lt: position }] } })
         .send();
+      return;
     } catch (error) {
-      if (isConditionFailure(error)) return;
-      throw storageError('PutItem (checkpoint)', error, { topic, partition });
+      if (!isConditionFailure(error)) throw storageError('PutItem (checkpoint)', error, { topic, partition });
+    }
+    // The stored checkpoint is at this offset or past it. At the same offset, the whole put would
+    // replace the stored stream times, which may be later ones (the partition's next owner
+    // advanced them by idle close while this task finished its last batch): only raise them.
+    if (streamTime !== undefined) await this.raiseStreamTimes(topic, partition, position, streamTime);
+  }
+
+  /**
+   * Raises each view's stream time of the checkpoint at `position` to at least the given one,
+   * never lowering any. Each attempt is conditional on what it read; a lost condition means
+   * another writer raised a stream time or moved the checkpoint on, so a read again decides.
+   */
+  private async raiseStreamTimes(topic: string, partition: number, position: number, streamTime: Readonly<Record<string, number>>): Promise<void> {
+    const key = checkpointKey(topic, partition);
+    for (;;) {
+      let stored;
+      try {
+        ({ Item: stored } = await this.storage.checkpoints.build(GetItemCommand).key(key).options({ consistent: true }).send());
+      } catch (error) {
+        throw storageError('GetItem (checkpoint)', error, { topic, partition });
+      }
+      if (stored?.position !== position) return; // moved past it (or gone): nothing to raise here
+      const raise = Object.entries(streamTime).filter(([view, time]) => !(stored.streamTime?.[view]! >= time));
+      if (raise.length === 0) return;
+      const names: Record<string, string> = { '#position': 'position', '#times': 'streamTime', '#updatedAt': 'updatedAt' };
+      const values: Record<string, unknown> = { ':position': position, ':updatedAt': new Date().toISOString() };
+      let update: string;
+      let condition: string;
+      if (stored.streamTime === undefined) {
+        values[':times'] = Object.fromEntries(raise);
+        update = 'SET #times = :times, #updatedAt = :updatedAt';
+        condition = '#position = :position AND attribute_not_exists(#times)';
+      } else {
+        const sets: string[] = [];
+        const conditions = ['#position = :position'];
+        raise.forEach(([view, time], i) => {
+          names[`#v${i}`] = view;
+          values[`:t${i}`] = time;
+          sets.push(`#times.#v${i} = :t${i}`);
+          conditions.push(`(attribute_not_exists(#times.#v${i}) OR #times.#v${i} < :t${i})`);
+        });
+        update = `SET ${sets.join(', ')}, #updatedAt = :updatedAt`;
+        condition = conditions.join(' AND ');
+      }
+      try {
+        await this.storage.documentClient.send(
+          new UpdateCommand({
+            TableName: this.storage.tableName,
+            Key: key,
+            UpdateExpression: update,
+            ConditionExpression: condition,
+            ExpressionAttributeNames: names,
+            ExpressionAttributeValues: values,
+          }),
+        );
+        return;
+      } catch (error) {
+        if (!isConditionFailure(error)) throw storageError('UpdateItem (checkpoint stream time)', error, { topic, partition });
+      }
     }
   }
 }

@@ -90,8 +90,16 @@ export class MemoryItemStore implements ItemStore, ClosingStore {
     this.beforeCheckpoint?.(topic, partition, nextOffset);
     const sk = checkpointKey(topic, partition).sk;
     const stored = this.checkpoints.get(sk);
-    // As in DynamoDB: a checkpoint never moves backwards (the same offset again is written).
+    // As in DynamoDB: a checkpoint never moves backwards, and the same offset again only raises
+    // stream times (a stale task's checkpoint there may carry older ones).
     if (stored !== undefined && BigInt(stored) > BigInt(nextOffset)) return;
+    if (stored !== undefined && BigInt(stored) === BigInt(nextOffset)) {
+      if (streamTime === undefined) return;
+      const times = this.streamTimes.get(sk) ?? {};
+      for (const [view, time] of Object.entries(streamTime)) if (!(times[view]! >= time)) times[view] = time;
+      this.streamTimes.set(sk, times);
+      return;
+    }
     this.checkpoints.set(sk, nextOffset);
     if (streamTime !== undefined) this.streamTimes.set(sk, { ...streamTime });
     else this.streamTimes.delete(sk);

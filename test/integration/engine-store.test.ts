@@ -1,7 +1,7 @@
 /**
  * The engine's DynamoDB layer on DynamoDB Local: conditional writes (a lost condition becomes
  * WRITE_CONFLICT), batched reads past the 100-key BatchGetItem limit, whole-item puts that drop
- * trigger bookkeeping, and checkpoints that never move backwards.
+ * trigger bookkeeping, and checkpoints that never move backwards nor lower a stored stream time.
  */
 import { GetItemCommand } from 'dynamodb-toolbox';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -77,5 +77,36 @@ describe('DynamoItemStore', () => {
     expect(await read()).toBe('500');
     await store.writeCheckpoint('topic-x', 2, '1200');
     expect(await read()).toBe('1200');
+  });
+
+  it('at the offset already stored, only raises stream times, per view', async () => {
+    // A task that lost its partition may checkpoint the offset the next owner checkpointed after
+    // an idle-close advance: its older stream times must not replace the stored ones.
+    const storage = testStorage(table);
+    const store = new DynamoItemStore(storage, 2);
+    const read = async (partition: number) => {
+      const stored = (await storage.checkpoints.build(GetItemCommand).key(checkpointKey('topic-s', partition)).options({ consistent: true }).send()).Item;
+      return { offset: stored?.offset, streamTime: stored?.streamTime };
+    };
+    await store.writeCheckpoint('topic-s', 0, '7', { a: 5_000, b: 1_000, c: 3_000 });
+    await store.writeCheckpoint('topic-s', 0, '7', { a: 1_000, b: 4_000, 'd.e': 2_000 });
+    expect(await read(0)).toEqual({ offset: '7', streamTime: { a: 5_000, b: 4_000, c: 3_000, 'd.e': 2_000 } });
+    await store.writeCheckpoint('topic-s', 0, '7');
+    await store.writeCheckpoint('topic-s', 0, '6', { a: 9_000 });
+    expect(await read(0)).toEqual({ offset: '7', streamTime: { a: 5_000, b: 4_000, c: 3_000, 'd.e': 2_000 } });
+    await store.writeCheckpoint('topic-s', 0, '8', { a: 6_000 });
+    expect(await read(0)).toEqual({ offset: '8', streamTime: { a: 6_000 } });
+
+    // A stored checkpoint without stream times gets the new ones.
+    await store.writeCheckpoint('topic-s', 1, '3');
+    await store.writeCheckpoint('topic-s', 1, '3', { a: 1_000 });
+    expect(await read(1)).toEqual({ offset: '3', streamTime: { a: 1_000 } });
+
+    // Racing checkpoints at one offset: each view ends at the latest of them.
+    const writes = Array.from({ length: 8 }, (_, i) => ({ a: 1_000 * i, b: 1_000 * (7 - i), [`v${i % 3}`]: i }));
+    await Promise.all(writes.map((times) => store.writeCheckpoint('topic-s', 1, '3', times)));
+    const expected: Record<string, number> = { a: 1_000 };
+    for (const times of writes) for (const [view, time] of Object.entries(times)) expected[view] = Math.max(expected[view] ?? time, time);
+    expect(await read(1)).toEqual({ offset: '3', streamTime: expected });
   });
 });
