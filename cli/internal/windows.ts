@@ -163,7 +163,8 @@ export async function viewWindows(app: App, table: string, viewName: string, key
     do {
       const page = await readWith(table, () => reader.windows(view, key, { ...(read.from === undefined ? {} : { from: read.from }), ...(read.to === undefined ? {} : { to: read.to }), ...(cursor ? { cursor } : {}), limit: 1_000 }));
       items.push(...page.items);
-      retention ??= page.retention;
+      // Without --from the read starts at 0, always before retention: nothing to say then.
+      if (read.from !== undefined) retention ??= page.retention;
       cursor = page.cursor;
     } while (cursor !== undefined && (read.limit === undefined || items.length < read.limit));
   } else {
@@ -179,7 +180,7 @@ export async function viewWindows(app: App, table: string, viewName: string, key
   if (shown.length === 0) {
     const which = read.action === 'window' ? `no window starting ${formatUtc(read.start)} UTC` : read.action === 'latest' ? 'no window yet' : `no windows${read.from === undefined && read.to === undefined ? '' : ' in that range'}`;
     if (read.action !== 'windows') throw new CliError('NOT_FOUND', `view "${view.name}" key ${JSON.stringify(key)}: ${which} in table "${table}"; \`tributary views windows ${view.name} ${key}\` lists the key's windows`);
-    return [header, `${which}${retention ? ` (windows that ended before ${formatUtc(retention.expiredBefore)} UTC have expired)` : ''}`];
+    return [header, `${which}${retention ? ` (windows that ended before ${formatUtc(retention.expiredBefore, 19)} UTC have expired)` : ''}`];
   }
   if (read.action !== 'windows') {
     const item = withStatus[0]!;
@@ -188,6 +189,6 @@ export async function viewWindows(app: App, table: string, viewName: string, key
   return [
     header,
     ...withStatus.map((item) => windowLine(item, item.status)),
-    `${shown.length} window${shown.length === 1 ? '' : 's'}${retention ? `; windows that ended before ${formatUtc(retention.expiredBefore)} UTC have expired` : ''}`,
+    `${shown.length} window${shown.length === 1 ? '' : 's'}${retention ? `; windows that ended before ${formatUtc(retention.expiredBefore, 19)} UTC have expired` : ''}`,
   ];
 }
