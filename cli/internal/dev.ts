@@ -2,7 +2,8 @@
  * `tributary dev`: runs the user's app on the embedded local stack. It creates the views table
  * and the app's source and dead-letter topics, serves the user's handlers on the local Lambda
  * endpoint, runs the engine in this process, runs the seed module, prints a live summary, and
- * restarts the engine (and reloads the handlers) when a file of the app changes. Engine and
+ * restarts the engine (and reloads the handlers) when a file of the app changes. Under each
+ * summary line it shows a few of each view's newest items (`summary.ts`). Engine and
  * stack logs go to `.tributary/logs/`, apart from the summary. For development only.
  */
 import { appendFileSync, existsSync, mkdirSync, readdirSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
@@ -301,7 +302,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
     `  Data                ${stack.dataDir}  (delete it to start empty)`,
     `  Logs                ${relative(logDir)}/engine.log, local.log`,
     '',
-    `Point tools at it: \`source ${relative(path.join(dataRoot, 'env'))}\`; \`tributary views get <view> <key>\` reads a view.`,
+    `Point tools at it: \`source ${relative(path.join(dataRoot, 'env'))}\`; \`tributary views get <view> <key>\` reads a view, \`views latest <view> <key>\` a windowed one.`,
     'Saving a file of the app restarts the engine. Ctrl-C stops everything.',
     '',
   ].join('\n'));
