@@ -73,7 +73,8 @@ windowed view has one item per key and window: \`latest\` reads a key's newest w
 \`windows\` its windows in time order (starts in [--from, --to)), \`window\` the one starting
 at <start>. Each window prints as [start–end UTC), open or closed (stream time passed its end
 plus graceMs; a view with emit 'final' then delivers it to its triggers), its version and state.
-Times are epoch milliseconds or ISO-8601 (2026-12-01, 2026-12-01T10:00:00Z), UTC by default.
+Times are epoch milliseconds or ISO-8601 (2026-12-01, 2026-12-01 10:00:05.250), UTC unless they
+name a zone, so a window start can be copied from the output.
 
 Options:
   --app <file>         module exporting \`app\`                   default: app.ts, else src/app.ts

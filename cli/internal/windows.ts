@@ -108,7 +108,9 @@ export function partitionsOf(view: View<any, any>, items: readonly WindowSnapsho
 
 /** `--from` / `--to` / `<start>`: epoch ms or an ISO-8601 time (`2026-12-01`, `2026-12-01T10:00Z`). */
 export function parseTime(name: string, raw: string): number {
-  const ms = /^\d+$/.test(raw) ? Number(raw) : Date.parse(raw);
+  // A date and time without a zone is UTC here, as the CLI prints (JavaScript would take local time).
+  const iso = raw.trim().replace(/^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d(:\d\d(\.\d+)?)?)$/, '$1T$2Z');
+  const ms = /^\d+$/.test(iso) ? Number(iso) : Date.parse(iso);
   if (!Number.isSafeInteger(ms) || ms < 0) {
     throw new CliError('USAGE', `views: ${name} ${JSON.stringify(raw)} is not a time; give epoch milliseconds or an ISO-8601 time, e.g. 2026-12-01 or 2026-12-01T10:00:00Z (UTC unless it names a zone)`);
   }

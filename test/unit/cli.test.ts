@@ -89,6 +89,10 @@ describe('how windows read', () => {
     expect([DAY, 2 * HOUR, 10 * 60_000, 90_000, 250].map(formatDuration)).toEqual(['1 d', '2 h', '10 min', '90 s', '250 ms']);
     expect(parseTime('--from', '2026-12-01')).toBe(DAY_1);
     expect(parseTime('--from', String(DAY_1 + 7))).toBe(DAY_1 + 7);
+    // As printed: a time without a zone is UTC, whatever the machine's time zone.
+    expect(parseTime('<start>', '2026-12-01 09:30')).toBe(DAY_1 + 9.5 * HOUR);
+    expect(parseTime('<start>', '2026-12-01T00:00:05.250')).toBe(DAY_1 + 5_250);
+    expect(parseTime('<start>', '2026-12-01T10:00:00+01:00')).toBe(DAY_1 + 9 * HOUR);
   });
 
   it('is closed only once the stream time of its partition passes end + graceMs', () => {
