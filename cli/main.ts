@@ -10,7 +10,8 @@ import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isTributaryError } from '../sdk/index.ts';
 import { CliError } from './internal/errors.ts';
-import { brokersOf, firstLine, loadApp, projectEnv, resolveAppPath, tableNameOf, toJson } from './internal/project.ts';
+import type { WindowRead } from './internal/windows.ts';
+import { brokersOf, findView, firstLine, loadApp, projectEnv, resolveAppPath, tableNameOf, toJson } from './internal/project.ts';
 
 /** Events per second a seed is asked for without `--rate`: slow enough to read the output. */
 const DEFAULT_SEED_RATE = 20;
@@ -25,6 +26,9 @@ Commands:
   produce <topic>            send JSON events (one per line) from a file or stdin
   views get <view> <key>     read one key of a view
   views query <view>         list the keys of a view (--prefix p)
+  views latest <view> <key>  the newest window of a key (windowed views)
+  views windows <view> <key> a key's windows in time order (--from t --to t)
+  views window <view> <key> <start>   one window of a key, by its start
   dead-letters list          list the app's dead letters
   dead-letters show <p:o>    show one dead letter in full
 
@@ -60,14 +64,25 @@ Options:
   -h, --help`,
   views: `Usage: tributary views get <view> <key> [--json]
        tributary views query <view> [--prefix p] [--limit n] [--json]
+       tributary views latest <view> <key> [--json]
+       tributary views windows <view> <key> [--from t] [--to t] [--limit n] [--json]
+       tributary views window <view> <key> <start> [--json]
 
-Reads a view of the app through the SDK: \`get\` one key, \`query\` the keys in order.
+Reads a view of the app through the SDK: \`get\` one key, \`query\` the keys in order. A
+windowed view has one item per key and window: \`latest\` reads a key's newest window,
+\`windows\` its windows in time order (starts in [--from, --to)), \`window\` the one starting
+at <start>. Each window prints as [start–end UTC), open or closed (stream time passed its end
+plus graceMs; a view with emit 'final' then delivers it to its triggers), its version and state.
+Times are epoch milliseconds or ISO-8601 (2026-12-01, 2026-12-01 10:00:05.250), UTC unless they
+name a zone, so a window start can be copied from the output.
 
 Options:
   --app <file>         module exporting \`app\`                   default: app.ts, else src/app.ts
   --table <name>       views table                               default: TRIBUTARY_TABLE or <app>-views
   --prefix <p>         query: keys starting with p
-  --limit <n>          query: at most n keys
+  --limit <n>          query, windows: at most n keys or windows
+  --from <t>           windows: earliest window start           default: every retained window
+  --to <t>             windows: window starts before this       default: no upper bound
   --json               print JSON instead of the human form
   -h, --help`,
   'dead-letters': `Usage: tributary dead-letters list [--json]
@@ -178,22 +193,44 @@ async function main(argv: readonly string[]): Promise<number> {
         table: { type: 'string' },
         prefix: { type: 'string' },
         limit: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
         json: { type: 'boolean' },
       });
       if (values.help) return print(HELP.views), 0;
-      const [action, viewName, key, extra] = positionals;
-      if (action !== 'get' && action !== 'query') throw usage('views', `expected \`get\` or \`query\`, received ${JSON.stringify(action ?? '')}`);
+      const [action, viewName, key, ...extras] = positionals;
+      const ACTIONS = ['get', 'query', 'latest', 'windows', 'window'];
+      if (action === undefined || !ACTIONS.includes(action)) throw usage('views', `expected ${ACTIONS.map((a) => `\`${a}\``).join(', ')}, received ${JSON.stringify(action ?? '')}`);
       if (viewName === undefined) throw usage('views', `${action} needs a view name`);
-      if (action === 'get' && key === undefined) throw usage('views', `get needs a key, e.g. \`tributary views get ${viewName} some-key\``);
-      if ((action === 'get' ? extra : key) !== undefined) throw usage('views', `unexpected argument ${JSON.stringify(action === 'get' ? extra : key)}`);
+      if (action !== 'query' && key === undefined) throw usage('views', `${action} needs a key, e.g. \`tributary views ${action} ${viewName} some-key${action === 'window' ? ' 2026-12-01' : ''}\``);
+      if (action === 'window' && extras[0] === undefined) throw usage('views', `window needs the window's start, e.g. \`tributary views window ${viewName} ${key} 2026-12-01\` (\`tributary views windows ${viewName} ${key}\` lists them)`);
+      const unexpected = action === 'query' ? key : action === 'window' ? extras[1] : extras[0];
+      if (unexpected !== undefined) throw usage('views', `unexpected argument ${JSON.stringify(unexpected)}`);
+      if (action !== 'windows' && (values.from !== undefined || values.to !== undefined)) throw usage('views', '--from and --to go with `windows`');
+      const { parseTime, viewWindows, windowedReadHint } = await import('./internal/windows.ts');
+      const limit = positiveInt('views', 'limit', values.limit);
+      const from = values.from === undefined ? undefined : parseTime('--from', values.from);
+      const to = values.to === undefined ? undefined : parseTime('--to', values.to);
+      const start = action === 'window' ? parseTime('<start>', extras[0]!) : undefined;
       const env = projectEnv(cwd);
       Object.assign(process.env, Object.fromEntries(Object.entries(env).filter(([k, v]) => v !== undefined && process.env[k] === undefined)));
       const app = await loadApp(resolveAppPath(cwd, values.app));
-      const { viewGet, viewQuery } = await import('./internal/inspect.ts');
       const table = values.table ?? tableNameOf(app, env);
-      const lines = action === 'get'
-        ? await viewGet(app, table, viewName, key!, values.json === true)
-        : await viewQuery(app, table, viewName, values.prefix === undefined ? undefined : { prefix: values.prefix }, positiveInt('views', 'limit', values.limit), values.json === true);
+      const json = values.json === true;
+      let lines: string[];
+      if (action === 'get' || action === 'query') {
+        const hint = windowedReadHint(findView(app, viewName), action);
+        if (hint) throw hint;
+        const { viewGet, viewQuery } = await import('./internal/inspect.ts');
+        lines = action === 'get'
+          ? await viewGet(app, table, viewName, key!, json)
+          : await viewQuery(app, table, viewName, values.prefix === undefined ? undefined : { prefix: values.prefix }, limit, json);
+      } else {
+        const read: WindowRead = action === 'windows'
+          ? { action: 'windows', ...(from === undefined ? {} : { from }), ...(to === undefined ? {} : { to }), ...(limit === undefined ? {} : { limit }) }
+          : action === 'window' ? { action: 'window', start: start! } : { action: 'latest' };
+        lines = await viewWindows(app, table, viewName, key!, read, json);
+      }
       for (const line of lines) print(line);
       return 0;
     }

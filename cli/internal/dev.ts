@@ -2,18 +2,21 @@
  * `tributary dev`: runs the user's app on the embedded local stack. It creates the views table
  * and the app's source and dead-letter topics, serves the user's handlers on the local Lambda
  * endpoint, runs the engine in this process, runs the seed module, prints a live summary, and
- * restarts the engine (and reloads the handlers) when a file of the app changes. Engine and
+ * restarts the engine (and reloads the handlers) when a file of the app changes. Under each
+ * summary line it shows a few of each view's newest items (`summary.ts`). Engine and
  * stack logs go to `.tributary/logs/`, apart from the summary. For development only.
  */
 import { appendFileSync, existsSync, mkdirSync, readdirSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Kafka, logLevel as kafkaLogLevel, type Admin, type Producer } from 'kafkajs';
 import { DEFAULT_FORCE_AFTER_MS, onShutdownSignal, startEngine, type Engine, type EngineStats } from '../../engine/index.ts';
 import { ensureViewsTable, startLocalStack, type LocalHandler, type LocalKafkaKind, type LocalStack, type Seed, type SeedContext, type SeedEvent } from '../../local/index.ts';
-import { ENV } from '../../sdk/contract/index.ts';
-import type { App } from '../../sdk/index.ts';
+import { DOCUMENT_CLIENT_OPTIONS, ENV } from '../../sdk/contract/index.ts';
+import { createViewReader, type App } from '../../sdk/index.ts';
 import { CliError } from './errors.ts';
+import { readViewsSummary, RecentKeys } from './summary.ts';
 import { createModuleLoader, DATA_DIR_NAME, firstLine, handlerFiles, loadApp, defaultTableName } from './project.ts';
 
 /** The ports every Kafka and DynamoDB Local tutorial uses, so the printed env rarely changes. */
@@ -23,6 +26,11 @@ const DEFAULT_DYNAMODB_PORT = 8000;
 const DEFAULT_LAMBDA_PORT = 3001;
 /** How often the live summary is printed (only when something changed). */
 const SUMMARY_INTERVAL_MS = 3_000;
+/** Width of the views part of the summary: the terminal's, kept between 80 and 120 columns. */
+function summaryWidth(): number {
+  const columns = process.stdout.isTTY ? process.stdout.columns : undefined;
+  return Math.min(120, Math.max(80, columns ?? 100));
+}
 /** Editors write a file in several steps; one restart per burst of changes. */
 const RESTART_DEBOUNCE_MS = 300;
 /** Fields of an engine warning shown on screen with its message; the log file has them all. */
@@ -188,6 +196,8 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
   let totals: Totals = ZERO;
   let produced: number | undefined;
   const seedAbort = new AbortController();
+  const recent = new RecentKeys(() => generation.app);
+  let dynamodb: DynamoDBClient | undefined;
   let seedDone: Promise<void> = Promise.resolve();
   const watchers: FSWatcher[] = [];
   let summaryTimer: NodeJS.Timeout | undefined;
@@ -292,7 +302,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
     `  Data                ${stack.dataDir}  (delete it to start empty)`,
     `  Logs                ${relative(logDir)}/engine.log, local.log`,
     '',
-    `Point tools at it: \`source ${relative(path.join(dataRoot, 'env'))}\`; \`tributary views get <view> <key>\` reads a view.`,
+    `Point tools at it: \`source ${relative(path.join(dataRoot, 'env'))}\`; \`tributary views get <view> <key>\` reads a view, \`views latest <view> <key>\` a windowed one.`,
     'Saving a file of the app restarts the engine. Ctrl-C stops everything.',
     '',
   ].join('\n'));
@@ -330,6 +340,10 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
             value: typeof e.value === 'string' || Buffer.isBuffer(e.value) ? e.value : JSON.stringify(e.value),
           })),
         });
+        for (const e of events) {
+          const value = Buffer.isBuffer(e.value) ? e.value : Buffer.from(typeof e.value === 'string' ? e.value : JSON.stringify(e.value));
+          recent.note(topic, value, e.key === undefined || e.key === null ? null : Buffer.from(e.key));
+        }
         produced = (produced ?? 0) + events.length;
       },
       async recordsIn(topic: string) {
@@ -345,11 +359,34 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
   }
 
   let lastLine = '';
+  let summarizing = false;
   summaryTimer = setInterval(() => {
+    if (summarizing) return;
     const stats = engine?.stats();
     const line = summaryLine(generation.app, stats ? add(totals, stats) : totals, stats?.lag ?? {}, produced);
-    if (line !== lastLine) print(`[dev] ${line}`);
+    if (line === lastLine) return;
     lastLine = line;
+    // The views' newest items under the counts, printed together so they never interleave.
+    summarizing = true;
+    const app = generation.app;
+    const partitions = (topic: string): number[] => {
+      const known = Object.keys(stats?.lag ?? {}).filter((tp) => tp.slice(0, tp.lastIndexOf('/')) === topic).map((tp) => Number(tp.slice(tp.lastIndexOf('/') + 1)));
+      return known.length > 0 ? known : Array.from({ length: options.partitions }, (_, i) => i);
+    };
+    // Created after prepare() set the stack's environment, which the client reads.
+    dynamodb ??= new DynamoDBClient({});
+    const table = defaultTableName(app);
+    const reads = { reader: createViewReader({ dynamodb, tableName: table }), client: DynamoDBDocumentClient.from(dynamodb, DOCUMENT_CLIENT_OPTIONS), table, partitions, recent };
+    readViewsSummary(app, reads, summaryWidth())
+      .then(
+        (lines) => {
+          if (!stopped) print([`[dev] ${line}`, ...lines].join('\n'));
+        },
+        (error: unknown) => print(`[dev] ${line}\n  (cannot read the views: ${firstLine(error)})`),
+      )
+      .finally(() => {
+        summarizing = false;
+      });
   }, SUMMARY_INTERVAL_MS);
 
   const onChange = (dir: string) => (_event: string, file: string | Buffer | null) => {
@@ -378,6 +415,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
         await producer?.disconnect().catch(() => undefined);
         await stopEngine();
         await admin?.disconnect().catch(() => undefined);
+        dynamodb?.destroy();
         await stack.stop();
       })();
       return stopping;
