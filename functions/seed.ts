@@ -10,6 +10,7 @@
  * end by the wall clock, so event time must be near now. Delete `.tributary/` to start over.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import path from 'node:path';
 import type { SeedContext } from 'tributary/local';
 import { BOOKINGS_TOPIC, toMessage } from './events.ts';
@@ -49,9 +50,9 @@ export async function seed(context: SeedContext): Promise<void> {
     await context.produce(BOOKINGS_TOPIC, events.map((event) => ({ key: toMessage(event).key, value: event })));
     produced += n;
     // Pacing, not synchronisation: the seed emulates producers sending at a steady rate.
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 1_000 / TICKS_PER_SECOND);
-      context.signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+    // The timer removes its abort listener when it fires, so ticks do not pile listeners up.
+    await delay(1_000 / TICKS_PER_SECOND, undefined, { signal: context.signal }).catch((error: unknown) => {
+      if ((error as { name?: string }).name !== 'AbortError') throw error;
     });
   }
   if (context.events !== undefined) context.log(`produced ${produced} events; the app keeps running`);
