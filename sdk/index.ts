@@ -1,5 +1,6 @@
 // Definitions
 export {
+  DEFAULT_DELETE_RETENTION_MS,
   DEFAULT_RETENTION_FACTOR,
   defineApp,
   defineTrigger,
@@ -38,6 +39,9 @@ export type {
   WindowEmit,
   WindowSpec,
 } from './internal/define.ts';
+
+export { DELETE } from './internal/define.ts';
+export type { Delete } from './internal/define.ts';
 
 // Exact numbers past 2^53 (bigint in state, keys and decoding)
 export { BIGINT_TAG, decodeState, parseJsonExact, parseJsonStrict } from './internal/exact-json.ts';

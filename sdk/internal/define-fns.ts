@@ -254,6 +254,9 @@ function compileWindow(name: string, options: ViewOptions<any, any>, context: Re
   return Object.freeze({ ...checked, graceMs, retentionMs, emit, onLate, idleCloseMs, timestamp: options.timestamp });
 }
 
+/** How long a deleted item's tombstone fences its key by default: 7 days. */
+export const DEFAULT_DELETE_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+
 /**
  * Defines a view: events of `source` folded by `key` into state with `reduce`.
  *
@@ -309,6 +312,9 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
       context,
     );
   }
+  if (options.onTombstone !== undefined) requireFunction(options.onTombstone, `view "${name}": onTombstone`, context);
+  const deleteRetentionMs = options.deleteRetentionMs ?? DEFAULT_DELETE_RETENTION_MS;
+  requirePositiveInt(deleteRetentionMs, `view "${name}": deleteRetentionMs`, context);
   const window = compileWindow(name, options, context);
   return Object.freeze({
     kind: 'view',
@@ -319,7 +325,10 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
     filter: options.filter ?? (() => true),
     key: options.key,
     initial: options.initial,
-    reduce: options.reduce,
+    // DELETE passes through to the engine (View.reduce's doc).
+    reduce: options.reduce as View<E, S>['reduce'],
+    ...(options.onTombstone !== undefined ? { onTombstone: options.onTombstone } : {}),
+    deleteRetentionMs,
     maxStateBytes,
     onPoison,
     ...(window !== undefined ? { window } : {}),

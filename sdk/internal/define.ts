@@ -7,6 +7,20 @@ import type { StandardSchemaV1 } from '@standard-schema/spec';
  * Everything here is pure data plus user callbacks; no I/O.
  */
 
+/**
+ * What `reduce` returns to delete its item: the key disappears for readers (`get`, `getMany`,
+ * `query` and the window reads return nothing for it), its triggers get a change with
+ * `after: undefined`, and a later event of the key starts again from `initial()`. The engine
+ * keeps a state-less tombstone item behind (hidden from reads) as the key's exactly-once fence
+ * for the view's `deleteRetentionMs` (docs/architecture.md, "Deleted items").
+ *
+ * @example
+ * reduce: (s, e) => (e.type === 'cancelled' ? DELETE : { ...s, status: e.type })
+ */
+export const DELETE: unique symbol = Symbol.for('tributary.delete');
+/** The type of {@link DELETE}. */
+export type Delete = typeof DELETE;
+
 /** Coordinates and raw content of one Kafka record, as handed to user callbacks. */
 export interface SourceRecord {
   readonly topic: string;
@@ -131,8 +145,29 @@ export interface ViewOptions<E, S> {
   readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
   /** The state of a key before its first event. A function, so each key gets a fresh object. */
   readonly initial: () => S;
-  /** Folds one event into the state of its key. Must not mutate `state`; return a new value. */
-  readonly reduce: (state: S, event: E, record: SourceRecord) => S;
+  /**
+   * Folds one event into the state of its key. Must not mutate `state`; return a new value, or
+   * {@link DELETE} to delete the item (not in session views).
+   */
+  readonly reduce: (state: S, event: E, record: SourceRecord) => S | Delete;
+  /**
+   * Turns a tombstone (a record whose value is null: a delete on a compacted topic) into an event
+   * of the view, which then goes through `filter`, `key` and `reduce` like any other (the
+   * `schema` checks decoded values only). Throwing makes the record poison (`DECODE_FAILED`).
+   * @default none: a tombstone is poison (`DECODE_FAILED`, "record has no value"), as before
+   */
+  readonly onTombstone?: (record: SourceRecord) => E;
+  /**
+   * How long the tombstone of an item deleted by `reduce` (unwindowed views) stays in the table
+   * as the key's exactly-once fence before DynamoDB's TTL removes it: a record of the key at or
+   * below its offsets that is read again within this time is skipped; after it, it would be
+   * applied again (from `initial()`). Only records not yet committed are read again by a
+   * running engine, so this bounds how long a deleted key's uncommitted tail may wait (an
+   * engine stopped mid-batch, a consumer group offset reset). A windowed item's tombstone
+   * expires with its window (`retentionMs`).
+   * @default 7 days
+   */
+  readonly deleteRetentionMs?: number;
   /**
    * Largest serialized state per item, in bytes. A state past it is poison, never truncated.
    * @default 100_000 (DynamoDB items are capped at 400 KB; this leaves room for bookkeeping)
@@ -209,7 +244,15 @@ export interface View<E = unknown, S = unknown> {
   readonly filter: (event: E, record: SourceRecord) => boolean;
   readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
   readonly initial: () => S;
+  /**
+   * The options' `reduce`. Typed to return `S` so a view can be folded by hand in tests; the
+   * engine also takes {@link DELETE} from it, when the view's `reduce` deletes.
+   */
   readonly reduce: (state: S, event: E, record: SourceRecord) => S;
+  /** Turns a tombstone into an event; undefined: tombstones are poison. */
+  readonly onTombstone?: (record: SourceRecord) => E;
+  /** How long a deleted item's tombstone fences its key (unwindowed views), in ms. */
+  readonly deleteRetentionMs: number;
   readonly maxStateBytes: number;
   readonly onPoison: PoisonPolicy;
   /** The view's window; undefined for an unwindowed view (one item per key). */
@@ -233,9 +276,16 @@ export interface Change<S = unknown> {
   readonly window?: WindowBounds;
   /** Set on the one change of a closed window of an `emit: 'final'` view. */
   readonly final?: true;
-  /** State last delivered to this trigger, or undefined for a new item. */
+  /** State last delivered to this trigger, or undefined for a new (or re-created) item. */
   readonly before: S | undefined;
+  /**
+   * The new state. When `reduce` deleted the item ({@link DELETE}), `deleted` is true and
+   * `after` is undefined (typed `S` so views that never delete need no check: test `deleted`
+   * first in a view that does).
+   */
   readonly after: S;
+  /** Set when this change deleted the item: `after` is undefined. */
+  readonly deleted?: true;
   /** Item version after the change; strictly increasing per item. */
   readonly version: number;
   /** Last applied offset per source partition, e.g. `{ "bookings/0": "1841" }`. */
