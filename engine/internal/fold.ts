@@ -155,6 +155,8 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
   const late: Record<string, number> = {};
   const byTopic = new Map<string, View<any, any>[]>();
   for (const view of views) {
+    // A table aggregation's events are derived from the table's rows (tables.ts), not routed.
+    if (view.over !== undefined) continue;
     const list = byTopic.get(view.source) ?? [];
     list.push(view);
     byTopic.set(view.source, list);

@@ -1,13 +1,22 @@
-import type {
-  App,
-  AppOptions,
-  Decoder,
-  Trigger,
-  TriggerOptions,
-  View,
-  ViewOptions,
-  WindowDefinition,
-  WindowSpec,
+import {
+  DELETE,
+  type App,
+  type AppOptions,
+  type Decoder,
+  type Delete,
+  type EventSchema,
+  type JsonDecoding,
+  type RowChange,
+  type SourceRecord,
+  type Table,
+  type TableOptions,
+  type TableViewOptions,
+  type Trigger,
+  type TriggerOptions,
+  type View,
+  type ViewOptions,
+  type WindowDefinition,
+  type WindowSpec,
 } from './define.ts';
 import { MAX_STATE_BYTES } from './contract.ts';
 import { DefinitionError } from './errors.ts';
@@ -269,7 +278,16 @@ export const DEFAULT_DELETE_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
  *   reduce: (s, e) => ({ booked: s.booked + (e.type === 'booked' ? 1 : -1) }),
  * });
  */
-export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
+export function defineView<R, S>(options: TableViewOptions<R, S>): View<RowChange<R>, S>;
+export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S>;
+export function defineView<E, S>(options: ViewOptions<E, S> | TableViewOptions<any, S>): View<any, S> {
+  if (options !== null && typeof options === 'object' && typeof options.source === 'object' && options.source !== null) {
+    return defineTableView(options as TableViewOptions<any, S>);
+  }
+  return defineStreamView(options as ViewOptions<E, S>);
+}
+
+function defineStreamView<E, S>(options: ViewOptions<E, S>): View<E, S> {
   const name = options?.name;
   if (typeof name !== 'string' || !VIEW_NAME.test(name)) {
     throw new DefinitionError(
@@ -334,6 +352,77 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
     ...(window !== undefined ? { window } : {}),
     ...(window?.kind === 'session' ? { merge: options.merge } : {}),
   });
+}
+
+/** The event a table's onTombstone gives its reduce: delete the row. */
+const ROW_DELETED: unique symbol = Symbol('tributary.rowDeleted');
+
+function recordKeyText(record: SourceRecord): string | undefined {
+  return record.key === null ? undefined : record.key.toString('utf8');
+}
+
+/**
+ * Defines a table: `source` read as a changelog, one item per row key holding the row's latest
+ * value; a tombstone (null value) deletes the row. Read it like a view; aggregate it with
+ * `defineView({ source: table, key, reduce, subtract })`; look rows up from a view's fold.
+ *
+ * @example
+ * export const members = defineTable({ name: 'members', source: 'members', schema: memberSchema });
+ */
+export function defineTable<R>(options: TableOptions<R>): Table<R> {
+  const name = options?.name;
+  const rowKey = options?.key ?? recordKeyText;
+  if (options?.key !== undefined) requireFunction(options.key, `table "${String(name)}": key`, { view: String(name) });
+  const view = defineStreamView<unknown, R>({
+    name,
+    source: options.source,
+    ...(options.decode !== undefined ? { decode: options.decode as Decoder<unknown> | JsonDecoding } : {}),
+    ...(options.schema !== undefined ? { schema: options.schema as EventSchema<unknown> } : {}),
+    key: (_row, record) => rowKey(record),
+    initial: () => null as R,
+    reduce: (_state, row) => (row === ROW_DELETED ? DELETE : (row as R)),
+    onTombstone: () => ROW_DELETED,
+    ...(options.maxStateBytes !== undefined ? { maxStateBytes: options.maxStateBytes } : {}),
+    ...(options.onPoison !== undefined ? { onPoison: options.onPoison } : {}),
+    ...(options.deleteRetentionMs !== undefined ? { deleteRetentionMs: options.deleteRetentionMs } : {}),
+  });
+  return Object.freeze({ ...view, table: true as const }) as Table<R>;
+}
+
+/** A view over a table: its events are row changes, applied as subtract(old) then reduce(new). */
+function defineTableView<R, S>(options: TableViewOptions<R, S>): View<RowChange<R>, S> {
+  const name = options.name;
+  const table = options.source;
+  if (table.kind !== 'view' || table.table !== true) {
+    throw new DefinitionError(
+      `view "${String(name)}": source must be a topic name or a defineTable() result, received ${preview(table)}`,
+      { view: String(name) },
+    );
+  }
+  const context = { view: String(name) };
+  requireFunction(options.subtract, `view "${String(name)}": subtract (the undo of reduce for a row that leaves the group)`, context);
+  requireFunction(options.reduce, `view "${String(name)}": reduce`, context);
+  requireFunction(options.key, `view "${String(name)}": key`, context);
+  if (options.filter !== undefined) requireFunction(options.filter, `view "${String(name)}": filter`, context);
+  const { reduce: add, subtract, initial } = options;
+  const view = defineStreamView<RowChange<R>, S>({
+    name,
+    source: table.source,
+    key: (change) => options.key((change.new ?? change.old)!),
+    ...(options.filter !== undefined ? { filter: (change: RowChange<R>) => options.filter!((change.new ?? change.old)!) } : {}),
+    initial,
+    reduce: (state, change, record) => {
+      let next: S | Delete = state;
+      if (change.old !== undefined) next = subtract(next, change.old, record);
+      if (change.new !== undefined) next = add(next === DELETE ? initial() : next, change.new, record);
+      return next;
+    },
+    ...(options.maxStateBytes !== undefined ? { maxStateBytes: options.maxStateBytes } : {}),
+    ...(options.onPoison !== undefined ? { onPoison: options.onPoison } : {}),
+    ...(options.deleteRetentionMs !== undefined ? { deleteRetentionMs: options.deleteRetentionMs } : {}),
+  });
+  // The engine asks key() and filter() of one row at a time: { old: row } or { new: row }.
+  return Object.freeze({ ...view, over: table });
 }
 
 /**
@@ -429,6 +518,14 @@ export function defineApp(options: AppOptions): App {
       throw new DefinitionError(`app "${name}": two views are named "${view.name}"; view names must be unique`);
     }
     seen.add(view.name);
+  }
+  for (const view of views) {
+    if (view.over !== undefined && !views.includes(view.over)) {
+      throw new DefinitionError(
+        `app "${name}": view "${view.name}" aggregates table "${view.over.name}", which is not in the app's views; add the table to views`,
+        { view: view.name },
+      );
+    }
   }
   const triggers = [...(options.triggers ?? [])];
   const triggerNames = new Set<string>();

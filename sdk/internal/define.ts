@@ -259,6 +259,80 @@ export interface View<E = unknown, S = unknown> {
   readonly window?: WindowDefinition;
   /** Merges two sessions' states (session windows only). */
   readonly merge?: (a: S, b: S) => S;
+  /** Set on a table ({@link Table}): each row's state is the latest value of its key. */
+  readonly table?: true;
+  /**
+   * Set on a view that aggregates a table: its events are the table's row changes
+   * ({@link RowChange}), derived by the engine from the table's stored rows, never routed from
+   * the topic directly.
+   */
+  readonly over?: Table<any>;
+}
+
+/**
+ * A table: a topic read as a changelog (latest value per key, a tombstone deletes the key),
+ * stored as items and read like a view (`get`, `getMany`, `query`), built by `defineTable`.
+ */
+export interface Table<R = unknown> extends View<any, R> {
+  readonly table: true;
+}
+
+/** Options of `defineTable`. */
+export interface TableOptions<R> {
+  /** Unique name within the app (views and tables share one namespace). */
+  readonly name: string;
+  /** The changelog topic (typically compacted). */
+  readonly source: string;
+  /**
+   * The row key of a record. It must come from the record, not the value, so a tombstone names
+   * the row it deletes. A record without a usable key is poison (`KEY_MISSING`).
+   * @default the record's Kafka key as UTF-8
+   */
+  readonly key?: (record: SourceRecord) => ViewKey | undefined | null;
+  /** @default 'json' */
+  readonly decode?: Decoder<R> | JsonDecoding;
+  /** Validates each row (not tombstones). */
+  readonly schema?: EventSchema<R>;
+  /** @default 100_000 */
+  readonly maxStateBytes?: number;
+  /** @default 'dead-letter' */
+  readonly onPoison?: PoisonPolicy;
+  /** How long a deleted row's tombstone fences its key. @default 7 days */
+  readonly deleteRetentionMs?: number;
+}
+
+/**
+ * One change of one table row, as a view aggregating the table sees it: the row's value before
+ * the record (`old`, undefined for a new row) and after it (`new`, undefined for a delete).
+ */
+export interface RowChange<R> {
+  readonly old: R | undefined;
+  readonly new: R | undefined;
+}
+
+/**
+ * Options of `defineView` over a table (`source` a {@link Table}): the adder/subtractor pair of
+ * Kafka Streams' `KTable.groupBy().aggregate()`. When a row changes, the engine subtracts its
+ * old value from its old group's state (`subtract`) and adds its new value to its new group's
+ * (`reduce`); a delete only subtracts, a new row only adds. Either may return DELETE (e.g. when
+ * a group's count falls to 0).
+ */
+export interface TableViewOptions<R, S> {
+  readonly name: string;
+  /** The table to aggregate (in the app's views too). */
+  readonly source: Table<R>;
+  /** The group of a row. Returning nothing for a row leaves it out of every group (poison). */
+  readonly key: (row: R) => ViewKey | undefined | null;
+  /** Rows for which this returns false belong to no group. @default every row counts */
+  readonly filter?: (row: R) => boolean;
+  readonly initial: () => S;
+  /** Adds a row to its group's state (the adder). */
+  readonly reduce: (state: S, row: R, record: SourceRecord) => S | Delete;
+  /** Removes a row added before from its group's state (the subtractor): undoes `reduce`. */
+  readonly subtract: (state: S, row: R, record: SourceRecord) => S | Delete;
+  readonly maxStateBytes?: number;
+  readonly onPoison?: PoisonPolicy;
+  readonly deleteRetentionMs?: number;
 }
 
 // `any`, not `unknown`, for the other parameter: View is invariant in both (reduce takes and
