@@ -238,7 +238,7 @@ export function pendingDeliveries(
       // Nor is a delete of an item that did not exist (for any trigger).
       if (before === undefined && step.state === undefined) continue;
       if (takesEvery(trigger) && before !== undefined && isDeepStrictEqual(before, step.state)) continue;
-      out.push(judgeChange(trigger, view.name, key, snapshot.window, before, step.state, step.version, snapshot.offsets));
+      out.push(judgeChange(trigger, view.name, key, before, step.state, step.version, snapshot.offsets, snapshot.window));
       before = step.state;
     }
   }
@@ -250,11 +250,11 @@ function judgeChange(
   trigger: Trigger<any>,
   view: string,
   key: string,
-  window: WindowBounds | undefined,
   before: unknown,
   after: unknown,
   version: number,
   offsets: Readonly<Record<string, string>>,
+  window: WindowBounds | undefined,
 ): PendingDelivery {
   const change: Change = {
     view,
