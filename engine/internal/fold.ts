@@ -41,6 +41,8 @@ export interface RoutedEvent {
   readonly timeMs?: number;
   /** Stream time of its partition once it was read (session views: whether it bridges into a closed session). */
   readonly streamTimeMs?: number;
+  /** The rows the view's lookups found for this event, by lookup name (tables.ts `attachLookups`). */
+  readonly rows?: Readonly<Record<string, unknown>>;
 }
 
 /** The events of one batch for one view item, in partition order. */
@@ -447,6 +449,9 @@ export interface FoldOptions {
 
 type Step = { ok: true; state: unknown } | { ok: false; dead: PoisonDeadLetter };
 
+/** The rows of a view without lookups. */
+const NO_ROWS: Readonly<Record<string, unknown>> = Object.freeze({});
+
 /**
  * Applies one event. `state` DELETE (the previous event deleted the item) starts the key again
  * from `initial()`; a returned DELETE is the deleted state.
@@ -459,7 +464,12 @@ function applyEvent(
 ): Step {
   let next: unknown;
   try {
-    next = view.reduce(state === DELETE ? view.initial() : state, entry.event, entry.record);
+    next = (view.reduce as (s: unknown, e: unknown, r: SourceRecord, rows: unknown) => unknown)(
+      state === DELETE ? view.initial() : state,
+      entry.event,
+      entry.record,
+      entry.rows ?? NO_ROWS,
+    );
   } catch (error) {
     return {
       ok: false,

@@ -12,7 +12,7 @@ import type { ChangeOrigin, ChangeOutcome, ChangeSink, DeadLetterSink } from './
 import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError, errorInfo } from './errors.ts';
-import { deriveGroupEvents } from './tables.ts';
+import { attachLookups, deriveGroupEvents } from './tables.ts';
 import { foldItem, itemId, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
 import { clearPending, settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { planSessions, sessionReadRange } from './sessions.ts';
@@ -137,6 +137,8 @@ export class BatchProcessor {
   private readonly windowedSources: ReadonlySet<string>;
   /** Whether a view aggregates a table (its events are derived from the table's rows, tables.ts). */
   private readonly aggregatesTables: boolean;
+  /** Whether a view has enrichment lookups (tables.ts `attachLookups`). */
+  private readonly looksUp: boolean;
   /** Per `topic/partition`, the stream time left by its last durable batch here (see windows.ts). */
   private readonly clocks = new Map<string, PartitionStreamTime>();
   /**
@@ -149,6 +151,7 @@ export class BatchProcessor {
     this.ledger = new TriggerLedger(deps.app.triggers);
     this.windowedSources = new Set(deps.app.views.filter((v) => v.window !== undefined).map((v) => v.source));
     this.aggregatesTables = deps.app.views.some((v) => v.over !== undefined);
+    this.looksUp = deps.app.views.some((v) => v.lookup !== undefined);
   }
 
   /**
@@ -205,6 +208,12 @@ export class BatchProcessor {
       this.stopOnPoison(derived.deadLetters);
       await load(first);
     }
+    // Enrichment lookups: the rows the events ask for, one consistent batched read (tables.ts).
+    const looked = this.looksUp ? await attachLookups(items, (keys) => store.readItems(keys)) : undefined;
+    if (looked !== undefined) {
+      this.stopOnPoison(looked.deadLetters);
+      reads += looked.reads;
+    }
 
     const loaded = Date.now();
     const gates = this.ledger.openGates();
@@ -222,7 +231,7 @@ export class BatchProcessor {
       const outcomes = [...(first.length > 0 ? (await foldAll(first)).flat() : []), ...(await foldAll(items)).flat()];
 
       // Dead letters, then trigger changes; both must be durable before the commit.
-      const letters: DeadLetter[] = [...routed.deadLetters, ...(derived?.deadLetters ?? [])];
+      const letters: DeadLetter[] = [...routed.deadLetters, ...(derived?.deadLetters ?? []), ...(looked?.deadLetters ?? [])];
       let applied = 0;
       let skipped = 0;
       let writes = 0;

@@ -13,7 +13,7 @@
  */
 import type { SourceRecord, View } from '../../sdk/index.ts';
 import type { ViewKey } from '../../sdk/index.ts';
-import { offsetsKey, parseState, preview, stringifyState, viewItemKey, viewKeyProblem } from '../../sdk/contract/index.ts';
+import { offsetsKey, parseState, preview, stringifyState, viewItemKey, viewKeyProblem, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import { coordinates, type PoisonDeadLetter } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import { compareOffsets, itemId, unstorableReason, type ItemEvents, type ItemSnapshot, type RoutedEvent } from './fold.ts';
@@ -154,4 +154,88 @@ export function deriveGroupEvents(
     item.events.sort((a, b) => compareOffsets(a.record.offset, b.record.offset));
   }
   return { items: [...out.values()], deadLetters: letters };
+}
+
+/**
+ * Enrichment lookups: the rows every event of `items` asks for (by each view's `lookup`), read
+ * with `read` (one batched, consistent read of the distinct rows), attached to the events as
+ * `rows` for `reduce`. A missing row (or a tombstone, or a key of undefined/null) is undefined;
+ * a throwing or unusable key makes the event poison (`KEY_FAILED`), and it is not folded.
+ * No cache across batches: a row cached by this process may have been written since by another.
+ *
+ * @example
+ * const letters = await attachLookups(items, (keys) => store.readItems(keys));
+ */
+export async function attachLookups(
+  items: ItemEvents[],
+  read: (keys: { id: string; key: ItemKey }[]) => Promise<Map<string, ViewItem>>,
+): Promise<{ deadLetters: PoisonDeadLetter[]; reads: number }> {
+  const letters: PoisonDeadLetter[] = [];
+  const wanted = new Map<string, { id: string; key: ItemKey }>();
+  const plans: { item: ItemEvents; index: number; ids: Record<string, string | undefined> }[] = [];
+  for (const item of items) {
+    const lookups = item.view.lookup;
+    if (lookups === undefined) continue;
+    const keep: RoutedEvent[] = [];
+    for (const entry of item.events) {
+      const ids: Record<string, string | undefined> = {};
+      let poisoned = false;
+      for (const [as, lookup] of Object.entries(lookups)) {
+        let key: ViewKey | undefined | null;
+        try {
+          key = lookup.key(entry.event, entry.record);
+        } catch (error) {
+          letters.push({
+            kind: 'poison',
+            code: 'KEY_FAILED',
+            reason: `view "${item.view.name}": lookup "${as}" key() threw for record at ${coordinates(entry.record)}: ${errorInfo(error).message}; make it return a key (or undefined) for every event`,
+            view: item.view.name,
+            record: entry.record,
+            key: item.key,
+            error: errorInfo(error),
+          });
+          poisoned = true;
+          break;
+        }
+        if (key === undefined || key === null) {
+          ids[as] = undefined;
+          continue;
+        }
+        const problem = viewKeyProblem(key);
+        if (problem !== undefined) {
+          letters.push({
+            kind: 'poison',
+            code: 'KEY_FAILED',
+            reason: `view "${item.view.name}": lookup "${as}" key() returned ${preview(key)} for record at ${coordinates(entry.record)}; return a string, a bigint, a finite number, or undefined for no row`,
+            view: item.view.name,
+            record: entry.record,
+            key: item.key,
+          });
+          poisoned = true;
+          break;
+        }
+        const itemKey = viewItemKey(lookup.table.name, String(key));
+        const id = itemId(itemKey);
+        wanted.set(id, { id, key: itemKey });
+        ids[as] = id;
+      }
+      if (poisoned) continue;
+      plans.push({ item, index: keep.length, ids });
+      keep.push(entry);
+    }
+    item.events.splice(0, item.events.length, ...keep);
+  }
+  if (plans.length === 0) return { deadLetters: letters, reads: 0 };
+  const found = wanted.size > 0 ? await read([...wanted.values()]) : new Map<string, ViewItem>();
+  const rowOf = (id: string | undefined): unknown => {
+    if (id === undefined) return undefined;
+    const state = found.get(id)?.state;
+    return state === undefined ? undefined : parseState(JSON.stringify(state));
+  };
+  for (const { item, index, ids } of plans) {
+    const rows: Record<string, unknown> = {};
+    for (const [as, id] of Object.entries(ids)) rows[as] = rowOf(id);
+    item.events[index] = { ...item.events[index]!, rows: Object.freeze(rows) };
+  }
+  return { deadLetters: letters, reads: wanted.size };
 }

@@ -6,6 +6,8 @@ import {
   type Delete,
   type EventSchema,
   type JsonDecoding,
+  type Lookup,
+  type Lookups,
   type RowChange,
   type SourceRecord,
   type Table,
@@ -279,15 +281,15 @@ export const DEFAULT_DELETE_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
  * });
  */
 export function defineView<R, S>(options: TableViewOptions<R, S>): View<RowChange<R>, S>;
-export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S>;
-export function defineView<E, S>(options: ViewOptions<E, S> | TableViewOptions<any, S>): View<any, S> {
+export function defineView<E, S, L extends Lookups<E> = {}>(options: ViewOptions<E, S, L>): View<E, S>;
+export function defineView<E, S>(options: ViewOptions<E, S, any> | TableViewOptions<any, S>): View<any, S> {
   if (options !== null && typeof options === 'object' && typeof options.source === 'object' && options.source !== null) {
     return defineTableView(options as TableViewOptions<any, S>);
   }
-  return defineStreamView(options as ViewOptions<E, S>);
+  return defineStreamView(options as ViewOptions<E, S, any>);
 }
 
-function defineStreamView<E, S>(options: ViewOptions<E, S>): View<E, S> {
+function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
   const name = options?.name;
   if (typeof name !== 'string' || !VIEW_NAME.test(name)) {
     throw new DefinitionError(
@@ -330,6 +332,20 @@ function defineStreamView<E, S>(options: ViewOptions<E, S>): View<E, S> {
       context,
     );
   }
+  if (options.lookup !== undefined) {
+    if (options.lookup === null || typeof options.lookup !== 'object') {
+      throw new DefinitionError(`view "${name}": lookup must be an object of { table, key } by name, received ${preview(options.lookup)}`, context);
+    }
+    for (const [as, lookup] of Object.entries(options.lookup as Lookups<E>)) {
+      if (lookup?.table?.kind !== 'view' || lookup.table.table !== true) {
+        throw new DefinitionError(
+          `view "${name}": lookup "${as}" needs table: a defineTable() result, received ${preview(lookup?.table)}`,
+          context,
+        );
+      }
+      requireFunction(lookup.key, `view "${name}": lookup "${as}" key`, context);
+    }
+  }
   if (options.onTombstone !== undefined) requireFunction(options.onTombstone, `view "${name}": onTombstone`, context);
   const deleteRetentionMs = options.deleteRetentionMs ?? DEFAULT_DELETE_RETENTION_MS;
   requirePositiveInt(deleteRetentionMs, `view "${name}": deleteRetentionMs`, context);
@@ -346,6 +362,7 @@ function defineStreamView<E, S>(options: ViewOptions<E, S>): View<E, S> {
     // DELETE passes through to the engine (View.reduce's doc).
     reduce: options.reduce as View<E, S>['reduce'],
     ...(options.onTombstone !== undefined ? { onTombstone: options.onTombstone } : {}),
+    ...(options.lookup !== undefined && Object.keys(options.lookup).length > 0 ? { lookup: Object.freeze({ ...options.lookup }) } : {}),
     deleteRetentionMs,
     maxStateBytes,
     onPoison,
@@ -526,6 +543,14 @@ export function defineApp(options: AppOptions): App {
     seen.add(view.name);
   }
   for (const view of views) {
+    for (const [as, lookup] of Object.entries(view.lookup ?? {}) as [string, Lookup<unknown, unknown>][]) {
+      if (!views.includes(lookup.table)) {
+        throw new DefinitionError(
+          `app "${name}": view "${view.name}" looks up table "${lookup.table.name}" (as "${as}"), which is not in the app's views; add the table to views`,
+          { view: view.name },
+        );
+      }
+    }
     if (view.over !== undefined && !views.includes(view.over)) {
       throw new DefinitionError(
         `app "${name}": view "${view.name}" aggregates table "${view.over.name}", which is not in the app's views; add the table to views`,

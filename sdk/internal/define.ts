@@ -114,8 +114,24 @@ export type WindowDefinition =
   | (WindowCommon & { readonly kind: 'hopping'; readonly sizeMs: number; readonly advanceMs: number })
   | (WindowCommon & { readonly kind: 'session'; readonly gapMs: number });
 
+/**
+ * One enrichment lookup of a view: the row of `table` whose key `key` gives for an event, read
+ * when the event is folded and handed to `reduce` (undefined when the table has no such row,
+ * or `key` returns undefined or null).
+ */
+export interface Lookup<E, R> {
+  readonly table: Table<R>;
+  readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
+}
+
+/** A view's lookups, by the name `reduce` gets each row under. */
+export type Lookups<E> = Readonly<Record<string, Lookup<E, any>>>;
+
+/** The rows a view's lookups found for one event, by lookup name. */
+export type LookedUp<L> = { readonly [K in keyof L]: L[K] extends Lookup<any, infer R> ? R | undefined : never };
+
 /** Options of {@link defineView}. */
-export interface ViewOptions<E, S> {
+export interface ViewOptions<E, S, L extends Lookups<E> = {}> {
   /** Unique name within the app: letters, digits, `_` and `-`. */
   readonly name: string;
   /** Source Kafka topic. */
@@ -149,7 +165,16 @@ export interface ViewOptions<E, S> {
    * Folds one event into the state of its key. Must not mutate `state`; return a new value, or
    * {@link DELETE} to delete the item (not in session views).
    */
-  readonly reduce: (state: S, event: E, record: SourceRecord) => S | Delete;
+  readonly reduce: (state: S, event: E, record: SourceRecord, rows: LookedUp<L>) => S | Delete;
+  /**
+   * Enrichment lookups (a stream–table join): for each event, the row of another table of the
+   * app, read when the event is folded (one consistent BatchGetItem per batch for the batch's
+   * distinct keys) and handed to `reduce` as its fourth argument, by name. A missing row is
+   * `undefined`. Replay: an event folded again after a crash reads the table again and may see a
+   * newer row; an event already applied is skipped by the fence and keeps what it saw.
+   * @example lookup: { member: { table: members, key: (e) => e.memberId } }
+   */
+  readonly lookup?: L;
   /**
    * Turns a tombstone (a record whose value is null: a delete on a compacted topic) into an event
    * of the view, which then goes through `filter`, `key` and `reduce` like any other (the
@@ -249,6 +274,8 @@ export interface View<E = unknown, S = unknown> {
    * engine also takes {@link DELETE} from it, when the view's `reduce` deletes.
    */
   readonly reduce: (state: S, event: E, record: SourceRecord) => S;
+  /** The view's enrichment lookups (see {@link ViewOptions.lookup}). */
+  readonly lookup?: Lookups<E>;
   /** Turns a tombstone into an event; undefined: tombstones are poison. */
   readonly onTombstone?: (record: SourceRecord) => E;
   /** How long a deleted item's tombstone fences its key (unwindowed views), in ms. */
