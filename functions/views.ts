@@ -7,13 +7,14 @@
 import {
   collect,
   count,
+  defineTable,
   defineView,
   removeWhere,
   session,
   tumbling,
   type LatestState,
 } from '../sdk/index.ts';
-import { BOOKINGS_TOPIC, decodeBookingEvent, MAX_CAPACITY, type BookingEvent } from './events.ts';
+import { BOOKINGS_TOPIC, decodeBookingEvent, MAX_CAPACITY, MEMBERS_TOPIC, type BookingEvent, type MemberRow } from './events.ts';
 
 /**
  * Longest waitlist kept per class. Past it a booking is turned away (and counted), not added:
@@ -289,3 +290,34 @@ export const memberVisits = defineView({
 
 /** The app's views, in the order the engine lists them. */
 export const views = [classAttendance, memberBookings, dailyClassBookings, memberVisits] as const;
+
+/** The members table: each member's latest row (tier) from the compacted `members` topic. */
+export const members = defineTable<MemberRow>({ name: 'members', source: MEMBERS_TOPIC });
+
+/** State of {@link classTiers}: a class's bookings by the booking member's tier at booking time. */
+export interface ClassTiers {
+  readonly gold: number;
+  readonly silver: number;
+  readonly basic: number;
+  /** Bookings of members the table had no row for. */
+  readonly unknown: number;
+}
+
+/**
+ * Bookings per class by member tier: each booking enriched with its member's row through a
+ * lookup of {@link members} (the tier the table holds when the booking is folded). Keyed by
+ * class like the Kafka key, so it has one order.
+ */
+export const classTiers = defineView({
+  name: 'classTiers',
+  source: BOOKINGS_TOPIC,
+  decode: decodeBookingEvent,
+  filter: (event: BookingEvent) => event.type === 'booked',
+  key: (event: BookingEvent) => event.classId,
+  lookup: { member: { table: members, key: (event: BookingEvent) => event.memberId } },
+  initial: (): ClassTiers => ({ gold: 0, silver: 0, basic: 0, unknown: 0 }),
+  reduce: (state, _event, _record, { member }): ClassTiers => {
+    const tier = member?.tier ?? 'unknown';
+    return { ...state, [tier]: count(state[tier]) };
+  },
+});

@@ -143,7 +143,7 @@ async function startExampleApp(stack: LocalStack, options: DevOptions): Promise<
   // Handlers run inside this process (the local Lambda endpoint), so they read the same
   // standard configuration the engine gets: endpoints, region, table.
   Object.assign(process.env, stack.env, { TRIBUTARY_TABLE: TABLE_NAME });
-  const [{ app, classAttendance, memberBookings, dailyClassBookings, memberVisits, BOOKINGS_TOPIC, toMessage }, { createBookingGenerator }, { startEngine }, sdk] =
+  const [{ app, classAttendance, memberBookings, dailyClassBookings, memberVisits, classTiers, BOOKINGS_TOPIC, MEMBERS_TOPIC, TIERS, toMemberMessage, toMessage }, { createBookingGenerator }, { startEngine }, sdk] =
     await Promise.all([
       import('../functions/app.ts'),
       import('../functions/generator.ts'),
@@ -155,7 +155,14 @@ async function startExampleApp(stack: LocalStack, options: DevOptions): Promise<
   const kafka = new Kafka({ clientId: 'tributary-dev', brokers: stack.kafka.brokers, logLevel: kafkaLogLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic: BOOKINGS_TOPIC, numPartitions: BOOKINGS_PARTITIONS }], waitForLeaders: true });
+  await admin.createTopics({
+    topics: [
+      { topic: BOOKINGS_TOPIC, numPartitions: BOOKINGS_PARTITIONS },
+      // The members table's changelog: latest row per member.
+      { topic: MEMBERS_TOPIC, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
+    ],
+    waitForLeaders: true,
+  });
   await admin.disconnect();
 
   const engine = startEngine({
@@ -175,6 +182,14 @@ async function startExampleApp(stack: LocalStack, options: DevOptions): Promise<
   // gives a fresh, still realistic stream per run instead.
   // Event time starts now: windows are kept for their retention from their end, by the wall clock.
   const generator = createBookingGenerator({ seed: Date.now() % 2_147_483_647, classes: 12, members: 150, startAt: new Date().toISOString() });
+  // The members table: every member's tier now, one member's tier changed per producer tick.
+  const memberId = (i: number) => `member-${String(i).padStart(3, '0')}`;
+  const tierOf = () => TIERS[Math.floor(Math.random() * TIERS.length)]!;
+  await producer.send({
+    topic: MEMBERS_TOPIC,
+    acks: -1,
+    messages: Array.from({ length: 150 }, (_, i) => toMemberMessage(memberId(i), { memberId: memberId(i), tier: tierOf() })),
+  });
   const reader = sdk.createViewReader({ tableName: TABLE_NAME });
   const recentClasses = new Set<string>();
   const recentMembers = new Set<string>();
@@ -190,7 +205,9 @@ async function startExampleApp(stack: LocalStack, options: DevOptions): Promise<
       recentClasses.add(e.classId);
       recentMembers.add(e.memberId);
     }
+    const moved = memberId(Math.floor(Math.random() * 150));
     producing = producing
+      .then(() => producer.send({ topic: MEMBERS_TOPIC, acks: -1, messages: [toMemberMessage(moved, { memberId: moved, tier: tierOf() })] }))
       .then(() => producer.send({ topic: BOOKINGS_TOPIC, acks: -1, messages: events.map(toMessage) }))
       .then(() => undefined)
       .catch((error: unknown) => console.error(`[dev] produce failed: ${(error as Error).message}`));
@@ -206,12 +223,13 @@ async function startExampleApp(stack: LocalStack, options: DevOptions): Promise<
     const members = [...recentMembers].slice(-2);
     recentClasses.clear();
     recentMembers.clear();
-    const [classItems, memberItems, days, visits] = await Promise.all([
+    const [classItems, memberItems, days, visits, tiers] = await Promise.all([
       reader.getMany(classAttendance, classes),
       reader.getMany(memberBookings, members),
       // Windowed views: a key's newest window, shown with its bounds.
       Promise.all(classes.slice(-1).map((c) => reader.latestWindow(dailyClassBookings, c))),
       Promise.all(members.slice(-1).map((m) => reader.latestWindow(memberVisits, m))),
+      reader.getMany(classTiers, classes.slice(-1)),
     ]);
     for (const item of classItems) {
       if (!item) continue;
@@ -226,6 +244,9 @@ async function startExampleApp(stack: LocalStack, options: DevOptions): Promise<
     const span = (w: { start: number; end: number }) => `${new Date(w.start).toISOString().slice(0, 16)}Z..${new Date(w.end).toISOString().slice(0, 16)}Z`;
     for (const day of days) {
       if (day) console.log(`        dailyClassBookings[${day.key} @ ${span(day.window)}] ${day.state.booked} booked / ${day.state.cancelled} cancelled so far; final report once the day closes (v${day.version})`);
+    }
+    for (const item of tiers) {
+      if (item) console.log(`        classTiers[${item.key}] bookings by member tier (members table lookup): gold ${item.state.gold}, silver ${item.state.silver}, basic ${item.state.basic} (v${item.version})`);
     }
     for (const visit of visits) {
       if (visit) console.log(`        memberVisits[${visit.key} @ ${span(visit.window)}] ${visit.state.actions} actions in ${visit.state.classes.length} classes (v${visit.version})`);

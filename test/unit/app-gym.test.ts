@@ -218,8 +218,8 @@ describe('decodeBookingEvent', () => {
 describe('app and generator', () => {
   it('defines the gym app over the bookings topic', () => {
     expect(app.name).toBe('gym');
-    expect(app.views.map((v) => v.name)).toEqual(['classAttendance', 'memberBookings', 'dailyClassBookings', 'memberVisits']);
-    expect(app.sourceTopics).toEqual(['bookings']);
+    expect(app.views.map((v) => v.name)).toEqual(['classAttendance', 'memberBookings', 'dailyClassBookings', 'memberVisits', 'members', 'classTiers']);
+    expect(app.sourceTopics).toEqual(['bookings', 'members']);
   });
 
   it('generates the same valid stream for the same seed, with cancellations of earlier bookings', () => {
@@ -250,5 +250,25 @@ describe('app and generator', () => {
   it('sequential pick gives every event its own class', () => {
     const events = createBookingGenerator({ pick: 'sequential', classes: 1_000, cancelRate: 0 }).take(1_000);
     expect(new Set(events.map((e) => e.classId)).size).toBe(1_000);
+  });
+});
+
+describe('members table and classTiers', () => {
+  it('counts a class\'s bookings by the tier the members table holds when each booking is folded', async () => {
+    const { createTestDriver } = await import('../../engine/index.ts');
+    const { MEMBERS_TOPIC, BOOKINGS_TOPIC, toMemberMessage } = await import('../../functions/app.ts');
+    const driver = createTestDriver(app);
+    const rows = (id: string, tier: 'gold' | 'silver' | 'basic' | null) => [toMemberMessage(id, tier === null ? null : { memberId: id, tier })];
+    const book = (memberId: string, cancelled = false) => [toMessage(event({ type: cancelled ? 'cancelled' : 'booked', memberId, bookingId: `b-${memberId}-${seq}` }))];
+    await driver.send(MEMBERS_TOPIC, [...rows('ann', 'gold'), ...rows('bob', 'basic')]);
+    await driver.send(BOOKINGS_TOPIC, [...book('ann'), ...book('bob'), ...book('cid')]);
+    await driver.send(MEMBERS_TOPIC, rows('ann', 'silver'));
+    await driver.send(BOOKINGS_TOPIC, [...book('ann'), ...book('bob', true)]);
+    await driver.send(MEMBERS_TOPIC, rows('bob', null));
+    await driver.send(BOOKINGS_TOPIC, book('bob'));
+    // By hand: ann gold then silver; bob basic, his cancel not counted, then no row; cid never had one.
+    expect(driver.state('classTiers', 'yoga-1')).toEqual({ gold: 1, silver: 1, basic: 1, unknown: 2 });
+    expect(driver.state('members', 'ann')).toEqual({ memberId: 'ann', tier: 'silver' });
+    expect(driver.state('members', 'bob')).toBeUndefined();
   });
 });
