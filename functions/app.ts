@@ -9,7 +9,7 @@
  * memberId) is the `members` table, whose rows `classTiers` looks up to count a class's bookings
  * by member tier.
  */
-import { defineApp } from '../sdk/index.ts';
+import { defineApp } from 'tributary/sdk';
 import { triggers } from './triggers.ts';
 import { classAttendance, classTiers, dailyClassBookings, memberBookings, members, memberVisits } from './views.ts';
 

@@ -13,7 +13,7 @@ import {
   session,
   tumbling,
   type LatestState,
-} from '../sdk/index.ts';
+} from 'tributary/sdk';
 import { BOOKINGS_TOPIC, decodeBookingEvent, MAX_CAPACITY, MEMBERS_TOPIC, type BookingEvent, type MemberRow } from './events.ts';
 
 /**
