@@ -17,6 +17,7 @@
  * npm run bench -- --scenario keys                # 1M distinct keys, engine memory (long)
  * npm run bench -- --scenario triggers            # + a trigger: engine vs one Invoke per event
  * npm run bench -- --scenario windows             # unwindowed vs tumbling vs hopping windows
+ * npm run bench -- --scenario joins               # plain vs re-keyed vs a table lookup
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +31,7 @@ import { classCountsView, NAIVE_PK } from './internal/class-counts.ts';
 import { mib, num, percentile, renderGrid, renderTable, type DynamoDbRequestCounts, type ResultRow } from './internal/metrics.ts';
 import { BenchUsageError, parseBenchOptions, type BenchOptions, type Contender } from './internal/options.ts';
 import type { WorkerConfig, WorkerStats } from './internal/worker.ts';
+import { runJoinsScenario } from './internal/joins-scenario.ts';
 import { runWindowsScenario } from './internal/windows-scenario.ts';
 
 /** Events per produce request: big enough to keep the broker busy, small enough for a 1 MB request. */
@@ -463,6 +465,10 @@ async function main(): Promise<void> {
   }
   if (options.scenario === 'windows') {
     await runWindowsScenario(options, log);
+    return;
+  }
+  if (options.scenario === 'joins') {
+    await runJoinsScenario(options, log);
     return;
   }
   const runId = Date.now().toString(36);

@@ -95,3 +95,26 @@ export function decodeBookingEvent(value: Buffer): BookingEvent {
 export function toMessage(event: BookingEvent): { key: string; value: string } {
   return { key: event.classId, value: JSON.stringify(event) };
 }
+
+/** Topic of the members table: a compacted changelog, Kafka key = memberId, value a {@link MemberRow}. */
+export const MEMBERS_TOPIC = 'members';
+
+/** Membership tiers. */
+export const TIERS = ['gold', 'silver', 'basic'] as const;
+
+/** One row of the members table: a member and their tier. */
+export interface MemberRow {
+  readonly memberId: string;
+  readonly tier: (typeof TIERS)[number];
+}
+
+/**
+ * Encodes a member row as a Kafka message of {@link MEMBERS_TOPIC} (key = memberId); `null`
+ * (a tombstone) deletes the member.
+ *
+ * @example
+ * await producer.send({ topic: MEMBERS_TOPIC, messages: [toMemberMessage('m-007', { memberId: 'm-007', tier: 'gold' })] });
+ */
+export function toMemberMessage(memberId: string, row: MemberRow | null): { key: string; value: string | null } {
+  return { key: memberId, value: row === null ? null : JSON.stringify(row) };
+}

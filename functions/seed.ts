@@ -13,7 +13,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import path from 'node:path';
 import type { SeedContext } from 'tributary/local';
-import { BOOKINGS_TOPIC, toMessage } from './events.ts';
+import { BOOKINGS_TOPIC, MEMBERS_TOPIC, TIERS, toMessage, type MemberRow } from './events.ts';
 import { createBookingGenerator } from './generator.ts';
 
 /** Small enough that classes fill up and waitlists form within a minute at 20 events/s. */
@@ -21,6 +21,12 @@ const SEED_CLASSES = 12;
 const SEED_MEMBERS = 150;
 /** Events are sent four times a second: a steady trickle rather than one burst per second. */
 const TICKS_PER_SECOND = 4;
+
+/** The members table's row of member `index` at tick `tick` (its tier changes now and then). */
+function memberRow(index: number, tick: number): { key: string; value: MemberRow } {
+  const memberId = `member-${String(index).padStart(String(SEED_MEMBERS - 1).length, '0')}`;
+  return { key: memberId, value: { memberId, tier: TIERS[(index + tick) % TIERS.length]! } };
+}
 
 /** The stream `npm run dev` produces: same options every run, so it can be continued. */
 export function devBookingGenerator(startAt: string) {
@@ -42,11 +48,17 @@ export async function seed(context: SeedContext): Promise<void> {
   for (let i = 0; i < already; i += 1) generator.next();
   context.log(`producing ${context.rate} bookings/s to "${BOOKINGS_TOPIC}"${already > 0 ? `, continuing the stream after its first ${already} events` : ''}${context.events === undefined ? '' : `, ${context.events} in all`}`);
 
+  // The members table (classTiers looks members up): every row, then one member's tier per tick.
+  await context.produce(MEMBERS_TOPIC, Array.from({ length: SEED_MEMBERS }, (_, i) => memberRow(i, 0)));
+  context.log(`produced ${SEED_MEMBERS} member rows to "${MEMBERS_TOPIC}"; one member changes tier per tick`);
   const perTick = Math.max(1, Math.round(context.rate / TICKS_PER_SECOND));
   let produced = 0;
+  let tick = 0;
   while (!context.signal.aborted && (context.events === undefined || produced < context.events)) {
     const n = context.events === undefined ? perTick : Math.min(perTick, context.events - produced);
     const events = generator.take(n);
+    tick += 1;
+    await context.produce(MEMBERS_TOPIC, [memberRow((tick * 7) % SEED_MEMBERS, tick)]);
     await context.produce(BOOKINGS_TOPIC, events.map((event) => ({ key: toMessage(event).key, value: event })));
     produced += n;
     // Pacing, not synchronisation: the seed emulates producers sending at a steady rate.

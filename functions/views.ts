@@ -7,15 +7,14 @@
 import {
   collect,
   count,
+  defineTable,
   defineView,
-  latestByTime,
   removeWhere,
   session,
-  topK,
   tumbling,
   type LatestState,
 } from 'tributary/sdk';
-import { BOOKINGS_TOPIC, decodeBookingEvent, MAX_CAPACITY, type BookingEvent } from './events.ts';
+import { BOOKINGS_TOPIC, decodeBookingEvent, MAX_CAPACITY, MEMBERS_TOPIC, type BookingEvent, type MemberRow } from './events.ts';
 
 /**
  * Longest waitlist kept per class. Past it a booking is turned away (and counted), not added:
@@ -23,7 +22,11 @@ import { BOOKINGS_TOPIC, decodeBookingEvent, MAX_CAPACITY, type BookingEvent } f
  */
 export const MAX_WAITLIST = 50;
 
-/** Classes listed in a member's `upcoming`, soonest first; older bookings are still counted. */
+/**
+ * Classes a reader shows of a member's `upcoming` (soonest first). The state keeps them all: a
+ * capped list fed by cancellations would depend on the order in which the partitions of
+ * several classes interleave, and this view is keyed unlike its Kafka key (see memberBookings).
+ */
 export const MAX_UPCOMING = 20;
 
 /** A member holding a spot (or a place in line) in a class. */
@@ -143,48 +146,58 @@ export interface UpcomingClass {
 export interface MemberBookings {
   readonly memberId: string;
   /**
-   * Booked classes that had not started at the member's latest event, soonest first, at most
-   * {@link MAX_UPCOMING}. Includes waitlisted bookings: this view does not see class capacity.
+   * Booked, not cancelled classes that start after the member's newest event time, soonest
+   * first (ties by booking id). Includes waitlisted bookings: this view does not see class
+   * capacity. Readers show the first {@link MAX_UPCOMING}.
    */
   readonly upcoming: readonly UpcomingClass[];
   readonly bookedCount: number;
   readonly cancelledCount: number;
-  /** The member's action with the newest event time, and that time. */
-  readonly lastActivity: LatestState<BookingEvent['type']> | null;
+  /**
+   * The member's action with the newest event time, and that time; on equal times the greater
+   * booking id, then a cancellation over a booking (never arrival order).
+   */
+  readonly lastActivity: (LatestState<BookingEvent['type']> & { readonly bookingId: string }) | null;
 }
 
-const upcomingOptions = {
-  k: MAX_UPCOMING,
-  score: (c: UpcomingClass) => Date.parse(c.classStartsAt),
-  id: (c: UpcomingClass) => c.bookingId,
-  order: 'asc',
-} as const;
+const byStart = (a: UpcomingClass, b: UpcomingClass): number =>
+  Date.parse(a.classStartsAt) - Date.parse(b.classStartsAt) || (a.bookingId < b.bookingId ? -1 : a.bookingId > b.bookingId ? 1 : 0);
+
+/** The tie-break of lastActivity on equal times. */
+const activityRank = (bookingId: string, type: BookingEvent['type']): string => `${bookingId}\u0000${type === 'cancelled' ? 1 : 0}`;
 
 /**
- * Folds one booking event into a member's bookings. "Upcoming" is judged against the event's
- * own time, not the wall clock, so the fold stays deterministic on replay.
+ * Folds one booking event into a member's bookings. Bookings reach this view from the
+ * partitions of several classes in an interleaving that is not defined, so every part of the
+ * state commutes across classes (one right answer whatever the order; README, "Views keyed
+ * unlike their Kafka key"): counts; the newest event time (a maximum) and the activity at it
+ * (with a total tie-break); and `upcoming`, the bookings not cancelled that start after that
+ * newest time. A booking's own cancellation comes from its class's partition, after it. "Upcoming" is judged
+ * against event times, not the wall clock, so the fold stays deterministic on replay.
  */
 export function reduceMemberBookings(state: MemberBookings, event: BookingEvent): MemberBookings {
-  const nowMs = Date.parse(event.at);
-  let upcoming = removeWhere(state.upcoming, (c) => Date.parse(c.classStartsAt) <= nowMs);
+  const atMs = Date.parse(event.at);
+  const previous = state.lastActivity;
+  const newer =
+    previous === null ||
+    atMs > previous.atMs ||
+    (atMs === previous.atMs && activityRank(event.bookingId, event.type) > activityRank(previous.bookingId, previous.value));
+  const lastActivity = newer ? { value: event.type, atMs, bookingId: event.bookingId } : previous;
+  const newestMs = lastActivity.atMs;
+  let upcoming = removeWhere(state.upcoming, (c) => Date.parse(c.classStartsAt) <= newestMs);
   let { bookedCount, cancelledCount } = state;
   if (event.type === 'booked') {
     bookedCount = count(bookedCount);
-    if (Date.parse(event.classStartsAt) > nowMs) {
+    if (Date.parse(event.classStartsAt) > newestMs) {
       const entry = { classId: event.classId, bookingId: event.bookingId, classStartsAt: event.classStartsAt };
-      upcoming = topK(upcoming, entry, upcomingOptions);
+      // A set by booking id: a repeated booking event replaces its entry.
+      upcoming = [...removeWhere(upcoming, (c) => c.bookingId === event.bookingId), entry].sort(byStart);
     }
   } else {
     cancelledCount = count(cancelledCount);
     upcoming = removeWhere(upcoming, (c) => c.bookingId === event.bookingId);
   }
-  return {
-    memberId: event.memberId,
-    upcoming,
-    bookedCount,
-    cancelledCount,
-    lastActivity: latestByTime(state.lastActivity, event.type, event.at),
-  };
+  return { memberId: event.memberId, upcoming, bookedCount, cancelledCount, lastActivity };
 }
 
 /**
@@ -277,3 +290,34 @@ export const memberVisits = defineView({
 
 /** The app's views, in the order the engine lists them. */
 export const views = [classAttendance, memberBookings, dailyClassBookings, memberVisits] as const;
+
+/** The members table: each member's latest row (tier) from the compacted `members` topic. */
+export const members = defineTable<MemberRow>({ name: 'members', source: MEMBERS_TOPIC });
+
+/** State of {@link classTiers}: a class's bookings by the booking member's tier at booking time. */
+export interface ClassTiers {
+  readonly gold: number;
+  readonly silver: number;
+  readonly basic: number;
+  /** Bookings of members the table had no row for. */
+  readonly unknown: number;
+}
+
+/**
+ * Bookings per class by member tier: each booking enriched with its member's row through a
+ * lookup of {@link members} (the tier the table holds when the booking is folded). Keyed by
+ * class like the Kafka key, so it has one order.
+ */
+export const classTiers = defineView({
+  name: 'classTiers',
+  source: BOOKINGS_TOPIC,
+  decode: decodeBookingEvent,
+  filter: (event: BookingEvent) => event.type === 'booked',
+  key: (event: BookingEvent) => event.classId,
+  lookup: { member: { table: members, key: (event: BookingEvent) => event.memberId } },
+  initial: (): ClassTiers => ({ gold: 0, silver: 0, basic: 0, unknown: 0 }),
+  reduce: (state, _event, _record, { member }): ClassTiers => {
+    const tier = member?.tier ?? 'unknown';
+    return { ...state, [tier]: count(state[tier]) };
+  },
+});

@@ -1,7 +1,9 @@
 // Definitions
 export {
+  DEFAULT_DELETE_RETENTION_MS,
   DEFAULT_RETENTION_FACTOR,
   defineApp,
+  defineTable,
   defineTrigger,
   defineView,
   hopping,
@@ -22,8 +24,15 @@ export type {
   EventTime,
   JsonDecoding,
   LatePolicy,
+  LookedUp,
+  Lookup,
+  Lookups,
   PoisonPolicy,
   RetryOptions,
+  RowChange,
+  Table,
+  TableOptions,
+  TableViewOptions,
   SourceRecord,
   StateOf,
   Trigger,
@@ -38,6 +47,9 @@ export type {
   WindowEmit,
   WindowSpec,
 } from './internal/define.ts';
+
+export { DELETE } from './internal/define.ts';
+export type { Delete } from './internal/define.ts';
 
 // Exact numbers past 2^53 (bigint in state, keys and decoding)
 export { BIGINT_TAG, decodeState, parseJsonExact, parseJsonStrict } from './internal/exact-json.ts';

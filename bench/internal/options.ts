@@ -16,9 +16,12 @@ export type Contender = 'engine' | 'naive';
  *   engine runs the trigger's default (`changes: 'every'`), then once more with
  *   `changes: 'coalesced'` for its invocations beside the default's;
  * - `windows`: the engine alone, one pass per view shape over the same events: unwindowed, a
- *   tumbling window and hopping windows of 2, 4 and 8 windows per event (events/s, writes/event).
+ *   tumbling window and hopping windows of 2, 4 and 8 windows per event (events/s, writes/event);
+ * - `joins`: the engine alone over the same events: a plain view (keyed like the Kafka key), the
+ *   same view re-keyed by member, and the plain view with a lookup of a members table (events/s,
+ *   DynamoDB item reads and writes per event).
  */
-export type Scenario = 'throughput' | 'keys' | 'triggers' | 'windows';
+export type Scenario = 'throughput' | 'keys' | 'triggers' | 'windows' | 'joins';
 
 /** Resolved options of one benchmark run. */
 export interface BenchOptions {
@@ -93,6 +96,19 @@ const SCENARIO_DEFAULTS: Record<Scenario, Omit<BenchOptions, 'scenario' | 'verbo
     phaseTimeoutMs: 600_000,
     cacheMaxEntries: undefined,
   },
+  joins: {
+    // Three engine passes over the same events.
+    contenders: ['engine'],
+    events: 30_000,
+    classes: 200,
+    partitions: 4,
+    seed: 1,
+    probes: 0,
+    probeIntervalMs: 100,
+    backgroundRate: 0,
+    phaseTimeoutMs: 600_000,
+    cacheMaxEntries: undefined,
+  },
   windows: {
     // Five engine passes over the same events; 30k keeps the run to a few minutes.
     contenders: ['engine'],
@@ -120,7 +136,7 @@ const FLAGS = {
   'cache-max-entries': 'BENCH_CACHE_MAX_ENTRIES',
 } as const;
 
-const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers|windows] [--contenders engine,naive]
+const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers|windows|joins] [--contenders engine,naive]
   [--events N] [--classes N] [--partitions N] [--seed N] [--probes N] [--probe-interval-ms N]
   [--background-rate N] [--phase-timeout-ms N] [--cache-max-entries N] [--verbose]
   (each flag also reads BENCH_<FLAG> from the environment, e.g. BENCH_EVENTS=50000)`;

@@ -5,7 +5,7 @@
  * carries. No I/O: the runtime and the test driver both drive these functions.
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import type { SourceRecord, Trigger, View, WindowBounds } from '../../sdk/index.ts';
+import { DELETE, type SourceRecord, type Trigger, type View, type WindowBounds } from '../../sdk/index.ts';
 import { preview } from '../../sdk/contract/index.ts';
 import {
   offsetsKey,
@@ -21,7 +21,7 @@ import {
 } from '../../sdk/contract/index.ts';
 import { coordinates, type PoisonDeadLetter } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
-import { keptStatesBytes, MAX_ITEM_STATES_BYTES, storedBookkeeping, writeBookkeeping, type WrittenState } from './ledger.ts';
+import { ABSENT_TAG, keptStatesBytes, MAX_ITEM_STATES_BYTES, storedBookkeeping, writeBookkeeping, type WrittenState } from './ledger.ts';
 import { closeShardOf, closeTimeOf, eventTimeOf, isClosed, windowsOf, windowTtlSeconds, type StreamClock } from './windows.ts';
 
 /**
@@ -41,6 +41,8 @@ export interface RoutedEvent {
   readonly timeMs?: number;
   /** Stream time of its partition once it was read (session views: whether it bridges into a closed session). */
   readonly streamTimeMs?: number;
+  /** The rows the view's lookups found for this event, by lookup name (tables.ts `attachLookups`). */
+  readonly rows?: Readonly<Record<string, unknown>>;
 }
 
 /** The events of one batch for one view item, in partition order. */
@@ -155,6 +157,8 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
   const late: Record<string, number> = {};
   const byTopic = new Map<string, View<any, any>[]>();
   for (const view of views) {
+    // A table aggregation's events are derived from the table's rows (tables.ts), not routed.
+    if (view.over !== undefined) continue;
     const list = byTopic.get(view.source) ?? [];
     list.push(view);
     byTopic.set(view.source, list);
@@ -165,10 +169,21 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
     const decoded = new Map<unknown, { ok: true; event: unknown } | { ok: false; error: unknown }>();
     for (const view of topicViews) {
       const where = coordinates(record);
-      let outcome = decoded.get(view.decode);
+      // A tombstone becomes an event through the view's onTombstone (decoded once per hook).
+      const tombstone = record.value === null;
+      const decoder: unknown = tombstone ? (view.onTombstone ?? 'no-hook') : view.decode;
+      let outcome = decoded.get(decoder);
       if (outcome === undefined) {
         if (record.value === null) {
-          outcome = { ok: false, error: new Error('record has no value (tombstone)') };
+          if (view.onTombstone === undefined) {
+            outcome = { ok: false, error: new Error('record has no value (tombstone) and the view has no onTombstone') };
+          } else {
+            try {
+              outcome = { ok: true, event: view.onTombstone(record) };
+            } catch (error) {
+              outcome = { ok: false, error: new Error(`onTombstone() threw: ${errorInfo(error).message}`) };
+            }
+          }
         } else {
           try {
             outcome = { ok: true, event: view.decode(record.value, record) };
@@ -176,7 +191,7 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
             outcome = { ok: false, error };
           }
         }
-        decoded.set(view.decode, outcome);
+        decoded.set(decoder, outcome);
       }
       if (!outcome.ok) {
         const { message } = errorInfo(outcome.error);
@@ -186,14 +201,16 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
             view,
             record,
             'DECODE_FAILED',
-            `view "${view.name}": decode failed for record at ${where} (${message}); value starts ${valueStart}; produce values the view's decode() accepts or give the view a decode() for this format`,
+            tombstone
+              ? `view "${view.name}": tombstone (null value) at ${where} could not become an event (${message}); give the view an onTombstone(record) that returns an event for a deleted key, or keep tombstones out of its source`
+              : `view "${view.name}": decode failed for record at ${where} (${message}); value starts ${valueStart}; produce values the view's decode() accepts or give the view a decode() for this format`,
             outcome.error,
           ),
         );
         continue;
       }
       let event = outcome.event;
-      if (view.schema !== undefined) {
+      if (view.schema !== undefined && !tombstone) {
         const checked = validateEvent(view.schema, event);
         if (!checked.ok) {
           deadLetters.push(
@@ -377,7 +394,8 @@ export function snapshotOf(item: ViewItem | undefined): ItemSnapshot {
   if (item === undefined) return ABSENT_ITEM;
   return {
     version: item.version,
-    stateJson: JSON.stringify(item.state),
+    // A tombstone (an item deleted by its reducer) has no state: absent for the fold, fence kept.
+    stateJson: item.state === undefined ? undefined : JSON.stringify(item.state),
     offsets: item.offsets,
     ...storedBookkeeping(item),
     ...(item.windowStart !== undefined && item.windowEnd !== undefined ? { window: { start: item.windowStart, end: item.windowEnd } } : {}),
@@ -431,6 +449,13 @@ export interface FoldOptions {
 
 type Step = { ok: true; state: unknown } | { ok: false; dead: PoisonDeadLetter };
 
+/** The rows of a view without lookups. */
+const NO_ROWS: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/**
+ * Applies one event. `state` DELETE (the previous event deleted the item) starts the key again
+ * from `initial()`; a returned DELETE is the deleted state.
+ */
 function applyEvent(
   view: View<any, any>,
   key: string,
@@ -439,7 +464,12 @@ function applyEvent(
 ): Step {
   let next: unknown;
   try {
-    next = view.reduce(state, entry.event, entry.record);
+    next = (view.reduce as (s: unknown, e: unknown, r: SourceRecord, rows: unknown) => unknown)(
+      state === DELETE ? view.initial() : state,
+      entry.event,
+      entry.record,
+      entry.rows ?? NO_ROWS,
+    );
   } catch (error) {
     return {
       ok: false,
@@ -461,6 +491,19 @@ function applyEvent(
         entry.record,
         'REDUCE_FAILED',
         `view "${view.name}": reduce() returned undefined for key "${key}" on record at ${coordinates(entry.record)}; return the new state`,
+        undefined,
+        key,
+      ),
+    };
+  }
+  if (next === DELETE && view.window?.kind === 'session') {
+    return {
+      ok: false,
+      dead: poison(
+        view,
+        entry.record,
+        'REDUCE_FAILED',
+        `view "${view.name}": reduce() returned DELETE for key "${key}" on record at ${coordinates(entry.record)}, but a session view cannot delete a session (sessions merge); return a state, or use a tumbling or hopping window`,
         undefined,
         key,
       ),
@@ -524,6 +567,19 @@ function serialize(
   state: unknown,
   record: SourceRecord,
 ): { ok: true; json: string } | { ok: false; dead: PoisonDeadLetter } {
+  if (state !== null && typeof state === 'object' && !Array.isArray(state) && Object.prototype.hasOwnProperty.call(state, ABSENT_TAG)) {
+    return {
+      ok: false,
+      dead: poison(
+        view,
+        record,
+        'STATE_NOT_STORABLE',
+        `view "${view.name}": state of key "${key}" after record at ${coordinates(record)} has the top-level key "${ABSENT_TAG}", which is reserved for deleted states; rename it`,
+        undefined,
+        key,
+      ),
+    };
+  }
   let json: string | undefined;
   try {
     json = stringifyState(state);
@@ -673,7 +729,8 @@ export function foldItem(
     }
     // Every fresh event was poison: nothing to write.
     if (applied === 0) return none(fastDead);
-    const final = serialize(view, key, state, fresh[fresh.length - 1]!.record);
+    const final: { ok: true; json: string | undefined } | { ok: false } =
+      state === DELETE ? { ok: true, json: undefined } : serialize(view, key, state, fresh[fresh.length - 1]!.record);
     if (final.ok) {
       deadLetters.push(...fastDead);
       stateJson = final.json;
@@ -701,28 +758,31 @@ export function foldItem(
         deadLetters.push(step.dead);
         continue;
       }
-      const checked = serialize(view, key, step.state, entry.record);
+      // A deleted state (DELETE) has no JSON: nothing to check.
+      const checked: { ok: true; json: string | undefined } | { ok: false; dead: PoisonDeadLetter } =
+        step.state === DELETE ? { ok: true, json: undefined } : serialize(view, key, step.state, entry.record);
       if (!checked.ok) {
         deadLetters.push(checked.dead);
-        state = json !== undefined ? parseState(json) : view.initial();
+        state = json !== undefined ? parseState(json) : applied > 0 ? DELETE : view.initial();
         continue;
       }
       if (every) {
         // The state before this event is an intermediate one (unless it is the write's start or
-        // equals the state kept before it): a trigger taking every change is owed it.
-        const keepPrevious = applied > 0 && json !== undefined && json !== lastKept;
-        const previousBytes = keepPrevious ? Buffer.byteLength(json!) : 0;
+        // equals the state kept before it): a trigger taking every change is owed it. A deleted
+        // one too (kept as the absent marker).
+        const keepPrevious = applied > 0 && json !== lastKept;
+        const previousBytes = keepPrevious ? (json === undefined ? ABSENT_TAG.length + 8 : Buffer.byteLength(json)) : 0;
         // Nothing applied yet: defer only on request, when the item's own undelivered states
         // crowd it (the caller delivers them first, then folds again without deferring).
         const mayDefer = applied > 0 || (options.deferWhenFull === true && snapshot.pending !== undefined);
-        if (mayDefer && bytes + previousBytes + Buffer.byteLength(checked.json) > MAX_ITEM_STATES_BYTES) {
+        if (mayDefer && bytes + previousBytes + (checked.json === undefined ? 0 : Buffer.byteLength(checked.json)) > MAX_ITEM_STATES_BYTES) {
           // With nothing applied there is no write: every event (poison included) goes again later.
           if (applied === 0) return none([], fresh);
           taken = i;
           break;
         }
         if (keepPrevious) {
-          intermediates.push({ version: snapshot.version + applied, stateJson: json! });
+          intermediates.push({ version: snapshot.version + applied, stateJson: json });
           bytes += previousBytes;
           lastKept = json;
         }
@@ -731,10 +791,12 @@ export function foldItem(
       state = step.state;
       applied += 1;
     }
-    if (applied === 0 || json === undefined) return none(deadLetters);
+    if (applied === 0) return none(deadLetters);
     stateJson = json;
   }
-  if (applied === 0 || stateJson === undefined) return none(deadLetters);
+  // stateJson undefined from here on: the last applied event deleted the item.
+  if (applied === 0) return none(deadLetters);
+  const deleted = stateJson === undefined;
   const offsets: Record<string, string> = { ...snapshot.offsets };
   for (const entry of fresh.slice(0, taken)) offsets[offsetsKey(entry.record.topic, entry.record.partition)] = entry.record.offset;
 
@@ -745,7 +807,9 @@ export function foldItem(
   if (view.window !== undefined && bounds === undefined) {
     throw new TypeError(`foldItem: view "${view.name}" is windowed, but no window was given for key "${key}"`);
   }
-  const windowed = view.window !== undefined && bounds !== undefined ? windowAttributes(view, bounds, snapshot, fresh[0]!.record) : undefined;
+  const windowed =
+    view.window !== undefined && bounds !== undefined ? windowAttributes(view, bounds, snapshot, fresh[0]!.record, deleted) : undefined;
+  const now = options.now ?? new Date();
   const item: ViewItem = {
     ...viewItemKey(view.name, key, bounds),
     // The `byKey` index attributes never change for an item, so only its first write costs an index write.
@@ -753,12 +817,15 @@ export function foldItem(
     view: view.name,
     key,
     // Stored in the tagged form: a bigint is `{ $bigint: "<decimal>" }`, as in the cache's JSON.
-    state: JSON.parse(stateJson),
+    // A deleted item is a tombstone: no state (reads hide it), its offsets still fence the key.
+    ...(stateJson !== undefined ? { state: JSON.parse(stateJson) } : {}),
     version,
     offsets,
-    updatedAt: (options.now ?? new Date()).toISOString(),
+    updatedAt: now.toISOString(),
     ...bookkeeping,
     ...windowed?.attributes,
+    // An unwindowed tombstone expires after the view's deleteRetentionMs (a windowed one with its window).
+    ...(deleted && windowed === undefined ? { ttl: Math.ceil((now.getTime() + view.deleteRetentionMs) / 1000) } : {}),
   };
   return {
     write: {
@@ -791,13 +858,17 @@ export function windowAttributes(
   bounds: WindowBounds,
   snapshot: ItemSnapshot,
   creator: SourceRecord,
+  deleted = false,
 ): { attributes: Pick<ViewItem, 'windowStart' | 'windowEnd' | 'ttl' | 'closeShard' | 'closeAt'>; closing?: { shard: string; at: number } } {
   const window = view.window!;
   // The shard never changes; the close time follows the bounds (a session grows).
-  const closing =
-    snapshot.closing !== undefined
+  // A deleted window owes no final result (its tombstone leaves the closing index); one
+  // re-created after that is created again.
+  const closing = deleted
+    ? undefined
+    : snapshot.closing !== undefined
       ? { shard: snapshot.closing.shard, at: closeTimeOf(window, bounds) }
-      : window.emit === 'final' && snapshot.version === 0
+      : window.emit === 'final' && snapshot.stateJson === undefined
         ? { shard: closeShardOf(view.name, creator.topic, creator.partition), at: closeTimeOf(window, bounds) }
         : undefined;
   return {

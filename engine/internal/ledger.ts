@@ -35,17 +35,30 @@ export interface Bookkeeping {
  */
 export const MAX_ITEM_STATES_BYTES = 2 * MAX_TRIGGERED_STATE_BYTES;
 
-/** One state a write passed through, after one applied event: its version and JSON. */
+/** One state a write passed through, after one applied event: its version and JSON (undefined: deleted). */
 export interface WrittenState {
   readonly version: number;
-  readonly stateJson: string;
+  readonly stateJson: string | undefined;
+}
+
+/**
+ * How `befores` holds a kept intermediate state in which the item was deleted (`reduce`
+ * returned DELETE): a state cannot be `undefined` in DynamoDB, and a view state cannot have
+ * this key at its top level (the fold refuses it as STATE_NOT_STORABLE).
+ */
+export const ABSENT_TAG = '$absent';
+const ABSENT_STATE = Object.freeze({ [ABSENT_TAG]: true });
+
+/** A kept state as a change carries it: undefined for a deleted one. */
+function keptState(value: unknown): unknown {
+  return value !== null && typeof value === 'object' && Object.prototype.hasOwnProperty.call(value, ABSENT_TAG) ? undefined : value;
 }
 
 /** What a write stores, as {@link writeBookkeeping} needs it. */
 export interface WriteStates {
-  /** The new state (JSON) and version. */
+  /** The new state (JSON; undefined: the item is deleted) and version. */
   readonly version: number;
-  readonly stateJson: string;
+  readonly stateJson: string | undefined;
   /**
    * The states between the snapshot's and the new one, oldest first, one per applied event
    * that changed the state (recorded only when a trigger takes every change).
@@ -127,8 +140,10 @@ export function writeBookkeeping(
   ];
   const befores = keptBefores(pending, floor, versions, (version) => {
     if (version === snapshot.version && snapshot.stateJson !== undefined) return JSON.parse(snapshot.stateJson);
-    const json = written.get(version);
-    if (json !== undefined) return JSON.parse(json);
+    if (written.has(version)) {
+      const json = written.get(version);
+      return json === undefined ? ABSENT_STATE : JSON.parse(json);
+    }
     return snapshot.befores?.[String(version)];
   });
   return { pending, befores };
@@ -150,10 +165,10 @@ export function storedBookkeeping(item: Pick<ViewItem, 'pending' | 'befores'>): 
   return { pending: item.pending, befores: item.befores ?? {} };
 }
 
-/** The state a trigger last judged an item at (its `after`), and that state's version. */
+/** The state a trigger last judged an item at (its `after`; undefined: deleted), and that state's version. */
 export interface JudgedState {
   readonly version: number;
-  readonly stateJson: string;
+  readonly stateJson: string | undefined;
 }
 
 /** One trigger's verdict on one item's pending change. */
@@ -188,9 +203,10 @@ export function pendingDeliveries(
   judged?: ReadonlyMap<string, JudgedState>,
 ): PendingDelivery[] {
   const pending = snapshot.pending;
-  if (pending === undefined || snapshot.stateJson === undefined) return [];
+  // A tombstone (version > 0, no state) owes the change that deleted it: `after` undefined.
+  if (pending === undefined || snapshot.version === 0) return [];
   const out: PendingDelivery[] = [];
-  const after = JSON.parse(snapshot.stateJson);
+  const after = snapshot.stateJson === undefined ? undefined : JSON.parse(snapshot.stateJson);
   for (const trigger of triggers) {
     if (trigger.view.name !== view.name) continue;
     const since = pending[trigger.name];
@@ -201,18 +217,26 @@ export function pendingDeliveries(
     if (last !== undefined && last.version >= snapshot.version) continue;
     const from = last !== undefined && last.version >= since ? last.version : since;
     let before: unknown =
-      from !== since ? JSON.parse(last!.stateJson) : since === 0 ? undefined : snapshot.befores?.[String(since)];
+      from !== since
+        ? last!.stateJson === undefined
+          ? undefined
+          : JSON.parse(last!.stateJson)
+        : since === 0
+          ? undefined
+          : keptState(snapshot.befores?.[String(since)]);
     const steps: { version: number; state: unknown }[] = [];
     if (takesEvery(trigger)) {
       const versions = Object.keys(snapshot.befores ?? {})
         .map(Number)
         .filter((version) => version > from && version < snapshot.version)
         .sort((a, b) => a - b);
-      for (const version of versions) steps.push({ version, state: snapshot.befores![String(version)] });
+      for (const version of versions) steps.push({ version, state: keptState(snapshot.befores![String(version)]) });
     }
     steps.push({ version: snapshot.version, state: after });
     for (const step of steps) {
       // An event that left the state as it was is no change (a crash re-read may reorder keys: compare values).
+      // Nor is a delete of an item that did not exist (for any trigger).
+      if (before === undefined && step.state === undefined) continue;
       if (takesEvery(trigger) && before !== undefined && isDeepStrictEqual(before, step.state)) continue;
       out.push(judgeChange(trigger, view.name, key, before, step.state, step.version, snapshot.offsets, snapshot.window));
       before = step.state;
@@ -237,7 +261,8 @@ function judgeChange(
     key,
     ...(window !== undefined ? { window: { start: window.start, end: window.end } } : {}),
     before: before === undefined ? undefined : structuredClone(before),
-    after: structuredClone(after),
+    after: after === undefined ? undefined : structuredClone(after),
+    ...(after === undefined ? { deleted: true as const } : {}),
     version,
     offsets: { ...offsets },
     idempotencyKey: changeIdempotencyKey(view, key, window, version),
@@ -275,7 +300,7 @@ export function advancePending(
   snapshot: ItemSnapshot,
   judged: readonly string[],
   version: number,
-  stateJson: string,
+  stateJson: string | undefined,
 ): ItemSnapshot {
   if (snapshot.pending === undefined || snapshot.version <= version) return snapshot;
   const pending: Record<string, number> = { ...snapshot.pending };
@@ -289,7 +314,7 @@ export function advancePending(
   }
   if (!advanced) return snapshot;
   const befores = keptBefores(pending, lowestSince(pending), Object.keys(snapshot.befores ?? {}).map(Number), (v) =>
-    v === version ? JSON.parse(stateJson) : snapshot.befores?.[String(v)],
+    v === version ? (stateJson === undefined ? undefined : JSON.parse(stateJson)) : snapshot.befores?.[String(v)],
   );
   return { ...snapshot, pending, befores };
 }
@@ -328,7 +353,7 @@ export function settleJudged(
   cleared: readonly string[],
 ): ItemSnapshot | undefined {
   if (cached.version === judgedAt.version) return clearPending(cached, cleared);
-  if (cached.version > judgedAt.version && judgedAt.stateJson !== undefined && judged.length > 0) {
+  if (cached.version > judgedAt.version && judgedAt.version > 0 && judged.length > 0) {
     const advanced = advancePending(cached, judged, judgedAt.version, judgedAt.stateJson);
     if (advanced !== cached) return advanced;
   }
@@ -484,7 +509,7 @@ export class TriggerLedger {
     const triggers = this.triggersOf(view.name);
     const judging = gate !== undefined ? this.judging.get(gate.id) : undefined;
     const deliveries = pendingDeliveries(view, key, snapshot, triggers, judging?.judged);
-    if (judging !== undefined && snapshot.stateJson !== undefined) {
+    if (judging !== undefined && snapshot.version > 0) {
       for (const { trigger } of deliveries) {
         const last = judging.judged.get(trigger.name);
         if (last === undefined || last.version < snapshot.version) {

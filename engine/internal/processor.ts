@@ -12,6 +12,7 @@ import type { ChangeOrigin, ChangeOutcome, ChangeSink, DeadLetterSink } from './
 import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError, errorInfo } from './errors.ts';
+import { attachLookups, deriveGroupEvents } from './tables.ts';
 import { foldItem, itemId, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
 import { clearPending, settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { planSessions, sessionReadRange } from './sessions.ts';
@@ -134,6 +135,10 @@ export class BatchProcessor {
 
   /** Source topics of windowed views: their partitions keep a stream time. */
   private readonly windowedSources: ReadonlySet<string>;
+  /** Whether a view aggregates a table (its events are derived from the table's rows, tables.ts). */
+  private readonly aggregatesTables: boolean;
+  /** Whether a view has enrichment lookups (tables.ts `attachLookups`). */
+  private readonly looksUp: boolean;
   /** Per `topic/partition`, the stream time left by its last durable batch here (see windows.ts). */
   private readonly clocks = new Map<string, PartitionStreamTime>();
   /**
@@ -145,6 +150,8 @@ export class BatchProcessor {
   constructor(private readonly deps: ProcessorDeps) {
     this.ledger = new TriggerLedger(deps.app.triggers);
     this.windowedSources = new Set(deps.app.views.filter((v) => v.window !== undefined).map((v) => v.source));
+    this.aggregatesTables = deps.app.views.some((v) => v.over !== undefined);
+    this.looksUp = deps.app.views.some((v) => v.lookup !== undefined);
   }
 
   /**
@@ -172,22 +179,40 @@ export class BatchProcessor {
     const items = [...routed.items.values()];
     const lateByView: Record<string, number> = { ...routed.late };
     const snapshots = new Map<string, ItemSnapshot>();
-    const misses: { id: string; key: ItemKey }[] = [];
-    for (const item of items) {
-      if (item.session) continue; // read through readWindows when folded
-      const cached = cache.get(item.id);
-      if (cached !== undefined) snapshots.set(item.id, cached);
-      else misses.push({ id: item.id, key: item.itemKey });
+    let reads = 0;
+    const load = async (of: readonly ItemEvents[]): Promise<void> => {
+      const misses: { id: string; key: ItemKey }[] = [];
+      for (const item of of) {
+        if (item.session) continue; // read through readWindows when folded
+        const cached = cache.get(item.id);
+        if (cached !== undefined) snapshots.set(item.id, cached);
+        else misses.push({ id: item.id, key: item.itemKey });
+      }
+      reads += misses.length;
+      if (misses.length > 0) {
+        const loaded = await store.readItems(misses);
+        const read = misses.map((miss) => snapshotOf(loaded.get(miss.id)));
+        await this.refreshCheckpoints(read);
+        // Not cached yet: foldAndWrite caches each item once, after its write. Caching here as
+        // well would make a batch with more new keys than the cache holds evict every key twice
+        // (once loaded, once written).
+        misses.forEach((miss, i) => snapshots.set(miss.id, this.ledger.settle(read[i]!)));
+      }
+    };
+    await load(items);
+    // Table aggregations: the group events of the rows' changes, derived from the rows as stored
+    // (tables.ts); their items are written before the rows (`first`).
+    const derived = this.aggregatesTables ? deriveGroupEvents(app.views, items, snapshots) : undefined;
+    const first = derived?.items ?? [];
+    if (derived !== undefined) {
+      this.stopOnPoison(derived.deadLetters);
+      await load(first);
     }
-    let reads = misses.length;
-    if (misses.length > 0) {
-      const loaded = await store.readItems(misses);
-      const read = misses.map((miss) => snapshotOf(loaded.get(miss.id)));
-      await this.refreshCheckpoints(read);
-      // Not cached yet: foldAndWrite caches each item once, after its write. Caching here as
-      // well would make a batch with more new keys than the cache holds evict every key twice
-      // (once loaded, once written).
-      misses.forEach((miss, i) => snapshots.set(miss.id, this.ledger.settle(read[i]!)));
+    // Enrichment lookups: the rows the events ask for, one consistent batched read (tables.ts).
+    const looked = this.looksUp ? await attachLookups(items, (keys) => store.readItems(keys)) : undefined;
+    if (looked !== undefined) {
+      this.stopOnPoison(looked.deadLetters);
+      reads += looked.reads;
     }
 
     const loaded = Date.now();
@@ -195,17 +220,18 @@ export class BatchProcessor {
     // The batch's turns to judge items (see `deliverPending`) end with it, whatever happens.
     try {
       // Fold and write, one conditional write per changed item.
-      const perItem = await mapLimit(items, limits.writeConcurrency, (item) =>
-        this.mutex.run(item.id, () =>
-          item.session
-            ? this.foldSessions(item, now(), gates, lateByView)
-            : this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates, true).then((o) => [o]),
-        ),
-      );
-      const outcomes = perItem.flat();
+      const foldAll = (of: readonly ItemEvents[]) =>
+        mapLimit(of, limits.writeConcurrency, (item) =>
+          this.mutex.run(item.id, () =>
+            item.session
+              ? this.foldSessions(item, now(), gates, lateByView)
+              : this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates, true).then((o) => [o]),
+          ),
+        );
+      const outcomes = [...(first.length > 0 ? (await foldAll(first)).flat() : []), ...(await foldAll(items)).flat()];
 
       // Dead letters, then trigger changes; both must be durable before the commit.
-      const letters: DeadLetter[] = [...routed.deadLetters];
+      const letters: DeadLetter[] = [...routed.deadLetters, ...(derived?.deadLetters ?? []), ...(looked?.deadLetters ?? [])];
       let applied = 0;
       let skipped = 0;
       let writes = 0;

@@ -427,7 +427,8 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
     },
     state<S>(view: string, key: ViewKey, windowStart?: number): S | undefined {
       const item = store.items.get(itemId(viewItemKey(view, key, windowStart)));
-      return item === undefined ? undefined : decodeState<S>(item.state);
+      // A tombstone (deleted by its reducer) reads as no item, as in the SDK's reads.
+      return item === undefined || item.state === undefined ? undefined : decodeState<S>(item.state);
     },
     item(view, key, windowStart) {
       const item = store.items.get(itemId(viewItemKey(view, encodeViewKey(key), windowStart)));
@@ -436,7 +437,7 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
     windows<S>(view: string, key: ViewKey) {
       const { pk } = viewItemKey(view, key, 0);
       return [...store.items.values()]
-        .filter((item) => item.pk === pk && item.windowStart !== undefined && item.windowEnd !== undefined)
+        .filter((item) => item.pk === pk && item.windowStart !== undefined && item.windowEnd !== undefined && item.state !== undefined)
         .sort((a, b) => a.windowStart! - b.windowStart!)
         .map((item) => ({ window: { start: item.windowStart!, end: item.windowEnd! }, state: decodeState<S>(item.state) }));
     },

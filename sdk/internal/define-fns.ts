@@ -1,13 +1,24 @@
-import type {
-  App,
-  AppOptions,
-  Decoder,
-  Trigger,
-  TriggerOptions,
-  View,
-  ViewOptions,
-  WindowDefinition,
-  WindowSpec,
+import {
+  DELETE,
+  type App,
+  type AppOptions,
+  type Decoder,
+  type Delete,
+  type EventSchema,
+  type JsonDecoding,
+  type Lookup,
+  type Lookups,
+  type RowChange,
+  type SourceRecord,
+  type Table,
+  type TableOptions,
+  type TableViewOptions,
+  type Trigger,
+  type TriggerOptions,
+  type View,
+  type ViewOptions,
+  type WindowDefinition,
+  type WindowSpec,
 } from './define.ts';
 import { MAX_STATE_BYTES } from './contract.ts';
 import { DefinitionError } from './errors.ts';
@@ -254,6 +265,9 @@ function compileWindow(name: string, options: ViewOptions<any, any>, context: Re
   return Object.freeze({ ...checked, graceMs, retentionMs, emit, onLate, idleCloseMs, timestamp: options.timestamp });
 }
 
+/** How long a deleted item's tombstone fences its key by default: 7 days. */
+export const DEFAULT_DELETE_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+
 /**
  * Defines a view: events of `source` folded by `key` into state with `reduce`.
  *
@@ -266,7 +280,16 @@ function compileWindow(name: string, options: ViewOptions<any, any>, context: Re
  *   reduce: (s, e) => ({ booked: s.booked + (e.type === 'booked' ? 1 : -1) }),
  * });
  */
-export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
+export function defineView<R, S>(options: TableViewOptions<R, S>): View<RowChange<R>, S>;
+export function defineView<E, S, L extends Lookups<E> = {}>(options: ViewOptions<E, S, L>): View<E, S>;
+export function defineView<E, S>(options: ViewOptions<E, S, any> | TableViewOptions<any, S>): View<any, S> {
+  if (options !== null && typeof options === 'object' && typeof options.source === 'object' && options.source !== null) {
+    return defineTableView(options as TableViewOptions<any, S>);
+  }
+  return defineStreamView(options as ViewOptions<E, S, any>);
+}
+
+function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
   const name = options?.name;
   if (typeof name !== 'string' || !VIEW_NAME.test(name)) {
     throw new DefinitionError(
@@ -309,6 +332,23 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
       context,
     );
   }
+  if (options.lookup !== undefined) {
+    if (options.lookup === null || typeof options.lookup !== 'object') {
+      throw new DefinitionError(`view "${name}": lookup must be an object of { table, key } by name, received ${preview(options.lookup)}`, context);
+    }
+    for (const [as, lookup] of Object.entries(options.lookup as Lookups<E>)) {
+      if (lookup?.table?.kind !== 'view' || lookup.table.table !== true) {
+        throw new DefinitionError(
+          `view "${name}": lookup "${as}" needs table: a defineTable() result, received ${preview(lookup?.table)}`,
+          context,
+        );
+      }
+      requireFunction(lookup.key, `view "${name}": lookup "${as}" key`, context);
+    }
+  }
+  if (options.onTombstone !== undefined) requireFunction(options.onTombstone, `view "${name}": onTombstone`, context);
+  const deleteRetentionMs = options.deleteRetentionMs ?? DEFAULT_DELETE_RETENTION_MS;
+  requirePositiveInt(deleteRetentionMs, `view "${name}": deleteRetentionMs`, context);
   const window = compileWindow(name, options, context);
   return Object.freeze({
     kind: 'view',
@@ -319,12 +359,87 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
     filter: options.filter ?? (() => true),
     key: options.key,
     initial: options.initial,
-    reduce: options.reduce,
+    // DELETE passes through to the engine (View.reduce's doc).
+    reduce: options.reduce as View<E, S>['reduce'],
+    ...(options.onTombstone !== undefined ? { onTombstone: options.onTombstone } : {}),
+    ...(options.lookup !== undefined && Object.keys(options.lookup).length > 0 ? { lookup: Object.freeze({ ...options.lookup }) } : {}),
+    deleteRetentionMs,
     maxStateBytes,
     onPoison,
     ...(window !== undefined ? { window } : {}),
     ...(window?.kind === 'session' ? { merge: options.merge } : {}),
   });
+}
+
+/** The event a table's onTombstone gives its reduce: delete the row. */
+const ROW_DELETED: unique symbol = Symbol('tributary.rowDeleted');
+
+function recordKeyText(record: SourceRecord): string | undefined {
+  return record.key === null ? undefined : record.key.toString('utf8');
+}
+
+/**
+ * Defines a table: `source` read as a changelog, one item per row key holding the row's latest
+ * value; a tombstone (null value) deletes the row. Read it like a view; aggregate it with
+ * `defineView({ source: table, key, reduce, subtract })`; look rows up from a view's fold.
+ *
+ * @example
+ * export const members = defineTable({ name: 'members', source: 'members', schema: memberSchema });
+ */
+export function defineTable<R>(options: TableOptions<R>): Table<R> {
+  const name = options?.name;
+  const rowKey = options?.key ?? recordKeyText;
+  if (options?.key !== undefined) requireFunction(options.key, `table "${String(name)}": key`, { view: String(name) });
+  const view = defineStreamView<unknown, R>({
+    name,
+    source: options.source,
+    ...(options.decode !== undefined ? { decode: options.decode as Decoder<unknown> | JsonDecoding } : {}),
+    ...(options.schema !== undefined ? { schema: options.schema as EventSchema<unknown> } : {}),
+    key: (_row, record) => rowKey(record),
+    initial: () => null as R,
+    reduce: (_state, row) => (row === ROW_DELETED ? DELETE : (row as R)),
+    onTombstone: () => ROW_DELETED,
+    ...(options.maxStateBytes !== undefined ? { maxStateBytes: options.maxStateBytes } : {}),
+    ...(options.onPoison !== undefined ? { onPoison: options.onPoison } : {}),
+    ...(options.deleteRetentionMs !== undefined ? { deleteRetentionMs: options.deleteRetentionMs } : {}),
+  });
+  return Object.freeze({ ...view, table: true as const }) as Table<R>;
+}
+
+/** A view over a table: its events are row changes, applied as subtract(old) then reduce(new). */
+function defineTableView<R, S>(options: TableViewOptions<R, S>): View<RowChange<R>, S> {
+  const name = options.name;
+  const table = options.source;
+  if (table.kind !== 'view' || table.table !== true) {
+    throw new DefinitionError(
+      `view "${String(name)}": source must be a topic name or a defineTable() result, received ${preview(table)}`,
+      { view: String(name) },
+    );
+  }
+  const context = { view: String(name) };
+  requireFunction(options.subtract, `view "${String(name)}": subtract (the undo of reduce for a row that leaves the group)`, context);
+  requireFunction(options.reduce, `view "${String(name)}": reduce`, context);
+  requireFunction(options.key, `view "${String(name)}": key`, context);
+  if (options.filter !== undefined) requireFunction(options.filter, `view "${String(name)}": filter`, context);
+  const { reduce: add, subtract, initial } = options;
+  const view = defineStreamView<RowChange<R>, S>({
+    name,
+    source: table.source,
+    key: (change) => options.key((change.new ?? change.old)!),
+    ...(options.filter !== undefined ? { filter: (change: RowChange<R>) => options.filter!((change.new ?? change.old)!) } : {}),
+    initial,
+    reduce: (state, change, record) => {
+      let next: S | Delete = state;
+      if (change.old !== undefined) next = subtract(next, change.old, record);
+      if (change.new !== undefined) next = add(next === DELETE ? initial() : next, change.new, record);
+      return next;
+    },
+    ...(options.maxStateBytes !== undefined ? { maxStateBytes: options.maxStateBytes } : {}),
+    ...(options.onPoison !== undefined ? { onPoison: options.onPoison } : {}),
+    ...(options.deleteRetentionMs !== undefined ? { deleteRetentionMs: options.deleteRetentionMs } : {}),
+  });
+  // The engine asks key() and filter() of one row at a time: { old: row } or { new: row }.
+  return Object.freeze({ ...view, over: table });
 }
 
 /**
@@ -426,6 +541,22 @@ export function defineApp(options: AppOptions): App {
       throw new DefinitionError(`app "${name}": two views are named "${view.name}"; view names must be unique`);
     }
     seen.add(view.name);
+  }
+  for (const view of views) {
+    for (const [as, lookup] of Object.entries(view.lookup ?? {}) as [string, Lookup<unknown, unknown>][]) {
+      if (!views.includes(lookup.table)) {
+        throw new DefinitionError(
+          `app "${name}": view "${view.name}" looks up table "${lookup.table.name}" (as "${as}"), which is not in the app's views; add the table to views`,
+          { view: view.name },
+        );
+      }
+    }
+    if (view.over !== undefined && !views.includes(view.over)) {
+      throw new DefinitionError(
+        `app "${name}": view "${view.name}" aggregates table "${view.over.name}", which is not in the app's views; add the table to views`,
+        { view: view.name },
+      );
+    }
   }
   const triggers = [...(options.triggers ?? [])];
   const triggerNames = new Set<string>();

@@ -7,6 +7,20 @@ import type { StandardSchemaV1 } from '@standard-schema/spec';
  * Everything here is pure data plus user callbacks; no I/O.
  */
 
+/**
+ * What `reduce` returns to delete its item: the key disappears for readers (`get`, `getMany`,
+ * `query` and the window reads return nothing for it), its triggers get a change with
+ * `after: undefined`, and a later event of the key starts again from `initial()`. The engine
+ * keeps a state-less tombstone item behind (hidden from reads) as the key's exactly-once fence
+ * for the view's `deleteRetentionMs` (docs/architecture.md, "Deleted items").
+ *
+ * @example
+ * reduce: (s, e) => (e.type === 'cancelled' ? DELETE : { ...s, status: e.type })
+ */
+export const DELETE: unique symbol = Symbol.for('tributary.delete');
+/** The type of {@link DELETE}. */
+export type Delete = typeof DELETE;
+
 /** Coordinates and raw content of one Kafka record, as handed to user callbacks. */
 export interface SourceRecord {
   readonly topic: string;
@@ -100,8 +114,24 @@ export type WindowDefinition =
   | (WindowCommon & { readonly kind: 'hopping'; readonly sizeMs: number; readonly advanceMs: number })
   | (WindowCommon & { readonly kind: 'session'; readonly gapMs: number });
 
+/**
+ * One enrichment lookup of a view: the row of `table` whose key `key` gives for an event, read
+ * when the event is folded and handed to `reduce` (undefined when the table has no such row,
+ * or `key` returns undefined or null).
+ */
+export interface Lookup<E, R> {
+  readonly table: Table<R>;
+  readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
+}
+
+/** A view's lookups, by the name `reduce` gets each row under. */
+export type Lookups<E> = Readonly<Record<string, Lookup<E, any>>>;
+
+/** The rows a view's lookups found for one event, by lookup name. */
+export type LookedUp<L> = { readonly [K in keyof L]: L[K] extends Lookup<any, infer R> ? R | undefined : never };
+
 /** Options of {@link defineView}. */
-export interface ViewOptions<E, S> {
+export interface ViewOptions<E, S, L extends Lookups<E> = {}> {
   /** Unique name within the app: letters, digits, `_` and `-`. */
   readonly name: string;
   /** Source Kafka topic. */
@@ -131,8 +161,38 @@ export interface ViewOptions<E, S> {
   readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
   /** The state of a key before its first event. A function, so each key gets a fresh object. */
   readonly initial: () => S;
-  /** Folds one event into the state of its key. Must not mutate `state`; return a new value. */
-  readonly reduce: (state: S, event: E, record: SourceRecord) => S;
+  /**
+   * Folds one event into the state of its key. Must not mutate `state`; return a new value, or
+   * {@link DELETE} to delete the item (not in session views).
+   */
+  readonly reduce: (state: S, event: E, record: SourceRecord, rows: LookedUp<L>) => S | Delete;
+  /**
+   * Enrichment lookups (a stream–table join): for each event, the row of another table of the
+   * app, read when the event is folded (one consistent BatchGetItem per batch for the batch's
+   * distinct keys) and handed to `reduce` as its fourth argument, by name. A missing row is
+   * `undefined`. Replay: an event folded again after a crash reads the table again and may see a
+   * newer row; an event already applied is skipped by the fence and keeps what it saw.
+   * @example lookup: { member: { table: members, key: (e) => e.memberId } }
+   */
+  readonly lookup?: L;
+  /**
+   * Turns a tombstone (a record whose value is null: a delete on a compacted topic) into an event
+   * of the view, which then goes through `filter`, `key` and `reduce` like any other (the
+   * `schema` checks decoded values only). Throwing makes the record poison (`DECODE_FAILED`).
+   * @default none: a tombstone is poison (`DECODE_FAILED`, "record has no value"), as before
+   */
+  readonly onTombstone?: (record: SourceRecord) => E;
+  /**
+   * How long the tombstone of an item deleted by `reduce` (unwindowed views) stays in the table
+   * as the key's exactly-once fence before DynamoDB's TTL removes it: a record of the key at or
+   * below its offsets that is read again within this time is skipped; after it, it would be
+   * applied again (from `initial()`). Only records not yet committed are read again by a
+   * running engine, so this bounds how long a deleted key's uncommitted tail may wait (an
+   * engine stopped mid-batch, a consumer group offset reset). A windowed item's tombstone
+   * expires with its window (`retentionMs`).
+   * @default 7 days
+   */
+  readonly deleteRetentionMs?: number;
   /**
    * Largest serialized state per item, in bytes. A state past it is poison, never truncated.
    * @default 100_000 (DynamoDB items are capped at 400 KB; this leaves room for bookkeeping)
@@ -209,13 +269,97 @@ export interface View<E = unknown, S = unknown> {
   readonly filter: (event: E, record: SourceRecord) => boolean;
   readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
   readonly initial: () => S;
+  /**
+   * The options' `reduce`. Typed to return `S` so a view can be folded by hand in tests; the
+   * engine also takes {@link DELETE} from it, when the view's `reduce` deletes.
+   */
   readonly reduce: (state: S, event: E, record: SourceRecord) => S;
+  /** The view's enrichment lookups (see {@link ViewOptions.lookup}). */
+  readonly lookup?: Lookups<E>;
+  /** Turns a tombstone into an event; undefined: tombstones are poison. */
+  readonly onTombstone?: (record: SourceRecord) => E;
+  /** How long a deleted item's tombstone fences its key (unwindowed views), in ms. */
+  readonly deleteRetentionMs: number;
   readonly maxStateBytes: number;
   readonly onPoison: PoisonPolicy;
   /** The view's window; undefined for an unwindowed view (one item per key). */
   readonly window?: WindowDefinition;
   /** Merges two sessions' states (session windows only). */
   readonly merge?: (a: S, b: S) => S;
+  /** Set on a table ({@link Table}): each row's state is the latest value of its key. */
+  readonly table?: true;
+  /**
+   * Set on a view that aggregates a table: its events are the table's row changes
+   * ({@link RowChange}), derived by the engine from the table's stored rows, never routed from
+   * the topic directly.
+   */
+  readonly over?: Table<any>;
+}
+
+/**
+ * A table: a topic read as a changelog (latest value per key, a tombstone deletes the key),
+ * stored as items and read like a view (`get`, `getMany`, `query`), built by `defineTable`.
+ */
+export interface Table<R = unknown> extends View<any, R> {
+  readonly table: true;
+}
+
+/** Options of `defineTable`. */
+export interface TableOptions<R> {
+  /** Unique name within the app (views and tables share one namespace). */
+  readonly name: string;
+  /** The changelog topic (typically compacted). */
+  readonly source: string;
+  /**
+   * The row key of a record. It must come from the record, not the value, so a tombstone names
+   * the row it deletes. A record without a usable key is poison (`KEY_MISSING`).
+   * @default the record's Kafka key as UTF-8
+   */
+  readonly key?: (record: SourceRecord) => ViewKey | undefined | null;
+  /** @default 'json' */
+  readonly decode?: Decoder<R> | JsonDecoding;
+  /** Validates each row (not tombstones). */
+  readonly schema?: EventSchema<R>;
+  /** @default 100_000 */
+  readonly maxStateBytes?: number;
+  /** @default 'dead-letter' */
+  readonly onPoison?: PoisonPolicy;
+  /** How long a deleted row's tombstone fences its key. @default 7 days */
+  readonly deleteRetentionMs?: number;
+}
+
+/**
+ * One change of one table row, as a view aggregating the table sees it: the row's value before
+ * the record (`old`, undefined for a new row) and after it (`new`, undefined for a delete).
+ */
+export interface RowChange<R> {
+  readonly old: R | undefined;
+  readonly new: R | undefined;
+}
+
+/**
+ * Options of `defineView` over a table (`source` a {@link Table}): the adder/subtractor pair of
+ * Kafka Streams' `KTable.groupBy().aggregate()`. When a row changes, the engine subtracts its
+ * old value from its old group's state (`subtract`) and adds its new value to its new group's
+ * (`reduce`); a delete only subtracts, a new row only adds. Either may return DELETE (e.g. when
+ * a group's count falls to 0).
+ */
+export interface TableViewOptions<R, S> {
+  readonly name: string;
+  /** The table to aggregate (in the app's views too). */
+  readonly source: Table<R>;
+  /** The group of a row. Returning nothing for a row leaves it out of every group (poison). */
+  readonly key: (row: R) => ViewKey | undefined | null;
+  /** Rows for which this returns false belong to no group. @default every row counts */
+  readonly filter?: (row: R) => boolean;
+  readonly initial: () => S;
+  /** Adds a row to its group's state (the adder). */
+  readonly reduce: (state: S, row: R, record: SourceRecord) => S | Delete;
+  /** Removes a row added before from its group's state (the subtractor): undoes `reduce`. */
+  readonly subtract: (state: S, row: R, record: SourceRecord) => S | Delete;
+  readonly maxStateBytes?: number;
+  readonly onPoison?: PoisonPolicy;
+  readonly deleteRetentionMs?: number;
 }
 
 // `any`, not `unknown`, for the other parameter: View is invariant in both (reduce takes and
@@ -233,9 +377,16 @@ export interface Change<S = unknown> {
   readonly window?: WindowBounds;
   /** Set on the one change of a closed window of an `emit: 'final'` view. */
   readonly final?: true;
-  /** State last delivered to this trigger, or undefined for a new item. */
+  /** State last delivered to this trigger, or undefined for a new (or re-created) item. */
   readonly before: S | undefined;
+  /**
+   * The new state. When `reduce` deleted the item ({@link DELETE}), `deleted` is true and
+   * `after` is undefined (typed `S` so views that never delete need no check: test `deleted`
+   * first in a view that does).
+   */
   readonly after: S;
+  /** Set when this change deleted the item: `after` is undefined. */
+  readonly deleted?: true;
   /** Item version after the change; strictly increasing per item. */
   readonly version: number;
   /** Last applied offset per source partition, e.g. `{ "bookings/0": "1841" }`. */

@@ -381,6 +381,14 @@ function isLive(raw: Record<string, unknown>, nowMs: number): boolean {
   return typeof raw.ttl !== 'number' || raw.ttl * 1000 > nowMs;
 }
 
+/**
+ * Whether a stored item is a tombstone: its reducer deleted it (DELETE), so it has no state and
+ * reads as no item; the engine keeps it only as the key's exactly-once fence.
+ */
+function isTombstone(raw: Record<string, unknown>): boolean {
+  return raw.state === undefined;
+}
+
 /** The shortest window that can start at a given time: its length bounds when it expires. */
 function shortestWindowMs(window: WindowDefinition): number {
   return window.kind === 'session' ? window.gapMs : window.sizeMs;
@@ -677,7 +685,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
           ExpressionAttributeNames: ITEM_NAMES,
         }),
       );
-      return out.Item ? toItem<S>(out.Item) : undefined;
+      return out.Item && !isTombstone(out.Item) ? toItem<S>(out.Item) : undefined;
     } catch (error) {
       throw readFailed(error, `view "${view.name}": get of key ${preview(k)}`, { view: view.name, key: k, table });
     }
@@ -714,6 +722,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
       throw readFailed(error, `view "${view.name}": getMany of ${distinct.length} keys`, { view: view.name, table });
     }
     for (const raw of items.values()) {
+      if (isTombstone(raw)) continue;
       const item = toItem<S>(raw);
       found.set(item.key, item);
     }
@@ -804,7 +813,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
       const found: ViewSnapshot<S>[] = [];
       for (const entry of entries) {
         const raw = items.get(`${entry.pk}\n${entry.sk}`);
-        if (raw !== undefined) found.push(toItem<S>(raw));
+        if (raw !== undefined && !isTombstone(raw)) found.push(toItem<S>(raw));
       }
       return { items: found, cursor };
     } catch (error) {
@@ -834,7 +843,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     }
     const now = Date.now();
     if (raw !== undefined) {
-      if (isLive(raw, now)) return toWindowItem<S>(raw);
+      if (isLive(raw, now)) return isTombstone(raw) ? undefined : toWindowItem<S>(raw);
       throw windowExpired(view, definition, start, k, now);
     }
     // No item: if even the shortest window starting there has expired, say so rather than "no events".
@@ -893,7 +902,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
           ExclusiveStartKey: after === undefined ? undefined : { pk, sk: after },
         }),
       );
-      const items = (out.Items ?? []).filter((raw) => isLive(raw, now)).map((raw) => toWindowItem<S>(raw));
+      const items = (out.Items ?? []).filter((raw) => isLive(raw, now) && !isTombstone(raw)).map((raw) => toWindowItem<S>(raw));
       const last = out.LastEvaluatedKey?.sk;
       return { items, cursor: typeof last === 'string' ? encodeWindowsCursor(view.name, query, last) : undefined, ...reported };
     } catch (error) {
@@ -925,7 +934,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
             ExclusiveStartKey: start,
           }),
         );
-        const live = (out.Items ?? []).find((raw) => isLive(raw, now));
+        const live = (out.Items ?? []).find((raw) => isLive(raw, now) && !isTombstone(raw));
         if (live !== undefined) return toWindowItem<S>(live);
         start = out.LastEvaluatedKey;
       } while (start !== undefined);
@@ -969,7 +978,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
       const found: WindowSnapshot<S>[] = [];
       for (const entry of entries) {
         const raw = items.get(`${entry.pk}\n${entry.sk}`);
-        if (raw !== undefined && isLive(raw, now)) found.push(toWindowItem<S>(raw));
+        if (raw !== undefined && isLive(raw, now) && !isTombstone(raw)) found.push(toWindowItem<S>(raw));
       }
       return { items: found, cursor };
     } catch (error) {

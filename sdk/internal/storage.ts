@@ -65,7 +65,11 @@ export interface ViewItem<S = unknown> extends ItemKey {
   readonly windowStart?: number;
   /** Window end in epoch ms (exclusive), on windowed items only. */
   readonly windowEnd?: number;
-  readonly state: S;
+  /**
+   * The view state; absent on a tombstone (an item its reducer deleted), which reads treat as
+   * no item and which keeps `version` and `offsets` as the key's exactly-once fence until its `ttl`.
+   */
+  readonly state?: S;
   /** +1 per applied event (so every state has its own); the condition of the next write. */
   readonly version: number;
   /** Last applied offset per source partition, `"topic/partition"` -> decimal offset. */
@@ -310,7 +314,7 @@ function buildViewItemEntity(table: ReturnType<typeof buildTable>) {
       windowStart: number().optional(),
       windowEnd: number().optional(),
       // View state is whatever the view's reducer returns (JSON-like); the engine validates it.
-      state: any(),
+      state: any().optional(),
       version: number(),
       offsets: record(string(), string()),
       updatedAt: string(),

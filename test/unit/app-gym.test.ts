@@ -128,7 +128,7 @@ describe('memberBookings', () => {
     expect(s.lastActivity?.value).toBe('cancelled');
   });
 
-  it('drops classes that started before the latest event and caps the list', () => {
+  it('drops classes that started before the newest event and keeps every other one (no cap: the list must commute)', () => {
     const bookings = Array.from({ length: MAX_UPCOMING + 5 }, (_, i) =>
       event({
         type: 'booked',
@@ -139,14 +139,64 @@ describe('memberBookings', () => {
       }),
     );
     const s = foldMember(bookings);
-    expect(s.upcoming).toHaveLength(MAX_UPCOMING);
+    expect(s.upcoming).toHaveLength(MAX_UPCOMING + 5);
     expect(s.upcoming[0]?.classId).toBe('c0');
     const later = foldMember(
       [event({ type: 'booked', memberId: 'bob', bookingId: 'late', classId: 'x', classStartsAt: '2026-04-01T00:00:00Z', at: '2026-03-01T02:30:00Z' })],
       s,
     );
     expect(later.upcoming[0]?.classId).toBe('c3');
+    expect(later.upcoming.at(-1)?.classId).toBe('x');
     expect(later.bookedCount).toBe(MAX_UPCOMING + 6);
+  });
+
+  it('has one right answer whatever the interleaving of the classes\' partitions', () => {
+    // Three classes (three partitions: bookings are keyed by class), each in its own order; the
+    // member's events of each class interleave at random, as batches of partitions would.
+    let n = 0;
+    const classEvents = ['a', 'b', 'c'].map((classId, c) =>
+      Array.from({ length: 12 }, (_, i) => {
+        n += 1;
+        const bookingId = `${classId}${Math.floor(i / 2)}`;
+        return event({
+          type: i % 2 === 0 || i % 5 === 0 ? 'booked' : 'cancelled',
+          memberId: 'zoe',
+          bookingId,
+          classId,
+          classStartsAt: new Date(Date.parse('2026-01-20T00:20:00Z') + (c * 12 + i) * 120_000).toISOString(),
+          // Some events share a time across classes: the tie-break must not be arrival order.
+          at: new Date(Date.parse('2026-01-20T00:00:00Z') + (i % 4 === 0 ? 0 : n) * 60_000).toISOString(),
+        });
+      }),
+    );
+    // The reference, from the events alone: counts; the newest time; bookings not cancelled
+    // (a cancel follows its booking within its class) starting after it, soonest first.
+    const all = classEvents.flat();
+    const newest = Math.max(...all.map((e) => Date.parse(e.at)));
+    const live = new Map<string, BookingEvent>();
+    for (const events of classEvents) for (const e of events) e.type === 'booked' ? live.set(e.bookingId, e) : live.delete(e.bookingId);
+    const upcoming = [...live.values()]
+      .filter((e) => Date.parse(e.classStartsAt) > newest)
+      .sort((x, y) => Date.parse(x.classStartsAt) - Date.parse(y.classStartsAt) || (x.bookingId < y.bookingId ? -1 : 1))
+      .map((e) => e.bookingId);
+    let random = 12345;
+    const next = () => (random = (random * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const answers = new Set<string>();
+    for (let trial = 0; trial < 50; trial += 1) {
+      const cursors = [0, 0, 0];
+      const order: BookingEvent[] = [];
+      while (order.length < all.length) {
+        const open = cursors.map((at, c) => (at < classEvents[c]!.length ? c : -1)).filter((c) => c >= 0);
+        const c = open[Math.floor(next() * open.length)]!;
+        order.push(classEvents[c]![cursors[c]!++]!);
+      }
+      const s = foldMember(order);
+      expect(s.upcoming.map((u) => u.bookingId)).toEqual(upcoming);
+      expect(s.bookedCount).toBe(all.filter((e) => e.type === 'booked').length);
+      expect(s.lastActivity?.atMs).toBe(newest);
+      answers.add(JSON.stringify(s));
+    }
+    expect(answers.size).toBe(1);
   });
 });
 
@@ -168,8 +218,8 @@ describe('decodeBookingEvent', () => {
 describe('app and generator', () => {
   it('defines the gym app over the bookings topic', () => {
     expect(app.name).toBe('gym');
-    expect(app.views.map((v) => v.name)).toEqual(['classAttendance', 'memberBookings', 'dailyClassBookings', 'memberVisits']);
-    expect(app.sourceTopics).toEqual(['bookings']);
+    expect(app.views.map((v) => v.name)).toEqual(['classAttendance', 'memberBookings', 'dailyClassBookings', 'memberVisits', 'members', 'classTiers']);
+    expect(app.sourceTopics).toEqual(['bookings', 'members']);
   });
 
   it('generates the same valid stream for the same seed, with cancellations of earlier bookings', () => {
@@ -200,5 +250,25 @@ describe('app and generator', () => {
   it('sequential pick gives every event its own class', () => {
     const events = createBookingGenerator({ pick: 'sequential', classes: 1_000, cancelRate: 0 }).take(1_000);
     expect(new Set(events.map((e) => e.classId)).size).toBe(1_000);
+  });
+});
+
+describe('members table and classTiers', () => {
+  it('counts a class\'s bookings by the tier the members table holds when each booking is folded', async () => {
+    const { createTestDriver } = await import('../../engine/index.ts');
+    const { MEMBERS_TOPIC, BOOKINGS_TOPIC, toMemberMessage } = await import('../../functions/app.ts');
+    const driver = createTestDriver(app);
+    const rows = (id: string, tier: 'gold' | 'silver' | 'basic' | null) => [toMemberMessage(id, tier === null ? null : { memberId: id, tier })];
+    const book = (memberId: string, cancelled = false) => [toMessage(event({ type: cancelled ? 'cancelled' : 'booked', memberId, bookingId: `b-${memberId}-${seq}` }))];
+    await driver.send(MEMBERS_TOPIC, [...rows('ann', 'gold'), ...rows('bob', 'basic')]);
+    await driver.send(BOOKINGS_TOPIC, [...book('ann'), ...book('bob'), ...book('cid')]);
+    await driver.send(MEMBERS_TOPIC, rows('ann', 'silver'));
+    await driver.send(BOOKINGS_TOPIC, [...book('ann'), ...book('bob', true)]);
+    await driver.send(MEMBERS_TOPIC, rows('bob', null));
+    await driver.send(BOOKINGS_TOPIC, book('bob'));
+    // By hand: ann gold then silver; bob basic, his cancel not counted, then no row; cid never had one.
+    expect(driver.state('classTiers', 'yoga-1')).toEqual({ gold: 1, silver: 1, basic: 1, unknown: 2 });
+    expect(driver.state('members', 'ann')).toEqual({ memberId: 'ann', tier: 'silver' });
+    expect(driver.state('members', 'bob')).toBeUndefined();
   });
 });
