@@ -33,6 +33,7 @@ import { itemId } from './fold.ts';
 import { changeSuperseded } from './ledger.ts';
 import { startHealthServer, type HealthServer } from './health.ts';
 import { partitionLag } from './lag.ts';
+import { checkViewDefinitions, type DefinitionCheck } from './lifecycle.ts';
 import { checkTriggerFunctions, checkViewsTable } from './preflight.ts';
 import { retrying, type RetryPolicy } from './retry-policy.ts';
 import { createLogger, emfLine, emfViewLine, type Logger } from './log.ts';
@@ -198,6 +199,8 @@ class EngineRuntime {
   private rejectDone!: (error: Error) => void;
   /** `eachBatch` calls in progress; a stop lets them finish, and commit, before leaving the group. */
   private readonly batchesInFlight = new Set<Promise<void>>();
+  /** The start-up check of the views' definitions (versions and fingerprints). */
+  private definitions: DefinitionCheck[] = [];
   /** Stops listening for SIGINT/SIGTERM; set while `handleSignals` listens. */
   private releaseSignals: (() => void) | undefined;
 
@@ -297,7 +300,14 @@ class EngineRuntime {
         const degraded = state === 'degraded' ? this.degradedReason() : undefined;
         return {
           healthy: state === 'running' || state === 'degraded',
-          body: { state, ...(degraded ?? {}), app: app.name, groupId: config.groupId, lag: { ...this.lag } },
+          body: {
+            state,
+            ...(degraded ?? {}),
+            app: app.name,
+            groupId: config.groupId,
+            lag: { ...this.lag },
+            views: Object.fromEntries(this.definitions.map((d) => [d.view, { version: d.version, fingerprint: d.fingerprint }])),
+          },
         };
       });
       log.info('health endpoint listening', { port: this.health.port });
@@ -319,6 +329,19 @@ class EngineRuntime {
       checkTriggerFunctions(lambda, app.triggers, config.functionNames),
       this.prepareTopics(),
     ]);
+    if (this.stopping) return;
+    // After the table check: a view whose code changed without a version bump stops the task here.
+    this.definitions = await checkViewDefinitions(storage.documentClient, config.tableName, app.views, config.acceptDefinitionChanges);
+    for (const check of this.definitions) {
+      if (check.verdict.kind === 'same') continue;
+      log.info('view definition recorded', {
+        view: check.view,
+        version: check.version,
+        fingerprint: check.fingerprint,
+        verdict: check.verdict.kind,
+        ...(check.accepted ? { accepted: true } : {}),
+      });
+    }
     if (this.stopping) return;
 
     const producer = this.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });

@@ -309,11 +309,14 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
       context,
     );
   }
+  const version = options.version ?? 1;
+  requirePositiveInt(version, `view "${name}": version`, context);
   const window = compileWindow(name, options, context);
   return Object.freeze({
     kind: 'view',
     name,
     source: options.source,
+    version,
     decode: decode as Decoder<E>,
     schema: options.schema,
     filter: options.filter ?? (() => true),

@@ -107,6 +107,16 @@ export interface ViewOptions<E, S> {
   /** Source Kafka topic. */
   readonly source: string;
   /**
+   * The version of this view's definition, an integer from 1. Bump it whenever a change of the
+   * code changes what the view's state would be (reducer, key, initial state, filter, window):
+   * the engine then builds the new version from the source topic's history instead of mixing
+   * old and new states. The engine records each deployed version with a fingerprint of the
+   * definition, and refuses to start when the fingerprint changed but the version did not
+   * (README, "Changing a view").
+   * @default 1
+   */
+  readonly version?: number;
+  /**
    * Turns the record value into an event: a function, or one of the built-in JSON decoders
    * ({@link JsonDecoding}; `'json-bigint'` to read integers past 2^53 exactly as `bigint`).
    * With a `schema`, its result is the schema's input.
@@ -200,6 +210,8 @@ export interface View<E = unknown, S = unknown> {
   readonly kind: 'view';
   readonly name: string;
   readonly source: string;
+  /** Version of the definition (an integer from 1; see {@link ViewOptions.version}). */
+  readonly version: number;
   /**
    * Decoder of the record value. With a `schema`, its result is the schema's input, which only
    * becomes an `E` once validated.

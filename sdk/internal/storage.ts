@@ -44,6 +44,8 @@ export const MAX_WINDOW_START_MS = 10 ** WINDOW_START_DIGITS - 1;
 export const ENGINE_PK = '_tributary';
 /** Sort key prefix of checkpoint items. */
 export const CHECKPOINT_SK_PREFIX = 'checkpoint#';
+/** Sort key prefix of the view registry items (one per view: its deployed versions and fingerprints). */
+export const VIEW_REGISTRY_SK_PREFIX = 'view#';
 
 /** Primary key of any item of the views table. */
 export interface ItemKey {
@@ -271,6 +273,16 @@ export function viewIndexKey(view: string, key: ViewKey, window?: WindowBounds |
  */
 export function checkpointKey(topic: string, partition: number): ItemKey {
   return { pk: ENGINE_PK, sk: `${CHECKPOINT_SK_PREFIX}${topic}#${partition}` };
+}
+
+/**
+ * Primary key of a view's registry item: the versions of its definition the engine has seen.
+ *
+ * @example
+ * viewRegistryKey('classAttendance'); // { pk: '_tributary', sk: 'view#classAttendance' }
+ */
+export function viewRegistryKey(view: string): ItemKey {
+  return { pk: ENGINE_PK, sk: `${VIEW_REGISTRY_SK_PREFIX}${view}` };
 }
 
 /**
