@@ -34,6 +34,8 @@ export interface ViewRegistryEntry {
   readonly view: string;
   /** Version number (decimal string) → what was recorded for it. */
   readonly versions: Readonly<Record<string, RecordedVersion>>;
+  /** The live version, which reads resolve to (the alias); absent until the first build swapped. */
+  readonly live?: number;
 }
 
 /** What the start-up check concludes for one view. */
@@ -131,6 +133,8 @@ export interface DefinitionCheck {
   readonly verdict: DefinitionVerdict;
   /** True when a changed fingerprint was accepted (`acceptDefinitionChanges`) and recorded. */
   readonly accepted: boolean;
+  /** The live version at the check (the alias); undefined when none is yet. */
+  readonly live: number | undefined;
 }
 
 function refusal(view: View<any, any>, verdict: DefinitionVerdict): string | undefined {
@@ -243,12 +247,12 @@ export async function checkViewDefinitions(
         break;
       }
       if (verdict.kind === 'same') {
-        checks.push({ view: view.name, version: view.version, fingerprint, verdict, accepted: false });
+        checks.push({ view: view.name, version: view.version, fingerprint, verdict, accepted: false, live: entry?.live });
         break;
       }
       const replacing = verdict.kind === 'changed' ? verdict.recorded : undefined;
       if (await record(client, tableName, view.name, view.version, fingerprint, entry, replacing)) {
-        checks.push({ view: view.name, version: view.version, fingerprint, verdict, accepted });
+        checks.push({ view: view.name, version: view.version, fingerprint, verdict, accepted, live: entry?.live });
         break;
       }
       if (attempt >= 5) {

@@ -33,6 +33,7 @@ export {
   viewKeyProblem,
   viewKeyProblemMessage,
   viewRegistryKey,
+  viewSegment,
   windowIndexPrefix,
   windowStartProblem,
 } from '../internal/storage.ts';

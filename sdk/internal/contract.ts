@@ -89,6 +89,8 @@ export const METRIC = {
   deadLetters: 'DeadLetters',
   /** Late events of a windowed view (not applied), per `App` and `View`. */
   lateEvents: 'LateEvents',
+  /** Records a running view build still has to fold, per `App` and `View`. */
+  buildRecordsRemaining: 'BuildRecordsRemaining',
 } as const;
 
 /**

@@ -311,12 +311,17 @@ export function defineView<E, S>(options: ViewOptions<E, S>): View<E, S> {
   }
   const version = options.version ?? 1;
   requirePositiveInt(version, `view "${name}": version`, context);
+  const backfill = options.backfill ?? 'all';
+  if (backfill !== 'all' && backfill !== 'retained') {
+    throw new DefinitionError(`view "${name}": backfill must be "all" or "retained", received ${preview(backfill)}`, context);
+  }
   const window = compileWindow(name, options, context);
   return Object.freeze({
     kind: 'view',
     name,
     source: options.source,
     version,
+    backfill,
     decode: decode as Decoder<E>,
     schema: options.schema,
     filter: options.filter ?? (() => true),

@@ -276,6 +276,19 @@ export function checkpointKey(topic: string, partition: number): ItemKey {
 }
 
 /**
+ * The view segment of a view version's items in `pk` and `ixShard`: the name for version 1
+ * (the layout before versions existed), `<view>@<version>` from version 2 (`@` cannot occur in
+ * a view name).
+ *
+ * @example
+ * viewSegment('classAttendance', 1); // 'classAttendance'
+ * viewSegment('classAttendance', 3); // 'classAttendance@3'
+ */
+export function viewSegment(view: string, version: number): string {
+  return version === 1 ? view : `${view}@${version}`;
+}
+
+/**
  * Primary key of a view's registry item: the versions of its definition the engine has seen.
  *
  * @example

@@ -1,0 +1,197 @@
+/**
+ * View builds on the real stack: a view added to a running app, and a view whose reducer
+ * changed with a version bump, are built from the whole topic into their own items before the
+ * task folds live again; the view's alias then names the new version, readers follow it, and
+ * both the built view and the views that were there stay equal to a reference fold of every
+ * record (asserted on a Scan of the version's own items, not on the engine's reads).
+ */
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startEngine, type Engine } from '../../engine/index.ts';
+import { createViewReader, defineApp, defineView, type App } from '../../sdk/index.ts';
+import { createTable, createTopic, dynamoClient, stack, uniqueName, waitFor } from './helpers.ts';
+import { connectProducer, fixtureEvents, highWatermarks, produceEvents, seededRandom, testKafka, testStorage, waitForCheckpoints } from './fixtures/engine-support.ts';
+import type { FixtureEvent } from './fixtures/engine-reference-app.ts';
+
+const PARTITIONS = 3;
+
+function sums(name: string, topic: string, options: { version?: number; factor?: number } = {}) {
+  const factor = options.factor ?? 1;
+  return defineView({
+    name,
+    source: topic,
+    ...(options.version !== undefined ? { version: options.version } : {}),
+    key: (e: FixtureEvent) => e.k,
+    initial: () => ({ count: 0, sum: 0 }),
+    reduce: factor === 1 ? (s, e) => ({ count: s.count + 1, sum: s.sum + e.n }) : (s, e) => ({ count: s.count + 1, sum: s.sum + 3 * e.n }),
+  });
+}
+
+/** count/sum per key of `events`, with the reducer's factor. */
+function reference(events: readonly FixtureEvent[], factor: number): Map<string, { count: number; sum: number }> {
+  const out = new Map<string, { count: number; sum: number }>();
+  for (const e of events) {
+    const s = out.get(e.k) ?? { count: 0, sum: 0 };
+    out.set(e.k, { count: s.count + 1, sum: s.sum + factor * e.n });
+  }
+  return out;
+}
+
+describe('view builds', () => {
+  const dynamodb = dynamoClient();
+  const kafka = testKafka('lifecycle-builds');
+  const running: Engine[] = [];
+
+  afterAll(async () => {
+    await Promise.all(running.map((e) => e.stop().catch(() => {})));
+    dynamodb.destroy();
+  });
+
+  function start(app: App, tableName: string): Engine {
+    const engine = startEngine({
+      app,
+      tableName,
+      kafka: { clientId: 'lifecycle-builds', brokers: stack().kafkaBrokers },
+      dynamodb,
+      logLevel: 'error',
+      logSink: () => {},
+      metricsIntervalMs: 1_000,
+    });
+    running.push(engine);
+    return engine;
+  }
+
+  /** Every item of one view version (its own pk segment), read by a consistent Scan. */
+  async function items(tableName: string, segment: string): Promise<Map<string, unknown>> {
+    const storage = testStorage(tableName);
+    const out = new Map<string, unknown>();
+    let start: Record<string, unknown> | undefined;
+    do {
+      const page = await storage.documentClient.send(
+        new ScanCommand({
+          TableName: tableName,
+          FilterExpression: 'begins_with(pk, :prefix) AND attribute_exists(#version)',
+          ExpressionAttributeNames: { '#version': 'version' },
+          ExpressionAttributeValues: { ':prefix': `v#${segment}#` },
+          ExclusiveStartKey: start,
+          ConsistentRead: true,
+        }),
+      );
+      for (const item of page.Items ?? []) out.set(item.key as string, item.state);
+      start = page.LastEvaluatedKey;
+    } while (start !== undefined);
+    return out;
+  }
+
+  async function caughtUp(tableName: string, topic: string): Promise<void> {
+    await waitForCheckpoints(testStorage(tableName), topic, await highWatermarks(kafka, topic), 60_000);
+  }
+
+  it('a view added to a running app is built from the whole topic; the first view keeps folding', async () => {
+    const topic = await createTopic(stack().kafkaBrokers, uniqueName('life-add'), PARTITIONS);
+    const table = await createTable(uniqueName('life-add'), dynamodb);
+    const name = uniqueName('life-add');
+    const producer = await connectProducer(kafka);
+    const random = seededRandom(12);
+    const events: FixtureEvent[] = [];
+    try {
+      const before = fixtureEvents(1_500, 40, random);
+      events.push(...before);
+      await produceEvents(producer, topic, before);
+      const first = start(defineApp({ name, views: [sums('orders', topic)] }), table);
+      await first.ready;
+      await caughtUp(table, topic);
+      await first.stop();
+
+      const whileDown = fixtureEvents(500, 40, random, events.length);
+      events.push(...whileDown);
+      await produceEvents(producer, topic, whileDown);
+
+      const second = start(defineApp({ name, views: [sums('orders', topic), sums('totalOrders', topic)] }), table);
+      await second.ready;
+      // The new view saw all of history; the old one went on from its commit.
+      const after = fixtureEvents(500, 40, random, events.length);
+      events.push(...after);
+      await produceEvents(producer, topic, after);
+      await caughtUp(table, topic);
+      const expected = reference(events, 1);
+      expect(await items(table, 'totalOrders')).toEqual(expected);
+      expect(await items(table, 'orders')).toEqual(expected);
+      const reader = createViewReader({ dynamodb, tableName: table });
+      expect((await reader.get(sums('totalOrders', topic), 'k7'))?.state).toEqual(expected.get('k7'));
+      await second.stop();
+    } finally {
+      await producer.disconnect();
+    }
+  });
+
+  it('a reducer changed with a version bump is built, swapped, and read whole; the old version stays until then', async () => {
+    const topic = await createTopic(stack().kafkaBrokers, uniqueName('life-bump'), PARTITIONS);
+    const table = await createTable(uniqueName('life-bump'), dynamodb);
+    const name = uniqueName('life-bump');
+    const producer = await connectProducer(kafka);
+    const random = seededRandom(99);
+    const events: FixtureEvent[] = [];
+    try {
+      const initial = fixtureEvents(2_000, 30, random);
+      events.push(...initial);
+      await produceEvents(producer, topic, initial);
+      const v1 = start(defineApp({ name, views: [sums('revenue', topic)] }), table);
+      await v1.ready;
+      await caughtUp(table, topic);
+      await v1.stop();
+      const v1Items = await items(table, 'revenue');
+      expect(v1Items).toEqual(reference(events, 1));
+
+      // A reader polling throughout: every page it reads is wholly version 1's or wholly version 2's.
+      const reader = createViewReader({ dynamodb, tableName: table, aliasCacheMs: 0 });
+      const v2View = sums('revenue', topic, { version: 2, factor: 3 });
+      const pages: { key: string; state: { count: number; sum: number } }[][] = [];
+      let polling = true;
+      const poller = (async () => {
+        while (polling) {
+          const page = await reader.query(v2View, { prefix: 'k' }, { limit: 100, consistent: true });
+          pages.push(page.items.map((item) => ({ key: item.key, state: item.state })));
+        }
+      })();
+
+      const v2 = start(defineApp({ name, views: [v2View] }), table);
+      await v2.ready;
+      const more = fixtureEvents(500, 30, random, events.length);
+      events.push(...more);
+      await produceEvents(producer, topic, more);
+      await caughtUp(table, topic);
+      const v2Expected = reference(events, 3);
+      await waitFor(async () => JSON.stringify([...(await items(table, 'revenue@2'))].sort()) === JSON.stringify([...v2Expected].sort()), {
+        timeoutMs: 30_000,
+        message: 'version 2 to equal the reference fold of the new reducer',
+      });
+      polling = false;
+      await poller;
+      expect(await items(table, 'revenue@2')).toEqual(v2Expected);
+      // Version 1's items were not touched after the swap (they are the old reducer's, whole).
+      expect(await items(table, 'revenue')).toEqual(v1Items);
+      // Prefix sums per key in partition order (a key stays in one partition): a state of n events
+      // is version 1's when its sum is the first n events' sum, version 2's when it is 3 times it.
+      const prefix = new Map<string, number[]>();
+      for (const e of events) {
+        const sums = prefix.get(e.k) ?? [0];
+        sums.push(sums[sums.length - 1]! + e.n);
+        prefix.set(e.k, sums);
+      }
+      const versionOf = (item: { key: string; state: { count: number; sum: number } }): number => {
+        const base = prefix.get(item.key)?.[item.state.count];
+        if (base !== undefined && base > 0 && item.state.sum === base) return 1;
+        if (base !== undefined && base > 0 && item.state.sum === 3 * base) return 2;
+        throw new Error(`key ${item.key} read as ${JSON.stringify(item.state)}: neither version's state`);
+      };
+      const versions = pages.filter((page) => page.length > 0).map((page) => new Set(page.map(versionOf)));
+      for (const set of versions) expect(set.size).toBe(1);
+      expect(versions.some((set) => set.has(2))).toBe(true);
+      expect((await reader.get(v2View, 'k3'))?.state).toEqual(v2Expected.get('k3'));
+      await v2.stop();
+    } finally {
+      await producer.disconnect();
+    }
+  });
+});
