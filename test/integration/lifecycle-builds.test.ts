@@ -7,9 +7,11 @@
  */
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, describe, expect, it } from 'vitest';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { startEngine, type Engine } from '../../engine/index.ts';
-import { createViewReader, defineApp, defineView, type App } from '../../sdk/index.ts';
-import { createTable, createTopic, dynamoClient, stack, uniqueName, waitFor } from './helpers.ts';
+import { startLambdaEndpoint } from '../../local/index.ts';
+import { createViewReader, defineApp, defineTrigger, defineView, type App, type Change } from '../../sdk/index.ts';
+import { createTable, createTopic, dynamoClient, lambdaClient, stack, uniqueName, waitFor } from './helpers.ts';
 import { connectProducer, fixtureEvents, highWatermarks, produceEvents, seededRandom, testKafka, testStorage, waitForCheckpoints } from './fixtures/engine-support.ts';
 import type { FixtureEvent } from './fixtures/engine-reference-app.ts';
 
@@ -47,10 +49,11 @@ describe('view builds', () => {
     dynamodb.destroy();
   });
 
-  function start(app: App, tableName: string): Engine {
+  function start(app: App, tableName: string, lambda?: LambdaClient): Engine {
     const engine = startEngine({
       app,
       tableName,
+      ...(lambda !== undefined ? { lambda } : {}),
       kafka: { clientId: 'lifecycle-builds', brokers: stack().kafkaBrokers },
       dynamodb,
       logLevel: 'error',
@@ -192,6 +195,62 @@ describe('view builds', () => {
       await v2.stop();
     } finally {
       await producer.disconnect();
+    }
+  });
+
+  it('a trigger on a rebuilt view: no changes for history, every later change once, from the new version', async () => {
+    const topic = await createTopic(stack().kafkaBrokers, uniqueName('life-trig'), PARTITIONS);
+    const table = await createTable(uniqueName('life-trig'), dynamodb);
+    const name = uniqueName('life-trig');
+    await createTopic(stack().kafkaBrokers, `${name}.dead-letter`, 1);
+    const endpoint = await startLambdaEndpoint();
+    const lambda = lambdaClient(endpoint.endpoint);
+    const fn = uniqueName('lifeTrig');
+    const received: Change<{ count: number; sum: number }>[] = [];
+    endpoint.register(fn, async (event: { changes: Change<{ count: number; sum: number }>[] }) => {
+      received.push(...event.changes);
+    });
+    const producer = await connectProducer(kafka);
+    const random = seededRandom(5);
+    try {
+      const appOf = (view: ReturnType<typeof sums>) => defineApp({ name, views: [view], triggers: [defineTrigger({ view, function: fn, name: 'watch' })] });
+      const history = fixtureEvents(800, 20, random);
+      await produceEvents(producer, topic, history);
+      const v1 = start(appOf(sums('watched', topic)), table, lambda);
+      await v1.ready;
+      await caughtUp(table, topic);
+      await waitFor(() => received.length >= history.length, { timeoutMs: 30_000, message: 'version 1 changes' });
+      await v1.stop();
+      expect(received.length).toBe(history.length);
+      received.length = 0;
+
+      const v2 = start(appOf(sums('watched', topic, { version: 2, factor: 3 })), table, lambda);
+      await v2.ready;
+      // Built, swapped, and live: nothing was delivered for the 800 records of history.
+      expect(received).toEqual([]);
+      const later = fixtureEvents(300, 20, random, history.length);
+      await produceEvents(producer, topic, later);
+      await caughtUp(table, topic);
+      await waitFor(() => received.length >= later.length, { timeoutMs: 30_000, message: 'version 2 changes' });
+      await v2.stop();
+
+      // One change per later record (each changes its key's state), none twice, all from version 2.
+      expect(new Set(received.map((c) => c.idempotencyKey)).size).toBe(received.length);
+      expect(received.length).toBe(later.length);
+      expect(received.every((c) => c.viewVersion === 2 && c.idempotencyKey.startsWith('watched@2#'))).toBe(true);
+      // Per key, the changes continue from the state built from history: counts n+1..n+m, in order.
+      const historyCount = reference(history, 3);
+      const all = reference([...history, ...later], 3);
+      for (const [key, expected] of all) {
+        const changes = received.filter((c) => c.key === key);
+        const first = (historyCount.get(key)?.count ?? 0) + 1;
+        expect(changes.map((c) => c.after.count)).toEqual(Array.from({ length: expected.count - first + 1 }, (_, i) => first + i));
+        if (changes.length > 0) expect(changes[changes.length - 1]!.after).toEqual(expected);
+      }
+    } finally {
+      await producer.disconnect();
+      lambda.destroy();
+      await endpoint.stop();
     }
   });
 });
