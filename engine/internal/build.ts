@@ -51,7 +51,13 @@ export interface BuildDeps {
   readonly documentClient: DynamoDBDocumentClient;
   readonly tableName: string;
   readonly deadLetters: DeadLetterSink;
-  readonly limits: { readonly writeConcurrency: number; readonly maxConflictRetries: number; readonly sessionTimeoutMs: number; readonly heartbeatIntervalMs: number };
+  readonly limits: {
+    readonly writeConcurrency: number;
+    readonly maxConflictRetries: number;
+    readonly sessionTimeoutMs: number;
+    readonly heartbeatIntervalMs: number;
+    readonly maxBytesPerPartition: number;
+  };
   /** Called about every `progressIntervalMs` and at the end. */
   readonly progress: (progress: BuildProgress) => void;
   readonly progressIntervalMs: number;
@@ -145,6 +151,7 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
       groupId: buildGroupId(deps.groupId, segment),
       sessionTimeout: deps.limits.sessionTimeoutMs,
       heartbeatInterval: deps.limits.heartbeatIntervalMs,
+      maxBytesPerPartition: deps.limits.maxBytesPerPartition,
       allowAutoTopicCreation: false,
     });
     let failure: unknown;

@@ -537,6 +537,7 @@ class EngineRuntime {
               maxConflictRetries: config.maxConflictRetries,
               sessionTimeoutMs: config.sessionTimeoutMs,
               heartbeatIntervalMs: config.heartbeatIntervalMs,
+              maxBytesPerPartition: config.maxBytesPerPartition,
             },
             progressIntervalMs: Math.min(config.metricsIntervalMs, 5_000),
             stopRequested: this.stopRequested,
