@@ -166,7 +166,13 @@ async function startExampleApp(stack: LocalStack, options: DevOptions): Promise<
     // Warnings and errors only: the summary below shows progress in plain words.
     logLevel: 'warn',
   });
-  await engine.ready;
+  // A view new to the table, or with a bumped version, is built from history before the engine runs.
+  const building = setInterval(() => {
+    for (const b of Object.values(engine.stats().builds)) {
+      console.log(`[dev] building ${b.view} v${b.version}: ${b.done}/${b.total} records, ${b.rate}/s, ETA ${b.etaSeconds ?? '?'} s`);
+    }
+  }, 3_000);
+  await engine.ready.finally(() => clearInterval(building));
   console.log(`[dev] engine running app "${app.name}" (health on :${engine.healthPort}); producing ${options.rate} events/s to "${BOOKINGS_TOPIC}"`);
 
   const producer = kafka.producer({ allowAutoTopicCreation: false });

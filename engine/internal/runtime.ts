@@ -78,6 +78,8 @@ export interface EngineStats {
   readonly lateEvents: Readonly<Record<string, number>>;
   /** Final changes of closed windows handed to triggers (`emit: 'final'` views). */
   readonly finalChanges: number;
+  /** View builds running in this task (before it joins its group), per view: records done / total, rate, ETA. */
+  readonly builds: Readonly<Record<string, BuildProgress>>;
   /**
    * Lag per assigned `topic/partition`: records between the high watermark and the group's
    * committed offset or this task's durable position, whichever is further. Probed from the
@@ -283,6 +285,7 @@ class EngineRuntime {
       ...this.counters,
       lateEvents: { ...this.lateEvents },
       finalChanges: this.finalChanges,
+      builds: Object.fromEntries(this.builds),
       lag: { ...this.lag },
       cache: {
         entries: this.cache.size,

@@ -5,7 +5,7 @@
  * both the built view and the views that were there stay equal to a reference fold of every
  * record (asserted on a Scan of the version's own items, not on the engine's reads).
  */
-import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { startEngine, type Engine } from '../../engine/index.ts';
@@ -254,3 +254,61 @@ describe('view builds', () => {
     }
   });
 });
+
+// The embedded broker does not implement DeleteRecords; on Apache Kafka the early records are deleted for real.
+const onApache = stack().kafkaKind === 'apache';
+if (!onApache) console.log(`[lifecycle-builds] history-gone case skipped: the ${stack().kafkaKind} broker cannot delete records`);
+
+describe.skipIf(!onApache)('view builds when history is gone', () => {
+  it("stops with BUILD_HISTORY_INCOMPLETE, or with backfill: 'retained' builds from what is left and records it", async () => {
+    const dynamodb = dynamoClient();
+    const kafka = testKafka('lifecycle-history');
+    const topic = await createTopic(stack().kafkaBrokers, uniqueName('life-gone'), 1);
+    const table = await createTable(uniqueName('life-gone'), dynamodb);
+    const name = uniqueName('life-gone');
+    const events = fixtureEvents(300, 10, seededRandom(7));
+    const producer = await connectProducer(kafka);
+    const admin = kafka.admin();
+    await admin.connect();
+    const engines: Engine[] = [];
+    const start = (app: App) => {
+      const engine = startEngine({ app, tableName: table, kafka: { clientId: 'lifecycle-history', brokers: stack().kafkaBrokers }, dynamodb, logLevel: 'error', logSink: () => {} });
+      engines.push(engine);
+      return engine;
+    };
+    try {
+      await produceEvents(producer, topic, events);
+      const first = start(defineApp({ name, views: [sums('kept', topic)] }));
+      await first.ready;
+      await waitForCheckpoints(testStorage(table), topic, await highWatermarks(kafka, topic), 60_000);
+      await first.stop();
+      await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '100' }] });
+
+      const refused = start(defineApp({ name, views: [sums('kept', topic), sums('added', topic)] }));
+      const error = await refused.ready.then(() => undefined, (e: unknown) => e as { code?: string; message: string });
+      await refused.done.catch(() => {});
+      expect(error?.code).toBe('BUILD_HISTORY_INCOMPLETE');
+      expect(error?.message).toContain(`${topic}/0 starts at offset 100`);
+      expect(error?.message).toContain("backfill: 'retained'");
+
+      const retained = defineView({ ...sums('added', topic), backfill: 'retained' });
+      const second = start(defineApp({ name, views: [sums('kept', topic), retained] }));
+      await second.ready;
+      await second.stop();
+      const storage = testStorage(table);
+      const { Item } = await storage.documentClient.send(new GetCommand({ TableName: table, Key: { pk: '_tributary', sk: 'view#added' }, ConsistentRead: true }));
+      expect(Item?.live).toBe(1);
+      expect(Item?.versions['1'].retainedFrom).toEqual({ 0: '100' });
+      const page = await storage.documentClient.send(
+        new ScanCommand({ TableName: table, FilterExpression: 'begins_with(pk, :p)', ExpressionAttributeValues: { ':p': 'v#added#' }, ConsistentRead: true }),
+      );
+      expect(new Map((page.Items ?? []).map((item) => [item.key as string, item.state]))).toEqual(reference(events.slice(100), 1));
+    } finally {
+      await Promise.all(engines.map((e) => e.stop().catch(() => {})));
+      await admin.disconnect();
+      await producer.disconnect();
+      dynamodb.destroy();
+    }
+  });
+});
+
