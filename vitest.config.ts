@@ -1,4 +1,20 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+
+/**
+ * The package's public entries by name, resolved to their sources (as tsconfig.json's `paths`
+ * do for tsc, tsx and esbuild), so tests of the example app run against the code being edited,
+ * not against a stale `npm run build`. Exact matches: `tributary/sdk`, never `tributary/sdk/x`.
+ */
+const source = (file: string) => fileURLToPath(new URL(file, import.meta.url));
+const PUBLIC_ENTRIES = [
+  { find: /^tributary$/, replacement: source('./sdk/index.ts') },
+  { find: /^tributary\/sdk$/, replacement: source('./sdk/index.ts') },
+  { find: /^tributary\/engine$/, replacement: source('./engine/index.ts') },
+  { find: /^tributary\/cdk$/, replacement: source('./cdk/index.ts') },
+  { find: /^tributary\/local$/, replacement: source('./local/index.ts') },
+  { find: /^tributary\/testing$/, replacement: source('./testing/index.ts') },
+];
 
 // Three projects, one per kind of test (see README.md "Tests"):
 // - unit: no network, pure logic and the in-memory test driver;
@@ -6,9 +22,11 @@ import { defineConfig } from 'vitest/config';
 //   started once by the global setup and shared through provided endpoints;
 // - cdk: assertions on synthesized CloudFormation templates.
 export default defineConfig({
+  resolve: { alias: PUBLIC_ENTRIES },
   test: {
     projects: [
       {
+        extends: true,
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
@@ -16,6 +34,7 @@ export default defineConfig({
         },
       },
       {
+        extends: true,
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
@@ -29,6 +48,7 @@ export default defineConfig({
         },
       },
       {
+        extends: true,
         test: {
           name: 'cdk',
           include: ['test/cdk/**/*.test.ts'],

@@ -16,6 +16,7 @@
  * npm run bench -- --events 20000 --probes 30     # quicker
  * npm run bench -- --scenario keys                # 1M distinct keys, engine memory (long)
  * npm run bench -- --scenario triggers            # + a trigger: engine vs one Invoke per event
+ * npm run bench -- --scenario windows             # unwindowed vs tumbling vs hopping windows
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +30,7 @@ import { classCountsView, NAIVE_PK } from './internal/class-counts.ts';
 import { mib, num, percentile, renderGrid, renderTable, type DynamoDbRequestCounts, type ResultRow } from './internal/metrics.ts';
 import { BenchUsageError, parseBenchOptions, type BenchOptions, type Contender } from './internal/options.ts';
 import type { WorkerConfig, WorkerStats } from './internal/worker.ts';
+import { runWindowsScenario } from './internal/windows-scenario.ts';
 
 /** Events per produce request: big enough to keep the broker busy, small enough for a 1 MB request. */
 const PRODUCE_BATCH = 1_000;
@@ -458,6 +460,10 @@ async function main(): Promise<void> {
       process.exit(2);
     }
     throw error;
+  }
+  if (options.scenario === 'windows') {
+    await runWindowsScenario(options, log);
+    return;
   }
   const runId = Date.now().toString(36);
   log(`scenario ${options.scenario}: ${num()(options.events)} events, ${num()(options.classes)} classes, ${options.partitions} partitions, contenders ${options.contenders.join(', ')}`);

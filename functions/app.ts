@@ -7,7 +7,7 @@
  * `dailyClassBookings` (per class and day, a final result once the day is over) and
  * `memberVisits` (per member and session of activity).
  */
-import { defineApp } from '../sdk/index.ts';
+import { defineApp } from 'tributary/sdk';
 import { triggers } from './triggers.ts';
 import { classAttendance, dailyClassBookings, memberBookings, memberVisits } from './views.ts';
 

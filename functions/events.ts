@@ -3,7 +3,7 @@
  *
  * Topic {@link BOOKINGS_TOPIC}, Kafka key = `classId`, value = UTF-8 JSON of a {@link BookingEvent}.
  */
-import { SdkError } from '../sdk/index.ts';
+import { SdkError } from 'tributary/sdk';
 
 /** The topic that carries booking events. */
 export const BOOKINGS_TOPIC = 'bookings';

@@ -5,7 +5,7 @@
  *
  * The `when` predicates are plain exported functions, unit-tested without any I/O.
  */
-import { defineTrigger } from '../sdk/index.ts';
+import { defineTrigger } from 'tributary/sdk';
 import { classAttendance, dailyClassBookings, type Attendee, type ClassAttendance } from './views.ts';
 
 /** A class is "nearly full" from 90% of its capacity on: 18 of 20 spots. */

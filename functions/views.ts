@@ -14,7 +14,7 @@ import {
   topK,
   tumbling,
   type LatestState,
-} from '../sdk/index.ts';
+} from 'tributary/sdk';
 import { BOOKINGS_TOPIC, decodeBookingEvent, MAX_CAPACITY, type BookingEvent } from './events.ts';
 
 /**

@@ -41,3 +41,6 @@ export type { LocalStackErrorCode, LocalStackErrorContext } from './internal/err
 // Views table (as the CDK app deploys it)
 export { DEFAULT_TABLE_ACTIVE_TIMEOUT_MS, ensureViewsTable, viewsTableInput } from './internal/tables.ts';
 export type { EnsureViewsTableOptions } from './internal/tables.ts';
+
+// Seed modules of `tributary dev --seed` (example events while the app runs)
+export type { Seed, SeedContext, SeedEvent } from './internal/seed.ts';

@@ -14,9 +14,11 @@ export type Contender = 'engine' | 'naive';
  *   local Lambda endpoint, against the naive pattern (one `UpdateItem` and one invocation per
  *   event): invocations per change, changes delivered/s, produce->function latency; the
  *   engine runs the trigger's default (`changes: 'every'`), then once more with
- *   `changes: 'coalesced'` for its invocations beside the default's.
+ *   `changes: 'coalesced'` for its invocations beside the default's;
+ * - `windows`: the engine alone, one pass per view shape over the same events: unwindowed, a
+ *   tumbling window and hopping windows of 2, 4 and 8 windows per event (events/s, writes/event).
  */
-export type Scenario = 'throughput' | 'keys' | 'triggers';
+export type Scenario = 'throughput' | 'keys' | 'triggers' | 'windows';
 
 /** Resolved options of one benchmark run. */
 export interface BenchOptions {
@@ -91,6 +93,19 @@ const SCENARIO_DEFAULTS: Record<Scenario, Omit<BenchOptions, 'scenario' | 'verbo
     phaseTimeoutMs: 600_000,
     cacheMaxEntries: undefined,
   },
+  windows: {
+    // Five engine passes over the same events; 30k keeps the run to a few minutes.
+    contenders: ['engine'],
+    events: 30_000,
+    classes: 200,
+    partitions: 4,
+    seed: 1,
+    probes: 0,
+    probeIntervalMs: 100,
+    backgroundRate: 0,
+    phaseTimeoutMs: 600_000,
+    cacheMaxEntries: undefined,
+  },
 };
 
 const FLAGS = {
@@ -105,7 +120,7 @@ const FLAGS = {
   'cache-max-entries': 'BENCH_CACHE_MAX_ENTRIES',
 } as const;
 
-const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers] [--contenders engine,naive]
+const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers|windows] [--contenders engine,naive]
   [--events N] [--classes N] [--partitions N] [--seed N] [--probes N] [--probe-interval-ms N]
   [--background-rate N] [--phase-timeout-ms N] [--cache-max-entries N] [--verbose]
   (each flag also reads BENCH_<FLAG> from the environment, e.g. BENCH_EVENTS=50000)`;

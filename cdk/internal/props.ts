@@ -125,23 +125,37 @@ export interface TributaryAppProps {
    */
   readonly stopTimeout?: Duration;
   /**
-   * Engine image.
-   * @default - built from the repository's `Dockerfile` (`ContainerImage.fromAsset(repoRoot)`)
+   * Engine image, for an image built elsewhere (e.g. `ecs.ContainerImage.fromDockerImageAsset`
+   * of a `DockerImageAsset` of your own). Then `engineDockerfile` is not used.
+   * @default - built from `engineDockerfile` with `projectRoot` as the build context
    */
   readonly engineImage?: ecs.ContainerImage;
   /**
-   * Repository root: Docker build context, and base of `appModule` and `handlersDir`.
-   * @default - the directory above `cdk/`
+   * Project root: the Docker build context of the engine image (its package.json and lockfile
+   * are installed there), the base of `appModule`, `handlersDir` and `engineDockerfile`, and the
+   * project root of the functions' bundling.
+   * @default - the current directory (where `cdk synth` runs, next to cdk.json)
+   */
+  readonly projectRoot?: string;
+  /**
+   * @deprecated use `projectRoot`, which means the same.
+   * @default - see `projectRoot`
    */
   readonly repoRoot?: string;
   /**
-   * Module exporting `app`, relative to `repoRoot`; bundled into the engine image
+   * Dockerfile of the engine image, relative to `projectRoot`. The default one, shipped in the
+   * package, runs `npm ci` on the project and bundles the installed engine with `appModule`.
+   * @default - the package's `dist/engine/app.Dockerfile` (under `node_modules/tributary/`)
+   */
+  readonly engineDockerfile?: string;
+  /**
+   * Module exporting `app`, relative to `projectRoot`; bundled into the engine image
    * (Docker build arg `APP_MODULE`). Must be the module `app` comes from.
    * @default 'functions/app.ts'
    */
   readonly appModule?: string;
   /**
-   * Directory of the Lambda handlers, relative to `repoRoot`: one function per `<name>.ts`
+   * Directory of the Lambda handlers, relative to `projectRoot`: one function per `<name>.ts`
    * exporting `handler`; `<name>` is the logical name triggers use.
    * @default 'functions/handlers'
    */
@@ -205,8 +219,10 @@ export const DEFAULT_HANDLERS_DIR = 'functions/handlers';
 /** Port the engine serves `/health` on (`TRIBUTARY_HEALTH_PORT`). */
 export const ENGINE_HEALTH_PORT = 8080;
 
-/** The repository root: `cdk/internal/` is two levels below it. */
+/** The root of this package's sources (or of its `dist/`): `cdk/internal/` is two levels below it. */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The engine Dockerfile the package ships for apps outside this repository (`engine/app.Dockerfile`). */
+export const SHIPPED_ENGINE_DOCKERFILE = path.join(REPO_ROOT, 'engine', 'app.Dockerfile');
 
 /** Props after validation and defaults; what the construct builds from. */
 export interface ResolvedProps {
@@ -236,6 +252,9 @@ export interface ResolvedProps {
   readonly memoryLimitMiB: number;
   readonly stopTimeout: Duration;
   readonly engineImage: ecs.ContainerImage | undefined;
+  /** Dockerfile of the engine image, relative to `repoRoot`; undefined with `engineImage`. */
+  readonly engineDockerfile: string | undefined;
+  /** The project root (`projectRoot`, or its old name `repoRoot`). */
   readonly repoRoot: string;
   readonly appModule: string;
   readonly handlersDir: string;
@@ -315,12 +334,27 @@ export function resolveProps(props: TributaryAppProps): ResolvedProps {
     throw invalid('stopTimeout', `stopTimeout must be 2..${MAX_STOP_TIMEOUT_SECONDS} seconds (the Fargate limit), received ${stopSeconds} s`);
   }
 
-  const repoRoot = path.resolve(props.repoRoot ?? REPO_ROOT);
+  if (props.projectRoot !== undefined && props.repoRoot !== undefined && path.resolve(props.projectRoot) !== path.resolve(props.repoRoot)) {
+    throw invalid('projectRoot', `projectRoot ${show(props.projectRoot)} and its old name repoRoot ${show(props.repoRoot)} disagree; pass projectRoot only`);
+  }
+  const repoRoot = path.resolve(props.projectRoot ?? props.repoRoot ?? process.cwd());
   const appModule = props.appModule ?? DEFAULT_APP_MODULE;
   const handlersDir = props.handlersDir ?? DEFAULT_HANDLERS_DIR;
   for (const [prop, value] of [['appModule', appModule], ['handlersDir', handlersDir]] as const) {
     if (typeof value !== 'string' || value.length === 0 || path.isAbsolute(value) || value.split(/[\\/]/).includes('..')) {
-      throw invalid(prop, `${prop} must be a path inside repoRoot, relative to it, received ${show(value)}`);
+      throw invalid(prop, `${prop} must be a path inside projectRoot (${repoRoot}), relative to it, received ${show(value)}; run \`cdk synth\` from the project holding the app, or set projectRoot`);
+    }
+  }
+  let engineDockerfile: string | undefined;
+  if (props.engineImage === undefined) {
+    engineDockerfile = props.engineDockerfile ?? path.relative(repoRoot, SHIPPED_ENGINE_DOCKERFILE);
+    if (path.isAbsolute(engineDockerfile) || engineDockerfile.split(/[\\/]/).includes('..')) {
+      throw invalid(
+        props.engineDockerfile === undefined ? 'projectRoot' : 'engineDockerfile',
+        props.engineDockerfile === undefined
+          ? `the engine Dockerfile the package ships (${SHIPPED_ENGINE_DOCKERFILE}) is outside projectRoot ${repoRoot}, so it cannot be the build context's; install tributary in the project (npm install tributary), or pass engineDockerfile or engineImage`
+          : `engineDockerfile must be a path inside projectRoot (${repoRoot}), relative to it, received ${show(engineDockerfile)}`,
+      );
     }
   }
 
@@ -355,6 +389,7 @@ export function resolveProps(props: TributaryAppProps): ResolvedProps {
     memoryLimitMiB,
     stopTimeout,
     engineImage: props.engineImage,
+    engineDockerfile,
     repoRoot,
     appModule,
     handlersDir,

@@ -159,6 +159,11 @@ export interface TributaryStackProps extends StackProps {
    * @default 'functions/handlers'
    */
   readonly handlersDir?: string;
+  /**
+   * Dockerfile of the engine image, relative to the project root.
+   * @default 'Dockerfile' — this repository's, which bundles the engine from its sources
+   */
+  readonly engineDockerfile?: string;
 }
 
 /**
@@ -178,6 +183,9 @@ export class TributaryStack extends Stack {
       app: props.app,
       appModule: props.appModule,
       handlersDir: props.handlersDir,
+      // This repository builds the engine from its sources (the root Dockerfile), not from an
+      // installed package.
+      engineDockerfile: props.engineDockerfile ?? 'Dockerfile',
       ...propsFromContext(this),
     });
   }

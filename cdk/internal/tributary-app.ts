@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
-import { CfnOutput, Duration, Fn, Stack, Token } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Fn, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -16,6 +16,9 @@ import { ENV, IDEMPOTENCY_PK, METRIC, METRICS_NAMESPACE, TABLE_INDEXES, TABLE_KE
 import { DeploymentError } from './errors.ts';
 import { findHandlers } from './handlers.ts';
 import { ENGINE_HEALTH_PORT, resolveProps, type ResolvedProps, type TributaryAppProps } from './props.ts';
+
+/** Never part of the engine image's build context: installed or generated, not sources. */
+const ENGINE_CONTEXT_EXCLUDE = ['node_modules', '**/node_modules', 'cdk.out', '**/cdk.out', '.git', '.tributary', 'dist', 'coverage', '*.log'];
 
 /**
  * What the engine and the functions may do on the views table: `grantReadData` /
@@ -70,10 +73,10 @@ export class TributaryApp extends Construct {
     const { app } = config;
     const handlersDir = path.join(config.repoRoot, config.handlersDir);
     const handlers = findHandlers(app, handlersDir, config.handlersDir);
-    if (config.engineImage === undefined) {
-      for (const file of ['Dockerfile', config.appModule]) {
+    if (config.engineDockerfile !== undefined) {
+      for (const file of [config.engineDockerfile, config.appModule]) {
         if (!fs.existsSync(path.join(config.repoRoot, file))) {
-          throw new DeploymentError('INVALID_PROPS', `TributaryApp: ${file} not found in repoRoot ${config.repoRoot}; the engine image is built from it. Fix repoRoot/appModule or pass engineImage`, { prop: file === 'Dockerfile' ? 'repoRoot' : 'appModule' });
+          throw new DeploymentError('INVALID_PROPS', `TributaryApp: ${file} not found in projectRoot ${config.repoRoot}; the engine image is built from it. Fix projectRoot/appModule/engineDockerfile or pass engineImage`, { prop: file === config.appModule ? 'appModule' : 'engineDockerfile' });
         }
       }
     }
@@ -102,7 +105,7 @@ export class TributaryApp extends Construct {
     }
     this.functions = functions;
 
-    const vpc = config.vpc ?? new ec2.Vpc(this, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    const vpc = config.vpc ?? this.createVpc();
     this.engineSecurityGroup = config.securityGroups?.[0] ?? new ec2.SecurityGroup(this, 'EngineSecurityGroup', {
       vpc,
       description: `Tributary engine of app ${app.name}`,
@@ -125,6 +128,15 @@ export class TributaryApp extends Construct {
       runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.X86_64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
     });
     const taskRole = this.taskDefinition.taskRole;
+    // Checked by cdk-nag's AwsSolutions pack in test/cdk/nag.test.ts; each acknowledgment says why.
+    Validations.of(this.taskDefinition).acknowledge({
+      id: 'AwsSolutions-ECS2',
+      reason: 'The engine container gets only non-secret configuration as environment variables (table, app, brokers, ports); Kafka credentials come from Secrets Manager as ECS secrets',
+    });
+    Validations.of(this.taskDefinition.obtainExecutionRole()).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'ecr:GetAuthorizationToken (pulling the engine image) has no resource-level permissions: IAM accepts only Resource "*"; the pull actions are scoped to the assets repository',
+    });
 
     // The engine invokes only the functions its triggers name.
     const functionNames: Record<string, string> = {};
@@ -145,9 +157,12 @@ export class TributaryApp extends Construct {
     }
     this.taskDefinition.addContainer('engine', {
       image: config.engineImage ?? ecs.ContainerImage.fromAsset(config.repoRoot, {
-        file: 'Dockerfile',
+        file: config.engineDockerfile!,
         platform: Platform.LINUX_AMD64,
         buildArgs: { APP_MODULE: config.appModule },
+        // The project's own .dockerignore applies too; these never belong in the context (the
+        // image installs its dependencies itself), except the Dockerfile when the package ships it.
+        exclude: [...ENGINE_CONTEXT_EXCLUDE, `!${config.engineDockerfile!.split(path.sep).join('/')}`],
       }),
       essential: true,
       logging: ecs.LogDrivers.awsLogs({ logGroup: this.engineLogGroup, streamPrefix: 'engine' }),
@@ -244,7 +259,8 @@ export class TributaryApp extends Construct {
       timeout: config.functionTimeout,
       logGroup,
       projectRoot: config.repoRoot,
-      depsLockFilePath: path.join(config.repoRoot, 'package-lock.json'),
+      // npm's lockfile when there is one; NodejsFunction finds pnpm's or yarn's itself.
+      ...(fs.existsSync(path.join(config.repoRoot, 'package-lock.json')) ? { depsLockFilePath: path.join(config.repoRoot, 'package-lock.json') } : {}),
       environment: {
         [ENV.table]: this.table.tableName,
         [ENV.app]: config.app.name,
@@ -262,6 +278,10 @@ export class TributaryApp extends Construct {
         banner: "import { createRequire as __tributaryCreateRequire } from 'node:module'; const require = __tributaryCreateRequire(import.meta.url);",
       },
     });
+    Validations.of(fn).acknowledge({
+      id: 'AwsSolutions-L1',
+      reason: 'Functions run Node.js 22, the runtime the engine image and the test suite use; a newer runtime is a deliberate upgrade, not a default that moves under a deployed app',
+    });
     this.grantTable(role, TABLE_READ_ACTIONS);
     // The SDK's once() keeps idempotency markers in the views table under their own partition key;
     // writes are allowed there and nowhere else, so a function can never alter view state.
@@ -273,6 +293,16 @@ export class TributaryApp extends Construct {
       }),
     );
     return fn;
+  }
+
+  /** The VPC created when none is passed: two AZs, one NAT gateway. */
+  private createVpc(): ec2.Vpc {
+    const vpc = new ec2.Vpc(this, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    Validations.of(vpc).acknowledge({
+      id: 'AwsSolutions-VPC7',
+      reason: 'A convenience VPC for the engine tasks alone, which only call out (Kafka, DynamoDB, Lambda); flow logs cost per GB and are the network owner\'s choice: pass a vpc with flow logs to have them',
+    });
+    return vpc;
   }
 
   /** Grants `actions` on the views table and on each of its indexes, by name. */

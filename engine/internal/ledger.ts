@@ -214,7 +214,7 @@ export function pendingDeliveries(
     for (const step of steps) {
       // An event that left the state as it was is no change (a crash re-read may reorder keys: compare values).
       if (takesEvery(trigger) && before !== undefined && isDeepStrictEqual(before, step.state)) continue;
-      out.push(judgeChange(trigger, view.name, key, snapshot.window, before, step.state, step.version, snapshot.offsets));
+      out.push(judgeChange(trigger, view.name, key, before, step.state, step.version, snapshot.offsets, snapshot.window));
       before = step.state;
     }
   }
@@ -226,11 +226,11 @@ function judgeChange(
   trigger: Trigger<any>,
   view: string,
   key: string,
-  window: WindowBounds | undefined,
   before: unknown,
   after: unknown,
   version: number,
   offsets: Readonly<Record<string, string>>,
+  window: WindowBounds | undefined,
 ): PendingDelivery {
   const change: Change = {
     view,

@@ -13,10 +13,10 @@ import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import { foldItem, itemId, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
+import { clearPending, settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { planSessions, sessionReadRange } from './sessions.ts';
 import { coordinates } from './dead-letter.ts';
 import { NO_STREAM_TIME, StreamClock, type PartitionStreamTime } from './windows.ts';
-import { clearPending, settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { StateCache } from './state-cache.ts';
 
 /** DynamoDB-shaped storage of view items and checkpoints, as the processor needs it. */
@@ -197,7 +197,9 @@ export class BatchProcessor {
       // Fold and write, one conditional write per changed item.
       const perItem = await mapLimit(items, limits.writeConcurrency, (item) =>
         this.mutex.run(item.id, () =>
-          item.session ? this.foldSessions(item, now(), gates, lateByView) : this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates, true).then((o) => [o]),
+          item.session
+            ? this.foldSessions(item, now(), gates, lateByView)
+            : this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates, true).then((o) => [o]),
         ),
       );
       const outcomes = perItem.flat();
@@ -305,7 +307,12 @@ export class BatchProcessor {
     let conflicts = 0;
     let reads = 0;
     for (;;) {
-      const result = foldItem(item.view, item.key, snapshot, item.events, { triggers, now, deferWhenFull, ...(item.window !== undefined ? { window: item.window } : {}) });
+      const result = foldItem(item.view, item.key, snapshot, item.events, {
+        triggers,
+        now,
+        deferWhenFull,
+        ...(item.window !== undefined ? { window: item.window } : {}),
+      });
       this.stopOnPoison(result.deadLetters);
       if (result.write === undefined) {
         if (cache.peek(item.id) === undefined) cache.set(item.id, snapshot);
@@ -409,6 +416,12 @@ export class BatchProcessor {
         result: foldItem(view, item.key, session.snapshot, session.events, { triggers, now, window: session.bounds }),
       }));
       for (const { session, result } of results) {
+        // Only a trigger taking every change defers events, and defineApp refuses one on a session view.
+        if (result.deferred.length > 0) {
+          throw new EngineError('INTERNAL_ERROR', `view "${view.name}": a session write deferred ${result.deferred.length} event(s) of key "${item.key}"; session views take no changes: 'every' trigger`, {
+            context: { view: view.name, key: item.key },
+          });
+        }
         this.stopOnPoison(result.deadLetters);
         letters.push(...result.deadLetters);
         if (result.write === undefined) continue;
@@ -446,8 +459,7 @@ export class BatchProcessor {
           conflicts: first ? conflicts : 0,
           reads: first ? reads : 0,
           deadLetters: first ? [...letters] : [],
-          // A burst past the item's bookkeeping bound is written in parts, as for any item.
-          deferred: result.deferred,
+          deferred: [],
         });
         first = false;
       }

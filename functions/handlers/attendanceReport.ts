@@ -4,7 +4,7 @@
  * The report is a log line; a real app would mail it or store it. A final result may come again
  * after an engine crash, with the same idempotency key: wrap a side effect in `once()` then.
  */
-import { onEachViewChange, type WindowBounds } from '../../sdk/index.ts';
+import { onEachViewChange, type WindowBounds } from 'tributary/sdk';
 import { dailyAttendanceReport } from '../triggers.ts';
 import type { DailyClassBookings } from '../views.ts';
 

@@ -3,7 +3,7 @@
  * digest of who is coming: for each attendee, their bookings read from the `memberBookings`
  * view through the SDK's view reads (a second view, keyed by member). The digest is a log line.
  */
-import { createViewReader, onEachViewChange, type ViewReader } from '../../sdk/index.ts';
+import { createViewReader, onEachViewChange, type ViewReader } from 'tributary/sdk';
 import { classFull } from '../triggers.ts';
 import { memberBookings, type ClassAttendance, type MemberBookings } from '../views.ts';
 

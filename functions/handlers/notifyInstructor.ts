@@ -3,7 +3,7 @@
  * `classNearlyFull` in functions/triggers.ts). The "notification" is a log line; it is sent
  * once per crossing, however often the change is redelivered, through the idempotency helper.
  */
-import { once, onEachViewChange } from '../../sdk/index.ts';
+import { once, onEachViewChange } from 'tributary/sdk';
 import { classNearlyFull } from '../triggers.ts';
 import type { ClassAttendance } from '../views.ts';
 

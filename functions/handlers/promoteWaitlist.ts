@@ -4,7 +4,7 @@
  * into the class; this function tells each of them, once per member and change, through the
  * idempotency helper, so redeliveries never notify twice.
  */
-import { once, onEachViewChange } from '../../sdk/index.ts';
+import { once, onEachViewChange } from 'tributary/sdk';
 import { promotedMembers, waitlistPromoted } from '../triggers.ts';
 
 /** Lambda entry point. */

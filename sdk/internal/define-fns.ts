@@ -378,6 +378,12 @@ export function defineTrigger<S>(options: TriggerOptions<S>): Trigger<S> {
       context,
     );
   }
+  if (changes === 'every' && view.window?.kind === 'session' && view.window.emit === 'changes') {
+    throw new DefinitionError(
+      `trigger "${name}": view "${view.name}" is a session view, whose merges replace several items by one, so one change per event is not defined across them; set changes: 'coalesced' (one change per session and batch) or give the view emit: 'final' (one change per closed session)`,
+      context,
+    );
+  }
   const retry = { ...DEFAULT_RETRY, ...options.retry };
   requirePositiveInt(retry.maxAttempts, `trigger "${name}": retry.maxAttempts`, context);
   requirePositiveInt(retry.initialBackoffMs, `trigger "${name}": retry.initialBackoffMs`, context);

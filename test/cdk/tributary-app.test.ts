@@ -37,6 +37,7 @@ beforeAll(() => {
   tributary = new TributaryApp(stack, 'Tributary', {
     app,
     appModule: FIXTURE_APP_MODULE,
+    engineDockerfile: 'Dockerfile',
     handlersDir: FIXTURE_HANDLERS_DIR,
     partitionCount: 6,
     minTasks: 2,

@@ -57,7 +57,7 @@ describe('TributaryApp props', () => {
     ['a fractional partition count', (p) => ({ ...p, partitionCount: 2.5 }), /partitionCount must be an integer >= 1, received 2.5/, 'partitionCount'],
     ['stopTimeout past the Fargate limit', (p) => ({ ...p, stopTimeout: cdk.Duration.minutes(5) }), /stopTimeout must be 2..120 seconds .* received 300 s/, 'stopTimeout'],
     ['an unknown log level', (p) => ({ ...p, logLevel: 'verbose' as never }), /logLevel must be one of debug, info, warn, error, received "verbose"/, 'logLevel'],
-    ['an appModule outside the repo', (p) => ({ ...p, appModule: '../elsewhere/app.ts' }), /appModule must be a path inside repoRoot/, 'appModule'],
+    ['an appModule outside the repo', (p) => ({ ...p, appModule: '../elsewhere/app.ts' }), /appModule must be a path inside projectRoot/, 'appModule'],
     ['not an app', (p) => ({ ...p, app: { name: 'x' } as never }), /app must be a defineApp\(\) result/, 'app'],
   ];
 

@@ -282,6 +282,7 @@ describe.skipIf(!onApache)('view builds when history is gone', () => {
       await first.ready;
       await waitForCheckpoints(testStorage(table), topic, await highWatermarks(kafka, topic), 60_000);
       await first.stop();
+      await admin.fetchTopicMetadata({ topics: [topic] }); // deleteTopicRecords needs the partition leaders
       await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '100' }] });
 
       const refused = start(defineApp({ name, views: [sums('kept', topic), sums('added', topic)] }));

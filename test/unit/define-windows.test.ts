@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DefinitionError, defineView, hopping, session, tumbling } from '../../sdk/index.ts';
+import { DefinitionError, defineTrigger, defineView, hopping, session, tumbling } from '../../sdk/index.ts';
 
 const base = {
   name: 'perDay',
@@ -122,5 +122,15 @@ describe('defineView with a window', () => {
     );
     // A plain object is checked like the helpers' result.
     expect(messageOf(() => defineView({ ...base, window: { kind: 'hopping', sizeMs: 10, advanceMs: 3 }, graceMs: 0 }))).toMatch(/multiple of advanceMs/);
+  });
+});
+
+describe('defineTrigger on a session view', () => {
+  it("refuses changes: 'every' on a session view that emits changes, and takes coalesced or final", () => {
+    const visits = defineView({ ...base, window: session({ gapMs: 1_000 }), graceMs: 0, merge: (a: number, b: number) => a + b });
+    expect(messageOf(() => defineTrigger({ view: visits, function: 'f' }))).toMatch(/session view.*changes: 'coalesced'.*emit: 'final'/);
+    expect(defineTrigger({ view: visits, function: 'f', changes: 'coalesced' }).changes).toBe('coalesced');
+    const finalVisits = defineView({ ...base, name: 'finalVisits', window: session({ gapMs: 1_000 }), graceMs: 0, emit: 'final', merge: (a: number, b: number) => a + b });
+    expect(defineTrigger({ view: finalVisits, function: 'f' }).view).toBe(finalVisits);
   });
 });
