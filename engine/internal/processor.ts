@@ -140,7 +140,7 @@ export class BatchProcessor {
    * Per `topic/partition`, the stream times at the next offsets of batches applied and not yet
    * checkpointed, oldest first: a checkpoint stores the stream time of exactly its offset.
    */
-  private readonly streamTimesAt = new Map<string, { next: bigint; times: Record<string, number> }[]>();
+  private readonly streamTimesAt = new Map<string, { next: bigint; times: Record<string, number>; earlierStint?: true }[]>();
 
   constructor(private readonly deps: ProcessorDeps) {
     this.ledger = new TriggerLedger(deps.app.triggers);
@@ -604,6 +604,9 @@ export class BatchProcessor {
    */
   forgetStreamTimes(): void {
     this.clocks.clear();
+    // Kept for the checkpoints of batches still in flight, but another task may have moved the
+    // partition on past them: a checkpoint no batch of the new stint reached reads the stored one.
+    for (const entries of this.streamTimesAt.values()) for (const entry of entries) entry.earlierStint = true;
   }
 
   /**
@@ -641,19 +644,27 @@ export class BatchProcessor {
     this.streamTimesAt.set(key, entries);
     const last = entries[entries.length - 1];
     // Updated in place when at the same offset (an advance): a checkpoint reads it when it writes.
-    if (last !== undefined && last.next === next) Object.assign(last.times, state.times);
-    else entries.push({ next, times: { ...state.times } });
+    if (last !== undefined && last.next === next) {
+      Object.assign(last.times, state.times);
+      delete last.earlierStint;
+    } else entries.push({ next, times: { ...state.times } });
   }
 
   /** The stream times to store with the checkpoint at `next`: those of exactly that offset. */
   private async streamTimeAt(topic: string, partition: number, next: bigint): Promise<Record<string, number>> {
     const entries = this.streamTimesAt.get(`${topic}/${partition}`) ?? [];
     const entry = entries.findLast((e) => e.next <= next);
-    if (entry !== undefined) return { ...entry.times };
+    if (entry !== undefined && entry.earlierStint !== true) return { ...entry.times };
     // No batch of this process reached it (a checkpoint past filtered records only): stream
-    // time has not moved since the stored checkpoint, if that is not past `next`.
+    // time has not moved since the stored checkpoint, if that is not past `next`. An entry of
+    // an earlier stint (before a rejoin) may be older than what another task stored meanwhile:
+    // per view the later of the two (both are the partition's stream time at or below `next`).
     const stored = await this.deps.store.readCheckpointState(topic, partition);
-    return stored !== undefined && BigInt(stored.offset) <= next ? { ...stored.streamTime } : {};
+    const times: Record<string, number> = { ...entry?.times };
+    if (stored !== undefined && BigInt(stored.offset) <= next) {
+      for (const [view, time] of Object.entries(stored.streamTime)) if (!(times[view]! >= time)) times[view] = time;
+    }
+    return times;
   }
 
   /**
