@@ -197,6 +197,8 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
           if (remaining().length === 0) finish();
         },
       });
+      // As live folding does on a join: another build task may have moved a partition's stream time on.
+      consumer.on(consumer.events.GROUP_JOIN, () => processor.forgetStreamTimes());
       consumer.on(consumer.events.CRASH, (event) => {
         if (!event.payload.restart) {
           failure = event.payload.error;
