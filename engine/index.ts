@@ -22,6 +22,10 @@ export { DEFAULT_MSK_TOKEN_REFRESH_MARGIN_MS, mskIamTokenProvider } from './inte
 export type { MskAuthToken, MskAuthTokenSigner, MskIamTokenProviderOptions, OAuthBearerProvider } from './internal/msk-iam.ts';
 export type { LogLevel } from './internal/log.ts';
 
+// View lifecycle: definition identity
+export { fingerprintParts, judgeDefinition, viewFingerprint } from './internal/lifecycle.ts';
+export type { DefinitionCheck, DefinitionVerdict, RecordedVersion, ViewRegistryEntry } from './internal/lifecycle.ts';
+
 // Dead letters
 export { encodeDeadLetter } from './internal/dead-letter.ts';
 export type { DeadLetter, PoisonCode, PoisonDeadLetter, TriggerDeadLetterEntry } from './internal/dead-letter.ts';

@@ -87,6 +87,10 @@ async function main(): Promise<number> {
   const cacheMaxEntries = optionalIntFromEnv(env, ENV.cacheMaxEntries);
   const cacheMaxBytes = optionalIntFromEnv(env, ENV.cacheMaxBytes);
   const storageOutageBudgetMs = optionalIntFromEnv(env, ENV.storageOutageBudgetMs);
+  const acceptDefinitionChanges = (env[ENV.acceptDefinitionChanges] ?? '')
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '');
   const engine = startEngine({
     app,
     tableName,
@@ -103,6 +107,7 @@ async function main(): Promise<number> {
     ...(cacheMaxEntries !== undefined ? { cacheMaxEntries } : {}),
     ...(cacheMaxBytes !== undefined ? { cacheMaxBytes } : {}),
     ...(storageOutageBudgetMs !== undefined ? { storageOutageBudgetMs } : {}),
+    ...(acceptDefinitionChanges.length > 0 ? { acceptDefinitionChanges } : {}),
   });
   try {
     await engine.ready;

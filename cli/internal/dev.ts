@@ -239,6 +239,12 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
       // in a line of their own.
       logSink: (line) => {
         appendFileSync(engineLog, `${line}\n`);
+        if (line.includes('"msg":"view build progress"')) {
+          // A view new to the table, or with a bumped version, is built from history first.
+          const b = JSON.parse(line) as { view: string; version: number; done: number; total: number; rate: number; etaSeconds?: number };
+          print(`[dev] building ${b.view} v${b.version}: ${b.done}/${b.total} records, ${b.rate}/s, ETA ${b.etaSeconds ?? '?'} s`);
+          return;
+        }
         if (!line.includes('"level":"warn"') && !line.includes('"level":"error"')) return;
         try {
           const entry = JSON.parse(line) as Record<string, unknown>;

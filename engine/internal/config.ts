@@ -162,6 +162,15 @@ export interface EngineOptions {
    * @default {@link DEFAULT_HEALTH_HOST} (engine/main.ts passes `TRIBUTARY_HEALTH_HOST`, which the container image sets to 0.0.0.0)
    */
   healthHost?: string;
+  /**
+   * Views whose definition may have changed without a `version` bump: the engine records the
+   * new fingerprint instead of refusing to start with `VIEW_DEFINITION_CHANGED`. Only for a
+   * change that cannot alter any state (a refactoring, a renamed variable); the view's items
+   * are kept as they are. `TRIBUTARY_ACCEPT_DEFINITION_CHANGES` (comma-separated view names)
+   * for engine/main.ts.
+   * @default [] (every change needs a version bump)
+   */
+  acceptDefinitionChanges?: readonly string[];
   /** @default 'info' */
   logLevel?: LogLevel;
   /**
@@ -202,6 +211,7 @@ export interface EngineConfig {
   readonly healthHost: string;
   readonly logLevel: LogLevel;
   readonly handleSignals: boolean;
+  readonly acceptDefinitionChanges: ReadonlySet<string>;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
@@ -274,6 +284,18 @@ export function compileConfig(options: EngineOptions): EngineConfig {
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new EngineError('INVALID_CONFIG', `logLevel must be one of ${LOG_LEVELS.join(', ')}, received ${preview(logLevel)}`);
   }
+  const accepted = options.acceptDefinitionChanges ?? [];
+  if (!Array.isArray(accepted)) {
+    throw new EngineError('INVALID_CONFIG', `acceptDefinitionChanges must be an array of view names, received ${preview(accepted)}`);
+  }
+  for (const name of accepted) {
+    if (!app.views.some((v) => v.name === name)) {
+      throw new EngineError(
+        'INVALID_CONFIG',
+        `acceptDefinitionChanges names ${preview(name)}, which is not a view of app "${app.name}" (views: ${app.views.map((v) => v.name).join(', ')})`,
+      );
+    }
+  }
   return Object.freeze({
     app,
     tableName,
@@ -302,6 +324,7 @@ export function compileConfig(options: EngineOptions): EngineConfig {
     healthHost: options.healthHost ?? DEFAULT_HEALTH_HOST,
     logLevel,
     handleSignals: options.handleSignals ?? false,
+    acceptDefinitionChanges: new Set<string>(accepted),
   });
 }
 

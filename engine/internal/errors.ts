@@ -30,6 +30,20 @@ export type EngineErrorCode =
   | 'TABLE_SCHEMA_MISMATCH'
   /** Start-up check: a trigger's function (through `TRIBUTARY_FUNCTION_NAMES`) does not exist. */
   | 'FUNCTION_NOT_FOUND'
+  /**
+   * Start-up check: a view's definition changed (its fingerprint) while its `version` did not;
+   * bump the version, or accept the change with `acceptDefinitionChanges`.
+   */
+  | 'VIEW_DEFINITION_CHANGED'
+  /** Start-up check: a view's `version` is below one already deployed on the table. */
+  | 'VIEW_VERSION_OLDER'
+  /**
+   * A view build needs records the source topic no longer has (retention, deleted records);
+   * the message says where history starts. `backfill: 'retained'` builds from there.
+   */
+  | 'BUILD_HISTORY_INCOMPLETE'
+  /** A view build failed (Kafka or DynamoDB); the next start resumes it. */
+  | 'BUILD_FAILED'
   /** Start-up check: a source topic does not exist on the brokers. */
   | 'TOPIC_NOT_FOUND'
   /** Start-up check: no broker of `KAFKA_BROKERS` answered within the connect timeout. */

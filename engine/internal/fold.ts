@@ -14,6 +14,7 @@ import {
   stringifyState,
   viewIndexKey,
   viewItemKey,
+  viewSegment,
   viewKeyProblem,
   viewKeyProblemMessage,
   type ItemKey,
@@ -346,7 +347,8 @@ function addEvent(
 ): void {
   // A session view's events are grouped per key: which session an event joins is known only
   // once the key's stored sessions are loaded.
-  const itemKey = window === 'session' ? sessionCollectionKey(view.name, key) : viewItemKey(view.name, key, window);
+  const segment = viewSegment(view.name, view.version);
+  const itemKey = window === 'session' ? sessionCollectionKey(segment, key) : viewItemKey(segment, key, window);
   const id = itemId(itemKey);
   let item = items.get(id);
   if (item === undefined) {
@@ -811,9 +813,9 @@ export function foldItem(
     view.window !== undefined && bounds !== undefined ? windowAttributes(view, bounds, snapshot, fresh[0]!.record, deleted) : undefined;
   const now = options.now ?? new Date();
   const item: ViewItem = {
-    ...viewItemKey(view.name, key, bounds),
+    ...viewItemKey(viewSegment(view.name, view.version), key, bounds),
     // The `byKey` index attributes never change for an item, so only its first write costs an index write.
-    ...viewIndexKey(view.name, key, bounds),
+    ...viewIndexKey(viewSegment(view.name, view.version), key, bounds),
     view: view.name,
     key,
     // Stored in the tagged form: a bigint is `{ $bigint: "<decimal>" }`, as in the cache's JSON.
@@ -869,7 +871,7 @@ export function windowAttributes(
     : snapshot.closing !== undefined
       ? { shard: snapshot.closing.shard, at: closeTimeOf(window, bounds) }
       : window.emit === 'final' && snapshot.stateJson === undefined
-        ? { shard: closeShardOf(view.name, creator.topic, creator.partition), at: closeTimeOf(window, bounds) }
+        ? { shard: closeShardOf(viewSegment(view.name, view.version), creator.topic, creator.partition), at: closeTimeOf(window, bounds) }
         : undefined;
   return {
     attributes: {

@@ -11,7 +11,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Change, Trigger, View, WindowBounds } from '../../sdk/index.ts';
-import { decodeState, MAX_TRIGGERED_STATE_BYTES, type ViewItem } from '../../sdk/contract/index.ts';
+import { decodeState, MAX_TRIGGERED_STATE_BYTES, viewSegment, type ViewItem } from '../../sdk/contract/index.ts';
 import type { TriggerDeadLetterEntry } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import type { ItemSnapshot } from './fold.ts';
@@ -265,7 +265,9 @@ function judgeChange(
     ...(after === undefined ? { deleted: true as const } : {}),
     version,
     offsets: { ...offsets },
-    idempotencyKey: changeIdempotencyKey(view, key, window, version),
+    // A rebuilt view's items count their versions afresh: its changes are told apart by the view version.
+    idempotencyKey: changeIdempotencyKey(viewSegment(view, trigger.view.version), key, window, version),
+    ...(trigger.view.version > 1 ? { viewVersion: trigger.view.version } : {}),
   };
   try {
     // The change travels as JSON (bigints tagged); when() sees the view's own types, as handlers do.

@@ -16,7 +16,8 @@ import {
   type Producer,
 } from 'kafkajs';
 import type { App } from '../../sdk/index.ts';
-import { createStorage, viewItemKey } from '../../sdk/contract/index.ts';
+import { createStorage, METRIC, viewItemKey, viewSegment } from '../../sdk/contract/index.ts';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import {
   compileConfig,
@@ -33,6 +34,8 @@ import { itemId } from './fold.ts';
 import { changeSuperseded } from './ledger.ts';
 import { startHealthServer, type HealthServer } from './health.ts';
 import { partitionLag } from './lag.ts';
+import { buildView, type BuildProgress } from './build.ts';
+import { checkViewDefinitions, type DefinitionCheck } from './lifecycle.ts';
 import { checkTriggerFunctions, checkViewsTable } from './preflight.ts';
 import { retrying, type RetryPolicy } from './retry-policy.ts';
 import { createLogger, emfLine, emfViewLine, type Logger } from './log.ts';
@@ -75,6 +78,8 @@ export interface EngineStats {
   readonly lateEvents: Readonly<Record<string, number>>;
   /** Final changes of closed windows handed to triggers (`emit: 'final'` views). */
   readonly finalChanges: number;
+  /** View builds running in this task (before it joins its group), per view: records done / total, rate, ETA. */
+  readonly builds: Readonly<Record<string, BuildProgress>>;
   /**
    * Lag per assigned `topic/partition`: records between the high watermark and the group's
    * committed offset or this task's durable position, whichever is further. Probed from the
@@ -198,6 +203,10 @@ class EngineRuntime {
   private rejectDone!: (error: Error) => void;
   /** `eachBatch` calls in progress; a stop lets them finish, and commit, before leaving the group. */
   private readonly batchesInFlight = new Set<Promise<void>>();
+  /** The start-up check of the views' definitions (versions and fingerprints). */
+  private definitions: DefinitionCheck[] = [];
+  /** Builds in progress in this task, per view (their last progress report). */
+  private readonly builds = new Map<string, BuildProgress>();
   /** Stops listening for SIGINT/SIGTERM; set while `handleSignals` listens. */
   private releaseSignals: (() => void) | undefined;
 
@@ -276,6 +285,7 @@ class EngineRuntime {
       ...this.counters,
       lateEvents: { ...this.lateEvents },
       finalChanges: this.finalChanges,
+      builds: Object.fromEntries(this.builds),
       lag: { ...this.lag },
       cache: {
         entries: this.cache.size,
@@ -296,8 +306,17 @@ class EngineRuntime {
         const state = this.state();
         const degraded = state === 'degraded' ? this.degradedReason() : undefined;
         return {
-          healthy: state === 'running' || state === 'degraded',
-          body: { state, ...(degraded ?? {}), app: app.name, groupId: config.groupId, lag: { ...this.lag } },
+          // A task building a view is healthy: it is making progress, and replacing it would restart the build's batch.
+          healthy: state === 'running' || state === 'degraded' || (state === 'starting' && this.builds.size > 0),
+          body: {
+            state,
+            ...(degraded ?? {}),
+            app: app.name,
+            groupId: config.groupId,
+            lag: { ...this.lag },
+            views: Object.fromEntries(this.definitions.map((d) => [d.view, { version: d.version, fingerprint: d.fingerprint }])),
+            ...(this.builds.size > 0 ? { builds: Object.fromEntries(this.builds) } : {}),
+          },
         };
       });
       log.info('health endpoint listening', { port: this.health.port });
@@ -319,6 +338,19 @@ class EngineRuntime {
       checkTriggerFunctions(lambda, app.triggers, config.functionNames),
       this.prepareTopics(),
     ]);
+    if (this.stopping) return;
+    // After the table check: a view whose code changed without a version bump stops the task here.
+    this.definitions = await checkViewDefinitions(storage.documentClient, config.tableName, app.views, config.acceptDefinitionChanges);
+    for (const check of this.definitions) {
+      if (check.verdict.kind === 'same') continue;
+      log.info('view definition recorded', {
+        view: check.view,
+        version: check.version,
+        fingerprint: check.fingerprint,
+        verdict: check.verdict.kind,
+        ...(check.accepted ? { accepted: true } : {}),
+      });
+    }
     if (this.stopping) return;
 
     const producer = this.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
@@ -346,6 +378,8 @@ class EngineRuntime {
         }
       },
     };
+    // Views whose version in the code is not live yet are built from history first (build.ts).
+    if (!(await this.runBuilds(storage.documentClient, store, deadLetters))) return;
     const changes = this.buildChangeSink(deadLetters, store, lambda);
     const processor = new BatchProcessor({
       app,
@@ -475,6 +509,59 @@ class EngineRuntime {
     );
   }
 
+  /**
+   * Builds every view whose code's version is not the live one (a view new to the table, or a
+   * version bump), one after the other, before the task joins its group; false when a stop
+   * came first (the builds resume at the next start).
+   */
+  private async runBuilds(documentClient: DynamoDBDocumentClient, store: DynamoItemStore, deadLetters: DeadLetterSink): Promise<boolean> {
+    const { app, config, log } = this;
+    const pending = this.definitions.filter((d) => d.live === undefined || d.live < d.version);
+    if (pending.length === 0) return true;
+    const admin = this.kafka.admin();
+    await this.connectAdmin(admin);
+    try {
+      for (const check of pending) {
+        const view = app.views.find((v) => v.name === check.view)!;
+        log.info('view build starting', { view: view.name, version: view.version, live: check.live ?? null });
+        const built = await buildView(
+          {
+            app,
+            view,
+            groupId: config.groupId,
+            kafka: this.kafka,
+            admin,
+            store,
+            documentClient,
+            tableName: config.tableName,
+            deadLetters,
+            limits: {
+              writeConcurrency: config.writeConcurrency,
+              maxConflictRetries: config.maxConflictRetries,
+              sessionTimeoutMs: config.sessionTimeoutMs,
+              heartbeatIntervalMs: config.heartbeatIntervalMs,
+              maxBytesPerPartition: config.maxBytesPerPartition,
+            },
+            progressIntervalMs: Math.min(config.metricsIntervalMs, 5_000),
+            stopRequested: this.stopRequested,
+            progress: (progress) => {
+              this.builds.set(view.name, progress);
+              log.info('view build progress', { ...progress });
+              log.raw(emfViewLine(app.name, view.name, { [METRIC.buildRecordsRemaining]: progress.total - progress.done }));
+            },
+          },
+          check.live,
+        );
+        if (!built) return false;
+        this.builds.delete(view.name);
+        log.info('view build swapped', { view: view.name, version: view.version });
+      }
+    } finally {
+      await admin.disconnect().catch(() => {});
+    }
+    return true;
+  }
+
   /** Checks the brokers answer and the source topics exist; creates the dead-letter topic when it is missing. */
   private async prepareTopics(): Promise<void> {
     const { app, log } = this;
@@ -527,7 +614,8 @@ class EngineRuntime {
       log: (level, msg, fields) => log.log(level, msg, { component: 'triggers', ...fields }),
       superseded: async (trigger, changes) => {
         const keys = changes.map((change) => {
-          const key = viewItemKey(change.view, change.key, change.window);
+          const view = app.views.find((v) => v.name === change.view);
+          const key = viewItemKey(viewSegment(change.view, view?.version ?? 1), change.key, change.window);
           return { id: itemId(key), key };
         });
         const items = await store.readItems(keys);

@@ -8,7 +8,7 @@
  * leaves both.
  */
 import type { View, WindowBounds } from '../../sdk/index.ts';
-import { offsetsKey, parseState, stringifyState, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
+import { offsetsKey, parseState, stringifyState, viewItemKey, viewSegment, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import { compareOffsets, snapshotOf, type ItemSnapshot, type RoutedEvent } from './fold.ts';
 
 
@@ -149,7 +149,7 @@ export function planSessions(
     }
     sessions.push({
       bounds: { start: interval.start, end: interval.end },
-      itemKey: viewItemKey(view.name, key, interval.start),
+      itemKey: viewItemKey(viewSegment(view.name, view.version), key, interval.start),
       snapshot: { ...snapshot, window: { start: interval.start, end: interval.end } },
       events: interval.events,
       absorbed,

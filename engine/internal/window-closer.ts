@@ -11,7 +11,7 @@
  * assumed from the index alone, and every round scans again.
  */
 import type { Change, Trigger, View } from '../../sdk/index.ts';
-import type { ItemKey, ViewItem } from '../../sdk/contract/index.ts';
+import { viewSegment, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import type { ChangeOrigin, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import type { TriggerDeadLetterEntry } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
@@ -67,7 +67,7 @@ export interface CloseResult {
 }
 
 /** The one change of a closed window. */
-export function finalChange(item: ViewItem): Change {
+export function finalChange(item: ViewItem, viewVersion = 1): Change {
   const window = { start: item.windowStart!, end: item.windowEnd! };
   return {
     view: item.view,
@@ -77,7 +77,8 @@ export function finalChange(item: ViewItem): Change {
     after: structuredClone(item.state),
     version: item.version,
     offsets: { ...item.offsets },
-    idempotencyKey: changeIdempotencyKey(item.view, item.key, window, item.version),
+    idempotencyKey: changeIdempotencyKey(viewSegment(item.view, viewVersion), item.key, window, item.version),
+    ...(viewVersion > 1 ? { viewVersion } : {}),
     final: true,
   };
 }
@@ -122,7 +123,7 @@ export class WindowCloser {
       if (view.source !== topic) continue;
       const closing = await this.closingTime(view);
       if (closing === undefined) continue;
-      const shard = closeShardOf(view.name, topic, partition);
+      const shard = closeShardOf(viewSegment(view.name, view.version), topic, partition);
       let startAfter: Readonly<Record<string, unknown>> | undefined;
       do {
         const page = await this.deps.store.queryClosing(shard, closing, CLOSING_PAGE_SIZE, startAfter);
@@ -153,7 +154,7 @@ export class WindowCloser {
         .map(async (trigger) => {
           const accepted: Change[] = [];
           for (const item of due) {
-            const change = finalChange(item);
+            const change = finalChange(item, view.version);
             try {
               if (trigger.when(change) === true) accepted.push(change);
             } catch (error) {

@@ -16,6 +16,7 @@ export {
   MAX_VIEW_KEY_BYTES,
   MAX_WINDOW_START_MS,
   VIEW_PK_PREFIX,
+  VIEW_REGISTRY_SK_PREFIX,
   VIEW_SK_UNWINDOWED,
   VIEW_SK_WINDOW_PREFIX,
   WINDOW_START_DIGITS,
@@ -31,6 +32,8 @@ export {
   viewItemKey,
   viewKeyProblem,
   viewKeyProblemMessage,
+  viewRegistryKey,
+  viewSegment,
   windowIndexPrefix,
   windowStartProblem,
 } from '../internal/storage.ts';

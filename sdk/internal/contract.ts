@@ -76,6 +76,8 @@ export const ENV = {
   cacheMaxEntries: 'TRIBUTARY_CACHE_MAX_ENTRIES',
   cacheMaxBytes: 'TRIBUTARY_CACHE_MAX_BYTES',
   storageOutageBudgetMs: 'TRIBUTARY_STORAGE_OUTAGE_BUDGET_MS',
+  /** Comma-separated view names whose changed definition the engine accepts without a version bump. */
+  acceptDefinitionChanges: 'TRIBUTARY_ACCEPT_DEFINITION_CHANGES',
 } as const;
 
 /** CloudWatch namespace of the engine's Embedded Metric Format lines; the CDK alarms read it. */
@@ -87,6 +89,8 @@ export const METRIC = {
   deadLetters: 'DeadLetters',
   /** Late events of a windowed view (not applied), per `App` and `View`. */
   lateEvents: 'LateEvents',
+  /** Records a running view build still has to fold, per `App` and `View`. */
+  buildRecordsRemaining: 'BuildRecordsRemaining',
 } as const;
 
 /**

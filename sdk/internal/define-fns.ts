@@ -349,11 +349,19 @@ function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
   if (options.onTombstone !== undefined) requireFunction(options.onTombstone, `view "${name}": onTombstone`, context);
   const deleteRetentionMs = options.deleteRetentionMs ?? DEFAULT_DELETE_RETENTION_MS;
   requirePositiveInt(deleteRetentionMs, `view "${name}": deleteRetentionMs`, context);
+  const version = options.version ?? 1;
+  requirePositiveInt(version, `view "${name}": version`, context);
+  const backfill = options.backfill ?? 'all';
+  if (backfill !== 'all' && backfill !== 'retained') {
+    throw new DefinitionError(`view "${name}": backfill must be "all" or "retained", received ${preview(backfill)}`, context);
+  }
   const window = compileWindow(name, options, context);
   return Object.freeze({
     kind: 'view',
     name,
     source: options.source,
+    version,
+    backfill,
     decode: decode as Decoder<E>,
     schema: options.schema,
     filter: options.filter ?? (() => true),

@@ -57,6 +57,9 @@ export type JsonDecoding = 'json' | 'json-bigint';
 /** A Standard Schema (zod, valibot, arktype, ...) whose output is the event type `E`. */
 export type EventSchema<E> = StandardSchemaV1<unknown, E>;
 
+/** What a view build folds: the whole topic, or what it still retains. */
+export type ViewBackfill = 'all' | 'retained';
+
 /** What to do with a poison record (undecodable, no key, throwing reducer, oversized state). */
 export type PoisonPolicy = 'dead-letter' | 'stop';
 
@@ -136,6 +139,24 @@ export interface ViewOptions<E, S, L extends Lookups<E> = {}> {
   readonly name: string;
   /** Source Kafka topic. */
   readonly source: string;
+  /**
+   * The version of this view's definition, an integer from 1. Bump it whenever a change of the
+   * code changes what the view's state would be (reducer, key, initial state, filter, window):
+   * the engine then builds the new version from the source topic's history instead of mixing
+   * old and new states. The engine records each deployed version with a fingerprint of the
+   * definition, and refuses to start when the fingerprint changed but the version did not
+   * (README, "Changing a view").
+   * @default 1
+   */
+  readonly version?: number;
+  /**
+   * What a build of this version (a new view, or a version bump) folds: `'all'`, the source
+   * topic from its first record, and a build whose early records Kafka no longer has stops with
+   * `BUILD_HISTORY_INCOMPLETE`, saying where history starts; `'retained'`, what the topic
+   * still has (the view registry records from which offsets).
+   * @default 'all'
+   */
+  readonly backfill?: ViewBackfill;
   /**
    * Turns the record value into an event: a function, or one of the built-in JSON decoders
    * ({@link JsonDecoding}; `'json-bigint'` to read integers past 2^53 exactly as `bigint`).
@@ -260,6 +281,10 @@ export interface View<E = unknown, S = unknown> {
   readonly kind: 'view';
   readonly name: string;
   readonly source: string;
+  /** Version of the definition (an integer from 1; see {@link ViewOptions.version}). */
+  readonly version: number;
+  /** What a build folds ({@link ViewOptions.backfill}). */
+  readonly backfill: ViewBackfill;
   /**
    * Decoder of the record value. With a `schema`, its result is the schema's input, which only
    * becomes an `E` once validated.
@@ -391,8 +416,17 @@ export interface Change<S = unknown> {
   readonly version: number;
   /** Last applied offset per source partition, e.g. `{ "bookings/0": "1841" }`. */
   readonly offsets: Readonly<Record<string, string>>;
-  /** `(view, key, window start, version)` joined; equal for redeliveries of the same change. */
+  /**
+   * `(view, key, window start, version)` joined (the view as `<view>@<viewVersion>` from view
+   * version 2); equal for redeliveries of the same change.
+   */
   readonly idempotencyKey: string;
+  /**
+   * The view's definition version (`defineView({ version })`) whose item changed; absent for
+   * version 1. A rebuilt version's items count `version` from 1 again, so compare versions of
+   * one key only within one `viewVersion`.
+   */
+  readonly viewVersion?: number;
 }
 
 /** Retry policy of a trigger. */

@@ -29,7 +29,7 @@ export interface HighWaterMark {
    * key (equal: a redelivery of the same change, e.g. after a failed attempt), and raises the
    * mark to it; resolves false, changing nothing, when a newer version was accepted already.
    */
-  accept(trigger: string, change: Pick<Change, 'view' | 'key' | 'window' | 'version'>): Promise<boolean>;
+  accept(trigger: string, change: Pick<Change, 'view' | 'key' | 'window' | 'version' | 'viewVersion'>): Promise<boolean>;
 }
 
 /** Options of {@link createHighWaterMark}. */
@@ -52,8 +52,10 @@ export interface HighWaterMarkOptions {
 }
 
 /** Sort key of the mark of one trigger's item. */
-export function highWaterMarkSortKey(trigger: string, change: Pick<Change, 'view' | 'key' | 'window'>): string {
-  const sk = `${HIGH_WATER_MARK_SK_PREFIX}${trigger}#${change.view}#${change.window?.start ?? ''}#${change.key}`;
+export function highWaterMarkSortKey(trigger: string, change: Pick<Change, 'view' | 'key' | 'window' | 'viewVersion'>): string {
+  // A rebuilt view version counts item versions afresh: its marks are its own.
+  const view = change.viewVersion === undefined || change.viewVersion === 1 ? change.view : `${change.view}@${change.viewVersion}`;
+  const sk = `${HIGH_WATER_MARK_SK_PREFIX}${trigger}#${view}#${change.window?.start ?? ''}#${change.key}`;
   if (Buffer.byteLength(sk) <= MAX_SORT_KEY_BYTES) return sk;
   return `${HIGH_WATER_MARK_SK_PREFIX}sha256:${createHash('sha256').update(sk).digest('hex')}`;
 }

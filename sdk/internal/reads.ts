@@ -31,6 +31,8 @@ import {
   viewIndexPartition,
   viewIndexShard,
   viewItemKey,
+  viewRegistryKey,
+  viewSegment,
   viewKeyProblem,
   viewKeyProblemMessage,
   WINDOW_START_DIGITS,
@@ -92,7 +94,18 @@ export interface ViewReaderOptions {
    * @default process.env[ENV.table] (the reader fails with `CONFIG_MISSING` when neither is set)
    */
   readonly tableName?: string;
+  /**
+   * How long the reader keeps the live version of a view (the alias in the view's registry item,
+   * which the engine flips when a rebuilt version takes over) before reading it again. A read
+   * within this time after a swap still reads the previous version, whole; the engine keeps a
+   * replaced version's items well past it.
+   * @default {@link DEFAULT_ALIAS_CACHE_MS}
+   */
+  readonly aliasCacheMs?: number;
 }
+
+/** How long a reader keeps a view's live version before reading the alias again (ms). */
+export const DEFAULT_ALIAS_CACHE_MS = 5_000;
 
 /** One view item as read: the state of a key plus the bookkeeping that says how fresh it is. */
 export interface ViewSnapshot<S> {
@@ -670,16 +683,54 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
   }
   const documents = createStorage({ dynamodb: options.dynamodb, tableName }).documentClient;
   const table = tableName;
+  const aliasCacheMs = options.aliasCacheMs ?? DEFAULT_ALIAS_CACHE_MS;
+  if (!Number.isInteger(aliasCacheMs) || aliasCacheMs < 0) {
+    throw new SdkError('INVALID_ARGUMENT', `createViewReader: aliasCacheMs must be a non-negative integer of ms, received ${preview(options.aliasCacheMs)}`);
+  }
+  const aliases = new Map<string, { segment: string; untilMs: number }>();
+
+  /**
+   * The view segment a read goes to: the one its cursor was bound to (a paged read stays on the
+   * version it started on), else the live version the view's alias names (version 1 while the
+   * view has no alias: a table from before versions, or a view never rebuilt).
+   */
+  async function segmentOf(view: View<any, any>, cursor?: unknown, method?: string): Promise<string> {
+    if (cursor !== undefined) {
+      try {
+        const bound = typeof cursor === 'string' ? (JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { v?: unknown }).v : undefined;
+        if (typeof bound === 'string' && (bound === view.name || new RegExp(`^${view.name}@[1-9]\\d*$`).test(bound))) return bound;
+      } catch {
+        // not a cursor of ours: refused below
+      }
+      throw badCursor(view.name, method ?? 'query', cursor);
+    }
+    const cached = aliases.get(view.name);
+    const now = Date.now();
+    if (cached !== undefined && cached.untilMs > now) return cached.segment;
+    let live: unknown;
+    try {
+      const out = await documents.send(
+        new GetCommand({ TableName: table, Key: viewRegistryKey(view.name), ConsistentRead: true, ProjectionExpression: '#live', ExpressionAttributeNames: { '#live': 'live' } }),
+      );
+      live = out.Item?.live;
+    } catch (error) {
+      throw readFailed(error, `view "${view.name}": reading its live version`, { view: view.name, table });
+    }
+    const segment = viewSegment(view.name, typeof live === 'number' && Number.isInteger(live) && live > 0 ? live : 1);
+    aliases.set(view.name, { segment, untilMs: now + aliasCacheMs });
+    return segment;
+  }
 
   async function get<S>(view: View<any, S>, key: ViewKey, opts: ViewGetOptions = {}): Promise<ViewSnapshot<S> | undefined> {
     requireView(view, 'get');
     requireUnwindowed(view, 'get');
     const k = requireKey(view, key);
+    const segment = await segmentOf(view);
     try {
       const out = await documents.send(
         new GetCommand({
           TableName: table,
-          Key: viewItemKey(view.name, k),
+          Key: viewItemKey(segment, k),
           ConsistentRead: opts.consistent === true,
           ProjectionExpression: ITEM_PROJECTION,
           ExpressionAttributeNames: ITEM_NAMES,
@@ -717,7 +768,8 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     const found = new Map<string, ViewSnapshot<S>>();
     let items: Map<string, Record<string, unknown>>;
     try {
-      items = await readItems(distinct.map((k) => viewItemKey(view.name, k)), opts.consistent === true);
+      const segment = await segmentOf(view);
+      items = await readItems(distinct.map((k) => viewItemKey(segment, k)), opts.consistent === true);
     } catch (error) {
       throw readFailed(error, `view "${view.name}": getMany of ${distinct.length} keys`, { view: view.name, table });
     }
@@ -797,7 +849,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
       );
     }
     const read: ScatterRead = {
-      view: view.name,
+      view: await segmentOf(view, opts.cursor, 'query'),
       method: 'query',
       query: JSON.stringify(['query', order, selection]),
       condition,
@@ -831,7 +883,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
       const out = await documents.send(
         new GetCommand({
           TableName: table,
-          Key: viewItemKey(view.name, k, start),
+          Key: viewItemKey(await segmentOf(view), k, start),
           ConsistentRead: opts.consistent === true,
           ProjectionExpression: ITEM_PROJECTION,
           ExpressionAttributeNames: ITEM_NAMES,
@@ -878,7 +930,8 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     const lowest = definition.kind === 'session' ? from : Math.max(from, retention.expiredBefore - definition.sizeMs + 1);
     const highest = to === undefined ? MAX_WINDOW_START_MS : to - 1;
     const query = JSON.stringify(['windows', k, order, from, to ?? null]);
-    let after = opts.cursor === undefined ? undefined : decodeWindowsCursor(view.name, query, opts.cursor);
+    const segment = await segmentOf(view, opts.cursor, 'windows');
+    let after = opts.cursor === undefined ? undefined : decodeWindowsCursor(segment, query, opts.cursor);
     if (lowest > highest) return { items: [], cursor: undefined, ...reported };
     const low = VIEW_SK_WINDOW_PREFIX + encodeWindowStart(lowest);
     const high = VIEW_SK_WINDOW_PREFIX + encodeWindowStart(highest);
@@ -887,7 +940,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
       if (order === 'desc') return { items: [], cursor: undefined, ...reported };
       after = undefined;
     }
-    const pk = viewItemKey(view.name, k).pk;
+    const pk = viewItemKey(segment, k).pk;
     try {
       const out = await documents.send(
         new QueryCommand({
@@ -904,7 +957,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
       );
       const items = (out.Items ?? []).filter((raw) => isLive(raw, now) && !isTombstone(raw)).map((raw) => toWindowItem<S>(raw));
       const last = out.LastEvaluatedKey?.sk;
-      return { items, cursor: typeof last === 'string' ? encodeWindowsCursor(view.name, query, last) : undefined, ...reported };
+      return { items, cursor: typeof last === 'string' ? encodeWindowsCursor(segment, query, last) : undefined, ...reported };
     } catch (error) {
       throw readFailed(error, `view "${view.name}": windows of key ${preview(k)}`, { view: view.name, key: k, table });
     }
@@ -914,7 +967,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     requireView(view, 'latestWindow');
     requireWindowed(view, 'latestWindow');
     const k = requireKey(view, key);
-    const pk = viewItemKey(view.name, k).pk;
+    const pk = viewItemKey(await segmentOf(view), k).pk;
     const now = Date.now();
     let start: Record<string, unknown> | undefined;
     try {
@@ -962,7 +1015,7 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
       throw windowExpired(view, definition, start, undefined, now);
     }
     const read: ScatterRead = {
-      view: view.name,
+      view: await segmentOf(view, opts.cursor, 'windowsAt'),
       method: 'windowsAt',
       query: JSON.stringify(['windowsAt', start, order, prefix]),
       condition: 'begins_with(#ixKey, :prefix)',

@@ -44,6 +44,8 @@ export const MAX_WINDOW_START_MS = 10 ** WINDOW_START_DIGITS - 1;
 export const ENGINE_PK = '_tributary';
 /** Sort key prefix of checkpoint items. */
 export const CHECKPOINT_SK_PREFIX = 'checkpoint#';
+/** Sort key prefix of the view registry items (one per view: its deployed versions and fingerprints). */
+export const VIEW_REGISTRY_SK_PREFIX = 'view#';
 
 /** Primary key of any item of the views table. */
 export interface ItemKey {
@@ -275,6 +277,29 @@ export function viewIndexKey(view: string, key: ViewKey, window?: WindowBounds |
  */
 export function checkpointKey(topic: string, partition: number): ItemKey {
   return { pk: ENGINE_PK, sk: `${CHECKPOINT_SK_PREFIX}${topic}#${partition}` };
+}
+
+/**
+ * The view segment of a view version's items in `pk` and `ixShard`: the name for version 1
+ * (the layout before versions existed), `<view>@<version>` from version 2 (`@` cannot occur in
+ * a view name).
+ *
+ * @example
+ * viewSegment('classAttendance', 1); // 'classAttendance'
+ * viewSegment('classAttendance', 3); // 'classAttendance@3'
+ */
+export function viewSegment(view: string, version: number): string {
+  return version === 1 ? view : `${view}@${version}`;
+}
+
+/**
+ * Primary key of a view's registry item: the versions of its definition the engine has seen.
+ *
+ * @example
+ * viewRegistryKey('classAttendance'); // { pk: '_tributary', sk: 'view#classAttendance' }
+ */
+export function viewRegistryKey(view: string): ItemKey {
+  return { pk: ENGINE_PK, sk: `${VIEW_REGISTRY_SK_PREFIX}${view}` };
 }
 
 /**
