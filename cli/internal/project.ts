@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { register as registerRequire } from 'tsx/cjs/api';
 import { register } from 'tsx/esm/api';
 import { ENV } from '../../sdk/contract/index.ts';
 import type { App, View } from '../../sdk/index.ts';
@@ -61,8 +62,20 @@ let generation = 0;
  */
 export function createModuleLoader(): (file: string) => Promise<Record<string, unknown>> {
   generation += 1;
-  const api = register({ namespace: `tributary-${process.pid}-${generation}` });
-  return async (file) => (await api.import(pathToFileURL(file).href, import.meta.url)) as Record<string, unknown>;
+  const namespace = `tributary-${process.pid}-${generation}`;
+  const api = register({ namespace });
+  let requireApi: { require: (id: string, fromFile: string) => unknown } | undefined;
+  return async (file) => {
+    try {
+      return (await api.import(pathToFileURL(file).href, import.meta.url)) as Record<string, unknown>;
+    } catch (error) {
+      // Node 24 strips types itself and does not resolve tsx's `?namespace=` ESM specifiers; tsx's
+      // own tsImport() loads `.ts` files through its require hook there, and so does this loader.
+      if (!String((error as { message?: unknown })?.message).includes('?namespace=')) throw error;
+      requireApi ??= registerRequire({ namespace });
+      return requireApi.require(file, import.meta.url) as Record<string, unknown>;
+    }
+  };
 }
 
 /** The `app` (a defineApp() result) exported by `file`. */

@@ -125,14 +125,24 @@ describe.skipIf(process.platform !== 'linux')('dev servers bind to loopback', ()
       await engine.stop();
     }
 
-    // engine/main.ts with no TRIBUTARY_HEALTH_HOST, as `npm run engine` runs it.
+    // engine/main.ts with no TRIBUTARY_HEALTH_HOST, as `npm run engine` runs it. Its own table:
+    // the views' fingerprints cover their functions' source text, which vitest's transform and
+    // tsx's print differently, so the registry of the first table would refuse this process.
+    const mainTable = uniqueName('loopback');
+    await createTable(mainTable);
     engineProcess = spawnEngine({
-      TRIBUTARY_TABLE: table,
+      TRIBUTARY_TABLE: mainTable,
       TRIBUTARY_APP_MODULE: 'test/integration/fixtures/engine-reference-app.ts',
       ENGINE_FIXTURE_TOPIC: topic,
       ENGINE_FIXTURE_APP: uniqueName('loopback'),
     });
-    await engineProcess.running;
+    const proc = engineProcess;
+    await Promise.race([
+      proc.running,
+      proc.exited.then(({ code, signal }) => {
+        throw new Error(`engine/main.ts exited (${code ?? signal}) before running:\n${proc.lines.join('\n')}`);
+      }),
+    ]);
     const listening = engineProcess.lines.map((l) => (l.startsWith('{') ? JSON.parse(l) : {})).find((l) => l.msg === 'health endpoint listening');
     expectLoopbackOnly({ 'engine health (engine/main.ts)': listening.port });
     engineProcess.child.kill('SIGTERM');

@@ -197,7 +197,7 @@ export const app = defineApp({ name: 'shop', views: [defineView({ name: 'daily',
 `);
     const [get, query] = await Promise.all([cli(['views', 'get', 'daily', 'k'], dir), cli(['views', 'query', 'daily'], dir)]);
     for (const result of [get, query]) {
-      expect(result.code).toBe(2);
+      expect(result.code, result.stderr).toBe(2);
       expect(result.stderr).toContain('view "daily" has windows (tumbling 1 d, grace 0 ms, emit changes)');
       expect(result.stderr).toContain('`tributary views latest daily <key>`');
       expect(result.stderr).toContain('`tributary views windows daily <key> [--from t] [--to t]`');
