@@ -30,6 +30,12 @@ export type { DefinitionCheck, DefinitionVerdict, RecordedVersion, ViewRegistryE
 export { encodeDeadLetter } from './internal/dead-letter.ts';
 export type { DeadLetter, PoisonCode, PoisonDeadLetter, TriggerDeadLetterEntry } from './internal/dead-letter.ts';
 
+// Dead-letter replay
+export { replayDeadLetters } from './internal/replay-runner.ts';
+export type { ReplayDeadLettersOptions } from './internal/replay-runner.ts';
+export { replayLetters, replayTopicOfTrigger, replayTopicOfView } from './internal/replay.ts';
+export type { ReplayDeps, ReplayProgress, ReplaySelection, ReplaySummary, StoredDeadLetter, UnreplayableLetter } from './internal/replay.ts';
+
 // Test driver
 export { createTestDriver, MemoryItemStore } from './internal/test-driver.ts';
 export type { DeliveredChange, TestDriver, TestDriverOptions, TestRecord } from './internal/test-driver.ts';

@@ -65,6 +65,10 @@ export interface PoisonDeadLetter {
   readonly error?: ErrorInfo;
   /** Code `LATE`: how late the event was. */
   readonly late?: LateInfo;
+  /** The version of the view that found the record poison (replay only applies a letter to that version). */
+  readonly viewVersion?: number;
+  /** Set when a replay found the record still poison: the dead letter it replayed (replay.ts). */
+  readonly replayOf?: { readonly partition: number; readonly offset: string };
 }
 
 /** A change a trigger could not deliver after its retries (or whose `when` threw). */
@@ -201,6 +205,8 @@ function encodeWhole(appName: string, letter: DeadLetter, now: Date): DeadLetter
       },
       ...(letter.error !== undefined ? { error: letter.error } : {}),
       ...(letter.late !== undefined ? { late: letter.late } : {}),
+      ...(letter.viewVersion !== undefined ? { viewVersion: letter.viewVersion } : {}),
+      ...(letter.replayOf !== undefined ? { replayOf: letter.replayOf } : {}),
       deadLetteredAt: now.toISOString(),
     };
     return {

@@ -57,7 +57,11 @@ export type EngineErrorCode =
   /** The engine was stopped while the operation was in progress. */
   | 'ENGINE_STOPPED'
   /** A test-driver call received something malformed. */
-  | 'INVALID_ARGUMENT';
+  | 'INVALID_ARGUMENT'
+  /** Dead-letter replay: the view's letters cannot be replayed exactly (windowed, or aggregating a table); the message says what to do instead. */
+  | 'REPLAY_UNSUPPORTED'
+  /** Dead-letter replay: the view's version in the code is not the live one on the table (a build is pending or the code is older). */
+  | 'REPLAY_VERSION_NOT_LIVE';
 
 /** Context that explains an engine error. */
 export interface EngineErrorContext {

@@ -99,6 +99,8 @@ function poison(
     record,
     ...(key !== undefined ? { key } : {}),
     ...(error !== undefined ? { error: errorInfo(error) } : {}),
+    // Replay applies a letter only to the version that found it poison (absent: version 1).
+    ...(view.version > 1 ? { viewVersion: view.version } : {}),
   };
 }
 
