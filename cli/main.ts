@@ -31,6 +31,7 @@ Commands:
   views window <view> <key> <start>   one window of a key, by its start
   dead-letters list          list the app's dead letters
   dead-letters show <p:o>    show one dead letter in full
+  dead-letters replay --view <v>   fold a view's dead letters again with the fixed code
 
 Run \`tributary <command> --help\` for its options. The commands after \`dev\` read the
 environment \`tributary dev\` writes to .tributary/env, so they work in a second terminal.`,
@@ -87,14 +88,22 @@ Options:
   -h, --help`,
   'dead-letters': `Usage: tributary dead-letters list [--json]
        tributary dead-letters show <partition:offset> [--json]
+       tributary dead-letters replay --view <view> [--view <view>] [--code <code>] [--until <t>] [--json]
 
 Reads the app's dead-letter topic from the start: poison records and changes a trigger could
-not deliver, with the reason.
+not deliver, with the reason. \`replay\` folds a view's poison records into that view again with
+the app's current code (fix the code first), exactly once: a second replay skips what the
+first applied. Records still poison are dead-lettered again with the new reason. Its
+triggers' undelivered changes are delivered again, with their idempotency keys.
 
 Options:
   --app <file>         module exporting \`app\`                   default: app.ts, else src/app.ts
   --topic <name>       dead-letter topic                         default: the app's
   --brokers <list>     comma-separated brokers                   default: KAFKA_BROKERS or .tributary/env
+  --view <view>        replay: the view whose letters to replay (repeat for several)
+  --code <code>        replay: only letters of this code, e.g. REDUCE_FAILED (repeatable)
+  --until <t>          replay: only letters written up to t (epoch ms or ISO-8601)
+  --table <name>       replay: views table                       default: TRIBUTARY_TABLE or <app>-views
   --json               print JSON instead of the human form
   -h, --help`,
 } as const;
@@ -118,6 +127,37 @@ function positiveInt(command: Command, name: string, raw: string | undefined): n
 
 function usage(command: Command, message: string): CliError {
   return new CliError('USAGE', `${command}: ${message}; see \`tributary ${command} --help\``, { context: { command } });
+}
+
+/** `dead-letters replay`: progress on stderr, the summary on stdout. */
+async function deadLettersReplay(
+  cwd: string,
+  values: { app?: string; topic?: string; brokers?: string; json?: boolean; view?: string[]; code?: string[]; until?: string; table?: string },
+  extra: string | undefined,
+  print: (line: string) => void,
+): Promise<number> {
+  if (extra !== undefined) throw usage('dead-letters', `unexpected argument ${JSON.stringify(extra)}`);
+  if (values.view === undefined || values.view.length === 0) throw usage('dead-letters', 'replay needs --view <view>, the view whose letters to replay');
+  const { parseTime } = await import('./internal/windows.ts');
+  const until = values.until === undefined ? undefined : new Date(parseTime('--until', values.until));
+  const env = projectEnv(cwd);
+  Object.assign(process.env, Object.fromEntries(Object.entries(env).filter(([k, v]) => v !== undefined && process.env[k] === undefined)));
+  const app = await loadApp(resolveAppPath(cwd, values.app));
+  const { replayCommand, replaySummaryLines } = await import('./internal/replay.ts');
+  const summary = await replayCommand({
+    app,
+    views: values.view,
+    ...(values.code !== undefined ? { codes: values.code } : {}),
+    ...(until !== undefined ? { until } : {}),
+    table: values.table ?? tableNameOf(app, env),
+    topic: values.topic ?? env.TRIBUTARY_DEAD_LETTER_TOPIC ?? app.deadLetterTopic,
+    brokers: brokersOf(values.brokers, env),
+    env,
+    progress: (line) => console.error(line),
+  });
+  if (values.json) print(toJson(summary, 2));
+  else for (const line of replaySummaryLines(summary, values.view)) print(line);
+  return 0;
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -235,10 +275,23 @@ async function main(argv: readonly string[]): Promise<number> {
       return 0;
     }
     case 'dead-letters': {
-      const { values, positionals } = parse('dead-letters', rest, { app: { type: 'string' }, topic: { type: 'string' }, brokers: { type: 'string' }, json: { type: 'boolean' } });
+      const { values, positionals } = parse('dead-letters', rest, {
+        app: { type: 'string' },
+        topic: { type: 'string' },
+        brokers: { type: 'string' },
+        json: { type: 'boolean' },
+        view: { type: 'string', multiple: true },
+        code: { type: 'string', multiple: true },
+        until: { type: 'string' },
+        table: { type: 'string' },
+      });
       if (values.help) return print(HELP['dead-letters']), 0;
       const [action, position, extra] = positionals;
-      if (action !== 'list' && action !== 'show') throw usage('dead-letters', `expected \`list\` or \`show\`, received ${JSON.stringify(action ?? '')}`);
+      if (action === 'replay') return deadLettersReplay(cwd, values, position, print);
+      if (values.view !== undefined || values.code !== undefined || values.until !== undefined || values.table !== undefined) {
+        throw usage('dead-letters', '--view, --code, --until and --table go with `replay`');
+      }
+      if (action !== 'list' && action !== 'show') throw usage('dead-letters', `expected \`list\`, \`show\` or \`replay\`, received ${JSON.stringify(action ?? '')}`);
       if (action === 'show' && position === undefined) throw usage('dead-letters', 'show needs partition:offset, e.g. `tributary dead-letters show 0:12`');
       if ((action === 'show' ? extra : position) !== undefined) throw usage('dead-letters', `unexpected argument ${JSON.stringify(action === 'show' ? extra : position)}`);
       const env = projectEnv(cwd);
