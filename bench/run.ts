@@ -18,6 +18,7 @@
  * npm run bench -- --scenario triggers            # + a trigger: engine vs one Invoke per event
  * npm run bench -- --scenario windows             # unwindowed vs tumbling vs hopping windows
  * npm run bench -- --scenario joins               # plain vs re-keyed vs a table lookup
+ * npm run bench -- --scenario rebuild             # a view build's rate, and live latency during it
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +33,7 @@ import { mib, num, percentile, renderGrid, renderTable, type DynamoDbRequestCoun
 import { BenchUsageError, parseBenchOptions, type BenchOptions, type Contender } from './internal/options.ts';
 import type { WorkerConfig, WorkerStats } from './internal/worker.ts';
 import { runJoinsScenario } from './internal/joins-scenario.ts';
+import { runRebuildScenario } from './internal/rebuild-scenario.ts';
 import { runWindowsScenario } from './internal/windows-scenario.ts';
 
 /** Events per produce request: big enough to keep the broker busy, small enough for a 1 MB request. */
@@ -469,6 +471,10 @@ async function main(): Promise<void> {
   }
   if (options.scenario === 'joins') {
     await runJoinsScenario(options, log);
+    return;
+  }
+  if (options.scenario === 'rebuild') {
+    await runRebuildScenario(options, log);
     return;
   }
   const runId = Date.now().toString(36);

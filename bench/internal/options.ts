@@ -19,9 +19,12 @@ export type Contender = 'engine' | 'naive';
  *   tumbling window and hopping windows of 2, 4 and 8 windows per event (events/s, writes/event);
  * - `joins`: the engine alone over the same events: a plain view (keyed like the Kafka key), the
  *   same view re-keyed by member, and the plain view with a lookup of a members table (events/s,
- *   DynamoDB item reads and writes per event).
+ *   DynamoDB item reads and writes per event);
+ * - `rebuild`: the engine alone: live folding of the events, then a view added and built from
+ *   the same history (records/s of each), with produce->view latency probes of the live view
+ *   with no build running and while the build runs.
  */
-export type Scenario = 'throughput' | 'keys' | 'triggers' | 'windows' | 'joins';
+export type Scenario = 'throughput' | 'keys' | 'triggers' | 'windows' | 'joins' | 'rebuild';
 
 /** Resolved options of one benchmark run. */
 export interface BenchOptions {
@@ -109,6 +112,19 @@ const SCENARIO_DEFAULTS: Record<Scenario, Omit<BenchOptions, 'scenario' | 'verbo
     phaseTimeoutMs: 600_000,
     cacheMaxEntries: undefined,
   },
+  rebuild: {
+    // Live folding, then a build of an added view over the same 20k records, with probes beside it.
+    contenders: ['engine'],
+    events: 20_000,
+    classes: 200,
+    partitions: 4,
+    seed: 1,
+    probes: 40,
+    probeIntervalMs: 100,
+    backgroundRate: 0,
+    phaseTimeoutMs: 600_000,
+    cacheMaxEntries: undefined,
+  },
   windows: {
     // Five engine passes over the same events; 30k keeps the run to a few minutes.
     contenders: ['engine'],
@@ -136,7 +152,7 @@ const FLAGS = {
   'cache-max-entries': 'BENCH_CACHE_MAX_ENTRIES',
 } as const;
 
-const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers|windows|joins] [--contenders engine,naive]
+const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers|windows|joins|rebuild] [--contenders engine,naive]
   [--events N] [--classes N] [--partitions N] [--seed N] [--probes N] [--probe-interval-ms N]
   [--background-rate N] [--phase-timeout-ms N] [--cache-max-entries N] [--verbose]
   (each flag also reads BENCH_<FLAG> from the environment, e.g. BENCH_EVENTS=50000)`;
