@@ -178,8 +178,6 @@ describe('the tributary command line', { timeout: 60_000 }, () => {
       [['views', 'window', 'daily', 'k'], "window needs the window's start"],
       [['views', 'latest', 'daily', 'k', '--to', '2026-12-01'], '--from and --to go with `windows`'],
       [['dev', '--rate', 'fast', '--app', CLI], '--rate needs a positive integer'],
-      [['dead-letters', 'replay'], 'replay needs --view <view>'],
-      [['dead-letters', 'list', '--view', 'totals'], '--view, --code, --until and --table go with `replay`'],
     ] as const;
     const results = await Promise.all(cases.map(([args]) => cli([...args])));
     for (const [i, [args, text]] of cases.entries()) {
