@@ -71,7 +71,13 @@ async function startHandler(kafka: Kafka, group: string, topic: string, handle: 
     eachBatch: async (payload) => {
       const events = payload.batch.messages.map((m) => decodeBookingEvent(m.value ?? Buffer.alloc(0)));
       if (events.length === 0) return;
-      await handle(events, payload);
+      // A slow batch must not cost the partition: heartbeats go on while the handler runs.
+      const beat = setInterval(() => void payload.heartbeat().catch(() => {}), 1_000);
+      try {
+        await handle(events, payload);
+      } finally {
+        clearInterval(beat);
+      }
       payload.resolveOffset(payload.batch.lastOffset());
       await payload.commitOffsetsIfNecessary();
     },
@@ -99,12 +105,18 @@ async function startSweepContender(contender: SweepContender, kafka: Kafka, stac
     return { applied: () => engine.stats().eventsApplied, stop: () => engine.stop() };
   }
   let applied = 0;
-  const consumer = await startHandler(kafka, group, topic, async (events) => {
+  const consumer = await startHandler(kafka, group, topic, async (events, { batch, resolveOffset, isRunning, isStale }) => {
     if (contender === 'naive') {
-      for (const event of events) await ddb.send(naiveUpdate(table, event));
-    } else {
-      await Promise.all([...groupByClass(events)].map(([classId, delta]) => ddb.send(batchedUpdate(table, classId, delta))));
+      // As the throughput scenario's naive worker: each event's offset resolved once its write is done.
+      for (let i = 0; i < events.length; i++) {
+        if (!isRunning() || isStale()) throw new Error('bench: partition lost mid-batch');
+        await ddb.send(naiveUpdate(table, events[i]!));
+        resolveOffset(batch.messages[i]!.offset);
+        applied++;
+      }
+      return;
     }
+    await Promise.all([...groupByClass(events)].map(([classId, delta]) => ddb.send(batchedUpdate(table, classId, delta))));
     applied += events.length;
   });
   return { applied: () => applied, stop: () => consumer.disconnect() };

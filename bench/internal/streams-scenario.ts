@@ -300,6 +300,8 @@ export async function runStreamsScenario(options: BenchOptions, log: (line: stri
         void restarted.ready.then(() => (result.restartToRunningMs = performance.now() - restarted.spawnedAt)).catch(() => {});
         await waitUntil(`${peer} restart`, RESTART_TIMEOUT_MS, async () => (await restarted.visible([restartProbe.classId])).has(restartProbe.classId), 20);
         result.restartMs = performance.now() - restarted.spawnedAt;
+        // Kafka Streams may process a restored task before the instance reports RUNNING.
+        await Promise.race([restarted.ready.catch(() => {}), sleep(15_000)]);
         log(`${peer}: restart after kill -9 (state wiped): first new result after ${num()(result.restartMs)} ms`);
       } catch (error) {
         result.error = error instanceof Error ? error.message : String(error);
