@@ -67,6 +67,42 @@ export function attributeValueSize(value: AttributeValue): number {
   return 0;
 }
 
+const ATTRIBUTE_TYPES = new Set(['S', 'N', 'B', 'BOOL', 'NULL', 'M', 'L', 'SS', 'NS', 'BS']);
+
+/** Whether `item` is in DynamoDB's wire format (each value `{ S: ... }`, `{ N: ... }`, ...). */
+function isMarshalled(item: Readonly<Record<string, unknown>>): boolean {
+  return Object.values(item).every((v) => {
+    if (v === null || typeof v !== 'object' || v instanceof Uint8Array) return false;
+    const keys = Object.keys(v);
+    return keys.length === 1 && ATTRIBUTE_TYPES.has(keys[0]!);
+  });
+}
+
+/**
+ * Bytes of a value as a document client would store it (strings, numbers, booleans, null,
+ * binary, arrays as lists, Sets as sets, objects as maps), by the same rules as {@link attributeValueSize}.
+ */
+export function nativeValueSize(value: unknown): number {
+  if (typeof value === 'string') return Buffer.byteLength(value, 'utf8');
+  if (typeof value === 'number' || typeof value === 'bigint') return numberSize(String(value));
+  if (typeof value === 'boolean' || value === null || value === undefined) return 1;
+  if (value instanceof Uint8Array) return value.byteLength;
+  if (value instanceof Set) return [...value].reduce((sum: number, v) => sum + nativeValueSize(v), 0);
+  if (Array.isArray(value)) return 3 + value.reduce((sum: number, v) => sum + 1 + nativeValueSize(v), 0);
+  if (typeof value === 'object') {
+    return 3 + Object.entries(value as Record<string, unknown>).reduce((sum, [name, v]) => sum + 1 + Buffer.byteLength(name, 'utf8') + nativeValueSize(v), 0);
+  }
+  return 0;
+}
+
+/** Bytes of an item in either form: the wire format, or a document client's plain object. */
+export function anyItemSize(item: Readonly<Record<string, unknown>>): number {
+  if (isMarshalled(item)) return itemSize(item as Readonly<Record<string, AttributeValue>>);
+  let size = 0;
+  for (const [name, value] of Object.entries(item)) if (value !== undefined) size += Buffer.byteLength(name, 'utf8') + nativeValueSize(value);
+  return size;
+}
+
 function byteSize(b: unknown): number {
   if (b instanceof Uint8Array) return b.byteLength;
   if (typeof b === 'string') return Buffer.byteLength(b, 'base64');
@@ -141,8 +177,9 @@ export interface CapacityCounts {
 const SIZE_SAMPLE_LIMIT = 100_000;
 
 function kindOf(item: Readonly<Record<string, AttributeValue>>): ItemKind {
-  const pk = item.pk?.S;
-  const sk = item.sk?.S;
+  const raw = item as Readonly<Record<string, unknown>>;
+  const pk = typeof raw.pk === 'string' ? raw.pk : item.pk?.S;
+  const sk = typeof raw.sk === 'string' ? raw.sk : item.sk?.S;
   if (typeof pk === 'string' && pk === '_tributary' && typeof sk === 'string' && sk.startsWith('checkpoint#')) return 'checkpoint';
   if (typeof pk === 'string' && pk.startsWith('v#')) return 'view item';
   return 'other';
@@ -164,7 +201,7 @@ export function meterCapacity(client: DynamoDBClient): () => CapacityCounts {
   const puts: Record<ItemKind, number> = { 'view item': 0, checkpoint: 0, other: 0 };
   const updates: Record<string, number> = {};
   const put = (item: Record<string, AttributeValue>, transactional: boolean) => {
-    const size = itemSize(item);
+    const size = anyItemSize(item);
     const kind = kindOf(item);
     puts[kind]++;
     if (putSizes[kind].length < SIZE_SAMPLE_LIMIT) putSizes[kind].push(size);
@@ -197,27 +234,27 @@ export function meterCapacity(client: DynamoDBClient): () => CapacityCounts {
       }
       const result = await next(args);
       const output = result.output as Record<string, any>;
-      if (name === 'GetItemCommand') ru += readUnits(output.Item ? itemSize(output.Item) : 0, input.ConsistentRead === true);
+      if (name === 'GetItemCommand') ru += readUnits(output.Item ? anyItemSize(output.Item) : 0, input.ConsistentRead === true);
       else if (name === 'QueryCommand' || name === 'ScanCommand') {
-        const size = (output.Items ?? []).reduce((sum: number, item: Record<string, AttributeValue>) => sum + itemSize(item), 0);
+        const size = (output.Items ?? []).reduce((sum: number, item: Record<string, AttributeValue>) => sum + anyItemSize(item), 0);
         ru += readUnits(size, input.ConsistentRead === true);
       } else if (name === 'BatchGetItemCommand') {
         // Each key is read as its own GetItem: found items by size, keys not found at the minimum.
         for (const [table, request] of Object.entries(input.RequestItems ?? {}) as [string, { Keys?: unknown[]; ConsistentRead?: boolean }][]) {
           const consistent = request.ConsistentRead === true;
           const items = (output.Responses?.[table] ?? []) as Record<string, AttributeValue>[];
-          for (const item of items) ru += readUnits(itemSize(item), consistent);
+          for (const item of items) ru += readUnits(anyItemSize(item), consistent);
           const unprocessed = output.UnprocessedKeys?.[table]?.Keys?.length ?? 0;
           ru += Math.max(0, (request.Keys?.length ?? 0) - items.length - unprocessed) * readUnits(0, consistent);
         }
       } else if (name === 'TransactGetItemsCommand') {
-        for (const r of output.Responses ?? []) ru += 2 * readUnits(r.Item ? itemSize(r.Item) : 0, true);
+        for (const r of output.Responses ?? []) ru += 2 * readUnits(r.Item ? anyItemSize(r.Item) : 0, true);
       }
       return result;
     },
-    // 'serialize' runs after the document client marshalled the input, before the request is
-    // built; its output is not unmarshalled yet: sizes are those of the wire format.
-    { step: 'serialize', name: 'benchCapacityMeter', priority: 'high' },
+    // At 'build' the input is in the wire format (a document client marshals it just before the
+    // serializer); the output a document client unmarshals inside: its items are sized either way.
+    { step: 'build', name: 'benchCapacityMeter', priority: 'high' },
   );
   return () => ({
     writeUnits: wu,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { batchedUpdate, checkAgainstReference, groupByClass } from '../../bench/internal/batched-naive.ts';
-import { costPerMillionEvents, itemSize, numberSize, readUnits, resolveUpdateUnits, writeUnits } from '../../bench/internal/cost.ts';
+import { anyItemSize, costPerMillionEvents, itemSize, numberSize, readUnits, resolveUpdateUnits, writeUnits } from '../../bench/internal/cost.ts';
 import type { BookingEvent } from '../../functions/events.ts';
 
 const event = (type: BookingEvent['type'], classId: string, at: string): BookingEvent => ({
@@ -28,6 +28,12 @@ describe('bench cost model', () => {
     // a list of two numbers: 3 + (1 + 2) + (1 + 2) = 9, name "l" 1
     expect(itemSize({ l: { L: [{ N: '1' }, { N: '22' }] } })).toBe(10);
     expect(itemSize({ é: { S: 'ü' } })).toBe(4); // UTF-8 bytes, not characters
+  });
+
+  it('sizes a document client item (plain values) as its wire format', () => {
+    expect(anyItemSize({ pk: 'ab', n: 7, m: { x: 'a', y: true } })).toBe(17);
+    expect(anyItemSize({ pk: { S: 'ab' }, n: { N: '7' }, m: { M: { x: { S: 'a' }, y: { BOOL: true } } } })).toBe(17);
+    expect(anyItemSize({ l: [1, 22], gone: undefined })).toBe(10);
   });
 
   it('prices writes per started KB, doubled in a transaction, and reads per started 4 KB', () => {
