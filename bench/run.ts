@@ -18,6 +18,8 @@
  * npm run bench -- --scenario triggers            # + a trigger: engine vs one Invoke per event
  * npm run bench -- --scenario windows             # unwindowed vs tumbling vs hopping windows
  * npm run bench -- --scenario joins               # plain vs re-keyed vs a table lookup
+ * npm run bench -- --scenario cardinality         # 50..50,000 keys: engine, batched naive, naive; a redelivery each
+ * npm run bench -- --scenario streams             # Apache Kafka: engine vs Kafka Streams (exactly-once v2)
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
