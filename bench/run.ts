@@ -19,6 +19,8 @@
  * npm run bench -- --scenario windows             # unwindowed vs tumbling vs hopping windows
  * npm run bench -- --scenario joins               # plain vs re-keyed vs a table lookup
  * npm run bench -- --scenario rebuild             # a view build's rate, and live latency during it
+ * npm run bench -- --scenario cardinality         # 50..50,000 keys: engine, batched naive, naive; a redelivery each
+ * npm run bench -- --scenario streams             # Apache Kafka: engine vs Kafka Streams (exactly-once v2)
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +37,9 @@ import type { WorkerConfig, WorkerStats } from './internal/worker.ts';
 import { runJoinsScenario } from './internal/joins-scenario.ts';
 import { runRebuildScenario } from './internal/rebuild-scenario.ts';
 import { runWindowsScenario } from './internal/windows-scenario.ts';
+import { contenderCost, priceNote, priceUpdates, sizeDistributions, type CapacityCounts, type ContenderCost } from './internal/cost.ts';
+import { runCardinalityScenario } from './internal/cardinality-scenario.ts';
+import { runStreamsScenario } from './internal/streams-scenario.ts';
 
 /** Events per produce request: big enough to keep the broker busy, small enough for a 1 MB request. */
 const PRODUCE_BATCH = 1_000;
@@ -145,6 +150,9 @@ interface ContenderResult {
   eventsPerSecond?: number;
   eventsPerSecondSinceStart?: number;
   counts?: DynamoDbRequestCounts;
+  /** Capacity units of the throughput phase (bench/internal/cost.ts) and what they cost. */
+  capacity?: CapacityCounts;
+  cost?: ContenderCost;
   events?: number;
   peakRssBytes?: number;
   latenciesMs: number[];
@@ -477,6 +485,14 @@ async function main(): Promise<void> {
     await runRebuildScenario(options, log);
     return;
   }
+  if (options.scenario === 'cardinality') {
+    await runCardinalityScenario(options, log);
+    return;
+  }
+  if (options.scenario === 'streams') {
+    await runStreamsScenario(options, log);
+    return;
+  }
   const runId = Date.now().toString(36);
   log(`scenario ${options.scenario}: ${num()(options.events)} events, ${num()(options.classes)} classes, ${options.partitions} partitions, contenders ${options.contenders.join(', ')}`);
   const stackStarted = Date.now();
@@ -587,6 +603,8 @@ async function main(): Promise<void> {
         // A fresh process: its counters hold exactly this phase's requests.
         result.counts = stats.counts;
         result.events = target;
+        result.capacity = stats.capacity;
+        result.cost = contenderCost(stats.capacity, await priceUpdates(ddb, stats.capacity.updates), target);
         result.peakRssBytes = stats.peakRssBytes;
         if (stats.engineStats) {
           const e = stats.engineStats as { batches?: number; writes?: number; eventsApplied?: number; cache?: unknown };
@@ -702,6 +720,9 @@ async function main(): Promise<void> {
     { metric: 'DynamoDB write requests / event', engine: perEvent(engine, (c) => c.writeRequests), naive: perEvent(naive, (c) => c.writeRequests), format: num(4), better: 'lower' },
     { metric: 'DynamoDB item writes / event', engine: perEvent(engine, (c) => c.itemWrites), naive: perEvent(naive, (c) => c.itemWrites), format: num(4), better: 'lower' },
     { metric: 'DynamoDB read requests / event', engine: perEvent(engine, (c) => c.readRequests), naive: perEvent(naive, (c) => c.readRequests), format: num(4), better: 'lower' },
+    { metric: 'write units / event (cost model)', engine: engine?.cost?.writeUnitsPerEvent, naive: naive?.cost?.writeUnitsPerEvent, format: num(4), better: 'lower' },
+    { metric: 'read units / event (cost model)', engine: engine?.cost?.readUnitsPerEvent, naive: naive?.cost?.readUnitsPerEvent, format: num(4), better: 'lower' },
+    { metric: 'on-demand USD / million events', engine: engine?.cost?.usdPerMillionEvents, naive: naive?.cost?.usdPerMillionEvents, format: num(4), better: 'lower' },
     { metric: 'produce->view p50 (ms)', engine: percentile(engine?.latenciesMs ?? [], 50), naive: percentile(naive?.latenciesMs ?? [], 50), format: num(1), better: 'lower' },
     { metric: 'produce->view p99 (ms)', engine: percentile(engine?.latenciesMs ?? [], 99), naive: percentile(naive?.latenciesMs ?? [], 99), format: num(1), better: 'lower' },
     { metric: 'peak RSS (throughput phase)', engine: engine?.peakRssBytes, naive: naive?.peakRssBytes, format: mib, better: 'lower' },
@@ -709,6 +730,15 @@ async function main(): Promise<void> {
   console.log('');
   console.log(`Tributary bench — scenario ${options.scenario}: ${num()(options.events)} events, ${num()(options.classes)} classes (keys), ${options.partitions} partitions, seed ${options.seed}`);
   console.log(renderTable(rows));
+  console.log(priceNote());
+  const sizeRows = [...results.values()].flatMap((r) =>
+    r.capacity ? sizeDistributions(r.capacity).map((d) => [r.contender, d.kind, num()(d.writes), num()(d.p50), num()(d.p99), num()(d.max), String(d.unitsAtP50)]) : [],
+  );
+  if (sizeRows.length > 0) {
+    console.log('');
+    console.log('Sizes of the items written by PutItem (bytes; a view item carries its offsets per partition and trigger bookkeeping); UpdateItems are priced at their stored item size');
+    console.log(renderGrid(['contender', 'item', 'puts', 'p50 B', 'p99 B', 'max B', 'write units at p50'], sizeRows, 'label'));
+  }
   if (memoryTimeline.length > 0) {
     console.log('');
     console.log(`Engine memory while folding ${num()(options.events)} distinct keys (state cache limit: ${options.cacheMaxEntries === undefined ? 'engine default' : num()(options.cacheMaxEntries)} entries)`);

@@ -31,8 +31,12 @@ export async function startBenchEngine(config: WorkerConfig, dynamodb: DynamoDBC
     healthPort: null,
     // BENCH_ENGINE_LOG_LEVEL=debug shows each batch's timings (load/write/deliver) when profiling.
     logLevel: (process.env.BENCH_ENGINE_LOG_LEVEL as 'debug' | 'info' | 'warn' | undefined) ?? (config.verbose ? 'info' : 'warn'),
-    logSink: (line) => process.stderr.write(`[engine] ${line}\n`),
+    // Metric lines (CloudWatch EMF) would bury the bench's progress log.
+    logSink: (line) => {
+      if (!line.startsWith('{"_aws"')) process.stderr.write(`[engine] ${line}\n`);
+    },
     ...(config.cacheMaxEntries === undefined ? {} : { cacheMaxEntries: config.cacheMaxEntries }),
+    ...(config.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: config.sessionTimeoutMs, heartbeatIntervalMs: Math.floor(config.sessionTimeoutMs / 10) }),
   });
   engine.done.catch((error: unknown) => process.stderr.write(`[engine] stopped with ${String(error)}\n`));
   await engine.ready;

@@ -22,9 +22,16 @@ export type Contender = 'engine' | 'naive';
  *   DynamoDB item reads and writes per event);
  * - `rebuild`: the engine alone: live folding of the events, then a view added and built from
  *   the same history (records/s of each), with produce->view latency probes of the live view
- *   with no build running and while the build runs.
+ *   with no build running and while the build runs;
+ * - `cardinality`: the same number of events over 50, 500, 5,000 and 50,000 keys, folded by the
+ *   engine, the naive pattern and the batched naive handler (one `UpdateItem ADD` per key and
+ *   batch): writes/event, cost and events/s per key count; then one batch re-delivered to the
+ *   batched handler and the engine killed mid-run, both checked against the produced events;
+ * - `streams`: on Apache Kafka, the engine against a Kafka Streams app doing the same
+ *   aggregation (exactly-once v2, RocksDB), on the same events: events/s, CPU per million
+ *   events, produce->result latency, restart time after kill -9 with local state wiped.
  */
-export type Scenario = 'throughput' | 'keys' | 'triggers' | 'windows' | 'joins' | 'rebuild';
+export type Scenario = 'throughput' | 'keys' | 'triggers' | 'windows' | 'joins' | 'rebuild' | 'cardinality' | 'streams';
 
 /** Resolved options of one benchmark run. */
 export interface BenchOptions {
@@ -125,6 +132,33 @@ const SCENARIO_DEFAULTS: Record<Scenario, Omit<BenchOptions, 'scenario' | 'verbo
     phaseTimeoutMs: 600_000,
     cacheMaxEntries: undefined,
   },
+  cardinality: {
+    // Three contenders at four key counts over the same 20k events, plus the retry phase: the
+    // naive side (~500 UpdateItems/s against DynamoDB Local here) sets the pace, ~6 minutes.
+    contenders: ['engine', 'naive'],
+    events: 20_000,
+    classes: 500,
+    partitions: 4,
+    seed: 1,
+    probes: 0,
+    probeIntervalMs: 100,
+    backgroundRate: 0,
+    phaseTimeoutMs: 600_000,
+    cacheMaxEntries: undefined,
+  },
+  streams: {
+    // 100k events of history before the crash; `--events 1000000` for the long restart run.
+    contenders: ['engine'],
+    events: 100_000,
+    classes: 500,
+    partitions: 4,
+    seed: 1,
+    probes: 50,
+    probeIntervalMs: 100,
+    backgroundRate: 200,
+    phaseTimeoutMs: 1_800_000,
+    cacheMaxEntries: undefined,
+  },
   windows: {
     // Five engine passes over the same events; 30k keeps the run to a few minutes.
     contenders: ['engine'],
@@ -152,7 +186,7 @@ const FLAGS = {
   'cache-max-entries': 'BENCH_CACHE_MAX_ENTRIES',
 } as const;
 
-const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers|windows|joins|rebuild] [--contenders engine,naive]
+const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers|windows|joins|rebuild|cardinality|streams] [--contenders engine,naive]
   [--events N] [--classes N] [--partitions N] [--seed N] [--probes N] [--probe-interval-ms N]
   [--background-rate N] [--phase-timeout-ms N] [--cache-max-entries N] [--verbose]
   (each flag also reads BENCH_<FLAG> from the environment, e.g. BENCH_EVENTS=50000)`;

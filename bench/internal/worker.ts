@@ -13,6 +13,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { decodeBookingEvent } from '../../functions/events.ts';
 import { naiveUpdate } from './class-counts.ts';
 import { countDynamoDbRequests, memoryNow, type DynamoDbRequestCounts, type MemorySample } from './metrics.ts';
+import { meterCapacity, type CapacityCounts } from './cost.ts';
 import type { TriggerChanges } from '../../sdk/index.ts';
 
 /** What the parent tells a worker. */
@@ -33,6 +34,8 @@ export interface WorkerConfig {
   readonly triggerFunction: string | undefined;
   /** The engine trigger's `changes` (the SDK's default, `'every'`, when undefined). */
   readonly triggerChanges?: TriggerChanges;
+  /** The engine's consumer session timeout (its default when undefined); the streams scenario sets both contenders' alike. */
+  readonly sessionTimeoutMs?: number;
   readonly verbose: boolean;
 }
 
@@ -40,6 +43,8 @@ export interface WorkerConfig {
 export interface WorkerStats extends MemorySample {
   readonly type: 'stats';
   readonly counts: DynamoDbRequestCounts;
+  /** Capacity units by the bench's cost model (bench/internal/cost.ts), and the sizes of the items put. */
+  readonly capacity: CapacityCounts;
   /** Events the contender reports as applied, when it can tell. */
   readonly eventsApplied: number | undefined;
   /** The engine's own counters (`Engine.stats()`), engine only. */
@@ -118,10 +123,11 @@ async function main(): Promise<void> {
     credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
   });
   const counts = countDynamoDbRequests(dynamodb);
+  const capacity = meterCapacity(dynamodb);
   const running = config.mode === 'naive' ? await startNaive(config, dynamodb) : await startTributaryEngine(config, dynamodb);
   process.on('message', (message: { type?: string }) => {
     if (message?.type === 'stats') {
-      const stats: WorkerStats = { type: 'stats', counts: counts(), ...memoryNow(), eventsApplied: running.eventsApplied(), engineStats: running.engineStats?.() };
+      const stats: WorkerStats = { type: 'stats', counts: counts(), capacity: capacity(), ...memoryNow(), eventsApplied: running.eventsApplied(), engineStats: running.engineStats?.() };
       send(stats);
     } else if (message?.type === 'stop') {
       running
