@@ -188,6 +188,11 @@ describe('view builds', () => {
         message: 'version 1 to be recorded as removed',
       });
       expect(await items(table, 'revenue@2')).toEqual(v2Expected);
+      const info = await reader.viewInfo(v2View);
+      expect(info).toMatchObject({ view: 'revenue', live: 2 });
+      expect(info?.retainedFrom).toBeUndefined();
+      expect(info?.versions[1]?.removedAt).toEqual(expect.any(String));
+      expect(info?.versions[2]?.removedAt).toBeUndefined();
       // Prefix sums per key in partition order (a key stays in one partition): a state of n events
       // is version 1's when its sum is the first n events' sum, version 2's when it is 3 times it.
       const prefix = new Map<string, number[]>();
@@ -319,6 +324,10 @@ describe.skipIf(!onApache)('view builds when history is gone', () => {
       const { Item } = await storage.documentClient.send(new GetCommand({ TableName: table, Key: { pk: '_tributary', sk: 'view#added' }, ConsistentRead: true }));
       expect(Item?.live).toBe(1);
       expect(Item?.versions['1'].retainedFrom).toEqual({ 0: '100' });
+      // Reads can tell: the SDK reports where the live version's history starts.
+      const info = await createViewReader({ dynamodb, tableName: table }).viewInfo(retained);
+      expect(info).toMatchObject({ view: 'added', live: 1, retainedFrom: { 0: '100' } });
+      expect((await createViewReader({ dynamodb, tableName: table }).viewInfo(sums('kept', topic)))?.retainedFrom).toBeUndefined();
       const page = await storage.documentClient.send(
         new ScanCommand({ TableName: table, FilterExpression: 'begins_with(pk, :p)', ExpressionAttributeValues: { ':p': 'v#added#' }, ConsistentRead: true }),
       );
