@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { build, type BuildOptions } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,43 +31,60 @@ async function printed(command: string, args: string[]): Promise<Record<string, 
   return JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, string>;
 }
 
-/** Bundles the printer as the engine image bundles an app (Dockerfile), then runs the bundle outside the repository. */
-async function bundled(name: string, options: BuildOptions): Promise<Record<string, string>> {
-  const outfile = path.join(outDir, `${name}.mjs`);
-  await build({
-    entryPoints: [PRINT],
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node22',
-    banner: { js: BANNER },
-    outfile,
-    logLevel: 'silent',
-    absWorkingDir: REPO_ROOT,
-    ...options,
-  });
-  const { stdout } = await run(process.execPath, [outfile], { cwd: outDir, timeout: 60_000 });
-  return JSON.parse(stdout.trim()) as Record<string, string>;
+/** Bundle variants: as the engine image bundles an app (Dockerfile), with keepNames (`__name` wrappers) and with whitespace minified. */
+const BUNDLES: Record<string, BuildOptions> = {
+  'an esbuild bundle as the engine image builds it': {},
+  'an esbuild bundle with keepNames (__name wrappers)': { keepNames: true },
+  'an esbuild bundle with whitespace minified': { minifyWhitespace: true },
+};
+
+/** Builds every bundle variant of the printer, then runs them all in one process outside the repository. */
+async function bundled(): Promise<Record<string, Record<string, string>>> {
+  const files = await Promise.all(
+    Object.entries(BUNDLES).map(async ([name, options], i) => {
+      const outfile = path.join(outDir, `variant-${i}.mjs`);
+      await build({
+        entryPoints: [PRINT],
+        bundle: true,
+        format: 'esm',
+        platform: 'node',
+        target: 'node22',
+        banner: { js: BANNER },
+        outfile,
+        logLevel: 'silent',
+        absWorkingDir: REPO_ROOT,
+        ...options,
+      });
+      return [name, outfile] as const;
+    }),
+  );
+  // Each bundle prints one line; imported one after the other, the lines come in this order.
+  const script = files.map(([, file]) => `await import(${JSON.stringify(pathToFileURL(file).href)});`).join(' ');
+  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: outDir, timeout: 60_000 });
+  const lines = stdout.trim().split('\n');
+  return Object.fromEntries(files.map(([name], i) => [name, JSON.parse(lines[i]!) as Record<string, string>]));
 }
 
 /** Each loader's fingerprints, computed at once in child processes (they take seconds on a loaded machine). */
-const LOADERS: Record<string, () => Promise<Record<string, string>>> = {
+const LOADERS: Record<string, () => Promise<Record<string, Record<string, string>>>> = {
   // As engine/main.ts and `npm run engine` load an app.
-  'tsx (ESM loader)': () => printed(process.execPath, ['--import', 'tsx', PRINT]),
+  'tsx (ESM loader)': async () => ({ 'tsx (ESM loader)': await printed(process.execPath, ['--import', 'tsx', PRINT]) }),
   // As the CLI loads an app on Node 24.
-  "tsx's CommonJS require hook": () =>
-    printed(process.execPath, ['-e', `require('tsx/cjs/api').require(${JSON.stringify(PRINT)}, ${JSON.stringify(path.join(REPO_ROOT, 'index.cjs'))});`]),
-  'an esbuild bundle as the engine image builds it': () => bundled('plain', {}),
-  'an esbuild bundle with keepNames (__name wrappers)': () => bundled('keep-names', { keepNames: true }),
-  'an esbuild bundle with whitespace minified': () => bundled('minify-whitespace', { minifyWhitespace: true }),
+  "tsx's CommonJS require hook": async () => ({
+    "tsx's CommonJS require hook": await printed(process.execPath, [
+      '-e',
+      `require('tsx/cjs/api').require(${JSON.stringify(PRINT)}, ${JSON.stringify(path.join(REPO_ROOT, 'index.cjs'))});`,
+    ]),
+  }),
+  bundles: bundled,
 };
+const LOADER_NAMES = ['tsx (ESM loader)', "tsx's CommonJS require hook", ...Object.keys(BUNDLES)];
 
 describe('the fingerprint of one views file through each loader', () => {
   const here = Object.fromEntries(views.map((v) => [v.name, viewFingerprint(v)]));
   let results: Record<string, Record<string, string>>;
   beforeAll(async () => {
-    const entries = await Promise.all(Object.entries(LOADERS).map(async ([name, load]) => [name, await load()] as const));
-    results = Object.fromEntries(entries);
+    results = Object.assign({}, ...(await Promise.all(Object.values(LOADERS).map((load) => load()))));
   }, 180_000);
 
   it('the loaders print the functions differently (else this test would prove nothing)', () => {
@@ -75,7 +92,7 @@ describe('the fingerprint of one views file through each loader', () => {
     expect(String(views[0]!.reduce)).toMatch(/__vite_ssr_import_\d+__/);
   });
 
-  it.each(Object.keys(LOADERS))('%s gives the fingerprints vitest gives', (name) => {
+  it.each(LOADER_NAMES)('%s gives the fingerprints vitest gives', (name) => {
     expect(results[name]).toEqual(here);
   });
 
