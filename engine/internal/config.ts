@@ -55,6 +55,8 @@ export const DEFAULT_METRICS_INTERVAL_MS = 10_000;
  * appears at most about this long after its window closed.
  */
 export const DEFAULT_WINDOW_CLOSE_INTERVAL_MS = 1_000;
+/** {@link EngineOptions.replacedVersionGraceMs}: a minute, twelve times a reader's default alias cache. */
+export const DEFAULT_REPLACED_VERSION_GRACE_MS = 60_000;
 /**
  * Start-up bound on reaching a broker. A broker that is up answers in milliseconds; kafkajs'
  * own connect retries take about 10 s to give up on refused connections and longer on a
@@ -171,6 +173,13 @@ export interface EngineOptions {
    * @default [] (every change needs a version bump)
    */
   acceptDefinitionChanges?: readonly string[];
+  /**
+   * How long after a view's alias flipped to a new version the items of the versions it
+   * replaced start to be deleted (engine/internal/retire.ts): reads that resolved the alias
+   * before the swap, and paged reads bound to the old version, finish on whole items first.
+   * @default {@link DEFAULT_REPLACED_VERSION_GRACE_MS}
+   */
+  replacedVersionGraceMs?: number;
   /** @default 'info' */
   logLevel?: LogLevel;
   /**
@@ -212,6 +221,7 @@ export interface EngineConfig {
   readonly logLevel: LogLevel;
   readonly handleSignals: boolean;
   readonly acceptDefinitionChanges: ReadonlySet<string>;
+  readonly replacedVersionGraceMs: number;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
@@ -325,6 +335,7 @@ export function compileConfig(options: EngineOptions): EngineConfig {
     logLevel,
     handleSignals: options.handleSignals ?? false,
     acceptDefinitionChanges: new Set<string>(accepted),
+    replacedVersionGraceMs: positiveInt('replacedVersionGraceMs', options.replacedVersionGraceMs, DEFAULT_REPLACED_VERSION_GRACE_MS, 0),
   });
 }
 

@@ -13,13 +13,21 @@
  *   `version` bump by hand;
  * - left out on purpose: `retentionMs`, `emit`, `onLate` and `onPoison`, which change when items
  *   expire, what triggers hear or what happens to a dead letter, not the state.
- * Function text is compared with its runs of whitespace collapsed, so re-indenting is not a change.
+ * Function text is compared in a canonical form (canonical-code.ts): parsed and printed back
+ * without whitespace, comments, parentheses, quote style, local names or the rewrites bundlers
+ * make of imports, so the same source loaded through vitest, tsx or an esbuild bundle has one
+ * fingerprint, and re-indenting or renaming a local is not a change.
+ *
+ * Fingerprints recorded before the canonical form (function text with whitespace collapsed) are
+ * still recognised: when the code's fingerprint of that older form matches, the start-up check
+ * records the canonical one in its place ({@link legacyViewFingerprint}).
  */
 import { createHash } from 'node:crypto';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { stringifyState, viewRegistryKey } from '../../sdk/contract/index.ts';
 import type { View } from '../../sdk/index.ts';
+import { canonicalFunctionText } from './canonical-code.ts';
 import { EngineError, errorInfo } from './errors.ts';
 
 /** One recorded version of a view's definition. */
@@ -51,9 +59,18 @@ export type DefinitionVerdict =
   /** A version lower than the newest recorded one (an older deployment, recorded before or not). */
   | { readonly kind: 'older'; readonly newest: number };
 
-function normalisedText(fn: unknown): string {
-  return typeof fn === 'function' ? Function.prototype.toString.call(fn).replace(/\s+/g, ' ').trim() : 'none';
-}
+type FunctionText = (fn: unknown) => string;
+
+/** A function's canonical text; its text with whitespace collapsed when it does not parse. */
+const canonicalText: FunctionText = (fn) => {
+  if (typeof fn !== 'function') return 'none';
+  const text = Function.prototype.toString.call(fn);
+  return canonicalFunctionText(text) ?? `text ${text.replace(/\s+/g, ' ').trim()}`;
+};
+
+/** The form fingerprints had before canonicalFunctionText: the printed text, whitespace collapsed. */
+const collapsedText: FunctionText = (fn) =>
+  typeof fn === 'function' ? Function.prototype.toString.call(fn).replace(/\s+/g, ' ').trim() : 'none';
 
 function initialText(view: View<any, any>): string {
   try {
@@ -67,7 +84,7 @@ function initialText(view: View<any, any>): string {
  * The parts of a view's definition the fingerprint is made of (see the module header), by name.
  * Exposed for the error message that names what changed.
  */
-export function fingerprintParts(view: View<any, any>): Record<string, string> {
+export function fingerprintParts(view: View<any, any>, normalisedText: FunctionText = canonicalText): Record<string, string> {
   const window = view.window;
   const vendor = (view.schema as { '~standard'?: { vendor?: unknown } } | undefined)?.['~standard']?.vendor;
   return {
@@ -104,6 +121,14 @@ export function fingerprintParts(view: View<any, any>): Record<string, string> {
  */
 export function viewFingerprint(view: View<any, any>): string {
   return `sha256:${createHash('sha256').update(JSON.stringify(fingerprintParts(view))).digest('hex')}`;
+}
+
+/**
+ * The fingerprint as engines before the canonical form computed it (function text with runs of
+ * whitespace collapsed), to recognise a registry entry they recorded.
+ */
+export function legacyViewFingerprint(view: View<any, any>): string {
+  return `sha256:${createHash('sha256').update(JSON.stringify(fingerprintParts(view, collapsedText))).digest('hex')}`;
 }
 
 /**
@@ -239,8 +264,10 @@ export async function checkViewDefinitions(
     const fingerprint = viewFingerprint(view);
     for (let attempt = 0; ; attempt += 1) {
       const entry = await readEntry(client, tableName, view.name);
-      const verdict = judgeDefinition(view.version, fingerprint, entry);
-      const accepted = verdict.kind === 'changed' && accept.has(view.name);
+      let verdict = judgeDefinition(view.version, fingerprint, entry);
+      // Recorded by an engine before the canonical form, from this same code: not a change.
+      const legacy = verdict.kind === 'changed' && verdict.recorded === legacyViewFingerprint(view);
+      const accepted = verdict.kind === 'changed' && (legacy || accept.has(view.name));
       const message = accepted ? undefined : refusal(view, verdict);
       if (message !== undefined) {
         refusals.push({ view: view.name, code: verdict.kind === 'older' ? 'VIEW_VERSION_OLDER' : 'VIEW_DEFINITION_CHANGED', message });
@@ -252,7 +279,8 @@ export async function checkViewDefinitions(
       }
       const replacing = verdict.kind === 'changed' ? verdict.recorded : undefined;
       if (await record(client, tableName, view.name, view.version, fingerprint, entry, replacing)) {
-        checks.push({ view: view.name, version: view.version, fingerprint, verdict, accepted, live: entry?.live });
+        if (legacy) verdict = { kind: 'same' };
+        checks.push({ view: view.name, version: view.version, fingerprint, verdict, accepted: accepted && !legacy, live: entry?.live });
         break;
       }
       if (attempt >= 5) {

@@ -36,6 +36,7 @@ import { startHealthServer, type HealthServer } from './health.ts';
 import { partitionLag } from './lag.ts';
 import { buildView, type BuildProgress } from './build.ts';
 import { checkViewDefinitions, type DefinitionCheck } from './lifecycle.ts';
+import { removeReplacedVersions } from './retire.ts';
 import { checkTriggerFunctions, checkViewsTable } from './preflight.ts';
 import { retrying, type RetryPolicy } from './retry-policy.ts';
 import { createLogger, emfLine, emfViewLine, type Logger } from './log.ts';
@@ -207,6 +208,8 @@ class EngineRuntime {
   private definitions: DefinitionCheck[] = [];
   /** Builds in progress in this task, per view (their last progress report). */
   private readonly builds = new Map<string, BuildProgress>();
+  /** The background removal of replaced view versions' items (retire.ts), awaited on stop. */
+  private removals: Promise<unknown> | undefined;
   /** Stops listening for SIGINT/SIGTERM; set while `handleSignals` listens. */
   private releaseSignals: (() => void) | undefined;
 
@@ -380,6 +383,9 @@ class EngineRuntime {
     };
     // Views whose version in the code is not live yet are built from history first (build.ts).
     if (!(await this.runBuilds(storage.documentClient, store, deadLetters))) return;
+    // Versions the alias no longer names lose their items, in the background (retire.ts).
+    const removal = { documentClient: storage.documentClient, tableName: config.tableName, log, stopRequested: this.stopRequested, graceMs: config.replacedVersionGraceMs };
+    this.removals = Promise.all(app.views.map((view) => removeReplacedVersions(removal, view.name)));
     const changes = this.buildChangeSink(deadLetters, store, lambda);
     const processor = new BatchProcessor({
       app,
@@ -985,6 +991,7 @@ class EngineRuntime {
     }
     if (this.windowTimer !== undefined) clearInterval(this.windowTimer);
     await this.windowTick;
+    await this.removals;
     await this.dispatcher?.close().catch((error) => log.warn('trigger dispatcher close failed', { error }));
     await this.producer?.disconnect().catch(() => {});
     await this.admin?.disconnect().catch(() => {});

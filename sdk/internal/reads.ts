@@ -273,9 +273,42 @@ export interface ViewWaitOptions {
 }
 
 /** Reads views of one app's table. Create it once per process (e.g. outside a Lambda handler). */
+/** One version of a view's definition as the table records it ({@link ViewInfo}). */
+export interface ViewVersionInfo {
+  /** When the engine first saw this version (ISO). */
+  readonly recordedAt: string;
+  /**
+   * Where this version's history starts, per source partition (partition → first offset), when
+   * it was built with `backfill: 'retained'` from a topic whose early records were gone; absent
+   * when it holds every record of its source.
+   */
+  readonly retainedFrom?: Readonly<Record<string, string>>;
+  /** When this version's items were deleted after another version replaced it (ISO). */
+  readonly removedAt?: string;
+}
+
+/** What the table records of a view's versions ({@link ViewReader.viewInfo}). */
+export interface ViewInfo {
+  readonly view: string;
+  /** The version reads resolve to (the alias): 1 until a build swapped another one in. */
+  readonly live: number;
+  /** When the alias last flipped (ISO); absent while it never did. */
+  readonly swappedAt?: string;
+  /** The live version's `retainedFrom`: absent when it holds the source's whole history. */
+  readonly retainedFrom?: Readonly<Record<string, string>>;
+  /** Every version deployed on the table, by number. */
+  readonly versions: Readonly<Record<number, ViewVersionInfo>>;
+}
+
 export interface ViewReader {
   /** The table read. */
   readonly tableName: string;
+  /**
+   * What the table records of a view's versions: the live one, whether it was built from part of
+   * its source's history (`retainedFrom`, `backfill: 'retained'`), and every deployed version.
+   * Undefined when no engine has run the view on this table. One consistent GetItem.
+   */
+  viewInfo(view: View<any, any>): Promise<ViewInfo | undefined>;
   /** The item of `key`, or undefined when no event has reached that key yet. */
   get<S>(view: View<any, S>, key: ViewKey, options?: ViewGetOptions): Promise<ViewSnapshot<S> | undefined>;
   /** The state of `key`, or `view.initial()` when no event has reached it yet. */
@@ -1102,8 +1135,37 @@ export function createViewReader(options: ViewReaderOptions = {}): ViewReader {
     );
   }
 
+  async function viewInfo(view: View<any, any>): Promise<ViewInfo | undefined> {
+    requireView(view, 'viewInfo');
+    let item: Record<string, any> | undefined;
+    try {
+      item = (await documents.send(new GetCommand({ TableName: table, Key: viewRegistryKey(view.name), ConsistentRead: true }))).Item;
+    } catch (error) {
+      throw readFailed(error, `view "${view.name}": reading its registry item`, { view: view.name, table });
+    }
+    if (item === undefined) return undefined;
+    const live = typeof item.live === 'number' && Number.isInteger(item.live) && item.live > 0 ? item.live : 1;
+    const versions: Record<number, ViewVersionInfo> = {};
+    for (const [version, recorded] of Object.entries((item.versions ?? {}) as Record<string, Record<string, any>>)) {
+      versions[Number(version)] = {
+        recordedAt: String(recorded.recordedAt),
+        ...(recorded.retainedFrom !== undefined ? { retainedFrom: { ...recorded.retainedFrom } } : {}),
+        ...(recorded.removedAt !== undefined ? { removedAt: String(recorded.removedAt) } : {}),
+      };
+    }
+    const retainedFrom = versions[live]?.retainedFrom;
+    return {
+      view: view.name,
+      live,
+      ...(typeof item.swappedAt === 'string' ? { swappedAt: item.swappedAt } : {}),
+      ...(retainedFrom !== undefined ? { retainedFrom } : {}),
+      versions,
+    };
+  }
+
   return {
     tableName: table,
+    viewInfo,
     get,
     async getState<S>(view: View<any, S>, key: ViewKey, opts?: ViewGetOptions): Promise<S> {
       const item = await get(view, key, opts);

@@ -8,7 +8,7 @@
 import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LambdaClient } from '@aws-sdk/client-lambda';
-import { startEngine, type Engine } from '../../engine/index.ts';
+import { startEngine, type Engine, type EngineOptions } from '../../engine/index.ts';
 import { startLambdaEndpoint } from '../../local/index.ts';
 import { createViewReader, defineApp, defineTrigger, defineView, type App, type Change } from '../../sdk/index.ts';
 import { createTable, createTopic, dynamoClient, lambdaClient, stack, uniqueName, waitFor } from './helpers.ts';
@@ -49,8 +49,9 @@ describe('view builds', () => {
     dynamodb.destroy();
   });
 
-  function start(app: App, tableName: string, lambda?: LambdaClient): Engine {
+  function start(app: App, tableName: string, lambda?: LambdaClient, extra: Partial<EngineOptions> = {}): Engine {
     const engine = startEngine({
+      ...extra,
       app,
       tableName,
       ...(lambda !== undefined ? { lambda } : {}),
@@ -84,6 +85,13 @@ describe('view builds', () => {
       start = page.LastEvaluatedKey;
     } while (start !== undefined);
     return out;
+  }
+
+  async function registryEntry(tableName: string, view: string) {
+    const { Item } = await testStorage(tableName).documentClient.send(
+      new GetCommand({ TableName: tableName, Key: { pk: '_tributary', sk: `view#${view}` }, ConsistentRead: true }),
+    );
+    return Item as { versions: Record<string, { removedAt?: string }> } | undefined;
   }
 
   async function caughtUp(tableName: string, topic: string): Promise<void> {
@@ -128,7 +136,7 @@ describe('view builds', () => {
     }
   });
 
-  it('a reducer changed with a version bump is built, swapped, and read whole; the old version stays until then', async () => {
+  it('a reducer changed with a version bump is built, swapped, and read whole; the old version is removed after the swap', async () => {
     const topic = await createTopic(stack().kafkaBrokers, uniqueName('life-bump'), PARTITIONS);
     const table = await createTable(uniqueName('life-bump'), dynamodb);
     const name = uniqueName('life-bump');
@@ -158,7 +166,8 @@ describe('view builds', () => {
         }
       })();
 
-      const v2 = start(defineApp({ name, views: [v2View] }), table);
+      // Removal of version 1 starts 2 s after the swap (the default is a minute).
+      const v2 = start(defineApp({ name, views: [v2View] }), table, undefined, { replacedVersionGraceMs: 2_000 });
       await v2.ready;
       const more = fixtureEvents(500, 30, random, events.length);
       events.push(...more);
@@ -172,8 +181,18 @@ describe('view builds', () => {
       polling = false;
       await poller;
       expect(await items(table, 'revenue@2')).toEqual(v2Expected);
-      // Version 1's items were not touched after the swap (they are the old reducer's, whole).
-      expect(await items(table, 'revenue')).toEqual(v1Items);
+      // Version 1's items go after the swap: all of them, and the registry says so.
+      await waitFor(async () => (await items(table, 'revenue')).size === 0, { timeoutMs: 30_000, message: "version 1's items to be removed after the swap" });
+      await waitFor(async () => (await registryEntry(table, 'revenue'))?.versions['1']?.removedAt !== undefined, {
+        timeoutMs: 10_000,
+        message: 'version 1 to be recorded as removed',
+      });
+      expect(await items(table, 'revenue@2')).toEqual(v2Expected);
+      const info = await reader.viewInfo(v2View);
+      expect(info).toMatchObject({ view: 'revenue', live: 2 });
+      expect(info?.retainedFrom).toBeUndefined();
+      expect(info?.versions[1]?.removedAt).toEqual(expect.any(String));
+      expect(info?.versions[2]?.removedAt).toBeUndefined();
       // Prefix sums per key in partition order (a key stays in one partition): a state of n events
       // is version 1's when its sum is the first n events' sum, version 2's when it is 3 times it.
       const prefix = new Map<string, number[]>();
@@ -190,6 +209,11 @@ describe('view builds', () => {
       };
       const versions = pages.filter((page) => page.length > 0).map((page) => new Set(page.map(versionOf)));
       for (const set of versions) expect(set.size).toBe(1);
+      // Never removed before the swap (or under a read that began before it): every page of
+      // version 1 the poller read held every one of its keys.
+      const v1Pages = pages.filter((page) => page.length > 0 && page.every((item) => versionOf(item) === 1));
+      expect(v1Pages.length).toBeGreaterThan(0);
+      for (const page of v1Pages) expect(page.length).toBe(v1Items.size);
       expect(versions.some((set) => set.has(2))).toBe(true);
       expect((await reader.get(v2View, 'k3'))?.state).toEqual(v2Expected.get('k3'));
       await v2.stop();
@@ -300,6 +324,10 @@ describe.skipIf(!onApache)('view builds when history is gone', () => {
       const { Item } = await storage.documentClient.send(new GetCommand({ TableName: table, Key: { pk: '_tributary', sk: 'view#added' }, ConsistentRead: true }));
       expect(Item?.live).toBe(1);
       expect(Item?.versions['1'].retainedFrom).toEqual({ 0: '100' });
+      // Reads can tell: the SDK reports where the live version's history starts.
+      const info = await createViewReader({ dynamodb, tableName: table }).viewInfo(retained);
+      expect(info).toMatchObject({ view: 'added', live: 1, retainedFrom: { 0: '100' } });
+      expect((await createViewReader({ dynamodb, tableName: table }).viewInfo(sums('kept', topic)))?.retainedFrom).toBeUndefined();
       const page = await storage.documentClient.send(
         new ScanCommand({ TableName: table, FilterExpression: 'begins_with(pk, :p)', ExpressionAttributeValues: { ':p': 'v#added#' }, ConsistentRead: true }),
       );

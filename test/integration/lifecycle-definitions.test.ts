@@ -5,10 +5,11 @@
  * message says to bump `version` or to accept the change) and an older version
  * (`VIEW_VERSION_OLDER`), and records an accepted change or a higher version.
  */
-import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startEngine, type Engine } from '../../engine/index.ts';
+import { startEngine, viewFingerprint, type Engine } from '../../engine/index.ts';
+import { legacyViewFingerprint } from '../../engine/internal/lifecycle.ts';
 import { defineApp, defineView, type App } from '../../sdk/index.ts';
 import { createTable, createTopic, dynamoClient, stack, uniqueName } from './helpers.ts';
 
@@ -108,5 +109,30 @@ describe('view definition identity', () => {
     const older = await start(app(name, topic, 1, 2), table);
     expect(older?.code).toBe('VIEW_VERSION_OLDER');
     expect(older?.message).toContain('version 2 was already deployed');
+  });
+
+  it('recognises a fingerprint recorded in the older form (whitespace-collapsed text) and records the canonical one', async () => {
+    const topic = await createTopic(stack().kafkaBrokers, uniqueName('life-def'), 1);
+    const table = await createTable(uniqueName('life-def'), dynamodb);
+    const target = app(uniqueName('life-def'), topic, 1, 1);
+    const view = target.views[0]!;
+    const legacy = legacyViewFingerprint(view);
+    expect(legacy).not.toBe(viewFingerprint(view));
+    await documents.send(
+      new PutCommand({
+        TableName: table,
+        Item: { pk: '_tributary', sk: 'view#totals', view: 'totals', versions: { '1': { fingerprint: legacy, recordedAt: new Date().toISOString() } } },
+      }),
+    );
+    expect(await start(target, table)).toBeUndefined();
+    expect((await registry(table))!.versions['1']!.fingerprint).toBe(viewFingerprint(view));
+    // Another reducer is still refused against the older form.
+    await documents.send(
+      new PutCommand({
+        TableName: table,
+        Item: { pk: '_tributary', sk: 'view#totals', view: 'totals', versions: { '1': { fingerprint: legacy, recordedAt: new Date().toISOString() } } },
+      }),
+    );
+    expect((await start(app(uniqueName('life-def'), topic, 1, 2), table))?.code).toBe('VIEW_DEFINITION_CHANGED');
   });
 });

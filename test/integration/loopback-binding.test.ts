@@ -125,13 +125,10 @@ describe.skipIf(process.platform !== 'linux')('dev servers bind to loopback', ()
       await engine.stop();
     }
 
-    // engine/main.ts with no TRIBUTARY_HEALTH_HOST, as `npm run engine` runs it. Its own table:
-    // the views' fingerprints cover their functions' source text, which vitest's transform and
-    // tsx's print differently, so the registry of the first table would refuse this process.
-    const mainTable = uniqueName('loopback');
-    await createTable(mainTable);
+    // engine/main.ts with no TRIBUTARY_HEALTH_HOST, as `npm run engine` runs it, on the same
+    // table: tsx loads the views, whose fingerprints match those vitest's transform recorded.
     engineProcess = spawnEngine({
-      TRIBUTARY_TABLE: mainTable,
+      TRIBUTARY_TABLE: table,
       TRIBUTARY_APP_MODULE: 'test/integration/fixtures/engine-reference-app.ts',
       ENGINE_FIXTURE_TOPIC: topic,
       ENGINE_FIXTURE_APP: uniqueName('loopback'),
