@@ -11,6 +11,7 @@ export {
   jsonDecoder,
   MAX_HOPPING_WINDOWS_PER_EVENT,
   MAX_WINDOW_DURATION_MS,
+  repartitionTopic,
   session,
   tumbling,
 } from './internal/define-fns.ts';

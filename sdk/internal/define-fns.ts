@@ -356,6 +356,15 @@ function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
     throw new DefinitionError(`view "${name}": backfill must be "all" or "retained", received ${preview(backfill)}`, context);
   }
   const window = compileWindow(name, options, context);
+  if (options.repartition !== undefined && typeof options.repartition !== 'boolean') {
+    throw new DefinitionError(`view "${name}": repartition must be true or false, received ${preview(options.repartition)}`, context);
+  }
+  if (options.repartition === true && window !== undefined) {
+    throw new DefinitionError(
+      `view "${name}": repartition is not supported with a window yet (stream time is kept per source partition); key the windowed view by its Kafka key, or drop repartition`,
+      context,
+    );
+  }
   return Object.freeze({
     kind: 'view',
     name,
@@ -370,6 +379,7 @@ function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
     // DELETE passes through to the engine (View.reduce's doc).
     reduce: options.reduce as View<E, S>['reduce'],
     ...(options.onTombstone !== undefined ? { onTombstone: options.onTombstone } : {}),
+    ...(options.repartition === true ? { repartition: true as const } : {}),
     ...(options.lookup !== undefined && Object.keys(options.lookup).length > 0 ? { lookup: Object.freeze({ ...options.lookup }) } : {}),
     deleteRetentionMs,
     maxStateBytes,
@@ -524,6 +534,16 @@ export function defineTrigger<S>(options: TriggerOptions<S>): Trigger<S> {
 }
 
 /**
+ * The internal topic a view with `repartition: true` folds through: its source's records, keyed
+ * by the view key.
+ *
+ * @example repartitionTopic('gym', 'memberBookings') // 'gym.memberBookings.repartition'
+ */
+export function repartitionTopic(app: string, view: string): string {
+  return `${app}.${view}.repartition`;
+}
+
+/**
  * Defines the app: the one module the engine loads, the CDK app deploys and `npm run dev` runs.
  *
  * @example
@@ -596,6 +616,14 @@ export function defineApp(options: AppOptions): App {
       `app "${name}": deadLetterTopic "${deadLetterTopic}" is also a view source; poison would loop. Choose another deadLetterTopic`,
     );
   }
+  const internalTopics = views.filter((v) => v.repartition === true).map((v) => repartitionTopic(name, v.name));
+  for (const topic of internalTopics) {
+    if (topic.length > 249 || sourceTopics.includes(topic) || topic === deadLetterTopic) {
+      throw new DefinitionError(
+        `app "${name}": repartition topic "${topic}" is ${topic.length > 249 ? 'longer than Kafka allows (249)' : 'also a source or the dead-letter topic'}; rename the app or the view`,
+      );
+    }
+  }
   return Object.freeze({
     kind: 'app',
     name,
@@ -603,6 +631,7 @@ export function defineApp(options: AppOptions): App {
     triggers,
     deadLetterTopic,
     sourceTopics,
+    internalTopics,
     functions: [...new Set(triggers.map((t) => t.function))],
   });
 }
