@@ -309,11 +309,8 @@ export interface View<E = unknown, S = unknown> {
   readonly filter: (event: E, record: SourceRecord) => boolean;
   readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
   readonly initial: () => S;
-  /**
-   * The options' `reduce`. Typed to return `S` so a view can be folded by hand in tests; the
-   * engine also takes {@link DELETE} from it, when the view's `reduce` deletes.
-   */
-  readonly reduce: (state: S, event: E, record: SourceRecord) => S;
+  /** The options' `reduce`: the new state, or {@link DELETE} to delete the item. */
+  readonly reduce: (state: S, event: E, record: SourceRecord) => S | Delete;
   /** The view's enrichment lookups (see {@link ViewOptions.lookup}). */
   readonly lookup?: Lookups<E>;
   /** Turns a tombstone into an event; undefined: tombstones are poison. */
