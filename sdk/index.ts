@@ -1,6 +1,7 @@
 // Definitions
 export {
   DEFAULT_DELETE_RETENTION_MS,
+  DEFAULT_LOOKUP_MAX_AGE_MS,
   DEFAULT_RETENTION_FACTOR,
   defineApp,
   defineTable,

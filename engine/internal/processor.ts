@@ -12,7 +12,7 @@ import type { ChangeOrigin, ChangeOutcome, ChangeSink, DeadLetterSink } from './
 import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError, errorInfo } from './errors.ts';
-import { attachLookups, deriveGroupEvents } from './tables.ts';
+import { attachLookups, deriveGroupEvents, LookupCache } from './tables.ts';
 import { foldItem, itemId, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
 import { clearPending, settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { planSessions, sessionReadRange } from './sessions.ts';
@@ -150,6 +150,10 @@ export class BatchProcessor {
    */
   private readonly streamTimesAt = new Map<string, { next: bigint; times: Record<string, number>; earlierStint?: true }[]>();
 
+  /** Rows of looked-up tables this task read or wrote, with when (tables.ts `LookupCache`). */
+  private readonly lookupRows = new LookupCache();
+  /** Names of the tables some view looks up: their writes here refresh {@link lookupRows}. */
+  private readonly lookedUpTables: ReadonlySet<string>;
   /** Which views fold directly and which through a repartition topic (repartition.ts). */
   private readonly repartition: RepartitionPlan;
   /** Views already warned about as keyed unlike their Kafka key. */
@@ -158,6 +162,7 @@ export class BatchProcessor {
   constructor(private readonly deps: ProcessorDeps) {
     this.ledger = new TriggerLedger(deps.app.triggers);
     this.repartition = new RepartitionPlan(deps.app);
+    this.lookedUpTables = new Set(deps.app.views.flatMap((v) => Object.values(v.lookup ?? {}).map((l) => l.table.name)));
     this.windowedSources = new Set(deps.app.views.filter((v) => v.window !== undefined).map((v) => v.source));
     this.aggregatesTables = deps.app.views.some((v) => v.over !== undefined);
     this.looksUp = deps.app.views.some((v) => v.lookup !== undefined);
@@ -218,7 +223,7 @@ export class BatchProcessor {
       await load(first);
     }
     // Enrichment lookups: the rows the events ask for, one consistent batched read (tables.ts).
-    const looked = this.looksUp ? await attachLookups(items, (keys) => store.readItems(keys)) : undefined;
+    const looked = this.looksUp ? await attachLookups(items, (keys) => store.readItems(keys), { rows: this.lookupRows, nowMs: now().getTime() }) : undefined;
     if (looked !== undefined) {
       this.stopOnPoison(looked.deadLetters);
       reads += looked.reads;
@@ -247,6 +252,8 @@ export class BatchProcessor {
       let conflicts = 0;
       const tally = (round: readonly ItemOutcome[]): void => {
         for (const outcome of round) {
+          // A looked-up row this task just wrote is the freshest there is.
+          if (outcome.wrote && this.lookedUpTables.has(outcome.item.view.name)) this.lookupRows.set(outcome.item.id, outcome.snapshot.stateJson, now().getTime());
           letters.push(...outcome.deadLetters);
           applied += outcome.applied;
           skipped += outcome.skipped;

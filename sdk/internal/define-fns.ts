@@ -24,6 +24,12 @@ import { MAX_STATE_BYTES } from './contract.ts';
 import { DefinitionError } from './errors.ts';
 import { parseJsonExact, parseJsonStrict } from './exact-json.ts';
 
+/**
+ * How old a cached lookup row may be by default: short enough that a row another engine task
+ * rewrote is seen about as soon as its writer's batch commits, long enough that a hot row (a
+ * member booking many classes) is read about once a second per task, not once per batch.
+ */
+export const DEFAULT_LOOKUP_MAX_AGE_MS = 1_000;
 /** Items are capped at 400 KB by DynamoDB; state gets the bulk, bookkeeping the rest. */
 export const DEFAULT_MAX_STATE_BYTES = 100_000;
 /** Large enough to amortize an invocation, small enough to stay far below the 6 MB payload cap. */
@@ -344,6 +350,9 @@ function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
         );
       }
       requireFunction(lookup.key, `view "${name}": lookup "${as}" key`, context);
+      if (lookup.maxAgeMs !== undefined && (!Number.isInteger(lookup.maxAgeMs) || lookup.maxAgeMs < 0)) {
+        throw new DefinitionError(`view "${name}": lookup "${as}" maxAgeMs must be a non-negative integer (ms; 0 reads every batch), received ${preview(lookup.maxAgeMs)}`, context);
+      }
     }
   }
   if (options.onTombstone !== undefined) requireFunction(options.onTombstone, `view "${name}": onTombstone`, context);

@@ -125,6 +125,14 @@ export type WindowDefinition =
 export interface Lookup<E, R> {
   readonly table: Table<R>;
   readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
+  /**
+   * How old a row the engine task read (or wrote) earlier may be when it serves this lookup from
+   * its row cache instead of reading the table: a row another task rewrote within this time may
+   * be seen as it was before. Rows this task writes refresh the cache at once. 0 reads every
+   * batch's rows (one consistent BatchGetItem for the misses, as always).
+   * @default 1_000 (DEFAULT_LOOKUP_MAX_AGE_MS)
+   */
+  readonly maxAgeMs?: number;
 }
 
 /** A view's lookups, by the name `reduce` gets each row under. */

@@ -102,13 +102,21 @@ describe('a repartitioned view run by two engine processes', () => {
       live.push(engine);
       return engine;
     };
+    /** Running, or the engine's last lines when it exited instead. */
+    const up = (engine: EngineProcess) =>
+      Promise.race([
+        engine.running,
+        engine.exited.then((exit) => {
+          throw new Error(`engine exited (${JSON.stringify(exit)}) before running:\n${engine.lines.slice(-15).join('\n')}`);
+        }),
+      ]);
     try {
       await produce(400);
       const first = spawnOne();
-      await first.running;
+      await up(first);
       await produce(400);
       const second = spawnOne();
-      await second.running;
+      await up(second);
       // Mid-stream: the first task dies while it folds and forwards (batches produced, not committed).
       await produce(400);
       first.child.kill('SIGKILL');
