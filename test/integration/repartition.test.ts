@@ -111,17 +111,17 @@ describe('a repartitioned view run by two engine processes', () => {
         }),
       ]);
     try {
-      await produce(400);
+      await produce(250);
       const first = spawnOne();
       await up(first);
-      await produce(400);
+      await produce(250);
       const second = spawnOne();
       await up(second);
       // Mid-stream: the first task dies while it folds and forwards (batches produced, not committed).
-      await produce(400);
+      await produce(250);
       first.child.kill('SIGKILL');
       expect((await first.exited).signal).toBe('SIGKILL');
-      await produce(400);
+      await produce(250);
 
       const storage = testStorage(table);
       await waitForCheckpoints(storage, source, await highWatermarks(kafka, source), 60_000);
