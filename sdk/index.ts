@@ -1,6 +1,7 @@
 // Definitions
 export {
   DEFAULT_DELETE_RETENTION_MS,
+  DEFAULT_LOOKUP_MAX_AGE_MS,
   DEFAULT_RETENTION_FACTOR,
   defineApp,
   defineTable,
@@ -11,6 +12,7 @@ export {
   jsonDecoder,
   MAX_HOPPING_WINDOWS_PER_EVENT,
   MAX_WINDOW_DURATION_MS,
+  repartitionTopic,
   session,
   tumbling,
 } from './internal/define-fns.ts';

@@ -3,10 +3,12 @@
  * generated bookings are folded, in one run, by three engine passes (own consumer group and
  * table each, so each is measured alone): the bench view keyed by class (the Kafka key), the
  * same reducer keyed by member (items gather several partitions), and the class view with a
- * lookup of a `members` table (one row per member, folded by the same pass from its own topic
+ * lookup (cold and warm) of a `members` table (one row per member, folded by the same pass from its own topic
  * before the bookings are produced). Per pass: events/s, DynamoDB item reads per event (state
- * misses plus lookup rows; a lookup reads each batch's distinct rows once, never from the
- * cache) and item writes per event.
+ * misses plus lookup rows: a cold lookup, `maxAgeMs: 0`, reads each batch's distinct rows once;
+ * a warm one, the default, serves rows read or written in the last second from the row cache)
+ * and item writes per event. The re-keyed view is also run with `repartition: true`, which
+ * produces each record once more to its repartition topic and folds it from there.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Kafka, logLevel } from 'kafkajs';
@@ -23,14 +25,24 @@ const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 /** Members of the generator's default stream (its `members` option). */
 const MEMBERS = 2_000;
 
-type Pass = 'plain' | 're-keyed by member' | 'lookup of members';
-const PASSES: readonly Pass[] = ['plain', 're-keyed by member', 'lookup of members'];
+type Pass = 'plain' | 're-keyed by member' | 're-keyed, repartitioned' | 'lookup, cache cold' | 'lookup, cache warm';
+const PASSES: readonly Pass[] = ['plain', 're-keyed by member', 're-keyed, repartitioned', 'lookup, cache cold', 'lookup, cache warm'];
 
 function passViews(pass: Pass, topic: string, membersTopic: string): View<any, any>[] {
   const base = classCountsView(topic);
   if (pass === 'plain') return [base];
-  if (pass === 're-keyed by member') {
-    return [defineView({ name: 'classCounts', source: topic, decode: base.decode, key: (e: BookingEvent) => e.memberId, initial: base.initial, reduce: base.reduce })];
+  if (pass === 're-keyed by member' || pass === 're-keyed, repartitioned') {
+    return [
+      defineView({
+        name: 'classCounts',
+        source: topic,
+        decode: base.decode,
+        key: (e: BookingEvent) => e.memberId,
+        initial: base.initial,
+        reduce: base.reduce,
+        ...(pass === 're-keyed, repartitioned' ? { repartition: true } : {}),
+      }),
+    ];
   }
   const members = defineTable<{ tier: string }>({ name: 'members', source: membersTopic });
   return [
@@ -40,7 +52,8 @@ function passViews(pass: Pass, topic: string, membersTopic: string): View<any, a
       source: topic,
       decode: base.decode,
       key: base.key,
-      lookup: { member: { table: members, key: (e: BookingEvent) => e.memberId } },
+      // Cold: every batch reads its rows (maxAgeMs 0). Warm: the default, rows cached for a second.
+      lookup: { member: { table: members, key: (e: BookingEvent) => e.memberId, ...(pass === 'lookup, cache cold' ? { maxAgeMs: 0 } : {}) } },
       initial: base.initial,
       // The same fold as the plain pass: the row is read and handed over, the cost is the lookup.
       reduce: (s, e, record) => base.reduce(s, e, record),
@@ -108,7 +121,7 @@ export async function runJoinsScenario(options: BenchOptions, log: (line: string
       await engine.ready;
       const started = performance.now();
       // The lookup pass also folds the member rows (read in parallel with the bookings).
-      const expected = options.events + (pass === 'lookup of members' ? MEMBERS : 0);
+      const expected = options.events + (pass.startsWith('lookup') ? MEMBERS : 0);
       const deadline = Date.now() + options.phaseTimeoutMs;
       while (engine.stats().eventsApplied < expected) {
         if (Date.now() > deadline) throw new Error(`${pass}: ${engine.stats().eventsApplied} of ${expected} applied after ${options.phaseTimeoutMs} ms`);

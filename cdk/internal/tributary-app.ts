@@ -334,6 +334,20 @@ export class TributaryApp extends Construct {
       actions: ['kafka-cluster:DescribeTopic', 'kafka-cluster:WriteData'],
       resources: [sibling('topic', config.deadLetterTopic)],
     }));
+    if (config.app.internalTopics.length > 0) {
+      // Repartitioned views: the engine creates their topics (as many partitions as the source),
+      // produces to them idempotently and folds them.
+      role.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'KafkaRepartitionTopics',
+        actions: ['kafka-cluster:CreateTopic', 'kafka-cluster:DescribeTopic', 'kafka-cluster:ReadData', 'kafka-cluster:WriteData'],
+        resources: config.app.internalTopics.map((topic) => sibling('topic', topic)),
+      }));
+      role.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'KafkaIdempotentWrites',
+        actions: ['kafka-cluster:WriteDataIdempotently'],
+        resources: [clusterArn],
+      }));
+    }
     role.addToPrincipalPolicy(new iam.PolicyStatement({
       sid: 'KafkaConsumerGroup',
       actions: ['kafka-cluster:AlterGroup', 'kafka-cluster:DescribeGroup'],

@@ -16,6 +16,8 @@ export type EngineErrorCode =
   | 'STORAGE_FAILED'
   /** A dead-letter record could not be produced; offsets are not committed. */
   | 'DEAD_LETTER_FAILED'
+  /** Records of a repartitioned view could not be produced to its repartition topic; offsets are not committed. */
+  | 'REPARTITION_FAILED'
   /** Trigger delivery failed in a way that is not a dead letter; offsets are not committed. */
   | 'TRIGGER_DELIVERY_FAILED'
   /**

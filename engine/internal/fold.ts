@@ -23,6 +23,7 @@ import {
 import { coordinates, type PoisonDeadLetter } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import { ABSENT_TAG, keptStatesBytes, MAX_ITEM_STATES_BYTES, storedBookkeeping, writeBookkeeping, type WrittenState } from './ledger.ts';
+import { originKey } from './repartition.ts';
 import { closeShardOf, closeTimeOf, eventTimeOf, isClosed, windowsOf, windowTtlSeconds, type StreamClock } from './windows.ts';
 
 /**
@@ -44,6 +45,11 @@ export interface RoutedEvent {
   readonly streamTimeMs?: number;
   /** The rows the view's lookups found for this event, by lookup name (tables.ts `attachLookups`). */
   readonly rows?: Readonly<Record<string, unknown>>;
+  /**
+   * A repartitioned view's event: where its repartition copy sits. `record` is then the original
+   * record, and the fence is kept on its coordinates (repartition.ts).
+   */
+  readonly via?: { readonly partitionKey: string; readonly offset: string };
 }
 
 /** The events of one batch for one view item, in partition order. */
@@ -667,13 +673,15 @@ export function foldItem(
   let skipped = 0;
   const seen: Record<string, string> = { ...snapshot.offsets };
   for (const entry of events) {
-    const partitionKey = offsetsKey(entry.record.topic, entry.record.partition);
+    // A repartitioned view fences by the original record's coordinates (repartition.ts).
+    const partitionKey = entry.via !== undefined ? originKey(entry.record.topic, entry.record.partition) : offsetsKey(entry.record.topic, entry.record.partition);
     const stored = seen[partitionKey];
     if (stored !== undefined && compareOffsets(entry.record.offset, stored) <= 0) {
       skipped += 1;
       continue;
     }
     seen[partitionKey] = entry.record.offset;
+    if (entry.via !== undefined) seen[entry.via.partitionKey] = entry.via.offset;
     fresh.push(entry);
   }
   const none = (letters: PoisonDeadLetter[], deferred: RoutedEvent[] = []): FoldResult => ({
@@ -802,7 +810,13 @@ export function foldItem(
   if (applied === 0) return none(deadLetters);
   const deleted = stateJson === undefined;
   const offsets: Record<string, string> = { ...snapshot.offsets };
-  for (const entry of fresh.slice(0, taken)) offsets[offsetsKey(entry.record.topic, entry.record.partition)] = entry.record.offset;
+  for (const entry of fresh.slice(0, taken)) {
+    if (entry.via === undefined) offsets[offsetsKey(entry.record.topic, entry.record.partition)] = entry.record.offset;
+    else {
+      offsets[originKey(entry.record.topic, entry.record.partition)] = entry.record.offset;
+      offsets[entry.via.partitionKey] = entry.via.offset;
+    }
+  }
 
   // One version per applied event: every state a trigger taking every change sees has its own.
   const version = snapshot.version + applied;

@@ -15,6 +15,7 @@ import { decodeState, MAX_TRIGGERED_STATE_BYTES, viewSegment, type ViewItem } fr
 import type { TriggerDeadLetterEntry } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import type { ItemSnapshot } from './fold.ts';
+import { isOriginKey } from './repartition.ts';
 
 /** The trigger bookkeeping a write stores on its item, atomically with the state. */
 export interface Bookkeeping {
@@ -539,6 +540,7 @@ export class TriggerLedger {
     for (const snapshot of snapshots) {
       if (snapshot.pending === undefined) continue;
       for (const [partitionKey, offset] of Object.entries(snapshot.offsets)) {
+        if (isOriginKey(partitionKey)) continue; // proven through the repartition partition's own key
         if ((this.durableUpTo.get(partitionKey) ?? -1n) <= BigInt(offset)) unknown.add(partitionKey);
       }
     }
@@ -554,7 +556,8 @@ export class TriggerLedger {
    */
   settle(snapshot: ItemSnapshot): ItemSnapshot {
     if (snapshot.pending === undefined) return snapshot;
-    const offsets = Object.entries(snapshot.offsets);
+    // A repartitioned view's original partitions are not checkpointed by its fold (repartition.ts).
+    const offsets = Object.entries(snapshot.offsets).filter(([partitionKey]) => !isOriginKey(partitionKey));
     if (offsets.length === 0) return snapshot;
     for (const [partitionKey, offset] of offsets) {
       if ((this.durableUpTo.get(partitionKey) ?? -1n) <= BigInt(offset)) return snapshot;

@@ -12,13 +12,14 @@ import type { ChangeOrigin, ChangeOutcome, ChangeSink, DeadLetterSink } from './
 import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
 import { EngineError, errorInfo } from './errors.ts';
-import { attachLookups, deriveGroupEvents } from './tables.ts';
+import { attachLookups, deriveGroupEvents, LookupCache } from './tables.ts';
 import { foldItem, itemId, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
 import { clearPending, settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { planSessions, sessionReadRange } from './sessions.ts';
 import { coordinates } from './dead-letter.ts';
 import { NO_STREAM_TIME, StreamClock, type PartitionStreamTime } from './windows.ts';
 import { StateCache } from './state-cache.ts';
+import { attachVia, forwardMessages, originalRecords, RepartitionPlan, rekeyedViews, type RepartitionSink } from './repartition.ts';
 
 /** DynamoDB-shaped storage of view items and checkpoints, as the processor needs it. */
 export interface ItemStore {
@@ -106,6 +107,8 @@ export interface ProcessorDeps {
   readonly limits: ProcessorLimits;
   readonly log?: ProcessorLog;
   readonly now?: () => Date;
+  /** Produces the records of repartitioned views to their repartition topics (required when the app has any). */
+  readonly repartition?: RepartitionSink;
 }
 
 /** Outcome of folding and writing one item. */
@@ -147,8 +150,19 @@ export class BatchProcessor {
    */
   private readonly streamTimesAt = new Map<string, { next: bigint; times: Record<string, number>; earlierStint?: true }[]>();
 
+  /** Rows of looked-up tables this task read or wrote, with when (tables.ts `LookupCache`). */
+  private readonly lookupRows = new LookupCache();
+  /** Names of the tables some view looks up: their writes here refresh {@link lookupRows}. */
+  private readonly lookedUpTables: ReadonlySet<string>;
+  /** Which views fold directly and which through a repartition topic (repartition.ts). */
+  private readonly repartition: RepartitionPlan;
+  /** Views already warned about as keyed unlike their Kafka key. */
+  private readonly warnedRekeyed = new Set<string>();
+
   constructor(private readonly deps: ProcessorDeps) {
     this.ledger = new TriggerLedger(deps.app.triggers);
+    this.repartition = new RepartitionPlan(deps.app);
+    this.lookedUpTables = new Set(deps.app.views.flatMap((v) => Object.values(v.lookup ?? {}).map((l) => l.table.name)));
     this.windowedSources = new Set(deps.app.views.filter((v) => v.window !== undefined).map((v) => v.source));
     this.aggregatesTables = deps.app.views.some((v) => v.over !== undefined);
     this.looksUp = deps.app.views.some((v) => v.lookup !== undefined);
@@ -172,7 +186,7 @@ export class BatchProcessor {
     const now = this.deps.now ?? (() => new Date());
     const started = Date.now();
     const clock = this.windowedSources.has(topic) ? new StreamClock(await this.streamTimeOf(topic, partition)) : undefined;
-    const routed = routeRecords(app.views, records, clock);
+    const { routed, forwarding } = this.route(topic, partition, records, clock);
     this.stopOnPoison(routed.deadLetters);
 
     // Load: cache first, then one batched consistent read for the misses.
@@ -209,7 +223,7 @@ export class BatchProcessor {
       await load(first);
     }
     // Enrichment lookups: the rows the events ask for, one consistent batched read (tables.ts).
-    const looked = this.looksUp ? await attachLookups(items, (keys) => store.readItems(keys)) : undefined;
+    const looked = this.looksUp ? await attachLookups(items, (keys) => store.readItems(keys), { rows: this.lookupRows, nowMs: now().getTime() }) : undefined;
     if (looked !== undefined) {
       this.stopOnPoison(looked.deadLetters);
       reads += looked.reads;
@@ -238,6 +252,8 @@ export class BatchProcessor {
       let conflicts = 0;
       const tally = (round: readonly ItemOutcome[]): void => {
         for (const outcome of round) {
+          // A looked-up row this task just wrote is the freshest there is.
+          if (outcome.wrote && this.lookedUpTables.has(outcome.item.view.name)) this.lookupRows.set(outcome.item.id, outcome.snapshot.stateJson, now().getTime());
           letters.push(...outcome.deadLetters);
           applied += outcome.applied;
           skipped += outcome.skipped;
@@ -265,6 +281,7 @@ export class BatchProcessor {
         tally(round);
         changesDelivered += await this.deliverPending(round, letters, gates, origin);
       }
+      await forwarding;
       if (letters.length > 0) {
         try {
           await this.deps.deadLetters.send(letters);
@@ -298,6 +315,64 @@ export class BatchProcessor {
       };
     } finally {
       this.ledger.closeGates(gates);
+    }
+  }
+
+  /**
+   * Routes a batch: a repartition topic's records, turned back into the original ones, to their
+   * view; a source's records to the views folding it directly, and (produced now, awaited before
+   * the batch is durable) to the repartition topics of those folding it through one.
+   */
+  private route(topic: string, partition: number, records: readonly SourceRecord[], clock: StreamClock | undefined): { routed: ReturnType<typeof routeRecords>; forwarding: Promise<void> } {
+    const { app } = this.deps;
+    const plan = this.repartition;
+    const internal = plan.viewOf(topic);
+    if (internal !== undefined) {
+      const originals = originalRecords(internal, records);
+      const routed = routeRecords([internal], originals.records);
+      attachVia(routed.items.values(), originals.via);
+      return { routed: { ...routed, deadLetters: [...originals.deadLetters, ...routed.deadLetters] }, forwarding: Promise.resolve() };
+    }
+    const routed = routeRecords(plan.active ? plan.directViews : app.views, records, clock);
+    this.warnRekeyed(routed.items.values());
+    const forwarded = plan.forwardedFrom(topic);
+    if (forwarded.length === 0) return { routed, forwarding: Promise.resolve() };
+    const sideways = routeRecords(forwarded, records);
+    const batches = forwardMessages(app, sideways.items.values()).filter((b) => b.messages.length > 0);
+    const sink = this.deps.repartition;
+    let forwarding: Promise<void> = Promise.resolve();
+    if (batches.length > 0) {
+      if (sink === undefined) {
+        throw new EngineError(
+          'INTERNAL_ERROR',
+          `view(s) ${forwarded.map((v) => `"${v.name}"`).join(', ')} fold through a repartition topic, but this processor has nothing to produce to it (a view build of a repartitioned view is not supported yet)`,
+          { context: { topic, partition } },
+        );
+      }
+      forwarding = sink.forward(batches).catch((error: unknown) => {
+        throw new EngineError(
+          'REPARTITION_FAILED',
+          `could not produce ${batches.reduce((n, b) => n + b.messages.length, 0)} record(s) of ${topic}/${partition} to ${batches.map((b) => `"${b.topic}"`).join(', ')} (${errorInfo(error).message}); offsets stay uncommitted and the batch is retried`,
+          { retriable: true, cause: error, context: { topic, partition } },
+        );
+      });
+      // Awaited before the batch is durable; until then a rejection must not go unhandled.
+      forwarding.catch(() => {});
+    }
+    return {
+      routed: { ...routed, deadLetters: [...routed.deadLetters, ...sideways.deadLetters], filtered: routed.filtered + sideways.filtered },
+      forwarding,
+    };
+  }
+
+  /** Logs once per view that it is keyed unlike its source's Kafka key (repartition.ts `rekeyedViews`). */
+  private warnRekeyed(items: Iterable<ItemEvents>): void {
+    const log = this.deps.log;
+    if (log === undefined) return;
+    for (const name of rekeyedViews(items)) {
+      if (this.warnedRekeyed.has(name)) continue;
+      this.warnedRekeyed.add(name);
+      log('info', `view "${name}" is keyed unlike its source's Kafka key: events of one view key come from several partitions, so its state is one defined answer only if its reduce gives the same result in any interleaving of them (count, sum, min, max, a set); an order-sensitive reduce (latest, earliest, a capped list, topK) needs repartition: true (README, "Re-keyed views")`, { view: name });
     }
   }
 

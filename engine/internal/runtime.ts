@@ -42,6 +42,7 @@ import { retrying, type RetryPolicy } from './retry-policy.ts';
 import { createLogger, emfLine, emfViewLine, type Logger } from './log.ts';
 import { PartitionOwnership, type DeliveryVerdict } from './ownership.ts';
 import { BatchProcessor, type BatchResult } from './processor.ts';
+import { createRepartitionProducer, ensureRepartitionTopics } from './repartition.ts';
 import { exitLikeSignal, onShutdownSignal } from './shutdown-signals.ts';
 import { StateCache } from './state-cache.ts';
 import type { TriggerDispatcher } from './triggers/dispatcher.ts';
@@ -183,6 +184,8 @@ class EngineRuntime {
   /** The waits of {@link waitUnlessAbandoned} in progress, woken when the grace period runs out. */
   private readonly wakers = new Set<() => void>();
   private producer: Producer | undefined;
+  /** Produces repartitioned views' records to their repartition topics (repartition.ts). */
+  private repartitionProducer: Producer | undefined;
   private admin: Admin | undefined;
   private dispatcher: TriggerDispatcher | undefined;
   private health: HealthServer | undefined;
@@ -359,6 +362,9 @@ class EngineRuntime {
     const producer = this.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
     this.producer = producer;
     await producer.connect();
+    const repartition = app.internalTopics.length > 0 ? createRepartitionProducer(this.kafka) : undefined;
+    this.repartitionProducer = repartition?.producer;
+    await repartition?.producer.connect();
     if (this.stopping) return;
     const deadLetters: DeadLetterSink = {
       send: async (letters) => {
@@ -395,6 +401,7 @@ class EngineRuntime {
       changes,
       limits: { writeConcurrency: config.writeConcurrency, maxConflictRetries: config.maxConflictRetries },
       log: (level, msg, fields) => log.log(level, msg, fields),
+      ...(repartition !== undefined ? { repartition: repartition.sink } : {}),
     });
     const closer = new WindowCloser({
       views: app.views,
@@ -433,7 +440,7 @@ class EngineRuntime {
     });
     let markJoined!: () => void;
     const joined = new Promise<void>((resolve) => (markJoined = resolve));
-    await source.start(app.sourceTopics, {
+    await source.start([...app.sourceTopics, ...app.internalTopics], {
       batch: (batch) => this.trackBatch(this.applyBatch(processor, batch)),
       joined: (assignment, memberId) => {
         log.info('joined consumer group', { groupId: config.groupId, memberId, assignment });
@@ -584,6 +591,7 @@ class EngineRuntime {
           { context: { topics: missing } },
         );
       }
+      await ensureRepartitionTopics(admin, app, log);
       if (!existing.has(app.deadLetterTopic)) {
         try {
           await admin.createTopics({ topics: [{ topic: app.deadLetterTopic, numPartitions: 1 }], waitForLeaders: true });
@@ -994,6 +1002,7 @@ class EngineRuntime {
     await this.removals;
     await this.dispatcher?.close().catch((error) => log.warn('trigger dispatcher close failed', { error }));
     await this.producer?.disconnect().catch(() => {});
+    await this.repartitionProducer?.disconnect().catch(() => {});
     await this.admin?.disconnect().catch(() => {});
     await this.lagAdmin?.disconnect().catch(() => {});
     if (this.metricsTimer !== undefined) {

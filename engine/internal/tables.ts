@@ -13,6 +13,7 @@
  */
 import type { SourceRecord, View } from '../../sdk/index.ts';
 import type { ViewKey } from '../../sdk/index.ts';
+import { DEFAULT_LOOKUP_MAX_AGE_MS } from '../../sdk/index.ts';
 import { offsetsKey, parseState, preview, stringifyState, viewItemKey, viewKeyProblem, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import { coordinates, type PoisonDeadLetter } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
@@ -156,22 +157,57 @@ export function deriveGroupEvents(
   return { items: [...out.values()], deadLetters: letters };
 }
 
+/** Rows kept by the lookup cache of one engine task: a bound on its memory (invariant 6). */
+export const LOOKUP_CACHE_MAX_ENTRIES = 10_000;
+
 /**
- * Enrichment lookups: the rows every event of `items` asks for (by each view's `lookup`), read
- * with `read` (one batched, consistent read of the distinct rows), attached to the events as
- * `rows` for `reduce`. A missing row (or a tombstone, or a key of undefined/null) is undefined;
- * a throwing or unusable key makes the event poison (`KEY_FAILED`), and it is not folded.
- * No cache across batches: a row cached by this process may have been written since by another.
+ * The rows lookups read or this task wrote, with when: an LRU of at most `maxEntries` rows.
+ * A row is served only while younger than its lookup's `maxAgeMs`; an absent row is kept too.
+ */
+export class LookupCache {
+  private readonly rows = new Map<string, { json: string | undefined; atMs: number }>();
+  constructor(private readonly maxEntries = LOOKUP_CACHE_MAX_ENTRIES) {}
+
+  /** The row as JSON (undefined: no row) when cached at most `maxAgeMs` ago; else `'miss'`. */
+  get(id: string, maxAgeMs: number, nowMs: number): { json: string | undefined } | 'miss' {
+    const entry = this.rows.get(id);
+    if (entry === undefined || nowMs - entry.atMs > maxAgeMs || maxAgeMs === 0) return 'miss';
+    this.rows.delete(id);
+    this.rows.set(id, entry);
+    return { json: entry.json };
+  }
+
+  set(id: string, json: string | undefined, nowMs: number): void {
+    this.rows.delete(id);
+    this.rows.set(id, { json, atMs: nowMs });
+    while (this.rows.size > this.maxEntries) this.rows.delete(this.rows.keys().next().value!);
+  }
+
+  get size(): number {
+    return this.rows.size;
+  }
+}
+
+/**
+ * Enrichment lookups: the rows every event of `items` asks for (by each view's `lookup`), from
+ * `cache` when a row there is young enough for every lookup asking for it (its `maxAgeMs`), the
+ * others with `read` (one batched, consistent read of the distinct missing rows), attached to the
+ * events as `rows` for `reduce`. A missing row (or a tombstone, or a key of undefined/null) is
+ * undefined; a throwing or unusable key makes the event poison (`KEY_FAILED`), and it is not
+ * folded. Rows read are cached.
  *
  * @example
- * const letters = await attachLookups(items, (keys) => store.readItems(keys));
+ * const letters = await attachLookups(items, (keys) => store.readItems(keys), { rows: new LookupCache(), nowMs: Date.now() });
  */
 export async function attachLookups(
   items: ItemEvents[],
   read: (keys: { id: string; key: ItemKey }[]) => Promise<Map<string, ViewItem>>,
+  cache?: { readonly rows: LookupCache; readonly nowMs: number },
 ): Promise<{ deadLetters: PoisonDeadLetter[]; reads: number }> {
   const letters: PoisonDeadLetter[] = [];
   const wanted = new Map<string, { id: string; key: ItemKey }>();
+  /** Per row, the least `maxAgeMs` of the lookups asking for it. */
+  const maxAge = new Map<string, number>();
   const plans: { item: ItemEvents; index: number; ids: Record<string, string | undefined> }[] = [];
   for (const item of items) {
     const lookups = item.view.lookup;
@@ -217,6 +253,8 @@ export async function attachLookups(
         const itemKey = viewItemKey(lookup.table.name, String(key));
         const id = itemId(itemKey);
         wanted.set(id, { id, key: itemKey });
+        const age = lookup.maxAgeMs ?? DEFAULT_LOOKUP_MAX_AGE_MS;
+        maxAge.set(id, Math.min(age, maxAge.get(id) ?? age));
         ids[as] = id;
       }
       if (poisoned) continue;
@@ -226,16 +264,29 @@ export async function attachLookups(
     item.events.splice(0, item.events.length, ...keep);
   }
   if (plans.length === 0) return { deadLetters: letters, reads: 0 };
-  const found = wanted.size > 0 ? await read([...wanted.values()]) : new Map<string, ViewItem>();
+  const json = new Map<string, string | undefined>();
+  const misses: { id: string; key: ItemKey }[] = [];
+  for (const want of wanted.values()) {
+    const hit = cache?.rows.get(want.id, maxAge.get(want.id)!, cache.nowMs) ?? 'miss';
+    if (hit === 'miss') misses.push(want);
+    else json.set(want.id, hit.json);
+  }
+  const found = misses.length > 0 ? await read(misses) : new Map<string, ViewItem>();
+  for (const { id } of misses) {
+    const state = found.get(id)?.state;
+    const rowJson = state === undefined ? undefined : JSON.stringify(state);
+    json.set(id, rowJson);
+    cache?.rows.set(id, rowJson, cache.nowMs);
+  }
   const rowOf = (id: string | undefined): unknown => {
     if (id === undefined) return undefined;
-    const state = found.get(id)?.state;
-    return state === undefined ? undefined : parseState(JSON.stringify(state));
+    const rowJson = json.get(id);
+    return rowJson === undefined ? undefined : parseState(rowJson);
   };
   for (const { item, index, ids } of plans) {
     const rows: Record<string, unknown> = {};
     for (const [as, id] of Object.entries(ids)) rows[as] = rowOf(id);
     item.events[index] = { ...item.events[index]!, rows: Object.freeze(rows) };
   }
-  return { deadLetters: letters, reads: wanted.size };
+  return { deadLetters: letters, reads: misses.length };
 }

@@ -17,6 +17,9 @@ import { StateCache } from './state-cache.ts';
 import { CommitPipeline } from './commit-pipeline.ts';
 import { createLogger } from './log.ts';
 import { idleAdvances } from './windows.ts';
+import { Partitioners } from 'kafkajs';
+import { repartitionTopic } from '../../sdk/index.ts';
+import type { RepartitionSink } from './repartition.ts';
 
 /** An item store in memory, with DynamoDB's conditional-write semantics. */
 export class MemoryItemStore implements ItemStore, ClosingStore {
@@ -240,6 +243,11 @@ export interface TestDriver {
   committed(topic: string, partition: number): string | undefined;
   /** The in-memory table (writes, reads, conflicts counters; `beforePut` hook). */
   readonly store: MemoryItemStore;
+  /**
+   * The records of a partition as appended so far: those sent, and those the engine produced to
+   * a repartition topic (`<app>.<view>.repartition`, folded as soon as a batch forwarded them).
+   */
+  records(topic: string, partition: number): readonly SourceRecord[];
 }
 
 /**
@@ -349,10 +357,47 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
     log: createLogger('error', () => {}),
   });
   let commits = newCommitPipeline();
+  // Repartitioned views: forwarded records are appended to the repartition topic (partitioned by
+  // the view key as the runtime's producer does) and folded after the batch that forwarded them.
+  const repartitionTopics = new Set(app.internalTopics);
+  const repartitionFolded = new Map<string, number>();
+  const partitioner = Partitioners.DefaultPartitioner();
+  const repartitionSink: RepartitionSink = {
+    async forward(batches) {
+      for (const { topic, messages } of batches) {
+        const source = app.views.find((v) => repartitionTopic(app.name, v.name) === topic)!.source;
+        const count = options.partitions?.[topic] ?? options.partitions?.[source] ?? partitionCount(source) ?? 1;
+        const partitionMetadata = Array.from({ length: count }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
+        for (const message of messages) {
+          const partition = partitioner({ topic, partitionMetadata, message: { key: message.key, value: message.value } });
+          const partitionLog = log.get(`${topic}/${partition}`) ?? [];
+          log.set(`${topic}/${partition}`, partitionLog);
+          partitionLog.push({ topic, partition, offset: String(partitionLog.length), key: Buffer.from(message.key), value: message.value, timestampMs: Number(message.timestamp), headers: { ...message.headers } });
+        }
+      }
+    },
+  };
+  const foldRepartitioned = async (): Promise<BatchResult[]> => {
+    const results: BatchResult[] = [];
+    for (const [key, records] of log) {
+      const slash = key.lastIndexOf('/');
+      const topic = key.slice(0, slash);
+      if (!repartitionTopics.has(topic)) continue;
+      const from = repartitionFolded.get(key) ?? 0;
+      if (from >= records.length) continue;
+      repartitionFolded.set(key, records.length);
+      results.push(await run(topic, Number(key.slice(slash + 1)), records.slice(from)));
+    }
+    return results;
+  };
   // One batch of one partition as a task runs it: apply, then checkpoint and commit behind it.
   const run = async (topic: string, partition: number, records: readonly SourceRecord[]): Promise<BatchResult> => {
     const result = await processor.apply(topic, partition, records);
     if (records.length > 0) await commits.schedule(topic, partition, result.nextOffset, 0).tail;
+    if (repartitionTopics.has(topic) && records.length > 0) {
+      const key = `${topic}/${partition}`;
+      repartitionFolded.set(key, Math.max(repartitionFolded.get(key) ?? 0, Number(result.nextOffset)));
+    }
     if (checkpointError !== undefined) {
       const error = checkpointError;
       checkpointError = undefined;
@@ -379,6 +424,7 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
       changes: changeSink,
       limits: { writeConcurrency: 4, maxConflictRetries: 10 },
       now,
+      repartition: repartitionSink,
     });
   };
   build();
@@ -416,11 +462,17 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
       }
       const results: BatchResult[] = [];
       for (const [partition, batch] of byPartition) results.push(await run(topic, partition, batch));
+      await foldRepartitioned();
       return results;
     },
     async redeliver(topic, partition, fromOffset) {
       const records = (log.get(`${topic}/${partition}`) ?? []).slice(fromOffset);
-      return run(topic, partition, records);
+      const result = await run(topic, partition, records);
+      await foldRepartitioned();
+      return result;
+    },
+    records(topic, partition) {
+      return [...(log.get(`${topic}/${partition}`) ?? [])];
     },
     restart() {
       build();

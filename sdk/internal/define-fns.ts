@@ -24,6 +24,12 @@ import { MAX_STATE_BYTES } from './contract.ts';
 import { DefinitionError } from './errors.ts';
 import { parseJsonExact, parseJsonStrict } from './exact-json.ts';
 
+/**
+ * How old a cached lookup row may be by default: short enough that a row another engine task
+ * rewrote is seen about as soon as its writer's batch commits, long enough that a hot row (a
+ * member booking many classes) is read about once a second per task, not once per batch.
+ */
+export const DEFAULT_LOOKUP_MAX_AGE_MS = 1_000;
 /** Items are capped at 400 KB by DynamoDB; state gets the bulk, bookkeeping the rest. */
 export const DEFAULT_MAX_STATE_BYTES = 100_000;
 /** Large enough to amortize an invocation, small enough to stay far below the 6 MB payload cap. */
@@ -344,6 +350,9 @@ function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
         );
       }
       requireFunction(lookup.key, `view "${name}": lookup "${as}" key`, context);
+      if (lookup.maxAgeMs !== undefined && (!Number.isInteger(lookup.maxAgeMs) || lookup.maxAgeMs < 0)) {
+        throw new DefinitionError(`view "${name}": lookup "${as}" maxAgeMs must be a non-negative integer (ms; 0 reads every batch), received ${preview(lookup.maxAgeMs)}`, context);
+      }
     }
   }
   if (options.onTombstone !== undefined) requireFunction(options.onTombstone, `view "${name}": onTombstone`, context);
@@ -356,6 +365,15 @@ function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
     throw new DefinitionError(`view "${name}": backfill must be "all" or "retained", received ${preview(backfill)}`, context);
   }
   const window = compileWindow(name, options, context);
+  if (options.repartition !== undefined && typeof options.repartition !== 'boolean') {
+    throw new DefinitionError(`view "${name}": repartition must be true or false, received ${preview(options.repartition)}`, context);
+  }
+  if (options.repartition === true && window !== undefined) {
+    throw new DefinitionError(
+      `view "${name}": repartition is not supported with a window yet (stream time is kept per source partition); key the windowed view by its Kafka key, or drop repartition`,
+      context,
+    );
+  }
   return Object.freeze({
     kind: 'view',
     name,
@@ -370,6 +388,7 @@ function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
     // DELETE passes through to the engine (View.reduce's doc).
     reduce: options.reduce as View<E, S>['reduce'],
     ...(options.onTombstone !== undefined ? { onTombstone: options.onTombstone } : {}),
+    ...(options.repartition === true ? { repartition: true as const } : {}),
     ...(options.lookup !== undefined && Object.keys(options.lookup).length > 0 ? { lookup: Object.freeze({ ...options.lookup }) } : {}),
     deleteRetentionMs,
     maxStateBytes,
@@ -524,6 +543,16 @@ export function defineTrigger<S>(options: TriggerOptions<S>): Trigger<S> {
 }
 
 /**
+ * The internal topic a view with `repartition: true` folds through: its source's records, keyed
+ * by the view key.
+ *
+ * @example repartitionTopic('gym', 'memberBookings') // 'gym.memberBookings.repartition'
+ */
+export function repartitionTopic(app: string, view: string): string {
+  return `${app}.${view}.repartition`;
+}
+
+/**
  * Defines the app: the one module the engine loads, the CDK app deploys and `npm run dev` runs.
  *
  * @example
@@ -596,6 +625,14 @@ export function defineApp(options: AppOptions): App {
       `app "${name}": deadLetterTopic "${deadLetterTopic}" is also a view source; poison would loop. Choose another deadLetterTopic`,
     );
   }
+  const internalTopics = views.filter((v) => v.repartition === true).map((v) => repartitionTopic(name, v.name));
+  for (const topic of internalTopics) {
+    if (topic.length > 249 || sourceTopics.includes(topic) || topic === deadLetterTopic) {
+      throw new DefinitionError(
+        `app "${name}": repartition topic "${topic}" is ${topic.length > 249 ? 'longer than Kafka allows (249)' : 'also a source or the dead-letter topic'}; rename the app or the view`,
+      );
+    }
+  }
   return Object.freeze({
     kind: 'app',
     name,
@@ -603,6 +640,7 @@ export function defineApp(options: AppOptions): App {
     triggers,
     deadLetterTopic,
     sourceTopics,
+    internalTopics,
     functions: [...new Set(triggers.map((t) => t.function))],
   });
 }

@@ -125,6 +125,14 @@ export type WindowDefinition =
 export interface Lookup<E, R> {
   readonly table: Table<R>;
   readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
+  /**
+   * How old a row the engine task read (or wrote) earlier may be when it serves this lookup from
+   * its row cache instead of reading the table: a row another task rewrote within this time may
+   * be seen as it was before. Rows this task writes refresh the cache at once. 0 reads every
+   * batch's rows (one consistent BatchGetItem for the misses, as always).
+   * @default 1_000 (DEFAULT_LOOKUP_MAX_AGE_MS)
+   */
+  readonly maxAgeMs?: number;
 }
 
 /** A view's lookups, by the name `reduce` gets each row under. */
@@ -196,6 +204,21 @@ export interface ViewOptions<E, S, L extends Lookups<E> = {}> {
    * @example lookup: { member: { table: members, key: (e) => e.memberId } }
    */
   readonly lookup?: L;
+  /**
+   * Gives a view keyed unlike its source's Kafka key one defined order (as Kafka Streams'
+   * repartition topics do): the engine produces each of the source's records the view keeps
+   * (after `decode`, `filter` and `key`) to the internal topic `<app>.<view>.repartition`, keyed
+   * by the view key, and folds the view from that topic. All events of one view key are then in
+   * one partition, so the view's state is the fold of that topic's records in their order
+   * (a record re-produced after a crash is recognised by its original topic, partition and
+   * offset and applied once). Use it for an order-sensitive reducer (a capped list, latest,
+   * earliest, topK) whose key is not the Kafka key; without it such a view's result depends on
+   * how the source's partitions interleave. The engine creates the topic (as many partitions as
+   * the source) unless it exists, and needs to create, write and read it. Not with `window`.
+   * README, "Re-keyed views".
+   * @default false: the view folds its source directly
+   */
+  readonly repartition?: boolean;
   /**
    * Turns a tombstone (a record whose value is null: a delete on a compacted topic) into an event
    * of the view, which then goes through `filter`, `key` and `reduce` like any other (the
@@ -294,15 +317,14 @@ export interface View<E = unknown, S = unknown> {
   readonly filter: (event: E, record: SourceRecord) => boolean;
   readonly key: (event: E, record: SourceRecord) => ViewKey | undefined | null;
   readonly initial: () => S;
-  /**
-   * The options' `reduce`. Typed to return `S` so a view can be folded by hand in tests; the
-   * engine also takes {@link DELETE} from it, when the view's `reduce` deletes.
-   */
-  readonly reduce: (state: S, event: E, record: SourceRecord) => S;
+  /** The options' `reduce`: the new state, or {@link DELETE} to delete the item. */
+  readonly reduce: (state: S, event: E, record: SourceRecord) => S | Delete;
   /** The view's enrichment lookups (see {@link ViewOptions.lookup}). */
   readonly lookup?: Lookups<E>;
   /** Turns a tombstone into an event; undefined: tombstones are poison. */
   readonly onTombstone?: (record: SourceRecord) => E;
+  /** Set when the view folds through its repartition topic ({@link ViewOptions.repartition}). */
+  readonly repartition?: true;
   /** How long a deleted item's tombstone fences its key (unwindowed views), in ms. */
   readonly deleteRetentionMs: number;
   readonly maxStateBytes: number;
@@ -521,6 +543,11 @@ export interface App {
   readonly deadLetterTopic: string;
   /** Distinct source topics of all views. */
   readonly sourceTopics: readonly string[];
+  /**
+   * The engine's own topics, which it creates, writes and reads: one repartition topic
+   * (`<app>.<view>.repartition`) per view with `repartition: true`.
+   */
+  readonly internalTopics: readonly string[];
   /** Distinct logical function names named by triggers. */
   readonly functions: readonly string[];
 }

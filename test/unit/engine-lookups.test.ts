@@ -6,21 +6,22 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createTestDriver } from '../../engine/index.ts';
-import { defineApp, defineTable, defineView } from '../../sdk/index.ts';
+import { DEFAULT_LOOKUP_MAX_AGE_MS, defineApp, defineTable, defineView } from '../../sdk/index.ts';
 
 type Member = { tier: string };
 type Booking = { memberId: string; classId: string };
 type Tiers = { seen: (string | null)[] };
 
 const members = defineTable<Member>({ name: 'members', source: 'member-changes' });
-const bookingTiers = defineView({
+const bookingTiersOptions = {
   name: 'bookingTiers',
   source: 'bookings',
   key: (e: Booking) => e.classId,
   lookup: { member: { table: members, key: (e: Booking) => (e.memberId === 'boom' ? Symbol('bad') as never : e.memberId) } },
   initial: (): Tiers => ({ seen: [] }),
-  reduce: (s, _e, _record, { member }) => ({ seen: [...s.seen, member?.tier ?? null] }),
-});
+  reduce: (s: Tiers, _e: Booking, _record: unknown, { member }: { readonly member: Member | undefined }): Tiers => ({ seen: [...s.seen, member?.tier ?? null] }),
+};
+const bookingTiers = defineView(bookingTiersOptions);
 const app = defineApp({ name: 'gym', views: [members, bookingTiers] });
 
 const book = (memberId: string) => ({ key: 'yoga', value: { memberId, classId: 'yoga' } });
@@ -46,11 +47,47 @@ describe('enrichment lookups', () => {
     driver.restart();
     await driver.redeliver('bookings', 0, 0);
     expect(driver.state('bookingTiers', 'yoga')).toEqual({ seen: expected });
-    // The batch reads its distinct rows once (the driver's store counts keys): m1 for two events, m2.
+    // The batch reads its distinct rows once (the driver's store counts keys), the misses only:
+    // m1 is cached by the replay's read (the driver's clock stands still), m2 is read.
     const readsBefore = driver.store.reads;
     await driver.send('bookings', [book('m1'), book('m1'), book('m2')]);
     expect(driver.state<Tiers>('bookingTiers', 'yoga')!.seen.slice(-3)).toEqual(['bronze', 'bronze', null]);
-    expect(driver.store.reads - readsBefore).toBe(2);
+    expect(driver.store.reads - readsBefore).toBe(1);
+  });
+
+  it('serves a cached row for at most maxAgeMs when another task rewrites it; rows this task writes refresh it at once', async () => {
+    const driver = createTestDriver(app);
+    await driver.send('member-changes', [member('m1', 'gold')]);
+    await driver.send('bookings', [book('m1')]);
+    // Another engine task rewrites the row: this task's cache does not know.
+    const stored = driver.item('members', 'm1')!;
+    await driver.store.putItem({ ...stored, state: { tier: 'silver' }, version: stored.version + 1 }, stored.version);
+    let reads = driver.store.reads;
+    await driver.send('bookings', [book('m1')]);
+    expect(driver.store.reads - reads, 'a warm row costs no read').toBe(0);
+    await driver.advanceWallClock(DEFAULT_LOOKUP_MAX_AGE_MS); // at the bound: still served
+    await driver.send('bookings', [book('m1')]);
+    await driver.advanceWallClock(1);
+    reads = driver.store.reads;
+    await driver.send('bookings', [book('m1')]);
+    expect(driver.store.reads - reads, 'past maxAgeMs the row is read again').toBe(1);
+    // This task writes the row: the next lookup sees it without a read.
+    await driver.send('member-changes', [member('m1', 'bronze')]);
+    reads = driver.store.reads;
+    await driver.send('bookings', [book('m1')]);
+    expect(driver.store.reads - reads).toBe(0);
+    expect(driver.state('bookingTiers', 'yoga')).toEqual({ seen: ['gold', 'gold', 'gold', 'silver', 'bronze'] });
+
+    // maxAgeMs: 0 reads every batch.
+    const uncached = defineView({ ...bookingTiersOptions, name: 'uncachedTiers', lookup: { member: { table: members, key: (e: Booking) => e.memberId, maxAgeMs: 0 } } });
+    const cold = createTestDriver(defineApp({ name: 'gym3', views: [members, uncached] }));
+    await cold.send('member-changes', [member('m1', 'gold')]);
+    await cold.send('bookings', [book('m1')]); // the view item is cached from here on
+    reads = cold.store.reads;
+    await cold.send('bookings', [book('m1')]);
+    await cold.send('bookings', [book('m1')]);
+    expect(cold.store.reads - reads).toBe(2);
+    expect(() => defineView({ ...bookingTiersOptions, name: 'bad', lookup: { member: { table: members, key: (e: Booking) => e.memberId, maxAgeMs: -1 } } })).toThrow(/maxAgeMs must be a non-negative integer/);
   });
 
   it('dead-letters an event whose lookup key is unusable and folds the others', async () => {
