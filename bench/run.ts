@@ -33,6 +33,7 @@ import { BenchUsageError, parseBenchOptions, type BenchOptions, type Contender }
 import type { WorkerConfig, WorkerStats } from './internal/worker.ts';
 import { runJoinsScenario } from './internal/joins-scenario.ts';
 import { runWindowsScenario } from './internal/windows-scenario.ts';
+import { cpuSecondsPerMillion, renderBatchTimings, renderCpuProfile } from './internal/engine-costs.ts';
 
 /** Events per produce request: big enough to keep the broker busy, small enough for a 1 MB request. */
 const PRODUCE_BATCH = 1_000;
@@ -147,6 +148,8 @@ interface ContenderResult {
   peakRssBytes?: number;
   latenciesMs: number[];
   probeTimeouts: number;
+  /** User+system CPU seconds of the contender's process per million events (throughput phase). */
+  cpuPerMillion?: number;
   error?: string;
 }
 
@@ -182,9 +185,11 @@ class WorkerHandle {
   private readonly waiters: ((message: any) => boolean)[] = [];
   failure: string | undefined;
 
-  constructor(config: WorkerConfig, verbose: boolean, stackEnv: Readonly<Record<string, string>>) {
+  /** `cpuProfile`: write V8 CPU profiles of the worker (one per thread) to this folder when it exits. */
+  constructor(config: WorkerConfig, verbose: boolean, stackEnv: Readonly<Record<string, string>>, cpuProfile?: { dir: string }) {
+    const profiling = cpuProfile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfile.dir}`];
     this.child = fork(WORKER, [], {
-      execArgv: ['--import', 'tsx'],
+      execArgv: ['--import', 'tsx', ...profiling],
       env: { ...process.env, ...stackEnv, BENCH_WORKER: JSON.stringify(config) },
       stdio: verbose ? 'inherit' : ['ignore', 'ignore', 'inherit', 'ipc'],
     });
@@ -500,6 +505,9 @@ async function main(): Promise<void> {
   let agreement = 'not checked';
   let backgroundRate = 0;
   let memoryTimeline: MemoryPoint[] = [];
+  /** The engine's per-stage batch timings at the end of its latency phase. */
+  let batchTimings: Parameters<typeof renderBatchTimings>[0] | undefined;
+  let engineProfile: { dir: string } | undefined;
   try {
     const topic = `bench-bookings-${runId}`;
     const admin = kafka.admin();
@@ -544,13 +552,16 @@ async function main(): Promise<void> {
       await ensureViewsTable(ddb, tables[contender]);
       log(`${contender}: consuming ${num()(target)} events`);
       const baseline = contender === 'naive' ? await committedTotal(progressAdmin, groups.naive, topic) : 0;
-      const worker = new WorkerHandle(workerConfig(contender), options.verbose, stack.env);
+      const profile = contender === 'engine' && process.env.BENCH_ENGINE_CPU_PROF ? { dir: `${process.env.BENCH_ENGINE_CPU_PROF}/engine-throughput-${runId}` } : undefined;
+      if (profile) engineProfile = profile;
+      const worker = new WorkerHandle(workerConfig(contender), options.verbose, stack.env, profile);
       // Contenders run one after the other: the function's counters over this phase are this contender's.
       const sinkBefore = { invocations: sink.invocations, changes: sink.changes };
       try {
         await worker.started();
         // Both contenders report "started" once they joined their group: the clock starts there.
         const startedAt = performance.now();
+        const cpuAtStart = (await worker.stats()).cpu;
         const sampler = options.scenario === 'keys' && contender === 'engine' ? sampleMemory(worker) : undefined;
         let throughput: Throughput;
         try {
@@ -582,6 +593,7 @@ async function main(): Promise<void> {
         result.counts = stats.counts;
         result.events = target;
         result.peakRssBytes = stats.peakRssBytes;
+        result.cpuPerMillion = cpuSecondsPerMillion(cpuAtStart, stats.cpu, target).total;
         if (stats.engineStats) {
           const e = stats.engineStats as { batches?: number; writes?: number; eventsApplied?: number; cache?: unknown };
           log(`${contender}: engine stats: batches ${e.batches}, writes ${e.writes}, eventsApplied ${e.eventsApplied}, cache ${JSON.stringify(e.cache)}`);
@@ -670,6 +682,7 @@ async function main(): Promise<void> {
             functionLatenciesMs.set(contender, latencies);
             log(`${contender}: produce->function p50 ${percentile(latencies, 50)?.toFixed(1)} ms, p99 ${percentile(latencies, 99)?.toFixed(1)} ms (${latencies.length} of ${producedAt.size} probes arrived)`);
           }
+          if (contender === 'engine') batchTimings = ((await worker.stats()).engineStats as { batchTimings?: typeof batchTimings } | undefined)?.batchTimings;
           result.latenciesMs = measured.latenciesMs;
           result.probeTimeouts = measured.timeouts;
           log(`${contender}: p50 ${percentile(measured.latenciesMs, 50)?.toFixed(1)} ms, p99 ${percentile(measured.latenciesMs, 99)?.toFixed(1)} ms, ${measured.timeouts} probes timed out`);
@@ -698,6 +711,7 @@ async function main(): Promise<void> {
     { metric: 'DynamoDB read requests / event', engine: perEvent(engine, (c) => c.readRequests), naive: perEvent(naive, (c) => c.readRequests), format: num(4), better: 'lower' },
     { metric: 'produce->view p50 (ms)', engine: percentile(engine?.latenciesMs ?? [], 50), naive: percentile(naive?.latenciesMs ?? [], 50), format: num(1), better: 'lower' },
     { metric: 'produce->view p99 (ms)', engine: percentile(engine?.latenciesMs ?? [], 99), naive: percentile(naive?.latenciesMs ?? [], 99), format: num(1), better: 'lower' },
+    { metric: 'CPU s / million events (user+sys, throughput)', engine: engine?.cpuPerMillion, naive: naive?.cpuPerMillion, format: num(1), better: 'lower' },
     { metric: 'peak RSS (throughput phase)', engine: engine?.peakRssBytes, naive: naive?.peakRssBytes, format: mib, better: 'lower' },
   ];
   console.log('');
@@ -707,6 +721,15 @@ async function main(): Promise<void> {
     console.log('');
     console.log(`Engine memory while folding ${num()(options.events)} distinct keys (state cache limit: ${options.cacheMaxEntries === undefined ? 'engine default' : num()(options.cacheMaxEntries)} entries)`);
     console.log(renderMemoryTimeline(memoryTimeline, options.events));
+  }
+  if (batchTimings !== undefined) {
+    console.log('');
+    console.log('Engine batch stages during the latency phase (its last 1,000 batches at most; checkpoint and commit run behind the next fetch)');
+    console.log(renderBatchTimings(batchTimings));
+  }
+  if (engineProfile !== undefined) {
+    console.log('');
+    console.log(renderCpuProfile(engineProfile.dir) ?? `no CPU profile in ${engineProfile.dir}`);
   }
   if (options.probes > 0) console.log(`latency probes: ${options.probes} per contender, one every ${options.probeIntervalMs} ms, under ${backgroundRate} events/s background load`);
   console.log(`views agree (engine vs naive): ${agreement}`);

@@ -13,6 +13,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { decodeBookingEvent } from '../../functions/events.ts';
 import { naiveUpdate } from './class-counts.ts';
 import { countDynamoDbRequests, memoryNow, type DynamoDbRequestCounts, type MemorySample } from './metrics.ts';
+import { cpuNow, type CpuSample } from './engine-costs.ts';
 import type { TriggerChanges } from '../../sdk/index.ts';
 
 /** What the parent tells a worker. */
@@ -44,6 +45,8 @@ export interface WorkerStats extends MemorySample {
   readonly eventsApplied: number | undefined;
   /** The engine's own counters (`Engine.stats()`), engine only. */
   readonly engineStats?: unknown;
+  /** CPU time of the worker process so far. */
+  readonly cpu: CpuSample;
 }
 
 /** A running contender. */
@@ -121,7 +124,7 @@ async function main(): Promise<void> {
   const running = config.mode === 'naive' ? await startNaive(config, dynamodb) : await startTributaryEngine(config, dynamodb);
   process.on('message', (message: { type?: string }) => {
     if (message?.type === 'stats') {
-      const stats: WorkerStats = { type: 'stats', counts: counts(), ...memoryNow(), eventsApplied: running.eventsApplied(), engineStats: running.engineStats?.() };
+      const stats: WorkerStats = { type: 'stats', counts: counts(), ...memoryNow(), eventsApplied: running.eventsApplied(), engineStats: running.engineStats?.(), cpu: cpuNow() };
       send(stats);
     } else if (message?.type === 'stop') {
       running

@@ -7,6 +7,7 @@ import { GetItemCommand } from 'dynamodb-toolbox';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DynamoItemStore } from '../../engine/internal/dynamodb-store.ts';
 import { itemId } from '../../engine/internal/fold.ts';
+import { WriteConflictError } from '../../engine/internal/errors.ts';
 import { checkpointKey, viewIndexKey, viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import { createTable, uniqueName } from './helpers.ts';
 import { testStorage } from './fixtures/engine-support.ts';
@@ -38,6 +39,21 @@ describe('DynamoItemStore', () => {
     await store.putItem(item('a', 2), 1);
     await expect(store.putItem(item('a', 3), 1)).rejects.toMatchObject({ code: 'WRITE_CONFLICT', context: { view: 'v', key: 'a' } });
     expect(await store.readItem(viewItemKey('v', 'a'))).toEqual(item('a', 2));
+  });
+
+  it('returns the item as stored with a lost condition, the same as a consistent read of it', async () => {
+    const store = new DynamoItemStore(testStorage(table), 4);
+    await store.putItem(item('s', 1), 0);
+    await store.putItem(item('s', 2, { state: { n: 2, ratio: 1.5, text: 'é' } }), 1);
+    const lost = await store.putItem(item('s', 1), 0).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(lost).toBeInstanceOf(WriteConflictError);
+    expect((lost as WriteConflictError).stored).toEqual({ item: await store.readItem(viewItemKey('v', 's')) });
+    // No item stored: nothing to return, and the writer reads.
+    const absent = await store.putItem(item('t', 2), 1).catch((error: unknown) => error);
+    expect(absent).toMatchObject({ code: 'WRITE_CONFLICT', stored: undefined });
   });
 
   it('reads more than 100 items in one call and leaves absent ones out', async () => {
