@@ -72,7 +72,9 @@ interface MemoryPoint {
   readonly rssBytes: number;
   readonly peakRssBytes: number;
   readonly heapUsedBytes: number;
+  readonly heapTotalBytes: number;
   readonly externalBytes: number;
+  readonly arrayBuffersBytes: number;
 }
 
 /** How often the `keys` scenario reads the engine worker's memory. */
@@ -100,7 +102,9 @@ function sampleMemory(worker: WorkerHandle): { points: MemoryPoint[]; stop: () =
           rssBytes: stats.rssBytes,
           peakRssBytes: stats.peakRssBytes,
           heapUsedBytes: stats.heapUsedBytes,
+          heapTotalBytes: stats.heapTotalBytes,
           externalBytes: stats.externalBytes,
+          arrayBuffersBytes: stats.arrayBuffersBytes,
         });
         const point = points[points.length - 1]!;
         if (points.length % MEMORY_LOG_EVERY === 1) {
@@ -122,19 +126,28 @@ function sampleMemory(worker: WorkerHandle): { points: MemoryPoint[]; stop: () =
 }
 
 /**
- * The memory timeline as a table: the first reading at or past each tenth of the keys, so a
- * flat RSS column shows memory bounded by the cache, not by the number of keys.
+ * The memory timeline as a table: the first reading at or past 10k, 100k, 500k and 1M keys and
+ * each tenth of the keys, so a flat RSS column shows memory bounded by the cache, not by the
+ * number of keys; the V8 heap (used, reserved) and memory outside it (external, of which array
+ * buffers) say where a growth is.
  */
 function renderMemoryTimeline(points: readonly MemoryPoint[], totalKeys: number): string {
-  const rows: MemoryPoint[] = [];
-  for (let tenth = 1; tenth <= 10; tenth++) {
-    const point = points.find((p) => p.keysFolded >= (totalKeys * tenth) / 10 && !rows.includes(p));
-    if (point) rows.push(point);
-  }
+  const marks = [10_000, 100_000, 500_000, 1_000_000, ...Array.from({ length: 10 }, (_, i) => (totalKeys * (i + 1)) / 10)].filter((m) => m <= totalKeys);
+  const rows = [...new Set(marks.flatMap((mark) => points.find((p) => p.keysFolded >= mark) ?? []))].sort((a, b) => a.keysFolded - b.keysFolded);
   const last = points[points.length - 1];
   if (last && !rows.includes(last)) rows.push(last);
-  const header = ['distinct keys folded', 'elapsed (s)', 'cache entries', 'RSS', 'peak RSS so far', 'V8 heap used', 'external'];
-  const body = rows.map((p) => [num()(p.keysFolded), num()(p.seconds), num()(p.cacheEntries), mib(p.rssBytes), mib(p.peakRssBytes), mib(p.heapUsedBytes), mib(p.externalBytes)]);
+  const header = ['distinct keys folded', 'elapsed (s)', 'cache entries', 'RSS', 'peak RSS so far', 'V8 heap used', 'V8 heap total', 'external', 'array buffers'];
+  const body = rows.map((p) => [
+    num()(p.keysFolded),
+    num()(p.seconds),
+    num()(p.cacheEntries),
+    mib(p.rssBytes),
+    mib(p.peakRssBytes),
+    mib(p.heapUsedBytes),
+    mib(p.heapTotalBytes),
+    mib(p.externalBytes),
+    mib(p.arrayBuffersBytes),
+  ]);
   return renderGrid(header, body, 'number');
 }
 
@@ -185,11 +198,9 @@ class WorkerHandle {
   private readonly waiters: ((message: any) => boolean)[] = [];
   failure: string | undefined;
 
-  /** `cpuProfile`: write V8 CPU profiles of the worker (one per thread) to this folder when it exits. */
-  constructor(config: WorkerConfig, verbose: boolean, stackEnv: Readonly<Record<string, string>>, cpuProfile?: { dir: string }) {
-    const profiling = cpuProfile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfile.dir}`];
+  constructor(config: WorkerConfig, verbose: boolean, stackEnv: Readonly<Record<string, string>>) {
     this.child = fork(WORKER, [], {
-      execArgv: ['--import', 'tsx', ...profiling],
+      execArgv: ['--import', 'tsx'],
       env: { ...process.env, ...stackEnv, BENCH_WORKER: JSON.stringify(config) },
       stdio: verbose ? 'inherit' : ['ignore', 'ignore', 'inherit', 'ipc'],
     });
@@ -507,7 +518,7 @@ async function main(): Promise<void> {
   let memoryTimeline: MemoryPoint[] = [];
   /** The engine's per-stage batch timings at the end of its latency phase. */
   let batchTimings: Parameters<typeof renderBatchTimings>[0] | undefined;
-  let engineProfile: { dir: string } | undefined;
+  let engineProfile: string | undefined;
   try {
     const topic = `bench-bookings-${runId}`;
     const admin = kafka.admin();
@@ -552,9 +563,10 @@ async function main(): Promise<void> {
       await ensureViewsTable(ddb, tables[contender]);
       log(`${contender}: consuming ${num()(target)} events`);
       const baseline = contender === 'naive' ? await committedTotal(progressAdmin, groups.naive, topic) : 0;
-      const profile = contender === 'engine' && process.env.BENCH_ENGINE_CPU_PROF ? { dir: `${process.env.BENCH_ENGINE_CPU_PROF}/engine-throughput-${runId}` } : undefined;
+      // BENCH_ENGINE_CPU_PROF=<dir>: a CPU profile of the engine's throughput phase, broken down below.
+      const profile = contender === 'engine' && process.env.BENCH_ENGINE_CPU_PROF ? `${process.env.BENCH_ENGINE_CPU_PROF}/engine-throughput-${runId}.cpuprofile` : undefined;
       if (profile) engineProfile = profile;
-      const worker = new WorkerHandle(workerConfig(contender), options.verbose, stack.env, profile);
+      const worker = new WorkerHandle({ ...workerConfig(contender), ...(profile ? { cpuProfileFile: profile } : {}) }, options.verbose, stack.env);
       // Contenders run one after the other: the function's counters over this phase are this contender's.
       const sinkBefore = { invocations: sink.invocations, changes: sink.changes };
       try {
@@ -729,7 +741,7 @@ async function main(): Promise<void> {
   }
   if (engineProfile !== undefined) {
     console.log('');
-    console.log(renderCpuProfile(engineProfile.dir) ?? `no CPU profile in ${engineProfile.dir}`);
+    console.log(renderCpuProfile(engineProfile) ?? `no CPU profile at ${engineProfile}`);
   }
   if (options.probes > 0) console.log(`latency probes: ${options.probes} per contender, one every ${options.probeIntervalMs} ms, under ${backgroundRate} events/s background load`);
   console.log(`views agree (engine vs naive): ${agreement}`);

@@ -4,8 +4,9 @@
  * V8 CPU profile of the engine worker (`BENCH_ENGINE_CPU_PROF=<dir>`), the shares of the fold,
  * decoding, the DynamoDB client, the Kafka client and the rest.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Session } from 'node:inspector/promises';
 import { num, renderGrid } from './metrics.ts';
 
 /** `process.cpuUsage()` of a worker, microseconds. */
@@ -17,6 +18,24 @@ export interface CpuSample {
 export function cpuNow(): CpuSample {
   const { user, system } = process.cpuUsage();
   return { userMicros: user, systemMicros: system };
+}
+
+/**
+ * Starts a V8 CPU profile of this process's main thread (the engine's, not the module loader's);
+ * the returned function stops it and writes it to `file`. Started once the engine joined its
+ * group, so the profile holds the work of the run, not the start-up's module loading.
+ */
+export async function startCpuProfile(file: string): Promise<() => Promise<void>> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
 }
 
 /** User + system CPU seconds per million events between two samples of one process. */
@@ -83,17 +102,11 @@ function categoryOf(url: string, fn: string): string {
 }
 
 /**
- * Self time per component of the engine's `.cpuprofile` in `dir` (V8 writes one per thread; the
- * main thread's, the largest, is the engine's), idle excluded, as a table of shares, then the
- * hottest functions. Undefined when there is none.
+ * Self time per component of the `.cpuprofile` at `file` (see {@link startCpuProfile}), idle
+ * excluded, as a table of shares, then the hottest functions. Undefined when there is none.
  */
-export function renderCpuProfile(dir: string): string | undefined {
-  if (!existsSync(dir)) return undefined;
-  const file = readdirSync(dir)
-    .filter((f) => f.endsWith('.cpuprofile'))
-    .map((f) => join(dir, f))
-    .sort((a, b) => statSync(b).size - statSync(a).size)[0];
-  if (file === undefined) return undefined;
+export function renderCpuProfile(file: string): string | undefined {
+  if (!existsSync(file)) return undefined;
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const micros = new Map<string, number>();
@@ -119,7 +132,7 @@ export function renderCpuProfile(dir: string): string | undefined {
     .slice(0, 12)
     .map(([where, us]) => [where, num(2)(us / 1e6), `${num(1)((us / Math.max(1, busy)) * 100)} %`]);
   return [
-    `CPU profile of the engine worker (${file}, whole process: startup, throughput phase, stop): self time by component, idle excluded`,
+    `CPU profile of the engine worker (${file}, from joining the group to the end of the throughput phase): self time by component, idle excluded`,
     renderGrid(['component', 'CPU s', 'share'], rows, 'label'),
     '',
     'hottest functions (self time)',

@@ -13,7 +13,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { decodeBookingEvent } from '../../functions/events.ts';
 import { naiveUpdate } from './class-counts.ts';
 import { countDynamoDbRequests, memoryNow, type DynamoDbRequestCounts, type MemorySample } from './metrics.ts';
-import { cpuNow, type CpuSample } from './engine-costs.ts';
+import { cpuNow, startCpuProfile, type CpuSample } from './engine-costs.ts';
 import type { TriggerChanges } from '../../sdk/index.ts';
 
 /** What the parent tells a worker. */
@@ -35,6 +35,8 @@ export interface WorkerConfig {
   /** The engine trigger's `changes` (the SDK's default, `'every'`, when undefined). */
   readonly triggerChanges?: TriggerChanges;
   readonly verbose: boolean;
+  /** Write a CPU profile of the worker, from "started" to "stop", to this file. */
+  readonly cpuProfileFile?: string;
 }
 
 /** A worker's answer to `{ type: 'stats' }`. */
@@ -47,6 +49,8 @@ export interface WorkerStats extends MemorySample {
   readonly engineStats?: unknown;
   /** CPU time of the worker process so far. */
   readonly cpu: CpuSample;
+  /** `process.memoryUsage().arrayBuffers`: Buffers and typed arrays (Kafka fetches, sockets), part of external. */
+  readonly arrayBuffersBytes: number;
 }
 
 /** A running contender. */
@@ -122,13 +126,14 @@ async function main(): Promise<void> {
   });
   const counts = countDynamoDbRequests(dynamodb);
   const running = config.mode === 'naive' ? await startNaive(config, dynamodb) : await startTributaryEngine(config, dynamodb);
+  const stopProfile = config.cpuProfileFile === undefined ? undefined : await startCpuProfile(config.cpuProfileFile);
   process.on('message', (message: { type?: string }) => {
     if (message?.type === 'stats') {
-      const stats: WorkerStats = { type: 'stats', counts: counts(), ...memoryNow(), eventsApplied: running.eventsApplied(), engineStats: running.engineStats?.(), cpu: cpuNow() };
+      const stats: WorkerStats = { type: 'stats', counts: counts(), ...memoryNow(), eventsApplied: running.eventsApplied(), engineStats: running.engineStats?.(), cpu: cpuNow(), arrayBuffersBytes: process.memoryUsage().arrayBuffers };
       send(stats);
     } else if (message?.type === 'stop') {
-      running
-        .stop()
+      Promise.resolve(stopProfile?.())
+        .then(() => running.stop())
         .then(() => send({ type: 'stopped' }))
         .catch((error: unknown) => send({ type: 'failed', message: `stop: ${String(error)}` }))
         .finally(() => setTimeout(() => process.exit(0), 50));

@@ -213,11 +213,17 @@ export class BatchProcessor {
     let reads = 0;
     const load = async (of: readonly ItemEvents[]): Promise<void> => {
       const misses: { id: string; key: ItemKey; view: string }[] = [];
-      for (const item of of) {
-        if (item.session) continue; // read through readWindows when folded
+      const uncached = of.filter((item) => {
+        if (item.session) return false; // read through readWindows when folded
         const cached = cache.get(item.id);
         if (cached !== undefined) snapshots.set(item.id, cached);
-        else if (!this.readFirst.has(item.view.name) && this.newKeyShare(item.view.name).mostlyNew()) {
+        return cached === undefined;
+      });
+      // A light batch (few misses) is where a read is most of the latency, and the lost writes
+      // of a wrong guess are few.
+      const light = uncached.length <= LIGHT_BATCH_MISSES;
+      for (const item of uncached) {
+        if (!this.readFirst.has(item.view.name) && this.newKeyShare(item.view.name).worthGuessing(light)) {
           // Probably a key never written: its first write is conditional on the item not
           // existing, and a lost condition returns the item to fold again from (foldAndWrite).
           snapshots.set(item.id, snapshotOf(undefined));
@@ -802,20 +808,25 @@ interface BatchWork {
   existed: number;
 }
 
+/** A batch with at most this many cache misses is light: see {@link NewKeyShare.worthGuessing}. */
+export const LIGHT_BATCH_MISSES = 8;
+
 /**
  * How often a view's cache misses were keys never written, as a moving share of the recent
- * misses (each weighs {@link NEW_KEY_WEIGHT}). While most were new, a miss is written first
- * without a read, conditional on the item not existing: one round trip instead of two. A miss
- * that existed costs one lost conditional write, which returns the item (no read either), so
- * the guess never adds a round trip; the share keeps those lost writes to a minority. It starts
- * at 0: a task started on a table full of keys reads them, as before.
+ * misses (each weighs {@link NEW_KEY_WEIGHT}). A miss written first without a read, conditional
+ * on the item not existing, takes one round trip instead of two when the key is new; when it
+ * existed, the lost write returns the item (no read either), so a wrong guess adds no round
+ * trip, only a lost conditional write (a write unit where the read would have cost a read unit).
+ * Misses are guessed new while most recent ones were, or, in a light batch (latency matters
+ * most, the lost writes are few), while at least one in ten was. It starts at 0: a task started
+ * on a table full of keys reads them, as before, until reads find new keys.
  */
 export class NewKeyShare {
   private share = 0;
 
-  /** Whether most recent misses were new keys. */
-  mostlyNew(): boolean {
-    return this.share > 0.5;
+  /** Whether a miss of a batch, `light` or not, is written without a read. */
+  worthGuessing(light: boolean): boolean {
+    return this.share > (light ? 0.1 : 0.5);
   }
 
   /** Records whether a miss turned out to be a key never written. */

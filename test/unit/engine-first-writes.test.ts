@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryItemStore } from '../../engine/index.ts';
 import { itemId } from '../../engine/internal/fold.ts';
-import { BatchProcessor, NewKeyShare, type BatchResult } from '../../engine/internal/processor.ts';
+import { BatchProcessor, LIGHT_BATCH_MISSES, NewKeyShare, type BatchResult } from '../../engine/internal/processor.ts';
 import { StateCache } from '../../engine/internal/state-cache.ts';
 import { decodeState, viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import { defineApp, defineView, type SourceRecord } from '../../sdk/index.ts';
@@ -130,10 +130,32 @@ describe('first writes without a read', () => {
 describe('NewKeyShare', () => {
   it('starts by reading, guesses new after a run of new keys, and reads again when keys exist', () => {
     const share = new NewKeyShare();
-    expect(share.mostlyNew()).toBe(false);
+    expect([share.worthGuessing(false), share.worthGuessing(true)]).toEqual([false, false]);
     for (let i = 0; i < 7; i++) share.note(true);
-    expect(share.mostlyNew()).toBe(true);
+    expect(share.worthGuessing(false)).toBe(true);
     for (let i = 0; i < 3; i++) share.note(false);
-    expect(share.mostlyNew()).toBe(false);
+    expect(share.worthGuessing(false)).toBe(false);
+    // A light batch still guesses while one miss in ten or more is new...
+    expect(share.worthGuessing(true)).toBe(true);
+    // ...and reads once nearly all misses exist.
+    for (let i = 0; i < 20; i++) share.note(false);
+    expect(share.worthGuessing(true)).toBe(false);
+  });
+
+  it('guesses in a light batch of mostly existing keys, not in a heavy one', async () => {
+    const store = new MemoryItemStore();
+    const processor = processorOf(store);
+    // Sixteen new keys, one batch each: the share passes one half.
+    const keys = Array.from({ length: 16 }, (_, i) => `e${i}`);
+    for (const key of keys) await batch(processor, [record(key)]);
+    // Six that existed (guessed new, lost): below one half, still above one in ten.
+    for (const key of keys.slice(0, 6)) expect((await batch(processor, [record(key)])).firstWrites).toEqual({ unread: 1, existed: 1 });
+    const heavy = await batch(processor, keys.slice(6).map((key) => record(key)));
+    expect(keys.length - 6).toBeGreaterThan(LIGHT_BATCH_MISSES);
+    expect(heavy.firstWrites.unread).toBe(0);
+    expect(heavy.reads).toBe(keys.length - 6);
+    const light = await batch(processor, [record('brand-new')]);
+    expect(light.firstWrites).toEqual({ unread: 1, existed: 0 });
+    for (const key of keys) expect(booked(store, key)).toBe(2);
   });
 });
