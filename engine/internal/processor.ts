@@ -390,6 +390,8 @@ export class BatchProcessor {
     let snapshot = cache.peek(item.id) ?? loaded;
     let conflicts = 0;
     let reads = 0;
+    /** Whether an unread miss was since read, or returned by a lost write. */
+    let verified = false;
     for (;;) {
       const foldStarted = performance.now();
       const result = foldItem(item.view, item.key, snapshot, item.events, {
@@ -401,10 +403,20 @@ export class BatchProcessor {
       cpu.foldMs += performance.now() - foldStarted;
       this.stopOnPoison(result.deadLetters);
       // A miss written without a read: the first write tells whether the key was new.
-      const unread = cpu.unread.has(item.id) && snapshot === loaded;
+      const unread = !verified && cpu.unread.has(item.id) && snapshot === loaded;
+      if (result.write === undefined && unread) {
+        // Nothing to write, so no condition tells whether the key existed: read it after all,
+        // so that what a stored item owes (trigger bookkeeping left by a crash) is seen.
+        reads += 1;
+        verified = true;
+        const read = snapshotOf(await store.readItem(item.itemKey));
+        this.newKeyShare(item.view.name).note(read.version === 0);
+        await this.refreshCheckpoints([read]);
+        snapshot = this.ledger.settle(read);
+        continue;
+      }
       if (result.write === undefined) {
-        // An unread miss is not known to be absent: not cached.
-        if (cache.peek(item.id) === undefined && !unread) cache.set(item.id, snapshot);
+        if (cache.peek(item.id) === undefined) cache.set(item.id, snapshot);
         return {
           item,
           snapshot,
@@ -426,6 +438,7 @@ export class BatchProcessor {
           throw error;
         }
         const stored = error instanceof WriteConflictError ? error.stored : undefined;
+        verified = true;
         if (unread) {
           // Not a conflict with another writer: the key existed, unknown to this task.
           this.newKeyShare(item.view.name).note(false);

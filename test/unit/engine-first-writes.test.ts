@@ -111,6 +111,38 @@ describe('first writes without a read', () => {
     expect(booked(store, 'y')).toBe(2);
   });
 
+  it('reads a guessed miss after all when its events write nothing (what a stored item owes is seen)', async () => {
+    const strict = defineView({
+      name: 'attendance',
+      source: 'bookings',
+      key: (e: Booking) => e.classId,
+      initial: () => ({ booked: 0 }),
+      reduce: (s, e: Booking & { bad?: true }) => {
+        if (e.bad) throw new Error('bad booking');
+        return { booked: s.booked + 1 };
+      },
+      onPoison: 'dead-letter',
+    });
+    const store = new MemoryItemStore();
+    const processor = new BatchProcessor({
+      app: defineApp({ name: 'first-writes-poison', views: [strict] }),
+      store,
+      cache: new StateCache({ maxEntries: 1, maxBytes: 1024 * 1024 }),
+      deadLetters: { send: async () => {} },
+      changes: { deliver: async (_t, changes) => changes.map(() => 'delivered' as const) },
+      limits: { writeConcurrency: 4, maxConflictRetries: 3 },
+      now: () => new Date(0),
+    });
+    await batch(processor, [record('p')]);
+    await warmUp(processor, 'poison');
+    const bad: SourceRecord = { ...record('p'), value: Buffer.from(JSON.stringify({ classId: 'p', bad: true })) };
+    const result = await batch(processor, [bad]);
+    expect(result.firstWrites.unread).toBe(1);
+    expect(result.reads).toBe(1);
+    expect(result.deadLetters).toBe(1);
+    expect(booked(store, 'p')).toBe(1);
+  });
+
   it('another writer creating the key between the guess and the write loses nothing', async () => {
     const store = new MemoryItemStore();
     const processor = processorOf(store);
