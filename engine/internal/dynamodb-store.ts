@@ -120,7 +120,9 @@ export class DynamoItemStore implements ItemStore, ClosingStore {
         // Marshalled (the document client translates outputs, not errors); absent when no item is stored.
         const raw = (error as { Item?: Parameters<typeof unmarshall>[0] }).Item;
         // Without it (no item stored, or a DynamoDB-compatible store that does not return it) the writer reads.
-        const stored = raw === undefined ? undefined : { item: this.storage.viewItems.build(EntityFormatter).format(unmarshall(raw, DOCUMENT_CLIENT_OPTIONS.unmarshallOptions)) as ViewItem };
+        // The document client sets `convertWithoutMapWrapper` on the options it is given: a whole item here.
+        const options = { ...DOCUMENT_CLIENT_OPTIONS.unmarshallOptions, convertWithoutMapWrapper: false };
+        const stored = raw === undefined ? undefined : { item: this.storage.viewItems.build(EntityFormatter).format(unmarshall(raw, options)) as ViewItem };
         throw new WriteConflictError(
           `view "${item.view}" key "${item.key}": the item is no longer at version ${expectedVersion}`,
           stored,

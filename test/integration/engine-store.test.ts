@@ -8,8 +8,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { DynamoItemStore } from '../../engine/internal/dynamodb-store.ts';
 import { itemId } from '../../engine/internal/fold.ts';
 import { WriteConflictError } from '../../engine/internal/errors.ts';
-import { checkpointKey, viewIndexKey, viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
-import { createTable, uniqueName } from './helpers.ts';
+import { checkpointKey, createStorage, viewIndexKey, viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
+import { createTable, dynamoClient, uniqueName } from './helpers.ts';
 import { testStorage } from './fixtures/engine-support.ts';
 
 function item(key: string, version: number, extra: Partial<ViewItem> = {}): ViewItem {
@@ -42,7 +42,8 @@ describe('DynamoItemStore', () => {
   });
 
   it('returns the item as stored with a lost condition, the same as a consistent read of it', async () => {
-    const store = new DynamoItemStore(testStorage(table), 4);
+    // Storage as the engine builds it: from a plain client, wrapped with the shared document-client options.
+    const store = new DynamoItemStore(createStorage({ dynamodb: dynamoClient(), tableName: table }), 4);
     await store.putItem(item('s', 1), 0);
     await store.putItem(item('s', 2, { state: { n: 2, ratio: 1.5, text: 'é' } }), 1);
     const lost = await store.putItem(item('s', 1), 0).then(
