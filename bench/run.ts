@@ -40,6 +40,7 @@ import { runWindowsScenario } from './internal/windows-scenario.ts';
 import { contenderCost, priceNote, priceUpdates, sizeDistributions, type CapacityCounts, type ContenderCost } from './internal/cost.ts';
 import { runCardinalityScenario } from './internal/cardinality-scenario.ts';
 import { runStreamsScenario } from './internal/streams-scenario.ts';
+import { cpuSecondsPerMillion, renderBatchTimings, renderCpuProfile } from './internal/engine-costs.ts';
 
 /** Events per produce request: big enough to keep the broker busy, small enough for a 1 MB request. */
 const PRODUCE_BATCH = 1_000;
@@ -78,7 +79,9 @@ interface MemoryPoint {
   readonly rssBytes: number;
   readonly peakRssBytes: number;
   readonly heapUsedBytes: number;
+  readonly heapTotalBytes: number;
   readonly externalBytes: number;
+  readonly arrayBuffersBytes: number;
 }
 
 /** How often the `keys` scenario reads the engine worker's memory. */
@@ -106,7 +109,9 @@ function sampleMemory(worker: WorkerHandle): { points: MemoryPoint[]; stop: () =
           rssBytes: stats.rssBytes,
           peakRssBytes: stats.peakRssBytes,
           heapUsedBytes: stats.heapUsedBytes,
+          heapTotalBytes: stats.heapTotalBytes,
           externalBytes: stats.externalBytes,
+          arrayBuffersBytes: stats.arrayBuffersBytes,
         });
         const point = points[points.length - 1]!;
         if (points.length % MEMORY_LOG_EVERY === 1) {
@@ -128,19 +133,28 @@ function sampleMemory(worker: WorkerHandle): { points: MemoryPoint[]; stop: () =
 }
 
 /**
- * The memory timeline as a table: the first reading at or past each tenth of the keys, so a
- * flat RSS column shows memory bounded by the cache, not by the number of keys.
+ * The memory timeline as a table: the first reading at or past 10k, 100k, 500k and 1M keys and
+ * each tenth of the keys, so a flat RSS column shows memory bounded by the cache, not by the
+ * number of keys; the V8 heap (used, reserved) and memory outside it (external, of which array
+ * buffers) say where a growth is.
  */
 function renderMemoryTimeline(points: readonly MemoryPoint[], totalKeys: number): string {
-  const rows: MemoryPoint[] = [];
-  for (let tenth = 1; tenth <= 10; tenth++) {
-    const point = points.find((p) => p.keysFolded >= (totalKeys * tenth) / 10 && !rows.includes(p));
-    if (point) rows.push(point);
-  }
+  const marks = [10_000, 100_000, 500_000, 1_000_000, ...Array.from({ length: 10 }, (_, i) => (totalKeys * (i + 1)) / 10)].filter((m) => m <= totalKeys);
+  const rows = [...new Set(marks.flatMap((mark) => points.find((p) => p.keysFolded >= mark) ?? []))].sort((a, b) => a.keysFolded - b.keysFolded);
   const last = points[points.length - 1];
   if (last && !rows.includes(last)) rows.push(last);
-  const header = ['distinct keys folded', 'elapsed (s)', 'cache entries', 'RSS', 'peak RSS so far', 'V8 heap used', 'external'];
-  const body = rows.map((p) => [num()(p.keysFolded), num()(p.seconds), num()(p.cacheEntries), mib(p.rssBytes), mib(p.peakRssBytes), mib(p.heapUsedBytes), mib(p.externalBytes)]);
+  const header = ['distinct keys folded', 'elapsed (s)', 'cache entries', 'RSS', 'peak RSS so far', 'V8 heap used', 'V8 heap total', 'external', 'array buffers'];
+  const body = rows.map((p) => [
+    num()(p.keysFolded),
+    num()(p.seconds),
+    num()(p.cacheEntries),
+    mib(p.rssBytes),
+    mib(p.peakRssBytes),
+    mib(p.heapUsedBytes),
+    mib(p.heapTotalBytes),
+    mib(p.externalBytes),
+    mib(p.arrayBuffersBytes),
+  ]);
   return renderGrid(header, body, 'number');
 }
 
@@ -157,6 +171,8 @@ interface ContenderResult {
   peakRssBytes?: number;
   latenciesMs: number[];
   probeTimeouts: number;
+  /** User+system CPU seconds of the contender's process per million events (throughput phase). */
+  cpuPerMillion?: number;
   error?: string;
 }
 
@@ -522,6 +538,9 @@ async function main(): Promise<void> {
   let agreement = 'not checked';
   let backgroundRate = 0;
   let memoryTimeline: MemoryPoint[] = [];
+  /** The engine's per-stage batch timings at the end of its latency phase. */
+  let batchTimings: Parameters<typeof renderBatchTimings>[0] | undefined;
+  let engineProfile: string | undefined;
   try {
     const topic = `bench-bookings-${runId}`;
     const admin = kafka.admin();
@@ -566,13 +585,17 @@ async function main(): Promise<void> {
       await ensureViewsTable(ddb, tables[contender]);
       log(`${contender}: consuming ${num()(target)} events`);
       const baseline = contender === 'naive' ? await committedTotal(progressAdmin, groups.naive, topic) : 0;
-      const worker = new WorkerHandle(workerConfig(contender), options.verbose, stack.env);
+      // BENCH_ENGINE_CPU_PROF=<dir>: a CPU profile of the engine's throughput phase, broken down below.
+      const profile = contender === 'engine' && process.env.BENCH_ENGINE_CPU_PROF ? `${process.env.BENCH_ENGINE_CPU_PROF}/engine-throughput-${runId}.cpuprofile` : undefined;
+      if (profile) engineProfile = profile;
+      const worker = new WorkerHandle({ ...workerConfig(contender), ...(profile ? { cpuProfileFile: profile } : {}) }, options.verbose, stack.env);
       // Contenders run one after the other: the function's counters over this phase are this contender's.
       const sinkBefore = { invocations: sink.invocations, changes: sink.changes };
       try {
         await worker.started();
         // Both contenders report "started" once they joined their group: the clock starts there.
         const startedAt = performance.now();
+        const cpuAtStart = (await worker.stats()).cpu;
         const sampler = options.scenario === 'keys' && contender === 'engine' ? sampleMemory(worker) : undefined;
         let throughput: Throughput;
         try {
@@ -606,6 +629,7 @@ async function main(): Promise<void> {
         result.capacity = stats.capacity;
         result.cost = contenderCost(stats.capacity, await priceUpdates(ddb, stats.capacity.updates), target);
         result.peakRssBytes = stats.peakRssBytes;
+        result.cpuPerMillion = cpuSecondsPerMillion(cpuAtStart, stats.cpu, target).total;
         if (stats.engineStats) {
           const e = stats.engineStats as { batches?: number; writes?: number; eventsApplied?: number; cache?: unknown };
           log(`${contender}: engine stats: batches ${e.batches}, writes ${e.writes}, eventsApplied ${e.eventsApplied}, cache ${JSON.stringify(e.cache)}`);
@@ -694,6 +718,7 @@ async function main(): Promise<void> {
             functionLatenciesMs.set(contender, latencies);
             log(`${contender}: produce->function p50 ${percentile(latencies, 50)?.toFixed(1)} ms, p99 ${percentile(latencies, 99)?.toFixed(1)} ms (${latencies.length} of ${producedAt.size} probes arrived)`);
           }
+          if (contender === 'engine') batchTimings = ((await worker.stats()).engineStats as { batchTimings?: typeof batchTimings } | undefined)?.batchTimings;
           result.latenciesMs = measured.latenciesMs;
           result.probeTimeouts = measured.timeouts;
           log(`${contender}: p50 ${percentile(measured.latenciesMs, 50)?.toFixed(1)} ms, p99 ${percentile(measured.latenciesMs, 99)?.toFixed(1)} ms, ${measured.timeouts} probes timed out`);
@@ -725,6 +750,7 @@ async function main(): Promise<void> {
     { metric: 'on-demand USD / million events', engine: engine?.cost?.usdPerMillionEvents, naive: naive?.cost?.usdPerMillionEvents, format: num(4), better: 'lower' },
     { metric: 'produce->view p50 (ms)', engine: percentile(engine?.latenciesMs ?? [], 50), naive: percentile(naive?.latenciesMs ?? [], 50), format: num(1), better: 'lower' },
     { metric: 'produce->view p99 (ms)', engine: percentile(engine?.latenciesMs ?? [], 99), naive: percentile(naive?.latenciesMs ?? [], 99), format: num(1), better: 'lower' },
+    { metric: 'CPU s / million events (user+sys, throughput)', engine: engine?.cpuPerMillion, naive: naive?.cpuPerMillion, format: num(1), better: 'lower' },
     { metric: 'peak RSS (throughput phase)', engine: engine?.peakRssBytes, naive: naive?.peakRssBytes, format: mib, better: 'lower' },
   ];
   console.log('');
@@ -743,6 +769,15 @@ async function main(): Promise<void> {
     console.log('');
     console.log(`Engine memory while folding ${num()(options.events)} distinct keys (state cache limit: ${options.cacheMaxEntries === undefined ? 'engine default' : num()(options.cacheMaxEntries)} entries)`);
     console.log(renderMemoryTimeline(memoryTimeline, options.events));
+  }
+  if (batchTimings !== undefined) {
+    console.log('');
+    console.log('Engine batch stages during the latency phase (its last 1,000 batches at most; checkpoint and commit run behind the next fetch)');
+    console.log(renderBatchTimings(batchTimings));
+  }
+  if (engineProfile !== undefined) {
+    console.log('');
+    console.log(renderCpuProfile(engineProfile) ?? `no CPU profile at ${engineProfile}`);
   }
   if (options.probes > 0) console.log(`latency probes: ${options.probes} per contender, one every ${options.probeIntervalMs} ms, under ${backgroundRate} events/s background load`);
   console.log(`views agree (engine vs naive): ${agreement}`);

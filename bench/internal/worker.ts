@@ -14,6 +14,7 @@ import { decodeBookingEvent } from '../../functions/events.ts';
 import { naiveUpdate } from './class-counts.ts';
 import { countDynamoDbRequests, memoryNow, type DynamoDbRequestCounts, type MemorySample } from './metrics.ts';
 import { meterCapacity, type CapacityCounts } from './cost.ts';
+import { cpuNow, startCpuProfile, type CpuSample } from './engine-costs.ts';
 import type { TriggerChanges } from '../../sdk/index.ts';
 
 /** What the parent tells a worker. */
@@ -37,6 +38,8 @@ export interface WorkerConfig {
   /** The engine's consumer session timeout (its default when undefined); the streams scenario sets both contenders' alike. */
   readonly sessionTimeoutMs?: number;
   readonly verbose: boolean;
+  /** Write a CPU profile of the worker, from "started" to "stop", to this file. */
+  readonly cpuProfileFile?: string;
 }
 
 /** A worker's answer to `{ type: 'stats' }`. */
@@ -49,6 +52,10 @@ export interface WorkerStats extends MemorySample {
   readonly eventsApplied: number | undefined;
   /** The engine's own counters (`Engine.stats()`), engine only. */
   readonly engineStats?: unknown;
+  /** CPU time of the worker process so far. */
+  readonly cpu: CpuSample;
+  /** `process.memoryUsage().arrayBuffers`: Buffers and typed arrays (Kafka fetches, sockets), part of external. */
+  readonly arrayBuffersBytes: number;
 }
 
 /** A running contender. */
@@ -125,13 +132,14 @@ async function main(): Promise<void> {
   const counts = countDynamoDbRequests(dynamodb);
   const capacity = meterCapacity(dynamodb);
   const running = config.mode === 'naive' ? await startNaive(config, dynamodb) : await startTributaryEngine(config, dynamodb);
+  const stopProfile = config.cpuProfileFile === undefined ? undefined : await startCpuProfile(config.cpuProfileFile);
   process.on('message', (message: { type?: string }) => {
     if (message?.type === 'stats') {
-      const stats: WorkerStats = { type: 'stats', counts: counts(), capacity: capacity(), ...memoryNow(), eventsApplied: running.eventsApplied(), engineStats: running.engineStats?.() };
+      const stats: WorkerStats = { type: 'stats', counts: counts(), capacity: capacity(), ...memoryNow(), eventsApplied: running.eventsApplied(), engineStats: running.engineStats?.(), cpu: cpuNow(), arrayBuffersBytes: process.memoryUsage().arrayBuffers };
       send(stats);
     } else if (message?.type === 'stop') {
-      running
-        .stop()
+      Promise.resolve(stopProfile?.())
+        .then(() => running.stop())
         .then(() => send({ type: 'stopped' }))
         .catch((error: unknown) => send({ type: 'failed', message: `stop: ${String(error)}` }))
         .finally(() => setTimeout(() => process.exit(0), 50));

@@ -31,6 +31,8 @@ export interface CommitPipelineDeps {
   degraded(operation: string, failing: { sinceMs: number; error: EngineError } | undefined): void;
   /** Called once per offset commit that succeeded. */
   committed?(): void;
+  /** Told how long each checkpoint write (retries included) and each offset commit took. */
+  timed?(stage: 'checkpoint' | 'commit', ms: number): void;
   readonly log: Logger;
 }
 
@@ -89,6 +91,7 @@ export class CommitPipeline {
    */
   private async checkpointAndCommit(topic: string, partition: number, nextOffset: string, generation: number): Promise<void> {
     const { deps } = this;
+    const started = performance.now();
     const checkpointed = await retrying(`checkpoint ${topic}/${partition}`, () => deps.checkpoint(topic, partition, nextOffset), {
       policy: deps.retryPolicy,
       log: deps.log,
@@ -101,12 +104,15 @@ export class CommitPipeline {
       proceed: () => !deps.failed(),
     });
     if (checkpointed === undefined) return;
+    const committing = performance.now();
+    deps.timed?.('checkpoint', committing - started);
     if (generation !== deps.generation()) {
       deps.log.debug('rebalanced since the batch; its offsets are left to the partition owner', { topic, partition, offset: nextOffset });
       return;
     }
     try {
       await deps.commit(topic, partition, nextOffset);
+      deps.timed?.('commit', performance.now() - committing);
       deps.committed?.();
     } catch (error) {
       // The partition moved to another task (rebalance): it re-reads from the last commit and

@@ -9,6 +9,7 @@ import {
   batchGetItems,
   checkpointKey,
   classifyAwsError,
+  DOCUMENT_CLIENT_OPTIONS,
   encodeWindowStart,
   ENGINE_PK,
   TABLE_INDEXES,
@@ -16,7 +17,8 @@ import {
   type Storage,
   type ViewItem,
 } from '../../sdk/contract/index.ts';
-import { EngineError } from './errors.ts';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { EngineError, WriteConflictError } from './errors.ts';
 import type { CheckpointState, ItemStore } from './processor.ts';
 import type { ClosingPage, ClosingStore } from './window-closer.ts';
 
@@ -109,12 +111,21 @@ export class DynamoItemStore implements ItemStore, ClosingStore {
 
   async putItem(item: ViewItem, expectedVersion: number): Promise<void> {
     try {
-      await this.storage.documentClient.send(new PutCommand(conditionalPutInput(this.storage.tableName, item, expectedVersion)));
+      await this.storage.documentClient.send(
+        // A lost condition returns the stored item: the writer folds again from it, no read.
+        new PutCommand({ ...conditionalPutInput(this.storage.tableName, item, expectedVersion), ReturnValuesOnConditionCheckFailure: 'ALL_OLD' }),
+      );
     } catch (error) {
       if (isConditionFailure(error)) {
-        throw new EngineError(
-          'WRITE_CONFLICT',
+        // Marshalled (the document client translates outputs, not errors); absent when no item is stored.
+        const raw = (error as { Item?: Parameters<typeof unmarshall>[0] }).Item;
+        // Without it (no item stored, or a DynamoDB-compatible store that does not return it) the writer reads.
+        // The document client sets `convertWithoutMapWrapper` on the options it is given: a whole item here.
+        const options = { ...DOCUMENT_CLIENT_OPTIONS.unmarshallOptions, convertWithoutMapWrapper: false };
+        const stored = raw === undefined ? undefined : { item: this.storage.viewItems.build(EntityFormatter).format(unmarshall(raw, options)) as ViewItem };
+        throw new WriteConflictError(
           `view "${item.view}" key "${item.key}": the item is no longer at version ${expectedVersion}`,
+          stored,
           { retriable: true, cause: error, context: { view: item.view, key: item.key } },
         );
       }

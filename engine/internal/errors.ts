@@ -1,4 +1,5 @@
 import { TributaryError, type TributaryErrorOptions } from '../../sdk/index.ts';
+import type { ViewItem } from '../../sdk/contract/index.ts';
 
 /** Error codes of the engine. Stable: match on them, not on messages. */
 export type EngineErrorCode =
@@ -91,6 +92,22 @@ export class EngineError extends TributaryError<'engine', EngineErrorCode, Engin
 
   constructor(code: EngineErrorCode, message: string, options: TributaryErrorOptions<EngineErrorContext> = {}) {
     super('engine', code, message, options);
+  }
+}
+
+/**
+ * A conditional item write that lost (`WRITE_CONFLICT`), with the item as it was stored when the
+ * condition failed when the store could tell (DynamoDB returns it with
+ * `ReturnValuesOnConditionCheckFailure`): `stored.item` undefined means no item was stored.
+ * A writer folds again from it instead of reading the item once more.
+ */
+export class WriteConflictError extends EngineError {
+  constructor(
+    message: string,
+    readonly stored: { readonly item: ViewItem | undefined } | undefined,
+    options: TributaryErrorOptions<EngineErrorContext> = {},
+  ) {
+    super('WRITE_CONFLICT', message, options);
   }
 }
 

@@ -11,7 +11,7 @@ import { offsetsKey, type ItemKey, type ViewItem } from '../../sdk/contract/inde
 import type { ChangeOrigin, ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import { KeyedMutex, mapLimit } from './concurrency.ts';
 import type { DeadLetter, PoisonDeadLetter } from './dead-letter.ts';
-import { EngineError, errorInfo } from './errors.ts';
+import { EngineError, errorInfo, WriteConflictError } from './errors.ts';
 import { attachLookups, deriveGroupEvents, LookupCache } from './tables.ts';
 import { foldItem, itemId, routeRecords, snapshotOf, type ItemEvents, type ItemSnapshot } from './fold.ts';
 import { clearPending, settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
@@ -86,12 +86,21 @@ export interface BatchResult {
   readonly conflicts: number;
   /** Items read from the table (cache misses and re-reads). */
   readonly reads: number;
+  /**
+   * Cache misses written first without a read, as keys never written before (see
+   * {@link NewKeyShare}), and of those, the ones that existed after all (folded again from the
+   * item the lost write returned).
+   */
+  readonly firstWrites: { readonly unread: number; readonly existed: number };
   readonly deadLetters: number;
   readonly changesDelivered: number;
   /** Late events per windowed view (not applied; dead-lettered or dropped by the view's `onLate`). */
   readonly late: Readonly<Record<string, number>>;
-  /** Milliseconds spent loading states, folding and writing, delivering changes and dead letters. */
-  readonly timings: { readonly loadMs: number; readonly writeMs: number; readonly deliverMs: number };
+  /**
+   * Milliseconds spent reading the states the cache did not hold, decoding and folding (CPU),
+   * writing items (wall time, writes in flight together), delivering changes and dead letters.
+   */
+  readonly timings: { readonly readMs: number; readonly decodeFoldMs: number; readonly writeMs: number; readonly deliverMs: number };
 }
 
 /** Log callback of the processor. */
@@ -142,6 +151,13 @@ export class BatchProcessor {
   private readonly aggregatesTables: boolean;
   /** Whether a view has enrichment lookups (tables.ts `attachLookups`). */
   private readonly looksUp: boolean;
+  /** Per view, how often its cache misses were keys never written: whether a miss is read before its first write. */
+  private readonly newKeys = new Map<string, NewKeyShare>();
+  /**
+   * Views other views aggregate over (tables.ts): their stored rows give the group events
+   * before the rows are written, so a miss of theirs is always read first.
+   */
+  private readonly readFirst: ReadonlySet<string>;
   /** Per `topic/partition`, the stream time left by its last durable batch here (see windows.ts). */
   private readonly clocks = new Map<string, PartitionStreamTime>();
   /**
@@ -166,6 +182,16 @@ export class BatchProcessor {
     this.windowedSources = new Set(deps.app.views.filter((v) => v.window !== undefined).map((v) => v.source));
     this.aggregatesTables = deps.app.views.some((v) => v.over !== undefined);
     this.looksUp = deps.app.views.some((v) => v.lookup !== undefined);
+    this.readFirst = new Set(deps.app.views.flatMap((v) => (v.over !== undefined ? [v.over.name] : [])));
+  }
+
+  private newKeyShare(view: string): NewKeyShare {
+    let share = this.newKeys.get(view);
+    if (share === undefined) {
+      share = new NewKeyShare();
+      this.newKeys.set(view, share);
+    }
+    return share;
   }
 
   /**
@@ -184,9 +210,13 @@ export class BatchProcessor {
   private async applyBatch(topic: string, partition: number, records: readonly SourceRecord[], origin: ChangeOrigin): Promise<BatchResult> {
     const { app, store, cache, limits } = this.deps;
     const now = this.deps.now ?? (() => new Date());
-    const started = Date.now();
     const clock = this.windowedSources.has(topic) ? new StreamClock(await this.streamTimeOf(topic, partition)) : undefined;
+    const started = performance.now();
     const { routed, forwarding } = this.route(topic, partition, records, clock);
+    // Per batch: CPU of decoding, routing and folding, summed over its items (see foldAndWrite),
+    // and the misses written first without a read.
+    const routedMs = performance.now() - started;
+    const cpu: BatchWork = { foldMs: routedMs, unread: new Set(), existed: 0 };
     this.stopOnPoison(routed.deadLetters);
 
     // Load: cache first, then one batched consistent read for the misses.
@@ -195,16 +225,28 @@ export class BatchProcessor {
     const snapshots = new Map<string, ItemSnapshot>();
     let reads = 0;
     const load = async (of: readonly ItemEvents[]): Promise<void> => {
-      const misses: { id: string; key: ItemKey }[] = [];
-      for (const item of of) {
-        if (item.session) continue; // read through readWindows when folded
+      const misses: { id: string; key: ItemKey; view: string }[] = [];
+      const uncached = of.filter((item) => {
+        if (item.session) return false; // read through readWindows when folded
         const cached = cache.get(item.id);
         if (cached !== undefined) snapshots.set(item.id, cached);
-        else misses.push({ id: item.id, key: item.itemKey });
+        return cached === undefined;
+      });
+      // A light batch (few misses) is where a read is most of the latency, and the lost writes
+      // of a wrong guess are few.
+      const light = uncached.length <= LIGHT_BATCH_MISSES;
+      for (const item of uncached) {
+        if (!this.readFirst.has(item.view.name) && this.newKeyShare(item.view.name).worthGuessing(light)) {
+          // Probably a key never written: its first write is conditional on the item not
+          // existing, and a lost condition returns the item to fold again from (foldAndWrite).
+          snapshots.set(item.id, snapshotOf(undefined));
+          cpu.unread.add(item.id);
+        } else misses.push({ id: item.id, key: item.itemKey, view: item.view.name });
       }
       reads += misses.length;
       if (misses.length > 0) {
         const loaded = await store.readItems(misses);
+        for (const miss of misses) this.newKeyShare(miss.view).note(!loaded.has(miss.id));
         const read = misses.map((miss) => snapshotOf(loaded.get(miss.id)));
         await this.refreshCheckpoints(read);
         // Not cached yet: foldAndWrite caches each item once, after its write. Caching here as
@@ -213,6 +255,7 @@ export class BatchProcessor {
         misses.forEach((miss, i) => snapshots.set(miss.id, this.ledger.settle(read[i]!)));
       }
     };
+    const loadStarted = performance.now();
     await load(items);
     // Table aggregations: the group events of the rows' changes, derived from the rows as stored
     // (tables.ts); their items are written before the rows (`first`).
@@ -229,7 +272,7 @@ export class BatchProcessor {
       reads += looked.reads;
     }
 
-    const loaded = Date.now();
+    const loaded = performance.now();
     const gates = this.ledger.openGates();
     // The batch's turns to judge items (see `deliverPending`) end with it, whatever happens.
     try {
@@ -239,7 +282,7 @@ export class BatchProcessor {
           this.mutex.run(item.id, () =>
             item.session
               ? this.foldSessions(item, now(), gates, lateByView)
-              : this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates, true).then((o) => [o]),
+              : this.foldAndWrite(item, snapshots.get(item.id)!, now(), gates, true, cpu).then((o) => [o]),
           ),
         );
       const outcomes = [...(first.length > 0 ? (await foldAll(first)).flat() : []), ...(await foldAll(items)).flat()];
@@ -263,7 +306,7 @@ export class BatchProcessor {
         }
       };
       tally(outcomes);
-      const written = Date.now();
+      const written = performance.now();
       let changesDelivered = await this.deliverPending(outcomes, letters, gates, origin);
       // A burst of one item's events whose states would not fit its bookkeeping (a trigger
       // takes every change) was split: the rest is folded and written now that the changes of
@@ -275,7 +318,7 @@ export class BatchProcessor {
           // From the cache, else the last write with its changes settled (the round before judged them all).
           (o) =>
             this.mutex.run(o.item.id, () =>
-              this.foldAndWrite({ ...o.item, events: o.deferred }, clearPending(o.snapshot, Object.keys(o.snapshot.pending ?? {})), now(), gates, false),
+              this.foldAndWrite({ ...o.item, events: o.deferred }, clearPending(o.snapshot, Object.keys(o.snapshot.pending ?? {})), now(), gates, false, cpu),
             ),
         );
         tally(round);
@@ -308,10 +351,17 @@ export class BatchProcessor {
         writes,
         conflicts,
         reads,
+        firstWrites: { unread: cpu.unread.size, existed: cpu.existed },
         deadLetters: letters.length,
         changesDelivered,
         late: lateByView,
-        timings: { loadMs: loaded - started, writeMs: written - loaded, deliverMs: Date.now() - written },
+        timings: {
+          readMs: loaded - loadStarted,
+          decodeFoldMs: cpu.foldMs,
+          // The fold of each item runs between its writes: what is left of the phase is writing.
+          writeMs: Math.max(0, written - loaded - (cpu.foldMs - routedMs)),
+          deliverMs: performance.now() - written,
+        },
       };
     } finally {
       this.ledger.closeGates(gates);
@@ -400,21 +450,45 @@ export class BatchProcessor {
   }
 
   /** `deferWhenFull`: see `FoldOptions.deferWhenFull` (the first round of a batch, not the later ones). */
-  private async foldAndWrite(item: ItemEvents, loaded: ItemSnapshot, now: Date, gates: GateList, deferWhenFull: boolean): Promise<ItemOutcome> {
+  private async foldAndWrite(
+    item: ItemEvents,
+    loaded: ItemSnapshot,
+    now: Date,
+    gates: GateList,
+    deferWhenFull: boolean,
+    cpu: BatchWork,
+  ): Promise<ItemOutcome> {
     const { store, cache, limits } = this.deps;
     const triggers = this.ledger.triggersOf(item.view.name);
     // Another batch of this process may have written the item since it was loaded.
     let snapshot = cache.peek(item.id) ?? loaded;
     let conflicts = 0;
     let reads = 0;
+    /** Whether an unread miss was since read, or returned by a lost write. */
+    let verified = false;
     for (;;) {
+      const foldStarted = performance.now();
       const result = foldItem(item.view, item.key, snapshot, item.events, {
         triggers,
         now,
         deferWhenFull,
         ...(item.window !== undefined ? { window: item.window } : {}),
       });
+      cpu.foldMs += performance.now() - foldStarted;
       this.stopOnPoison(result.deadLetters);
+      // A miss written without a read: the first write tells whether the key was new.
+      const unread = !verified && cpu.unread.has(item.id) && snapshot === loaded;
+      if (result.write === undefined && unread) {
+        // Nothing to write, so no condition tells whether the key existed: read it after all,
+        // so that what a stored item owes (trigger bookkeeping left by a crash) is seen.
+        reads += 1;
+        verified = true;
+        const read = snapshotOf(await store.readItem(item.itemKey));
+        this.newKeyShare(item.view.name).note(read.version === 0);
+        await this.refreshCheckpoints([read]);
+        snapshot = this.ledger.settle(read);
+        continue;
+      }
       if (result.write === undefined) {
         if (cache.peek(item.id) === undefined) cache.set(item.id, snapshot);
         return {
@@ -431,12 +505,19 @@ export class BatchProcessor {
       }
       try {
         await store.putItem(result.write.item, result.write.expectedVersion);
+        if (unread) this.newKeyShare(item.view.name).note(true);
       } catch (error) {
         if (!(error instanceof EngineError) || error.code !== 'WRITE_CONFLICT') {
           cache.delete(item.id);
           throw error;
         }
-        conflicts += 1;
+        const stored = error instanceof WriteConflictError ? error.stored : undefined;
+        verified = true;
+        if (unread) {
+          // Not a conflict with another writer: the key existed, unknown to this task.
+          this.newKeyShare(item.view.name).note(false);
+          cpu.existed += 1;
+        } else conflicts += 1;
         if (conflicts >= limits.maxConflictRetries) {
           cache.delete(item.id);
           throw new EngineError(
@@ -445,10 +526,11 @@ export class BatchProcessor {
             { retriable: true, context: { view: item.view.name, key: item.key } },
           );
         }
-        // Someone else wrote the item: re-read it and fold this batch's events again;
-        // the offset fence drops the events the other writer already applied.
-        reads += 1;
-        const reread = snapshotOf(await store.readItem(item.itemKey));
+        // Someone else wrote the item: fold this batch's events again from it as stored (as the
+        // lost write returned it, else read again); the offset fence drops the events the other
+        // writer already applied.
+        if (stored === undefined) reads += 1;
+        const reread = snapshotOf(stored !== undefined ? stored.item : await store.readItem(item.itemKey));
         await this.refreshCheckpoints([reread]);
         snapshot = this.ledger.settle(reread);
         cache.set(item.id, snapshot);
@@ -802,3 +884,43 @@ function lateSessionLetter(view: App['views'][number], key: string, event: { rec
     late: { eventTimeMs: event.timeMs!, streamTimeMs, windows: [closed], lateByMs },
   };
 }
+
+/** What one batch tallies across its items while folding and writing. */
+interface BatchWork {
+  /** CPU milliseconds of decoding, routing and folding. */
+  foldMs: number;
+  /** Ids of the cache misses written first without a read. */
+  readonly unread: Set<string>;
+  /** How many of those existed after all. */
+  existed: number;
+}
+
+/** A batch with at most this many cache misses is light: see {@link NewKeyShare.worthGuessing}. */
+export const LIGHT_BATCH_MISSES = 8;
+
+/**
+ * How often a view's cache misses were keys never written, as a moving share of the recent
+ * misses (each weighs {@link NEW_KEY_WEIGHT}). A miss written first without a read, conditional
+ * on the item not existing, takes one round trip instead of two when the key is new; when it
+ * existed, the lost write returns the item (no read either), so a wrong guess adds no round
+ * trip, only a lost conditional write (a write unit where the read would have cost a read unit).
+ * Misses are guessed new while most recent ones were, or, in a light batch (latency matters
+ * most, the lost writes are few), while at least one in ten was. It starts at 0: a task started
+ * on a table full of keys reads them, as before, until reads find new keys.
+ */
+export class NewKeyShare {
+  private share = 0;
+
+  /** Whether a miss of a batch, `light` or not, is written without a read. */
+  worthGuessing(light: boolean): boolean {
+    return this.share > (light ? 0.1 : 0.5);
+  }
+
+  /** Records whether a miss turned out to be a key never written. */
+  note(wasNew: boolean): void {
+    this.share += NEW_KEY_WEIGHT * ((wasNew ? 1 : 0) - this.share);
+  }
+}
+
+/** Weight of the latest miss in {@link NewKeyShare}: seven new keys in a row make a fresh share pass one half. */
+const NEW_KEY_WEIGHT = 0.1;

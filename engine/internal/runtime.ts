@@ -45,6 +45,7 @@ import { BatchProcessor, type BatchResult } from './processor.ts';
 import { createRepartitionProducer, ensureRepartitionTopics } from './repartition.ts';
 import { exitLikeSignal, onShutdownSignal } from './shutdown-signals.ts';
 import { StateCache } from './state-cache.ts';
+import { BatchTimings, type BATCH_STAGES, type BATCH_TIMINGS_WINDOW, type BatchStage, type StageSummary } from './batch-timings.ts';
 import type { TriggerDispatcher } from './triggers/dispatcher.ts';
 import { createTriggerChangeSink } from './triggers/sink.ts';
 import { CommitPipeline } from './commit-pipeline.ts';
@@ -71,6 +72,10 @@ export interface EngineStats {
   readonly writes: number;
   readonly conflicts: number;
   readonly reads: number;
+  /** Cache misses written first without a read, as keys probably never written (see `NewKeyShare`). */
+  readonly unreadFirstWrites: number;
+  /** Of those, the keys that existed after all: each cost a lost conditional write, no read. */
+  readonly unreadFirstWritesExisted: number;
   readonly deadLetters: number;
   readonly commits: number;
   readonly changesDelivered: number;
@@ -89,6 +94,8 @@ export interface EngineStats {
    */
   readonly lag: Readonly<Record<string, number>>;
   readonly cache: { readonly entries: number; readonly bytes: number; readonly hits: number; readonly misses: number; readonly evictions: number };
+  /** Where the time of the last {@link BATCH_TIMINGS_WINDOW} batches went, per stage (see {@link BATCH_STAGES}). */
+  readonly batchTimings: Partial<Record<BatchStage, StageSummary>>;
 }
 
 /** A running engine task. */
@@ -147,6 +154,8 @@ class EngineRuntime {
     writes: 0,
     conflicts: 0,
     reads: 0,
+    unreadFirstWrites: 0,
+    unreadFirstWritesExisted: 0,
     deadLetters: 0,
     commits: 0,
     changesDelivered: 0,
@@ -173,6 +182,7 @@ class EngineRuntime {
   private lagAdmin: Admin | undefined;
   private lagProbe: Promise<void> | undefined;
   private readonly cache: StateCache;
+  private readonly batchTimings = new BatchTimings();
   private readonly app: App;
   private kafka!: Kafka;
   private kafkaOption: Kafka | KafkaConfig | undefined;
@@ -300,6 +310,7 @@ class EngineRuntime {
         misses: this.cache.misses,
         evictions: this.cache.evictions,
       },
+      batchTimings: this.batchTimings.summary(),
     };
   }
 
@@ -436,6 +447,7 @@ class EngineRuntime {
       committed: () => {
         this.counters.commits += 1;
       },
+      timed: (stage, ms) => this.batchTimings.record(stage, ms),
       log,
     });
     let markJoined!: () => void;
@@ -662,6 +674,8 @@ class EngineRuntime {
         : verdict;
     };
     const records = batch.records;
+    const handedAt = performance.now();
+    this.batchTimings.record('fetch', Date.now() - records[records.length - 1]!.timestampMs);
     this.counters.recordsConsumed += records.length;
     this.lastReadMs.set(partitionKey, Date.now());
     // Long batches (a slow trigger, throttling) must not cost the partition: keep heartbeating.
@@ -702,6 +716,11 @@ class EngineRuntime {
     }
     if (outcome === undefined) return;
     const result = outcome.value;
+    this.batchTimings.record('durable', performance.now() - handedAt);
+    this.batchTimings.record('decodeFold', result.timings.decodeFoldMs);
+    this.batchTimings.record('read', result.timings.readMs);
+    this.batchTimings.record('write', result.timings.writeMs);
+    this.batchTimings.record('deliver', result.timings.deliverMs);
     // The fetch may end in records the consumer never sees: transaction markers and aborted
     // records (read-committed). They hold nothing to apply, so the batch covers them too;
     // otherwise the checkpoint and the commit would stop short of the end of the log, lag would
@@ -715,7 +734,9 @@ class EngineRuntime {
     const { previous, tail } = this.commits!.schedule(topic, partition, nextOffset, generation);
     // Bounds the pipeline; during shutdown, also waits for this batch's own checkpoint and commit.
     // The previous checkpoint may be riding out a storage outage: keep the partition meanwhile.
+    const queued = performance.now();
     await this.whileHeartbeating(heartbeat, this.stopping !== undefined ? tail : previous);
+    this.batchTimings.record('queue', performance.now() - queued);
     this.counters.batches += 1;
     this.counters.eventsApplied += result.applied;
     this.counters.eventsSkipped += result.skipped;
@@ -723,6 +744,8 @@ class EngineRuntime {
     this.counters.writes += result.writes;
     this.counters.conflicts += result.conflicts;
     this.counters.reads += result.reads;
+    this.counters.unreadFirstWrites += result.firstWrites.unread;
+    this.counters.unreadFirstWritesExisted += result.firstWrites.existed;
     this.counters.changesDelivered += result.changesDelivered;
     for (const [view, count] of Object.entries(result.late)) this.lateEvents[view] = (this.lateEvents[view] ?? 0) + count;
     const lag = Math.max(0, Number(batch.highWatermark) - Number(nextOffset));

@@ -9,7 +9,7 @@ import type { App, Change, SourceRecord, Trigger, ViewKey, WindowBounds } from '
 import { checkpointKey, decodeState, encodeViewKey, viewItemKey, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import type { ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import type { DeadLetter } from './dead-letter.ts';
-import { EngineError } from './errors.ts';
+import { EngineError, WriteConflictError } from './errors.ts';
 import { itemId } from './fold.ts';
 import { BatchProcessor, type BatchResult, type CheckpointState, type ItemStore } from './processor.ts';
 import { WindowCloser, type ClosingPage, type ClosingStore } from './window-closer.ts';
@@ -32,6 +32,11 @@ export class MemoryItemStore implements ItemStore, ClosingStore {
   conflicts = 0;
   /** Called before each put is applied; tests use it to interleave a competing writer. */
   beforePut: ((item: ViewItem, expectedVersion: number) => void) | undefined;
+  /**
+   * Whether a lost conditional put returns the stored item, as DynamoDB does with
+   * `ReturnValuesOnConditionCheckFailure` (false: the writer must read it, as from a store that cannot).
+   */
+  returnsStoredOnConflict = true;
   /** Called before each checkpoint write; throw from it to make the write fail. */
   beforeCheckpoint: ((topic: string, partition: number, nextOffset: string) => void) | undefined;
 
@@ -57,9 +62,11 @@ export class MemoryItemStore implements ItemStore, ClosingStore {
     const stored = this.items.get(id);
     if ((stored?.version ?? 0) !== expectedVersion) {
       this.conflicts += 1;
-      throw new EngineError('WRITE_CONFLICT', `item ${id} is at version ${stored?.version ?? 0}, not ${expectedVersion}`, {
-        retriable: true,
-      });
+      throw new WriteConflictError(
+        `item ${id} is at version ${stored?.version ?? 0}, not ${expectedVersion}`,
+        this.returnsStoredOnConflict && stored !== undefined ? { item: structuredClone(stored) } : undefined,
+        { retriable: true },
+      );
     }
     this.writes += 1;
     this.items.set(id, structuredClone(item));

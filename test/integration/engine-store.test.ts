@@ -7,8 +7,9 @@ import { GetItemCommand } from 'dynamodb-toolbox';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DynamoItemStore } from '../../engine/internal/dynamodb-store.ts';
 import { itemId } from '../../engine/internal/fold.ts';
-import { checkpointKey, viewIndexKey, viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
-import { createTable, uniqueName } from './helpers.ts';
+import { WriteConflictError } from '../../engine/internal/errors.ts';
+import { checkpointKey, createStorage, viewIndexKey, viewItemKey, type ViewItem } from '../../sdk/contract/index.ts';
+import { createTable, dynamoClient, uniqueName } from './helpers.ts';
 import { testStorage } from './fixtures/engine-support.ts';
 
 function item(key: string, version: number, extra: Partial<ViewItem> = {}): ViewItem {
@@ -38,6 +39,22 @@ describe('DynamoItemStore', () => {
     await store.putItem(item('a', 2), 1);
     await expect(store.putItem(item('a', 3), 1)).rejects.toMatchObject({ code: 'WRITE_CONFLICT', context: { view: 'v', key: 'a' } });
     expect(await store.readItem(viewItemKey('v', 'a'))).toEqual(item('a', 2));
+  });
+
+  it('returns the item as stored with a lost condition, the same as a consistent read of it', async () => {
+    // Storage as the engine builds it: from a plain client, wrapped with the shared document-client options.
+    const store = new DynamoItemStore(createStorage({ dynamodb: dynamoClient(), tableName: table }), 4);
+    await store.putItem(item('s', 1), 0);
+    await store.putItem(item('s', 2, { state: { n: 2, ratio: 1.5, text: 'é' } }), 1);
+    const lost = await store.putItem(item('s', 1), 0).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(lost).toBeInstanceOf(WriteConflictError);
+    expect((lost as WriteConflictError).stored).toEqual({ item: await store.readItem(viewItemKey('v', 's')) });
+    // No item stored: nothing to return, and the writer reads.
+    const absent = await store.putItem(item('t', 2), 1).catch((error: unknown) => error);
+    expect(absent).toMatchObject({ code: 'WRITE_CONFLICT', stored: undefined });
   });
 
   it('reads more than 100 items in one call and leaves absent ones out', async () => {
