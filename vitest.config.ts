@@ -12,6 +12,7 @@ const PUBLIC_ENTRIES = [
   { find: /^tributary\/sdk$/, replacement: source('./sdk/index.ts') },
   { find: /^tributary\/engine$/, replacement: source('./engine/index.ts') },
   { find: /^tributary\/cdk$/, replacement: source('./cdk/index.ts') },
+  { find: /^tributary\/client$/, replacement: source('./client/index.ts') },
   { find: /^tributary\/local$/, replacement: source('./local/index.ts') },
   { find: /^tributary\/testing$/, replacement: source('./testing/index.ts') },
 ];
