@@ -15,6 +15,7 @@ import { DEFAULT_FORCE_AFTER_MS, onShutdownSignal, startEngine, type Engine, typ
 import { ensureViewsTable, startLocalStack, type LocalHandler, type LocalKafkaKind, type LocalStack, type Seed, type SeedContext, type SeedEvent } from '../../local/index.ts';
 import { DOCUMENT_CLIENT_OPTIONS, ENV } from '../../sdk/contract/index.ts';
 import { createViewReader, type App } from '../../sdk/index.ts';
+import { startDevDashboard, type DevDashboard } from './dashboard.ts';
 import { CliError } from './errors.ts';
 import { readViewsSummary, RecentKeys } from './summary.ts';
 import { createModuleLoader, DATA_DIR_NAME, firstLine, handlerFiles, loadApp, defaultTableName } from './project.ts';
@@ -24,6 +25,8 @@ const DEFAULT_KAFKA_PORT = 9092;
 const DEFAULT_DYNAMODB_PORT = 8000;
 /** SAM CLI's local Lambda port. */
 const DEFAULT_LAMBDA_PORT = 3001;
+/** The dashboard's port (`--dashboard`), beside the Lambda endpoint's. */
+const DEFAULT_DASHBOARD_PORT = 3003;
 /** How often the live summary is printed (only when something changed). */
 const SUMMARY_INTERVAL_MS = 3_000;
 /** Width of the views part of the summary: the terminal's, kept between 80 and 120 columns. */
@@ -57,6 +60,8 @@ export interface DevOptions {
   readonly events: number | undefined;
   /** Where the summary and messages go. */
   readonly print: (line: string) => void;
+  /** Folder of a built dashboard to serve (`--dashboard`); undefined = none. */
+  readonly dashboardDir?: string;
 }
 
 function portFromEnv(name: string, fallback: number): number {
@@ -204,6 +209,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
   let restartTimer: NodeJS.Timeout | undefined;
   let restarting: Promise<void> = Promise.resolve();
   let stopped = false;
+  let dashboard: DevDashboard | undefined;
 
   /** Table, topics, handlers and environment for a generation of the app. */
   const prepare = async (next: Generation): Promise<void> => {
@@ -225,7 +231,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
       topics: [...next.app.sourceTopics, next.app.deadLetterTopic].map((topic) => ({ topic, numPartitions: options.partitions })),
       waitForLeaders: true,
     });
-    for (const [name, handler] of next.handlers) stack.lambda.register(name, handler);
+    for (const [name, handler] of next.handlers) stack.lambda.register(name, dashboard?.wrap(name, handler) ?? handler);
   };
 
   const startGeneration = (next: Generation): Engine => {
@@ -286,11 +292,24 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
   };
 
   try {
+    if (options.dashboardDir !== undefined) {
+      dashboard = await startDevDashboard({
+        dir: options.dashboardDir,
+        port: portFromEnv('TRIBUTARY_DASHBOARD_PORT', DEFAULT_DASHBOARD_PORT),
+        app: () => generation.app,
+        stats: () => engine?.stats(),
+        live: () => undefined,
+        brokers: stack.kafka.brokers,
+        print,
+      });
+    }
     await prepare(generation);
+    dashboard?.followDeadLetters();
     engine = startGeneration(generation);
     await engine.ready;
   } catch (error) {
     await engine?.stop().catch(() => undefined);
+    await dashboard?.stop().catch(() => undefined);
     await admin?.disconnect().catch(() => undefined);
     await stack.stop().catch(() => undefined);
     throw error;
@@ -307,6 +326,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
     `  Lambda Invoke API   ${stack.lambda.endpoint}  (${generation.handlers.size > 0 ? [...generation.handlers.keys()].join(', ') : 'no handlers'})`,
     `  Data                ${stack.dataDir}  (delete it to start empty)`,
     `  Logs                ${relative(logDir)}/engine.log, local.log`,
+    ...(dashboard !== undefined ? [`  Dashboard           ${dashboard.url}  (open it in a browser)`] : []),
     '',
     `Point tools at it: \`source ${relative(path.join(dataRoot, 'env'))}\`; \`tributary views get <view> <key>\` reads a view, \`views latest <view> <key>\` a windowed one.`,
     'Saving a file of the app restarts the engine. Ctrl-C stops everything.',
@@ -420,6 +440,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
         await restarting;
         await producer?.disconnect().catch(() => undefined);
         await stopEngine();
+        await dashboard?.stop().catch(() => undefined);
         await admin?.disconnect().catch(() => undefined);
         dynamodb?.destroy();
         await stack.stop();
