@@ -414,6 +414,13 @@ export interface Change<S = unknown> {
   readonly deleted?: true;
   /** Item version after the change; strictly increasing per item. */
   readonly version: number;
+  /**
+   * The item version of `before`: the version this trigger last judged (absent when it judged
+   * none, as on a new item). Under `changes: 'coalesced'` versions skip; a change whose
+   * `beforeVersion` is the version a consumer holds follows it with nothing missed, any other
+   * is a gap (a live subscriber then takes a fresh snapshot).
+   */
+  readonly beforeVersion?: number;
   /** Last applied offset per source partition, e.g. `{ "bookings/0": "1841" }`. */
   readonly offsets: Readonly<Record<string, string>>;
   /**
