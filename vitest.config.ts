@@ -15,6 +15,7 @@ const PUBLIC_ENTRIES = [
   { find: /^tributary\/client$/, replacement: source('./client/index.ts') },
   { find: /^tributary\/local$/, replacement: source('./local/index.ts') },
   { find: /^tributary\/testing$/, replacement: source('./testing/index.ts') },
+  { find: /^tributary\/live$/, replacement: source('./live/index.ts') },
 ];
 
 // Three projects, one per kind of test (see README.md "Tests"):

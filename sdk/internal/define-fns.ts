@@ -23,6 +23,7 @@ import {
 import { MAX_STATE_BYTES } from './contract.ts';
 import { DefinitionError } from './errors.ts';
 import { parseJsonExact, parseJsonStrict } from './exact-json.ts';
+import { compileLiveApp, compileLiveView } from './live.ts';
 
 /** Items are capped at 400 KB by DynamoDB; state gets the bulk, bookkeeping the rest. */
 export const DEFAULT_MAX_STATE_BYTES = 100_000;
@@ -356,6 +357,7 @@ function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
     throw new DefinitionError(`view "${name}": backfill must be "all" or "retained", received ${preview(backfill)}`, context);
   }
   const window = compileWindow(name, options, context);
+  const live = compileLiveView(name, options.live);
   return Object.freeze({
     kind: 'view',
     name,
@@ -376,6 +378,7 @@ function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
     onPoison,
     ...(window !== undefined ? { window } : {}),
     ...(window?.kind === 'session' ? { merge: options.merge } : {}),
+    ...(live !== undefined ? { live } : {}),
   });
 }
 
@@ -566,7 +569,9 @@ export function defineApp(options: AppOptions): App {
       );
     }
   }
-  const triggers = [...(options.triggers ?? [])];
+  // Each live view carries its built-in fan-out trigger.
+  const liveApp = compileLiveApp(views, options.live, defineTrigger);
+  const triggers = [...(options.triggers ?? []), ...liveApp.triggers];
   const triggerNames = new Set<string>();
   for (const trigger of triggers) {
     if (!trigger || trigger.kind !== 'trigger') {
@@ -604,5 +609,6 @@ export function defineApp(options: AppOptions): App {
     deadLetterTopic,
     sourceTopics,
     functions: [...new Set(triggers.map((t) => t.function))],
+    ...(liveApp.live !== undefined ? { live: liveApp.live } : {}),
   });
 }
