@@ -34,7 +34,7 @@ export { ItemSequencer, MAX_BUFFERED_CHANGES } from './internal/sequencer.ts';
 export type { SequencedChange, SequencedSnapshotItem, SequencedState, SequencerResult } from './internal/sequencer.ts';
 
 // Wire protocol
-export { parseServerFrame } from './internal/protocol.ts';
+export { decodeTaggedState, parseServerFrame } from './internal/protocol.ts';
 export type {
   ChangeFrame,
   ErrorFrame,
@@ -43,6 +43,7 @@ export type {
   SnapshotFrame,
   SnapshotItem,
   SubscribeFrame,
+  UnsubscribedFrame,
   UnsubscribeFrame,
   WireWindow,
 } from './internal/protocol.ts';

@@ -337,6 +337,7 @@ export function createLiveClient<Views extends LiveViews = LiveViews>(options: L
       report(new ClientError('BAD_FRAME', `live server error ${frame.code}: ${frame.message}`, { context: { serverCode: frame.code } }));
       return;
     }
+    if (frame.type === 'unsubscribed') return; // routes are dropped when the unsubscribe is sent
     const route = routes.get(frame.id as string);
     if (route === undefined) return; // a frame of a subscription already ended
     const { subscription } = route;

@@ -69,8 +69,42 @@ export interface ResyncFrame {
   readonly reason?: string;
 }
 
+/** Server → client: an `unsubscribe` was done. */
+export interface UnsubscribedFrame {
+  readonly type: 'unsubscribed';
+  readonly id: string;
+}
+
 /** Every frame the server sends. */
-export type ServerFrame = SnapshotFrame | ChangeFrame | ErrorFrame | ResyncFrame;
+export type ServerFrame = SnapshotFrame | ChangeFrame | ErrorFrame | ResyncFrame | UnsubscribedFrame;
+
+/** The key of a bigint's tagged JSON form, `{ "$bigint": "<decimal>" }`, as states are stored and sent. */
+const BIGINT_TAG = '$bigint';
+
+/**
+ * Turns the tagged bigints of a state received (`{ "$bigint": "9007199254740993" }`) back into
+ * `bigint`, as the SDK's reads do; returns `value` itself when it holds none.
+ */
+export function decodeTaggedState(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    value.forEach((element, i) => {
+      const decoded = decodeTaggedState(element);
+      if (decoded !== element) (out ??= [...value])[i] = decoded;
+    });
+    return out ?? value;
+  }
+  const fields = Object.keys(value);
+  const tag = (value as Record<string, unknown>)[BIGINT_TAG];
+  if (fields.length === 1 && typeof tag === 'string' && /^-?\d+$/.test(tag)) return BigInt(tag);
+  let out: Record<string, unknown> | undefined;
+  for (const [name, field] of Object.entries(value)) {
+    const decoded = decodeTaggedState(field);
+    if (decoded !== field) (out ??= { ...value })[name] = decoded;
+  }
+  return out ?? value;
+}
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -108,7 +142,8 @@ export function parseServerFrame(text: string): ServerFrame | string {
         const problem = snapshotItemProblem(item);
         if (problem !== undefined) return `snapshot "${frame.id}": ${problem}`;
       }
-      return { type: 'snapshot', id: frame.id, items: frame.items as SnapshotItem[], done: frame.done !== false };
+      const items = (frame.items as SnapshotItem[]).map((item) => ({ ...item, state: decodeTaggedState(item.state) }));
+      return { type: 'snapshot', id: frame.id, items, done: frame.done !== false };
     }
     case 'change': {
       if (typeof frame.id !== 'string') return 'a change frame has no string "id"';
@@ -118,7 +153,7 @@ export function parseServerFrame(text: string): ServerFrame | string {
         return `change of key "${frame.key}" has a "beforeVersion" that is not an integer >= 0`;
       }
       if (!isWindow(frame.window)) return `change of key "${frame.key}" has a malformed "window"`;
-      return frame as unknown as ChangeFrame;
+      return { ...(frame as unknown as ChangeFrame), ...(frame.state === undefined ? {} : { state: decodeTaggedState(frame.state) }) };
     }
     case 'error':
       if (typeof frame.code !== 'string') return 'an error frame has no string "code"';
@@ -128,6 +163,9 @@ export function parseServerFrame(text: string): ServerFrame | string {
         code: frame.code,
         message: typeof frame.message === 'string' ? frame.message : '',
       };
+    case 'unsubscribed':
+      if (typeof frame.id !== 'string') return 'an unsubscribed frame has no string "id"';
+      return { type: 'unsubscribed', id: frame.id };
     case 'resync':
       if (typeof frame.id !== 'string') return 'a resync frame has no string "id"';
       return { type: 'resync', id: frame.id, ...(typeof frame.reason === 'string' ? { reason: frame.reason } : {}) };

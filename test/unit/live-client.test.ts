@@ -416,7 +416,18 @@ describe('createLiveClient', () => {
     expect(errors.map((e) => e.code)).toEqual(['BAD_FRAME']);
     expect(shown.get('a')?.map((u) => u.version)).toEqual([0, 1]);
     expect(typeof parseServerFrame('{"type":"snapshot","id":"x","items":[{"key":1}]}')).toBe('string');
+    // An unsubscribe's answer is a frame of the protocol, not an error.
+    server.push({ type: 'unsubscribed', id: 'w1' });
+    server.settle();
+    expect(errors).toHaveLength(1);
     client.close();
+  });
+
+  it('turns tagged bigints of states back into bigints', () => {
+    const frame = parseServerFrame(
+      JSON.stringify({ type: 'change', id: 'w1', view: 'v', key: 'k', version: 1, state: { total: { $bigint: '9007199254740993' }, list: [{ $bigint: '-2' }], other: { $bigint: 'x' } } }),
+    );
+    expect(frame).toMatchObject({ state: { total: 9007199254740993n, list: [-2n], other: { $bigint: 'x' } } });
   });
 
   it('types states by view name', () => {
