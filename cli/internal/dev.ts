@@ -13,8 +13,10 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Kafka, logLevel as kafkaLogLevel, type Admin, type Producer } from 'kafkajs';
 import { DEFAULT_FORCE_AFTER_MS, onShutdownSignal, startEngine, type Engine, type EngineStats } from '../../engine/index.ts';
 import { ensureViewsTable, startLocalStack, type LocalHandler, type LocalKafkaKind, type LocalStack, type Seed, type SeedContext, type SeedEvent } from '../../local/index.ts';
-import { DOCUMENT_CLIENT_OPTIONS, ENV } from '../../sdk/contract/index.ts';
+import { DOCUMENT_CLIENT_OPTIONS, ENV, LIVE_FUNCTIONS } from '../../sdk/contract/index.ts';
 import { createViewReader, type App } from '../../sdk/index.ts';
+import { randomBytes } from 'node:crypto';
+import { createLiveHandlers, registerLiveHandlers, signLiveToken } from '../../live/index.ts';
 import { startDevDashboard, type DevDashboard } from './dashboard.ts';
 import { CliError } from './errors.ts';
 import { readViewsSummary, RecentKeys } from './summary.ts';
@@ -25,6 +27,8 @@ const DEFAULT_KAFKA_PORT = 9092;
 const DEFAULT_DYNAMODB_PORT = 8000;
 /** SAM CLI's local Lambda port. */
 const DEFAULT_LAMBDA_PORT = 3001;
+/** The live WebSocket API emulator's port, beside the Lambda endpoint's. */
+const DEFAULT_LIVE_PORT = 3002;
 /** The dashboard's port (`--dashboard`), beside the Lambda endpoint's. */
 const DEFAULT_DASHBOARD_PORT = 3003;
 /** How often the live summary is printed (only when something changed). */
@@ -98,7 +102,8 @@ async function loadGeneration(options: DevOptions): Promise<Generation> {
     }
     handlers.set(name, loaded.handler as LocalHandler);
   }
-  const missing = app.functions.filter((name) => !handlers.has(name));
+  // The live views' fan-out is Tributary's own function, registered with the live handlers.
+  const missing = app.functions.filter((name) => !handlers.has(name) && name !== LIVE_FUNCTIONS.fanout);
   if (missing.length > 0) {
     const where = options.handlersDir === undefined ? 'no handler folder (pass --handlers ./handlers)' : `${options.handlersDir} has no ${missing.map((m) => `${m}.ts`).join(', ')}`;
     throw new CliError('NOT_FOUND', `app "${app.name}" has triggers calling ${missing.join(', ')}, but ${where}; create each exporting \`handler\`, or fix the trigger's function`);
@@ -190,6 +195,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
       kafka: portFromEnv('TRIBUTARY_KAFKA_PORT', DEFAULT_KAFKA_PORT),
       dynamodb: portFromEnv('TRIBUTARY_DYNAMODB_PORT', DEFAULT_DYNAMODB_PORT),
       lambda: portFromEnv('TRIBUTARY_LAMBDA_PORT', DEFAULT_LAMBDA_PORT),
+      live: portFromEnv('TRIBUTARY_LIVE_PORT', DEFAULT_LIVE_PORT),
     },
     log: (line) => appendFileSync(localLog, `${new Date().toISOString()} ${line}\n`),
   });
@@ -210,6 +216,10 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
   let restarting: Promise<void> = Promise.resolve();
   let stopped = false;
   let dashboard: DevDashboard | undefined;
+  // The live authorizer of this session checks tokens signed with this secret (HS256); the
+  // dashboard gets one such token.
+  const liveSecret = randomBytes(32).toString('base64url');
+  const dashboardToken = await signLiveToken({ secret: liveSecret, claims: { sub: 'tributary-dev-dashboard' }, expiresInS: 7 * 24 * 3600 });
 
   /** Table, topics, handlers and environment for a generation of the app. */
   const prepare = async (next: Generation): Promise<void> => {
@@ -232,6 +242,8 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
       waitForLeaders: true,
     });
     for (const [name, handler] of next.handlers) stack.lambda.register(name, dashboard?.wrap(name, handler) ?? handler);
+    // The live WebSocket API's routes and the live views' fan-out run on the same endpoint.
+    if (stack.live !== undefined) registerLiveHandlers(stack.lambda, createLiveHandlers(next.app, { auth: { hmacSecret: liveSecret } }));
   };
 
   const startGeneration = (next: Generation): Engine => {
@@ -298,7 +310,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
         port: portFromEnv('TRIBUTARY_DASHBOARD_PORT', DEFAULT_DASHBOARD_PORT),
         app: () => generation.app,
         stats: () => engine?.stats(),
-        live: () => undefined,
+        live: () => (stack.live === undefined ? undefined : { url: stack.live.url, token: dashboardToken }),
         brokers: stack.kafka.brokers,
         print,
       });
@@ -324,6 +336,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
     `  Kafka broker        ${stack.kafka.brokers.join(',')}  (${stack.kafka.kind === 'apache' ? `Apache Kafka ${stack.kafka.version}` : 'embedded; --kafka apache for Apache Kafka'}); topics ${[...generation.app.sourceTopics, generation.app.deadLetterTopic].join(', ')}`,
     `  DynamoDB Local      ${stack.dynamodb.endpoint}  (table ${defaultTableName(generation.app)})`,
     `  Lambda Invoke API   ${stack.lambda.endpoint}  (${generation.handlers.size > 0 ? [...generation.handlers.keys()].join(', ') : 'no handlers'})`,
+    ...(stack.live !== undefined ? [`  Live WebSocket API  ${stack.live.url}  (live views ${generation.app.live?.views.join(', ') ?? 'none'}; tributary/client)`] : []),
     `  Data                ${stack.dataDir}  (delete it to start empty)`,
     `  Logs                ${relative(logDir)}/engine.log, local.log`,
     ...(dashboard !== undefined ? [`  Dashboard           ${dashboard.url}  (open it in a browser)`] : []),
