@@ -6,12 +6,14 @@
  * summary line it shows a few of each view's newest items (`summary.ts`). Engine and
  * stack logs go to `.tributary/logs/`, apart from the summary. For development only.
  */
+import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Kafka, logLevel as kafkaLogLevel, type Admin, type Producer } from 'kafkajs';
 import { DEFAULT_FORCE_AFTER_MS, onShutdownSignal, startEngine, type Engine, type EngineStats } from '../../engine/index.ts';
+import { createLiveHandlers, registerLiveHandlers, signLiveToken } from '../../live/index.ts';
 import { ensureViewsTable, startLocalStack, type LocalHandler, type LocalKafkaKind, type LocalStack, type Seed, type SeedContext, type SeedEvent } from '../../local/index.ts';
 import { DOCUMENT_CLIENT_OPTIONS, ENV } from '../../sdk/contract/index.ts';
 import { createViewReader, type App } from '../../sdk/index.ts';
@@ -24,6 +26,10 @@ const DEFAULT_KAFKA_PORT = 9092;
 const DEFAULT_DYNAMODB_PORT = 8000;
 /** SAM CLI's local Lambda port. */
 const DEFAULT_LAMBDA_PORT = 3001;
+/** The live subscriptions' WebSocket API (and its `@connections` management API), next to the Lambda endpoint. */
+const DEFAULT_LIVE_PORT = 3002;
+/** A dev token lasts a week: long enough to keep a browser tab open across restarts of the stack. */
+const DEV_TOKEN_TTL_S = 7 * 24 * 60 * 60;
 /** How often the live summary is printed (only when something changed). */
 const SUMMARY_INTERVAL_MS = 3_000;
 /** Width of the views part of the summary: the terminal's, kept between 80 and 120 columns. */
@@ -185,9 +191,15 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
       kafka: portFromEnv('TRIBUTARY_KAFKA_PORT', DEFAULT_KAFKA_PORT),
       dynamodb: portFromEnv('TRIBUTARY_DYNAMODB_PORT', DEFAULT_DYNAMODB_PORT),
       lambda: portFromEnv('TRIBUTARY_LAMBDA_PORT', DEFAULT_LAMBDA_PORT),
+      live: portFromEnv('TRIBUTARY_LIVE_PORT', DEFAULT_LIVE_PORT),
     },
     log: (line) => appendFileSync(localLog, `${new Date().toISOString()} ${line}\n`),
   });
+
+  // Live subscriptions: the local authorizer checks tokens signed with this secret (one per run
+  // unless the environment sets it), and the printed URL carries one.
+  const liveSecret = process.env[ENV.liveHmacSecret] ?? randomBytes(32).toString('base64url');
+  const liveToken = await signLiveToken({ secret: liveSecret, claims: { sub: 'dev', role: 'dev' }, expiresInS: DEV_TOKEN_TTL_S });
 
   const kafka = new Kafka({ clientId: 'tributary-dev', brokers: stack.kafka.brokers, logLevel: kafkaLogLevel.NOTHING });
   let admin: Admin | undefined;
@@ -226,6 +238,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
       waitForLeaders: true,
     });
     for (const [name, handler] of next.handlers) stack.lambda.register(name, handler);
+    registerLiveHandlers(stack.lambda, createLiveHandlers(next.app, { auth: { hmacSecret: liveSecret } }));
   };
 
   const startGeneration = (next: Generation): Engine => {
@@ -305,6 +318,11 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
     `  Kafka broker        ${stack.kafka.brokers.join(',')}  (${stack.kafka.kind === 'apache' ? `Apache Kafka ${stack.kafka.version}` : 'embedded; --kafka apache for Apache Kafka'}); topics ${[...generation.app.sourceTopics, generation.app.deadLetterTopic].join(', ')}`,
     `  DynamoDB Local      ${stack.dynamodb.endpoint}  (table ${defaultTableName(generation.app)})`,
     `  Lambda Invoke API   ${stack.lambda.endpoint}  (${generation.handlers.size > 0 ? [...generation.handlers.keys()].join(', ') : 'no handlers'})`,
+    ...(stack.live !== undefined
+      ? [
+          `  Live subscriptions  ${stack.live.url}/?token=${liveToken}  (live views: ${generation.app.live?.views.join(', ') ?? 'none; set live on a view'})`,
+        ]
+      : []),
     `  Data                ${stack.dataDir}  (delete it to start empty)`,
     `  Logs                ${relative(logDir)}/engine.log, local.log`,
     '',
