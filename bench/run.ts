@@ -18,6 +18,7 @@
  * npm run bench -- --scenario triggers            # + a trigger: engine vs one Invoke per event
  * npm run bench -- --scenario windows             # unwindowed vs tumbling vs hopping windows
  * npm run bench -- --scenario joins               # plain vs re-keyed vs a table lookup
+ * npm run bench -- --scenario live                # 500 WebSocket subscribers of every class, emulator memory
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +33,7 @@ import { mib, num, percentile, renderGrid, renderTable, type DynamoDbRequestCoun
 import { BenchUsageError, parseBenchOptions, type BenchOptions, type Contender } from './internal/options.ts';
 import type { WorkerConfig, WorkerStats } from './internal/worker.ts';
 import { runJoinsScenario } from './internal/joins-scenario.ts';
+import { runLiveScenario } from './internal/live-scenario.ts';
 import { runWindowsScenario } from './internal/windows-scenario.ts';
 
 /** Events per produce request: big enough to keep the broker busy, small enough for a 1 MB request. */
@@ -465,6 +467,10 @@ async function main(): Promise<void> {
   }
   if (options.scenario === 'windows') {
     await runWindowsScenario(options, log);
+    return;
+  }
+  if (options.scenario === 'live') {
+    await runLiveScenario(options, log);
     return;
   }
   if (options.scenario === 'joins') {

@@ -25,7 +25,7 @@ export {
 export type { LiveErrorFrameCode, LiveRequest, LiveTarget, SnapshotItem } from './internal/protocol.ts';
 
 // Storage rows (under `live#`)
-export { LIVE_PK_PREFIX, LIVE_ROW_TTL_S, LiveSubscriptions, connectionPk, keySubscriptionsPk, prefixSubscriptionsPk } from './internal/subscriptions.ts';
+export { LiveSubscriptions } from './internal/subscriptions.ts';
 export type { Subscriber } from './internal/subscriptions.ts';
 
 // Errors

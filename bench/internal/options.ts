@@ -21,7 +21,7 @@ export type Contender = 'engine' | 'naive';
  *   same view re-keyed by member, and the plain view with a lookup of a members table (events/s,
  *   DynamoDB item reads and writes per event).
  */
-export type Scenario = 'throughput' | 'keys' | 'triggers' | 'windows' | 'joins';
+export type Scenario = 'throughput' | 'keys' | 'triggers' | 'windows' | 'joins' | 'live';
 
 /** Resolved options of one benchmark run. */
 export interface BenchOptions {
@@ -96,6 +96,19 @@ const SCENARIO_DEFAULTS: Record<Scenario, Omit<BenchOptions, 'scenario' | 'verbo
     phaseTimeoutMs: 600_000,
     cacheMaxEntries: undefined,
   },
+  live: {
+    // Every subscriber watches every class: each change fans out to all of them.
+    contenders: ['engine'],
+    events: 5_000,
+    classes: 50,
+    partitions: 4,
+    seed: 1,
+    probes: 0,
+    probeIntervalMs: 100,
+    backgroundRate: 0,
+    phaseTimeoutMs: 600_000,
+    cacheMaxEntries: undefined,
+  },
   joins: {
     // Three engine passes over the same events.
     contenders: ['engine'],
@@ -136,7 +149,7 @@ const FLAGS = {
   'cache-max-entries': 'BENCH_CACHE_MAX_ENTRIES',
 } as const;
 
-const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers|windows|joins] [--contenders engine,naive]
+const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers|windows|joins|live] [--contenders engine,naive]
   [--events N] [--classes N] [--partitions N] [--seed N] [--probes N] [--probe-interval-ms N]
   [--background-rate N] [--phase-timeout-ms N] [--cache-max-entries N] [--verbose]
   (each flag also reads BENCH_<FLAG> from the environment, e.g. BENCH_EVENTS=50000)`;

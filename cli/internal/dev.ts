@@ -6,17 +6,17 @@
  * summary line it shows a few of each view's newest items (`summary.ts`). Engine and
  * stack logs go to `.tributary/logs/`, apart from the summary. For development only.
  */
+import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Kafka, logLevel as kafkaLogLevel, type Admin, type Producer } from 'kafkajs';
 import { DEFAULT_FORCE_AFTER_MS, onShutdownSignal, startEngine, type Engine, type EngineStats } from '../../engine/index.ts';
+import { createLiveHandlers, registerLiveHandlers, signLiveToken } from '../../live/index.ts';
 import { ensureViewsTable, startLocalStack, type LocalHandler, type LocalKafkaKind, type LocalStack, type Seed, type SeedContext, type SeedEvent } from '../../local/index.ts';
 import { DOCUMENT_CLIENT_OPTIONS, ENV, LIVE_FUNCTIONS } from '../../sdk/contract/index.ts';
 import { createViewReader, type App } from '../../sdk/index.ts';
-import { randomBytes } from 'node:crypto';
-import { createLiveHandlers, registerLiveHandlers, signLiveToken } from '../../live/index.ts';
 import { startDevDashboard, type DevDashboard } from './dashboard.ts';
 import { CliError } from './errors.ts';
 import { readViewsSummary, RecentKeys } from './summary.ts';
@@ -27,9 +27,11 @@ const DEFAULT_KAFKA_PORT = 9092;
 const DEFAULT_DYNAMODB_PORT = 8000;
 /** SAM CLI's local Lambda port. */
 const DEFAULT_LAMBDA_PORT = 3001;
-/** The live WebSocket API emulator's port, beside the Lambda endpoint's. */
+/** The live subscriptions' WebSocket API (and its `@connections` management API), next to the Lambda endpoint. */
 const DEFAULT_LIVE_PORT = 3002;
-/** The dashboard's port (`--dashboard`), beside the Lambda endpoint's. */
+/** A dev token lasts a week: long enough to keep a browser tab open across restarts of the stack. */
+const DEV_TOKEN_TTL_S = 7 * 24 * 60 * 60;
+/** The dashboard's port (`--dashboard`), beside the live API's. */
 const DEFAULT_DASHBOARD_PORT = 3003;
 /** How often the live summary is printed (only when something changed). */
 const SUMMARY_INTERVAL_MS = 3_000;
@@ -200,6 +202,11 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
     log: (line) => appendFileSync(localLog, `${new Date().toISOString()} ${line}\n`),
   });
 
+  // Live subscriptions: the local authorizer checks tokens signed with this secret (one per run
+  // unless the environment sets it), and the printed URL carries one.
+  const liveSecret = process.env[ENV.liveHmacSecret] ?? randomBytes(32).toString('base64url');
+  const liveToken = await signLiveToken({ secret: liveSecret, claims: { sub: 'dev', role: 'dev' }, expiresInS: DEV_TOKEN_TTL_S });
+
   const kafka = new Kafka({ clientId: 'tributary-dev', brokers: stack.kafka.brokers, logLevel: kafkaLogLevel.NOTHING });
   let admin: Admin | undefined;
   let producer: Producer | undefined;
@@ -216,10 +223,6 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
   let restarting: Promise<void> = Promise.resolve();
   let stopped = false;
   let dashboard: DevDashboard | undefined;
-  // The live authorizer of this session checks tokens signed with this secret (HS256); the
-  // dashboard gets one such token.
-  const liveSecret = randomBytes(32).toString('base64url');
-  const dashboardToken = await signLiveToken({ secret: liveSecret, claims: { sub: 'tributary-dev-dashboard' }, expiresInS: 7 * 24 * 3600 });
 
   /** Table, topics, handlers and environment for a generation of the app. */
   const prepare = async (next: Generation): Promise<void> => {
@@ -310,7 +313,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
         port: portFromEnv('TRIBUTARY_DASHBOARD_PORT', DEFAULT_DASHBOARD_PORT),
         app: () => generation.app,
         stats: () => engine?.stats(),
-        live: () => (stack.live === undefined ? undefined : { url: stack.live.url, token: dashboardToken }),
+        live: () => (stack.live === undefined ? undefined : { url: stack.live.url, token: liveToken }),
         brokers: stack.kafka.brokers,
         print,
       });
@@ -336,7 +339,11 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
     `  Kafka broker        ${stack.kafka.brokers.join(',')}  (${stack.kafka.kind === 'apache' ? `Apache Kafka ${stack.kafka.version}` : 'embedded; --kafka apache for Apache Kafka'}); topics ${[...generation.app.sourceTopics, generation.app.deadLetterTopic].join(', ')}`,
     `  DynamoDB Local      ${stack.dynamodb.endpoint}  (table ${defaultTableName(generation.app)})`,
     `  Lambda Invoke API   ${stack.lambda.endpoint}  (${generation.handlers.size > 0 ? [...generation.handlers.keys()].join(', ') : 'no handlers'})`,
-    ...(stack.live !== undefined ? [`  Live WebSocket API  ${stack.live.url}  (live views ${generation.app.live?.views.join(', ') ?? 'none'}; tributary/client)`] : []),
+    ...(stack.live !== undefined
+      ? [
+          `  Live subscriptions  ${stack.live.url}/?token=${liveToken}  (live views: ${generation.app.live?.views.join(', ') ?? 'none; set live on a view'})`,
+        ]
+      : []),
     `  Data                ${stack.dataDir}  (delete it to start empty)`,
     `  Logs                ${relative(logDir)}/engine.log, local.log`,
     ...(dashboard !== undefined ? [`  Dashboard           ${dashboard.url}  (open it in a browser)`] : []),

@@ -6,22 +6,12 @@
  * connection whose `$disconnect` never ran still goes.
  */
 import { BatchWriteCommand, DeleteCommand, GetCommand, PutCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { connectionPk, keySubscriptionsPk, LIVE_ROW_TTL_S, prefixSubscriptionsPk } from '../../sdk/contract/index.ts';
 import type { LivePrincipal } from '../../sdk/index.ts';
 import type { LiveTarget } from './protocol.ts';
 
-/** API Gateway closes a WebSocket connection after 2 h; rows outlive it, then TTL removes them. */
-export const LIVE_ROW_TTL_S = 24 * 60 * 60;
-/** Prefix of every live row's `pk`. */
-export const LIVE_PK_PREFIX = 'live#';
 const CONNECTION_SK = '_';
 const SUBSCRIPTION_SK_PREFIX = 's#';
-
-/** The pk of a connection's rows. */
-export const connectionPk = (connectionId: string): string => `${LIVE_PK_PREFIX}c#${connectionId}`;
-/** The pk of a (view, key)'s subscriptions. */
-export const keySubscriptionsPk = (view: string, key: string): string => `${LIVE_PK_PREFIX}s#${view}#${key}`;
-/** The pk of a view's prefix subscriptions. */
-export const prefixSubscriptionsPk = (view: string): string => `${LIVE_PK_PREFIX}p#${view}`;
 
 /** One subscriber of a key or prefix, as the fan-out finds it. */
 export interface Subscriber {

@@ -115,3 +115,17 @@ export function compileLiveApp(
   );
   return { live: Object.freeze({ views: live.map((v) => v.name) }), triggers };
 }
+
+/**
+ * Prefix of every live row's `pk` in the views table (docs/architecture.md, "Storage layout"):
+ * only the live handlers write under it.
+ */
+export const LIVE_PK_PREFIX = 'live#';
+/** API Gateway closes a WebSocket connection after 2 h; live rows outlive it, then TTL removes them. */
+export const LIVE_ROW_TTL_S = 24 * 60 * 60;
+/** The pk of a connection's rows (`sk = "_"`: the connection; `sk = "s#<id>"`: what a subscription wrote). */
+export const connectionPk = (connectionId: string): string => `${LIVE_PK_PREFIX}c#${connectionId}`;
+/** The pk of a (view, key)'s subscriptions (`sk = <connectionId>#<subscription>`). */
+export const keySubscriptionsPk = (view: string, key: string): string => `${LIVE_PK_PREFIX}s#${view}#${key}`;
+/** The pk of a view's prefix subscriptions (`sk = <prefix>#<connectionId>#<subscription>`). */
+export const prefixSubscriptionsPk = (view: string): string => `${LIVE_PK_PREFIX}p#${view}`;

@@ -104,6 +104,8 @@ interface Frame {
   readonly bytes: number;
   /** The subscription a `change` frame belongs to (what a drop resyncs). */
   readonly subscription: string | undefined;
+  /** Set on a `resync` frame the emulator queued: the subscription it resyncs. */
+  readonly resync?: string;
 }
 
 interface Connection {
@@ -216,37 +218,41 @@ export async function startWebSocketApi(options: WebSocketApiOptions): Promise<W
     }
   };
 
+  const push = (connection: Connection, frame: Frame): void => {
+    connection.queue.push(frame);
+    connection.queuedBytes += frame.bytes;
+  };
+
   const enqueue = (connection: Connection, data: string): void => {
     const frame: Frame = { data, bytes: Buffer.byteLength(data), subscription: changeSubscription(data) };
-    if (connection.queue.length + 1 > maxQueuedMessages || connection.queuedBytes + frame.bytes > maxQueuedBytes) {
-      // Past the bound: the subscription that overflowed loses its queued changes and is told to resync.
-      const subscription = frame.subscription ?? connection.queue.find((f) => f.subscription !== undefined)?.subscription;
-      if (subscription !== undefined) {
-        const kept = connection.queue.filter((f) => f.subscription !== subscription);
-        counters.dropped += connection.queue.length - kept.length + (frame.subscription === subscription ? 1 : 0);
-        connection.queue.length = 0;
-        connection.queue.push(...kept);
-        connection.queuedBytes = kept.reduce((sum, f) => sum + f.bytes, 0);
-        const resync = JSON.stringify({ type: 'resync', id: subscription, reason: `more than ${maxQueuedMessages} frames or ${maxQueuedBytes} bytes were waiting for this connection` });
-        connection.queue.push({ data: resync, bytes: Buffer.byteLength(resync), subscription: undefined });
-        connection.queuedBytes += Buffer.byteLength(resync);
-        counters.resyncs += 1;
-        if (frame.subscription !== subscription) {
-          connection.queue.push(frame);
-          connection.queuedBytes += frame.bytes;
-        }
-      } else {
-        // Nothing of a subscription to drop (snapshots, errors): the oldest frame goes.
-        const oldest = connection.queue.shift();
-        if (oldest !== undefined) connection.queuedBytes -= oldest.bytes;
-        counters.dropped += 1;
-        connection.queue.push(frame);
-        connection.queuedBytes += frame.bytes;
-      }
-    } else {
-      connection.queue.push(frame);
-      connection.queuedBytes += frame.bytes;
+    // A subscription told to resync takes a fresh snapshot: its changes until then are moot.
+    if (frame.subscription !== undefined && connection.queue.some((f) => f.resync === frame.subscription)) {
+      counters.dropped += 1;
+      return;
     }
+    if (connection.queue.length + 1 <= maxQueuedMessages && connection.queuedBytes + frame.bytes <= maxQueuedBytes) {
+      push(connection, frame);
+      return pump(connection);
+    }
+    // Past the bound: the subscription that overflowed loses its queued changes and is told to resync.
+    const subscription = frame.subscription ?? connection.queue.find((f) => f.subscription !== undefined)?.subscription;
+    if (subscription === undefined) {
+      // Nothing of a subscription to drop (snapshots, errors): the oldest frame goes.
+      const oldest = connection.queue.shift();
+      if (oldest !== undefined) connection.queuedBytes -= oldest.bytes;
+      counters.dropped += 1;
+      push(connection, frame);
+      return pump(connection);
+    }
+    const kept = connection.queue.filter((f) => f.subscription !== subscription);
+    counters.dropped += connection.queue.length - kept.length + (frame.subscription === subscription ? 1 : 0);
+    connection.queue.length = 0;
+    connection.queuedBytes = 0;
+    for (const f of kept) push(connection, f);
+    const resync = JSON.stringify({ type: 'resync', id: subscription, reason: `more than ${maxQueuedMessages} frames or ${maxQueuedBytes} bytes were waiting for this connection` });
+    push(connection, { data: resync, bytes: Buffer.byteLength(resync), subscription: undefined, resync: subscription });
+    counters.resyncs += 1;
+    if (frame.subscription !== subscription) push(connection, frame);
     pump(connection);
   };
 
