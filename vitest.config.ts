@@ -12,8 +12,10 @@ const PUBLIC_ENTRIES = [
   { find: /^tributary\/sdk$/, replacement: source('./sdk/index.ts') },
   { find: /^tributary\/engine$/, replacement: source('./engine/index.ts') },
   { find: /^tributary\/cdk$/, replacement: source('./cdk/index.ts') },
+  { find: /^tributary\/client$/, replacement: source('./client/index.ts') },
   { find: /^tributary\/local$/, replacement: source('./local/index.ts') },
   { find: /^tributary\/testing$/, replacement: source('./testing/index.ts') },
+  { find: /^tributary\/live$/, replacement: source('./live/index.ts') },
 ];
 
 // Three projects, one per kind of test (see README.md "Tests"):

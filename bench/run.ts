@@ -21,6 +21,7 @@
  * npm run bench -- --scenario rebuild             # a view build's rate, and live latency during it
  * npm run bench -- --scenario cardinality         # 50..50,000 keys: engine, batched naive, naive; a redelivery each
  * npm run bench -- --scenario streams             # Apache Kafka: engine vs Kafka Streams (exactly-once v2)
+ * npm run bench -- --scenario live                # 500 WebSocket subscribers of every class, emulator memory
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +37,7 @@ import { BenchUsageError, parseBenchOptions, type BenchOptions, type Contender }
 import type { WorkerConfig, WorkerStats } from './internal/worker.ts';
 import { runJoinsScenario } from './internal/joins-scenario.ts';
 import { runRebuildScenario } from './internal/rebuild-scenario.ts';
+import { runLiveScenario } from './internal/live-scenario.ts';
 import { runWindowsScenario } from './internal/windows-scenario.ts';
 import { contenderCost, priceNote, priceUpdates, sizeDistributions, type CapacityCounts, type ContenderCost } from './internal/cost.ts';
 import { runCardinalityScenario } from './internal/cardinality-scenario.ts';
@@ -491,6 +493,10 @@ async function main(): Promise<void> {
   }
   if (options.scenario === 'windows') {
     await runWindowsScenario(options, log);
+    return;
+  }
+  if (options.scenario === 'live') {
+    await runLiveScenario(options, log);
     return;
   }
   if (options.scenario === 'joins') {

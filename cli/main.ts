@@ -50,10 +50,11 @@ Options:
   --events <n>         events the seed produces, then stops      default: until Ctrl-C
   --partitions <n>     partitions of the topics created          default: ${DEFAULT_PARTITIONS}
   --kafka <kind>       embedded | apache (Apache Kafka 4.1 from Maven Central)   default: embedded
+  --dashboard <dir>    serve a built dashboard (index.html) on loopback, with a feed of the engine
   -h, --help
 
 Ports (environment, 0 = random): TRIBUTARY_KAFKA_PORT (9092), TRIBUTARY_DYNAMODB_PORT (8000),
-TRIBUTARY_LAMBDA_PORT (3001).`,
+TRIBUTARY_LAMBDA_PORT (3001), TRIBUTARY_DASHBOARD_PORT (3003).`,
   produce: `Usage: tributary produce <topic> [--file events.jsonl] [--key field] [--brokers host:port]
 
 Sends events to <topic>: one JSON value per line (JSON Lines), from --file or stdin.
@@ -178,6 +179,7 @@ async function main(argv: readonly string[]): Promise<number> {
         events: { type: 'string' },
         partitions: { type: 'string' },
         kafka: { type: 'string' },
+        dashboard: { type: 'string' },
       });
       if (values.help) return print(HELP.dev), 0;
       if (positionals.length > 0) throw usage('dev', `unexpected argument ${JSON.stringify(positionals[0])}`);
@@ -193,6 +195,10 @@ async function main(argv: readonly string[]): Promise<number> {
       if (seedFile !== undefined && !existsSync(seedFile)) {
         throw new CliError('NOT_FOUND', `--seed ${values.seed}: no such file (looked at ${seedFile}); pass a module exporting \`seed(context)\``);
       }
+      const dashboardDir = values.dashboard === undefined ? undefined : path.resolve(cwd, values.dashboard);
+      if (dashboardDir !== undefined && !existsSync(path.join(dashboardDir, 'index.html'))) {
+        throw new CliError('NOT_FOUND', `--dashboard ${values.dashboard}: no index.html in ${dashboardDir}; build the dashboard first (npm run dashboard:build)`);
+      }
       // Each command imports what it runs: `--help` and a typo answer at once.
       const { runDevUntilStopped } = await import('./internal/dev.ts');
       await runDevUntilStopped({
@@ -205,6 +211,7 @@ async function main(argv: readonly string[]): Promise<number> {
         rate: positiveInt('dev', 'rate', values.rate) ?? DEFAULT_SEED_RATE,
         events: positiveInt('dev', 'events', values.events),
         print,
+        ...(dashboardDir === undefined ? {} : { dashboardDir }),
       });
       return 0;
     }

@@ -121,6 +121,9 @@ export const classAttendance = defineView({
   name: 'classAttendance',
   source: BOOKINGS_TOPIC,
   decode: decodeBookingEvent,
+  // Live: browsers watch a class's attendance (the dashboard of `npm run dev`); any connected
+  // principal may, attendance figures are not personal.
+  live: true,
   key: (event: BookingEvent) => event.classId,
   initial: (): ClassAttendance => ({
     classId: '',

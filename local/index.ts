@@ -34,6 +34,10 @@ export {
 export type { LambdaEndpoint, LambdaEndpointOptions, LocalFunctionOptions } from './internal/lambda/endpoint.ts';
 export type { LambdaContext, LocalHandler, LambdaCallback } from './internal/lambda/context.ts';
 
+// WebSocket API emulator (live subscriptions)
+export { startWebSocketApi, MAX_FRAME_BYTES, DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_MAX_QUEUED_BYTES } from './internal/websocket/emulator.ts';
+export type { WebSocketApi, WebSocketApiOptions, WebSocketApiStats } from './internal/websocket/emulator.ts';
+
 // Errors
 export { LocalStackError } from './internal/errors.ts';
 export type { LocalStackErrorCode, LocalStackErrorContext } from './internal/errors.ts';

@@ -53,6 +53,9 @@ export type {
 export { DELETE } from './internal/define.ts';
 export type { Delete } from './internal/define.ts';
 
+// Live subscriptions (a view's `live` option; the handlers are in tributary/live)
+export type { LiveApp, LiveAppOptions, LivePrincipal, LiveView, LiveViewOptions } from './internal/live.ts';
+
 // Exact numbers past 2^53 (bigint in state, keys and decoding)
 export { BIGINT_TAG, decodeState, parseJsonExact, parseJsonStrict } from './internal/exact-json.ts';
 export type { TaggedBigint } from './internal/exact-json.ts';

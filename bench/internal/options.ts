@@ -31,7 +31,7 @@ export type Contender = 'engine' | 'naive';
  *   aggregation (exactly-once v2, RocksDB), on the same events: events/s, CPU per million
  *   events, produce->result latency, restart time after kill -9 with local state wiped.
  */
-export type Scenario = 'throughput' | 'keys' | 'triggers' | 'windows' | 'joins' | 'rebuild' | 'cardinality' | 'streams';
+export type Scenario = 'throughput' | 'keys' | 'triggers' | 'windows' | 'joins' | 'rebuild' | 'cardinality' | 'streams' | 'live';
 
 /** Resolved options of one benchmark run. */
 export interface BenchOptions {
@@ -103,6 +103,19 @@ const SCENARIO_DEFAULTS: Record<Scenario, Omit<BenchOptions, 'scenario' | 'verbo
     probes: 50,
     probeIntervalMs: 100,
     backgroundRate: undefined,
+    phaseTimeoutMs: 600_000,
+    cacheMaxEntries: undefined,
+  },
+  live: {
+    // Every subscriber watches every class: each change fans out to all of them.
+    contenders: ['engine'],
+    events: 5_000,
+    classes: 50,
+    partitions: 4,
+    seed: 1,
+    probes: 0,
+    probeIntervalMs: 100,
+    backgroundRate: 0,
     phaseTimeoutMs: 600_000,
     cacheMaxEntries: undefined,
   },
@@ -186,7 +199,7 @@ const FLAGS = {
   'cache-max-entries': 'BENCH_CACHE_MAX_ENTRIES',
 } as const;
 
-const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers|windows|joins|rebuild|cardinality|streams] [--contenders engine,naive]
+const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers|windows|joins|rebuild|cardinality|streams|live] [--contenders engine,naive]
   [--events N] [--classes N] [--partitions N] [--seed N] [--probes N] [--probe-interval-ms N]
   [--background-rate N] [--phase-timeout-ms N] [--cache-max-entries N] [--verbose]
   (each flag also reads BENCH_<FLAG> from the environment, e.g. BENCH_EVENTS=50000)`;

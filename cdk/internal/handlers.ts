@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { LIVE_FUNCTIONS } from '../../sdk/contract/index.ts';
 import type { App } from '../../sdk/index.ts';
 import { DeploymentError } from './errors.ts';
 
@@ -27,6 +28,8 @@ export function findHandlers(app: App, handlersDir: string, shownDir: string): H
     .sort((a, b) => a.name.localeCompare(b.name));
   const names = new Set(handlers.map((h) => h.name));
   for (const trigger of app.triggers) {
+    // The live views' built-in fan-out trigger runs the package's own function (cdk/internal/live.ts).
+    if (trigger.function === LIVE_FUNCTIONS.fanout) continue;
     if (!names.has(trigger.function)) {
       throw new DeploymentError(
         'MISSING_HANDLER',

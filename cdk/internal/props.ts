@@ -8,6 +8,7 @@ import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type { App } from '../../sdk/index.ts';
 import { DeploymentError } from './errors.ts';
+import { resolveLiveProps, type ResolvedLiveProps, type TributaryLiveProps } from './live.ts';
 
 /** Log levels of the engine (`TRIBUTARY_LOG_LEVEL`). */
 export type EngineLogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -190,6 +191,13 @@ export interface TributaryAppProps {
    * @default 'info'
    */
   readonly logLevel?: EngineLogLevel;
+  /**
+   * Live subscriptions: an API Gateway WebSocket API for the app's live views
+   * (`defineView({ live })`), with its authorizer. Required when the app has a live view,
+   * refused when it has none.
+   * @default - no WebSocket API (the app must have no live view)
+   */
+  readonly live?: TributaryLiveProps;
 }
 
 /** One task is enough for a quiet app; autoscaling adds more on lag. */
@@ -264,6 +272,7 @@ export interface ResolvedProps {
   readonly tableRemovalPolicy: RemovalPolicy;
   readonly alarmTopic: sns.ITopic | undefined;
   readonly logLevel: EngineLogLevel;
+  readonly live: ResolvedLiveProps | undefined;
 }
 
 const MSK_CLUSTER_ARN = /^arn:aws[a-z-]*:kafka:[a-z0-9-]+:\d{12}:cluster\/[^/]+\/[^/]+$/;
@@ -399,6 +408,7 @@ export function resolveProps(props: TributaryAppProps): ResolvedProps {
     tableRemovalPolicy: props.tableRemovalPolicy ?? RemovalPolicy.RETAIN,
     alarmTopic: props.alarmTopic,
     logLevel,
+    live: resolveLiveProps(props.live, app.live?.views ?? [], app.name),
   };
 }
 

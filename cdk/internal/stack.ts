@@ -31,6 +31,10 @@ export const CONTEXT_KEYS = {
   securityGroupIds: 'tributary:securityGroupIds',
   /** Security group of the brokers; the engine's group is allowed in on the broker ports. */
   kafkaSecurityGroupId: 'tributary:kafkaSecurityGroupId',
+  /** Issuer (`iss`, an https URL) of the JWTs live connections present; without it, live connections use IAM. */
+  liveJwtIssuer: 'tributary:liveJwtIssuer',
+  /** Audience (`aud`) those JWTs must hold; required with `liveJwtIssuer`. */
+  liveJwtAudience: 'tributary:liveJwtAudience',
 } as const;
 
 /** Reserved, never-resolving host (RFC 2606) used when no Kafka is configured, so an offline synth works. */
@@ -79,7 +83,7 @@ function bool(scope: Construct, key: string): boolean | undefined {
  * Builds `TributaryApp` props (all but `app`) from the `tributary:*` context of `scope`, importing
  * the named VPC, subnets, security groups and secret by id/ARN: no lookups, so synth runs offline.
  */
-export function propsFromContext(scope: Construct): Omit<TributaryAppProps, 'app'> {
+export function propsFromContext(scope: Construct, app?: App): Omit<TributaryAppProps, 'app'> {
   const mskClusterArn = text(scope, CONTEXT_KEYS.mskClusterArn);
   const scramSecretArn = text(scope, CONTEXT_KEYS.scramSecretArn);
   let brokers = list(scope, CONTEXT_KEYS.brokers);
@@ -134,7 +138,21 @@ export function propsFromContext(scope: Construct): Omit<TributaryAppProps, 'app
     ? undefined
     : ec2.SecurityGroup.fromSecurityGroupId(scope, 'KafkaSecurityGroup', kafkaSecurityGroupId);
 
+  // Live views get the WebSocket API: JWT connections with an issuer in context, else IAM.
+  const liveJwtIssuer = text(scope, CONTEXT_KEYS.liveJwtIssuer);
+  const liveJwtAudience = text(scope, CONTEXT_KEYS.liveJwtAudience);
+  if ((liveJwtIssuer === undefined) !== (liveJwtAudience === undefined)) {
+    throw contextError(
+      liveJwtIssuer === undefined ? CONTEXT_KEYS.liveJwtIssuer : CONTEXT_KEYS.liveJwtAudience,
+      `${CONTEXT_KEYS.liveJwtIssuer} and ${CONTEXT_KEYS.liveJwtAudience} go together (a JWT is checked for both); pass both or neither`,
+    );
+  }
+  const live: TributaryAppProps['live'] = (app?.live?.views.length ?? 0) === 0
+    ? undefined
+    : { auth: liveJwtIssuer !== undefined ? { jwt: { issuer: liveJwtIssuer, audience: liveJwtAudience! } } : { iam: true } };
+
   return {
+    ...(live !== undefined ? { live } : {}),
     kafka: { brokers, mskClusterArn, scramSecret, auth, tls, securityGroup: kafkaSecurityGroup },
     partitionCount: integer(scope, CONTEXT_KEYS.partitions) ?? DEFAULT_PARTITIONS,
     minTasks: integer(scope, CONTEXT_KEYS.minTasks),
@@ -186,7 +204,7 @@ export class TributaryStack extends Stack {
       // This repository builds the engine from its sources (the root Dockerfile), not from an
       // installed package.
       engineDockerfile: props.engineDockerfile ?? 'Dockerfile',
-      ...propsFromContext(this),
+      ...propsFromContext(this, props.app),
     });
   }
 }

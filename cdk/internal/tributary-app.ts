@@ -15,6 +15,7 @@ import { Construct } from 'constructs';
 import { ENV, IDEMPOTENCY_PK, METRIC, METRICS_NAMESPACE, TABLE_INDEXES, TABLE_KEY_SCHEMA, TABLE_TTL_ATTRIBUTE } from '../../sdk/contract/index.ts';
 import { DeploymentError } from './errors.ts';
 import { findHandlers } from './handlers.ts';
+import { LiveApi } from './live.ts';
 import { ENGINE_HEALTH_PORT, resolveProps, type ResolvedProps, type TributaryAppProps } from './props.ts';
 
 /** Never part of the engine image's build context: installed or generated, not sources. */
@@ -65,6 +66,8 @@ export class TributaryApp extends Construct {
   readonly functions: Readonly<Record<string, nodejs.NodejsFunction>>;
   /** Alarms: consumer lag, dead letters, engine tasks missing, and one per function on errors. */
   readonly alarms: readonly cloudwatch.Alarm[];
+  /** The WebSocket API of live subscriptions; undefined for an app without live views. */
+  readonly live: LiveApi | undefined;
 
   constructor(scope: Construct, id: string, props: TributaryAppProps) {
     super(scope, id);
@@ -103,6 +106,15 @@ export class TributaryApp extends Construct {
     for (const handler of handlers) {
       functions[handler.name] = this.createFunction(config, handler.name, handler.entry);
     }
+    this.live = config.live === undefined ? undefined : new LiveApi(this, 'Live', {
+      config: config.live,
+      appName: app.name,
+      appModulePath: path.join(config.repoRoot, config.appModule),
+      table: this.table,
+      createFunction: (name, entry, options) => this.createFunction(config, name, entry, { viewFunction: false, ...options }),
+    });
+    // The fan-out is the trigger function of the live views: the engine invokes it like any other.
+    if (this.live !== undefined) Object.assign(functions, this.live.functions);
     this.functions = functions;
 
     const vpc = config.vpc ?? this.createVpc();
@@ -240,7 +252,17 @@ export class TributaryApp extends Construct {
     new CfnOutput(this, 'FunctionNames', { value: Stack.of(this).toJsonString(functionNames), description: 'TRIBUTARY_FUNCTION_NAMES of the engine' });
   }
 
-  private createFunction(config: ResolvedProps, name: string, entry: string): nodejs.NodejsFunction {
+  /**
+   * A function with its own role and log group. A view function (a handler of `handlersDir`)
+   * reads the table and writes idempotency markers; the live functions get their grants from
+   * `LiveApi` instead, and their own environment and esbuild arguments.
+   */
+  private createFunction(
+    config: ResolvedProps,
+    name: string,
+    entry: string,
+    options: { viewFunction: boolean; environment?: Record<string, string>; esbuildArgs?: Record<string, string> } = { viewFunction: true },
+  ): nodejs.NodejsFunction {
     const logGroup = new logs.LogGroup(this, `${name}Logs`, { retention: config.logRetention });
     // Own role instead of AWSLambdaBasicExecutionRole, whose logs actions cover every log group (`*`):
     // this one may write to its own log group only.
@@ -265,6 +287,7 @@ export class TributaryApp extends Construct {
         [ENV.table]: this.table.tableName,
         [ENV.app]: config.app.name,
         NODE_OPTIONS: '--enable-source-maps',
+        ...options.environment,
       },
       bundling: {
         // esbuild is a local devDependency: no Docker needed to bundle.
@@ -276,12 +299,14 @@ export class TributaryApp extends Construct {
         mainFields: ['module', 'main'],
         // Some CommonJS dependencies call require() at run time; give them one inside the ESM bundle.
         banner: "import { createRequire as __tributaryCreateRequire } from 'node:module'; const require = __tributaryCreateRequire(import.meta.url);",
+        ...(options.esbuildArgs !== undefined ? { esbuildArgs: options.esbuildArgs } : {}),
       },
     });
     Validations.of(fn).acknowledge({
       id: 'AwsSolutions-L1',
       reason: 'Functions run Node.js 22, the runtime the engine image and the test suite use; a newer runtime is a deliberate upgrade, not a default that moves under a deployed app',
     });
+    if (!options.viewFunction) return fn;
     this.grantTable(role, TABLE_READ_ACTIONS);
     // The SDK's once() keeps idempotency markers in the views table under their own partition key;
     // writes are allowed there and nowhere else, so a function can never alter view state.

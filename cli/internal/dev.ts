@@ -6,15 +6,18 @@
  * summary line it shows a few of each view's newest items (`summary.ts`). Engine and
  * stack logs go to `.tributary/logs/`, apart from the summary. For development only.
  */
+import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Kafka, logLevel as kafkaLogLevel, type Admin, type Producer } from 'kafkajs';
 import { DEFAULT_FORCE_AFTER_MS, onShutdownSignal, startEngine, type Engine, type EngineStats } from '../../engine/index.ts';
+import { createLiveHandlers, registerLiveHandlers, signLiveToken } from '../../live/index.ts';
 import { ensureViewsTable, startLocalStack, type LocalHandler, type LocalKafkaKind, type LocalStack, type Seed, type SeedContext, type SeedEvent } from '../../local/index.ts';
-import { DOCUMENT_CLIENT_OPTIONS, ENV } from '../../sdk/contract/index.ts';
+import { DOCUMENT_CLIENT_OPTIONS, ENV, LIVE_FUNCTIONS } from '../../sdk/contract/index.ts';
 import { createViewReader, type App } from '../../sdk/index.ts';
+import { startDevDashboard, type DevDashboard } from './dashboard.ts';
 import { CliError } from './errors.ts';
 import { readViewsSummary, RecentKeys } from './summary.ts';
 import { createModuleLoader, DATA_DIR_NAME, firstLine, handlerFiles, loadApp, defaultTableName } from './project.ts';
@@ -24,6 +27,12 @@ const DEFAULT_KAFKA_PORT = 9092;
 const DEFAULT_DYNAMODB_PORT = 8000;
 /** SAM CLI's local Lambda port. */
 const DEFAULT_LAMBDA_PORT = 3001;
+/** The live subscriptions' WebSocket API (and its `@connections` management API), next to the Lambda endpoint. */
+const DEFAULT_LIVE_PORT = 3002;
+/** A dev token lasts a week: long enough to keep a browser tab open across restarts of the stack. */
+const DEV_TOKEN_TTL_S = 7 * 24 * 60 * 60;
+/** The dashboard's port (`--dashboard`), beside the live API's. */
+const DEFAULT_DASHBOARD_PORT = 3003;
 /** How often the live summary is printed (only when something changed). */
 const SUMMARY_INTERVAL_MS = 3_000;
 /** Width of the views part of the summary: the terminal's, kept between 80 and 120 columns. */
@@ -57,6 +66,8 @@ export interface DevOptions {
   readonly events: number | undefined;
   /** Where the summary and messages go. */
   readonly print: (line: string) => void;
+  /** Folder of a built dashboard to serve (`--dashboard`); undefined = none. */
+  readonly dashboardDir?: string;
 }
 
 function portFromEnv(name: string, fallback: number): number {
@@ -93,7 +104,8 @@ async function loadGeneration(options: DevOptions): Promise<Generation> {
     }
     handlers.set(name, loaded.handler as LocalHandler);
   }
-  const missing = app.functions.filter((name) => !handlers.has(name));
+  // The live views' fan-out is Tributary's own function, registered with the live handlers.
+  const missing = app.functions.filter((name) => !handlers.has(name) && name !== LIVE_FUNCTIONS.fanout);
   if (missing.length > 0) {
     const where = options.handlersDir === undefined ? 'no handler folder (pass --handlers ./handlers)' : `${options.handlersDir} has no ${missing.map((m) => `${m}.ts`).join(', ')}`;
     throw new CliError('NOT_FOUND', `app "${app.name}" has triggers calling ${missing.join(', ')}, but ${where}; create each exporting \`handler\`, or fix the trigger's function`);
@@ -185,9 +197,15 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
       kafka: portFromEnv('TRIBUTARY_KAFKA_PORT', DEFAULT_KAFKA_PORT),
       dynamodb: portFromEnv('TRIBUTARY_DYNAMODB_PORT', DEFAULT_DYNAMODB_PORT),
       lambda: portFromEnv('TRIBUTARY_LAMBDA_PORT', DEFAULT_LAMBDA_PORT),
+      live: portFromEnv('TRIBUTARY_LIVE_PORT', DEFAULT_LIVE_PORT),
     },
     log: (line) => appendFileSync(localLog, `${new Date().toISOString()} ${line}\n`),
   });
+
+  // Live subscriptions: the local authorizer checks tokens signed with this secret (one per run
+  // unless the environment sets it), and the printed URL carries one.
+  const liveSecret = process.env[ENV.liveHmacSecret] ?? randomBytes(32).toString('base64url');
+  const liveToken = await signLiveToken({ secret: liveSecret, claims: { sub: 'dev', role: 'dev' }, expiresInS: DEV_TOKEN_TTL_S });
 
   const kafka = new Kafka({ clientId: 'tributary-dev', brokers: stack.kafka.brokers, logLevel: kafkaLogLevel.NOTHING });
   let admin: Admin | undefined;
@@ -204,6 +222,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
   let restartTimer: NodeJS.Timeout | undefined;
   let restarting: Promise<void> = Promise.resolve();
   let stopped = false;
+  let dashboard: DevDashboard | undefined;
 
   /** Table, topics, handlers and environment for a generation of the app. */
   const prepare = async (next: Generation): Promise<void> => {
@@ -225,7 +244,9 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
       topics: [...next.app.sourceTopics, next.app.deadLetterTopic].map((topic) => ({ topic, numPartitions: options.partitions })),
       waitForLeaders: true,
     });
-    for (const [name, handler] of next.handlers) stack.lambda.register(name, handler);
+    for (const [name, handler] of next.handlers) stack.lambda.register(name, dashboard?.wrap(name, handler) ?? handler);
+    // The live WebSocket API's routes and the live views' fan-out run on the same endpoint.
+    if (stack.live !== undefined) registerLiveHandlers(stack.lambda, createLiveHandlers(next.app, { auth: { hmacSecret: liveSecret } }));
   };
 
   const startGeneration = (next: Generation): Engine => {
@@ -286,11 +307,24 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
   };
 
   try {
+    if (options.dashboardDir !== undefined) {
+      dashboard = await startDevDashboard({
+        dir: options.dashboardDir,
+        port: portFromEnv('TRIBUTARY_DASHBOARD_PORT', DEFAULT_DASHBOARD_PORT),
+        app: () => generation.app,
+        stats: () => engine?.stats(),
+        live: () => (stack.live === undefined ? undefined : { url: stack.live.url, token: liveToken }),
+        brokers: stack.kafka.brokers,
+        print,
+      });
+    }
     await prepare(generation);
+    dashboard?.followDeadLetters();
     engine = startGeneration(generation);
     await engine.ready;
   } catch (error) {
     await engine?.stop().catch(() => undefined);
+    await dashboard?.stop().catch(() => undefined);
     await admin?.disconnect().catch(() => undefined);
     await stack.stop().catch(() => undefined);
     throw error;
@@ -305,8 +339,14 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
     `  Kafka broker        ${stack.kafka.brokers.join(',')}  (${stack.kafka.kind === 'apache' ? `Apache Kafka ${stack.kafka.version}` : 'embedded; --kafka apache for Apache Kafka'}); topics ${[...generation.app.sourceTopics, generation.app.deadLetterTopic].join(', ')}`,
     `  DynamoDB Local      ${stack.dynamodb.endpoint}  (table ${defaultTableName(generation.app)})`,
     `  Lambda Invoke API   ${stack.lambda.endpoint}  (${generation.handlers.size > 0 ? [...generation.handlers.keys()].join(', ') : 'no handlers'})`,
+    ...(stack.live !== undefined
+      ? [
+          `  Live subscriptions  ${stack.live.url}/?token=${liveToken}  (live views: ${generation.app.live?.views.join(', ') ?? 'none; set live on a view'})`,
+        ]
+      : []),
     `  Data                ${stack.dataDir}  (delete it to start empty)`,
     `  Logs                ${relative(logDir)}/engine.log, local.log`,
+    ...(dashboard !== undefined ? [`  Dashboard           ${dashboard.url}  (open it in a browser)`] : []),
     '',
     `Point tools at it: \`source ${relative(path.join(dataRoot, 'env'))}\`; \`tributary views get <view> <key>\` reads a view, \`views latest <view> <key>\` a windowed one.`,
     'Saving a file of the app restarts the engine. Ctrl-C stops everything.',
@@ -420,6 +460,7 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
         await restarting;
         await producer?.disconnect().catch(() => undefined);
         await stopEngine();
+        await dashboard?.stop().catch(() => undefined);
         await admin?.disconnect().catch(() => undefined);
         dynamodb?.destroy();
         await stack.stop();

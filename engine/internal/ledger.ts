@@ -225,6 +225,9 @@ export function pendingDeliveries(
         : since === 0
           ? undefined
           : keptState(snapshot.befores?.[String(since)]);
+    // The version of `before`, as the trigger last judged it: lets a subscriber tell a change
+    // that follows the one it holds from one after a gap (0: the trigger judged no earlier version).
+    let beforeVersion = from;
     const steps: { version: number; state: unknown }[] = [];
     if (takesEvery(trigger)) {
       const versions = Object.keys(snapshot.befores ?? {})
@@ -239,8 +242,9 @@ export function pendingDeliveries(
       // Nor is a delete of an item that did not exist (for any trigger).
       if (before === undefined && step.state === undefined) continue;
       if (takesEvery(trigger) && before !== undefined && isDeepStrictEqual(before, step.state)) continue;
-      out.push(judgeChange(trigger, view.name, key, before, step.state, step.version, snapshot.offsets, snapshot.window));
+      out.push(judgeChange(trigger, view.name, key, before, beforeVersion, step.state, step.version, snapshot.offsets, snapshot.window));
       before = step.state;
+      beforeVersion = step.version;
     }
   }
   return out;
@@ -252,6 +256,7 @@ function judgeChange(
   view: string,
   key: string,
   before: unknown,
+  beforeVersion: number,
   after: unknown,
   version: number,
   offsets: Readonly<Record<string, string>>,
@@ -262,6 +267,7 @@ function judgeChange(
     key,
     ...(window !== undefined ? { window: { start: window.start, end: window.end } } : {}),
     before: before === undefined ? undefined : structuredClone(before),
+    ...(beforeVersion > 0 ? { beforeVersion } : {}),
     after: after === undefined ? undefined : structuredClone(after),
     ...(after === undefined ? { deleted: true as const } : {}),
     version,

@@ -8,6 +8,8 @@ import { startApacheKafka, type ApacheKafka, type ApacheKafkaOptions } from './a
 import { startKafkaBroker, type KafkaBroker, type KafkaBrokerOptions } from './kafka/index.ts';
 import type { LocalHandler } from './lambda/context.ts';
 import { startLambdaEndpoint, type LambdaEndpoint, type LambdaEndpointOptions } from './lambda/endpoint.ts';
+import { startWebSocketApi, type WebSocketApi, type WebSocketApiOptions } from './websocket/emulator.ts';
+import { ENV, LIVE_FUNCTIONS, LIVE_ROUTES } from '../../sdk/contract/index.ts';
 
 /** Ports of the stack's three servers; 0 picks a free one. */
 export interface LocalStackPorts {
@@ -17,6 +19,8 @@ export interface LocalStackPorts {
   dynamodb?: number;
   /** @default 0 */
   lambda?: number;
+  /** The WebSocket API emulator (live subscriptions). @default 0 */
+  live?: number;
 }
 
 /** Which Kafka broker a local stack runs. */
@@ -98,6 +102,13 @@ export interface LocalStackOptions {
    */
   lambda?: Omit<LambdaEndpointOptions, 'host' | 'port' | 'functions' | 'functionsDir' | 'region' | 'log'>;
   /**
+   * The WebSocket API emulator of live subscriptions (routes, authorizer, queue bounds); its
+   * routes invoke the live functions on the stack's Lambda endpoint (register them with
+   * `registerLiveHandlers` from `tributary/live`). `false` starts none.
+   * @default the live routes (`LIVE_ROUTES`) and authorizer (`tributary-live-authorizer`)
+   */
+  live?: false | Omit<WebSocketApiOptions, 'lambdaEndpoint' | 'host' | 'port' | 'region' | 'log'>;
+  /**
    * Receives the stack's lifecycle lines and its parts' lines (prefixed `kafka:`,
    * `dynamodb:`, `lambda:`).
    * @default lines to stderr prefixed `[tributary-local]`
@@ -121,6 +132,11 @@ export interface LocalStack {
   readonly kafka: LocalKafka;
   readonly dynamodb: LocalDynamoDb;
   readonly lambda: LambdaEndpoint;
+  /**
+   * The WebSocket API emulator: `url` for clients, `managementEndpoint` for the `@connections`
+   * API (also `env.TRIBUTARY_LIVE_ENDPOINT`); undefined with `live: false`.
+   */
+  readonly live: WebSocketApi | undefined;
   readonly region: string;
   /** Where data lives; a temporary directory when ephemeral. */
   readonly dataDir: string;
@@ -251,6 +267,31 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const kafka = kafkaResult.value;
   const dynamo: DynamoDbLocal = dynamoResult.value;
   const lambda = lambdaResult.value;
+  let live: WebSocketApi | undefined;
+  if (options.live !== false) {
+    try {
+      live = await startWebSocketApi({
+        routes: LIVE_ROUTES,
+        authorizer: LIVE_FUNCTIONS.authorizer,
+        ...options.live,
+        lambdaEndpoint: lambda.endpoint,
+        host,
+        port: options.ports?.live ?? 0,
+        region,
+        log,
+      });
+    } catch (error) {
+      await Promise.allSettled([kafka.stop(), dynamo.stop(), lambda.stop()]);
+      if (ephemeral) {
+        await rm(dataDir, { recursive: true, force: true });
+        process.off('exit', removeTemp);
+      }
+      throw new LocalStackError('STACK_START_FAILED', `local stack failed to start; the parts that did start were stopped.\nlive: ${(error as Error).message}`, {
+        context: { component: 'stack', dataDir, failed: ['live'] },
+        cause: error,
+      });
+    }
+  }
   const env: Record<string, string> = {
     KAFKA_BROKERS: kafka.brokers.join(','),
     AWS_REGION: region,
@@ -258,10 +299,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     AWS_ENDPOINT_URL_LAMBDA: lambda.endpoint,
     AWS_ACCESS_KEY_ID: LOCAL_ACCESS_KEY_ID,
     AWS_SECRET_ACCESS_KEY: LOCAL_SECRET_ACCESS_KEY,
+    ...(live !== undefined ? { [ENV.liveEndpoint]: live.managementEndpoint } : {}),
   };
   log(
     `ready in ${Date.now() - started} ms (DynamoDB Local JVM: ${dynamo.startupMs} ms): ` +
-      `kafka (${kafka.kind}${kafka.kind === 'apache' ? ` ${kafka.version}` : ''}) ${kafka.brokers.join(',')}, dynamodb ${dynamo.endpoint}, lambda ${lambda.endpoint} — ${DEV_ONLY_NOTICE}`,
+      `kafka (${kafka.kind}${kafka.kind === 'apache' ? ` ${kafka.version}` : ''}) ${kafka.brokers.join(',')}, dynamodb ${dynamo.endpoint}, lambda ${lambda.endpoint}${live !== undefined ? `, live ${live.url}` : ''} — ${DEV_ONLY_NOTICE}`,
   );
 
   let stopping: Promise<void> | undefined;
@@ -269,13 +311,16 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     kafka,
     dynamodb: { endpoint: dynamo.endpoint, port: dynamo.port, startupMs: dynamo.startupMs, stop: () => dynamo.stop() },
     lambda,
+    live,
     region,
     dataDir,
     ephemeral,
     env: Object.freeze(env),
     stop(): Promise<void> {
       stopping ??= (async () => {
-        const results = await Promise.allSettled([kafka.stop(), dynamo.stop(), lambda.stop()]);
+        // The WebSocket API first: its $disconnect routes still reach the Lambda endpoint.
+        const closed = await Promise.allSettled([live?.stop()]);
+        const results = [...closed, ...(await Promise.allSettled([kafka.stop(), dynamo.stop(), lambda.stop()]))];
         if (ephemeral) {
           await rm(dataDir, { recursive: true, force: true });
           process.off('exit', removeTemp);

@@ -52,6 +52,18 @@ export type {
 export { IDEMPOTENCY_PK } from '../internal/idempotency.ts';
 export { HIGH_WATER_MARK_SK_PREFIX } from '../internal/high-water-mark.ts';
 
+// Live subscriptions: function names, routes, the fan-out trigger's name, the `live#` rows
+export {
+  LIVE_FUNCTIONS,
+  LIVE_PK_PREFIX,
+  LIVE_ROUTES,
+  LIVE_ROW_TTL_S,
+  connectionPk,
+  keySubscriptionsPk,
+  liveTriggerName,
+  prefixSubscriptionsPk,
+} from '../internal/live.ts';
+
 // Exact numbers: the tagged form of a bigint in JSON and in the table
 export { BIGINT_TAG, decodeState, parseState, reservedTagReason, stringifyState } from '../internal/exact-json.ts';
 export type { TaggedBigint } from '../internal/exact-json.ts';

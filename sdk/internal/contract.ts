@@ -78,6 +78,16 @@ export const ENV = {
   storageOutageBudgetMs: 'TRIBUTARY_STORAGE_OUTAGE_BUDGET_MS',
   /** Comma-separated view names whose changed definition the engine accepts without a version bump. */
   acceptDefinitionChanges: 'TRIBUTARY_ACCEPT_DEFINITION_CHANGES',
+  /** Endpoint of the WebSocket API's `@connections` management API. Set on the live functions (fan-out, subscribe). */
+  liveEndpoint: 'TRIBUTARY_LIVE_ENDPOINT',
+  /** Issuer of the JWTs the live authorizer accepts (its JWKS at `<issuer>/.well-known/jwks.json` unless `liveJwksUrl`). */
+  liveJwtIssuer: 'TRIBUTARY_LIVE_JWT_ISSUER',
+  /** Audience the live authorizer requires of a JWT. */
+  liveJwtAudience: 'TRIBUTARY_LIVE_JWT_AUDIENCE',
+  /** JWKS URL of the JWT issuer. */
+  liveJwksUrl: 'TRIBUTARY_LIVE_JWKS_URL',
+  /** A shared HMAC secret (HS256) the live authorizer verifies tokens with instead of a JWKS: local dev and tests only. */
+  liveHmacSecret: 'TRIBUTARY_LIVE_HMAC_SECRET',
 } as const;
 
 /** CloudWatch namespace of the engine's Embedded Metric Format lines; the CDK alarms read it. */

@@ -23,6 +23,7 @@ import {
 import { MAX_STATE_BYTES } from './contract.ts';
 import { DefinitionError } from './errors.ts';
 import { parseJsonExact, parseJsonStrict } from './exact-json.ts';
+import { compileLiveApp, compileLiveView } from './live.ts';
 
 /**
  * How old a cached lookup row may be by default: short enough that a row another engine task
@@ -374,6 +375,7 @@ function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
       context,
     );
   }
+  const live = compileLiveView(name, options.live);
   return Object.freeze({
     kind: 'view',
     name,
@@ -395,6 +397,7 @@ function defineStreamView<E, S>(options: ViewOptions<E, S, any>): View<E, S> {
     onPoison,
     ...(window !== undefined ? { window } : {}),
     ...(window?.kind === 'session' ? { merge: options.merge } : {}),
+    ...(live !== undefined ? { live } : {}),
   });
 }
 
@@ -595,7 +598,9 @@ export function defineApp(options: AppOptions): App {
       );
     }
   }
-  const triggers = [...(options.triggers ?? [])];
+  // Each live view carries its built-in fan-out trigger.
+  const liveApp = compileLiveApp(views, options.live, defineTrigger);
+  const triggers = [...(options.triggers ?? []), ...liveApp.triggers];
   const triggerNames = new Set<string>();
   for (const trigger of triggers) {
     if (!trigger || trigger.kind !== 'trigger') {
@@ -642,5 +647,6 @@ export function defineApp(options: AppOptions): App {
     sourceTopics,
     internalTopics,
     functions: [...new Set(triggers.map((t) => t.function))],
+    ...(liveApp.live !== undefined ? { live: liveApp.live } : {}),
   });
 }

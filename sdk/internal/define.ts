@@ -1,4 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
+import type { LiveApp, LiveAppOptions, LiveView, LiveViewOptions } from './live.ts';
 
 /**
  * View, trigger and app definitions: the contract shared by the engine (which folds),
@@ -297,6 +298,13 @@ export interface ViewOptions<E, S, L extends Lookups<E> = {}> {
    * Required for session windows, refused otherwise.
    */
   readonly merge?: (a: S, b: S) => S;
+  /**
+   * Makes the view live: browsers and services may subscribe to its keys (README, "Live
+   * subscriptions"). `true` lets every connected principal watch every key; `{ authorize }`
+   * decides per principal and key.
+   * @default not live: every subscription is refused
+   */
+  readonly live?: true | LiveViewOptions;
 }
 
 /** A compiled view definition; `E` is the event type and `S` the state type. */
@@ -333,6 +341,8 @@ export interface View<E = unknown, S = unknown> {
   readonly window?: WindowDefinition;
   /** Merges two sessions' states (session windows only). */
   readonly merge?: (a: S, b: S) => S;
+  /** Set on a live view ({@link ViewOptions.live}). */
+  readonly live?: LiveView;
   /** Set on a table ({@link Table}): each row's state is the latest value of its key. */
   readonly table?: true;
   /**
@@ -436,6 +446,13 @@ export interface Change<S = unknown> {
   readonly deleted?: true;
   /** Item version after the change; strictly increasing per item. */
   readonly version: number;
+  /**
+   * The item version of `before`: the version this trigger last judged (absent when it judged
+   * none, as on a new item). Under `changes: 'coalesced'` versions skip; a change whose
+   * `beforeVersion` is the version a consumer holds follows it with nothing missed, any other
+   * is a gap (a live subscriber then takes a fresh snapshot).
+   */
+  readonly beforeVersion?: number;
   /** Last applied offset per source partition, e.g. `{ "bookings/0": "1841" }`. */
   readonly offsets: Readonly<Record<string, string>>;
   /**
@@ -532,6 +549,12 @@ export interface AppOptions {
    * @default `${name}.dead-letter`
    */
   readonly deadLetterTopic?: string;
+  /**
+   * Live subscriptions' fan-out batching. Each live view ({@link ViewOptions.live}) gets a
+   * built-in trigger (`live-<view>`, function `tributary-live-fanout`, `changes: 'coalesced'`).
+   * @default default batching
+   */
+  readonly live?: LiveAppOptions;
 }
 
 /** A compiled app: what the engine runs, the CDK app deploys and `npm run dev` starts. */
@@ -550,4 +573,6 @@ export interface App {
   readonly internalTopics: readonly string[];
   /** Distinct logical function names named by triggers. */
   readonly functions: readonly string[];
+  /** The app's live views; undefined when none is live. */
+  readonly live?: LiveApp;
 }

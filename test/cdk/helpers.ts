@@ -30,6 +30,9 @@ export const WILDCARD_ALLOWLIST: Readonly<Record<string, string>> = {
   // Docker login to ECR has no resource-level permissions: the AWS-documented resource is "*".
   // The pull actions themselves (BatchGetImage, ...) are scoped to the CDK assets repository.
   'ecr:GetAuthorizationToken': 'ECR auth tokens are account-wide; IAM accepts only Resource "*"',
+  // Live subscriptions post to connections whose ids exist only at run time; the resource is this
+  // API's stage and the POST method on @connections (test/cdk/live.test.ts asserts it exactly).
+  'execute-api:ManageConnections': 'connection ids are created at run time: <api>/<stage>/POST/@connections/*',
 };
 
 /**

@@ -14,6 +14,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, describe, expect, it } from 'vitest';
 import { TributaryApp, type TributaryAppProps } from '../../cdk/index.ts';
 import { app } from './fixtures/app.ts';
+import { app as liveApp } from './fixtures/live-app.ts';
 import { cdkJsonContext, FIXTURE_APP_MODULE, FIXTURE_HANDLERS_DIR, SKIP_BUNDLING } from './helpers.ts';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:tributary/kafka-AbCdEf';
@@ -28,7 +29,7 @@ interface ValidationReport {
 }
 
 /** The AwsSolutions findings left after the construct's acknowledgments, as `rule at path`. */
-function findings(kafka: (stack: cdk.Stack) => Pick<TributaryAppProps, 'kafka' | 'vpc' | 'vpcSubnets'>): string[] {
+function findings(kafka: (stack: cdk.Stack) => Pick<TributaryAppProps, 'kafka' | 'vpc' | 'vpcSubnets'>, extra: Partial<TributaryAppProps> = {}): string[] {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-nag-'));
   outDirs.push(outdir);
   const cdkApp = new cdk.App({ context: { ...cdkJsonContext(), ...SKIP_BUNDLING }, outdir });
@@ -40,6 +41,7 @@ function findings(kafka: (stack: cdk.Stack) => Pick<TributaryAppProps, 'kafka' |
     engineDockerfile: 'Dockerfile',
     partitionCount: 3,
     ...kafka(stack),
+    ...extra,
   });
   cdk.Validations.of(cdkApp).addPlugins(new AwsSolutionsChecks(cdkApp));
   try {
@@ -66,5 +68,11 @@ describe('cdk-nag AwsSolutions', () => {
       kafka: { mskClusterArn: MSK_ARN, brokers: ['b-1.prod.kafka.eu-west-1.amazonaws.com:9098'] },
       vpc: ec2.Vpc.fromVpcAttributes(stack, 'Vpc', { vpcId: 'vpc-0a1b2c3d4e5f60718', availabilityZones: ['eu-west-1a', 'eu-west-1b'], privateSubnetIds: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'] }),
     }))).toEqual([]);
+  });
+
+  it('finds nothing either with the live WebSocket API and its JWT authorizer', () => {
+    expect(findings((stack) => ({
+      kafka: { brokers: ['b-1.kafka.example.com:9096'], scramSecret: secretsmanager.Secret.fromSecretCompleteArn(stack, 'KafkaSecret', SECRET_ARN) },
+    }), { app: liveApp, appModule: 'test/cdk/fixtures/live-app.ts', live: { auth: { jwt: { issuer: 'https://auth.example.com/', audience: 'gym-web' } } } })).toEqual([]);
   });
 });

@@ -1,0 +1,8 @@
+/**
+ * Lambda entry of the live `fanout` handler, configured by the environment (docs/architecture.md,
+ * "Environment variables"). It reads no view definition, so one bundle serves every app.
+ */
+import { createLiveHandlers } from '../internal/handlers.ts';
+
+/** Lambda entry point. */
+export const handler = createLiveHandlers(undefined).fanout;
