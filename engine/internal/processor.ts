@@ -186,7 +186,7 @@ export class BatchProcessor {
     const now = this.deps.now ?? (() => new Date());
     const started = Date.now();
     const clock = this.windowedSources.has(topic) ? new StreamClock(await this.streamTimeOf(topic, partition)) : undefined;
-    const { routed, forwarding } = this.route(topic, partition, records, clock);
+    const { routed, forwarding } = this.route(topic, partition, records, clock, origin.skipViews);
     this.stopOnPoison(routed.deadLetters);
 
     // Load: cache first, then one batched consistent read for the misses.
@@ -323,7 +323,7 @@ export class BatchProcessor {
    * view; a source's records to the views folding it directly, and (produced now, awaited before
    * the batch is durable) to the repartition topics of those folding it through one.
    */
-  private route(topic: string, partition: number, records: readonly SourceRecord[], clock: StreamClock | undefined): { routed: ReturnType<typeof routeRecords>; forwarding: Promise<void> } {
+  private route(topic: string, partition: number, records: readonly SourceRecord[], clock: StreamClock | undefined, skip?: ReadonlySet<string>): { routed: ReturnType<typeof routeRecords>; forwarding: Promise<void> } {
     const { app } = this.deps;
     const plan = this.repartition;
     const internal = plan.viewOf(topic);
@@ -333,7 +333,8 @@ export class BatchProcessor {
       attachVia(routed.items.values(), originals.via);
       return { routed: { ...routed, deadLetters: [...originals.deadLetters, ...routed.deadLetters] }, forwarding: Promise.resolve() };
     }
-    const routed = routeRecords(plan.active ? plan.directViews : app.views, records, clock);
+    const direct = plan.active ? plan.directViews : app.views;
+    const routed = routeRecords(skip === undefined || skip.size === 0 ? direct : direct.filter((v) => !skip.has(v.name)), records, clock);
     this.warnRekeyed(routed.items.values());
     const forwarded = plan.forwardedFrom(topic);
     if (forwarded.length === 0) return { routed, forwarding: Promise.resolve() };
