@@ -1,14 +1,17 @@
 /**
  * Builds of a view version: a view the table has never had live, or a version above the live
  * one, is folded from its source topic's earliest offset into its own items (view segment
- * `<view>@<version>`, see `viewSegment`) before the task joins its consumer group; then the
- * view's alias (`live` on its registry item) flips to it in one conditional write.
+ * `<view>@<version>`, see `viewSegment`); then the view's alias (`live` on its registry item)
+ * flips to it in one conditional write. Most builds run beside live folding (see
+ * {@link BuildGate} for the handover, {@link buildsInBackground} for which); the others before
+ * the task joins its consumer group.
  *
- * - **Target.** Per partition, the live group's position: the larger of its committed offset
- *   and its checkpoint. Every record below it was applied and its trigger changes delivered
- *   from the version live before; the build folds exactly those, with no triggers. The live
- *   group resumes from its commit after the swap and folds the rest into the new version, with
- *   triggers: no change is delivered twice, none skipped.
+ * - **Target.** Per partition, the live group's position: the largest of its committed offset,
+ *   its checkpoint and (in the background) the offset up to which live batches left the view to
+ *   the build. Every record below it was applied and its trigger changes delivered from the
+ *   version live before, or was skipped for this view by a live batch; the build folds exactly
+ *   those, with no triggers. Live folding folds the rest into the new version, with triggers: no
+ *   change is delivered twice.
  * - **Exactness.** The build is a BatchProcessor of this one view under its own consumer group
  *   (`<group>.build.<segment>`), with its own checkpoints (topic `<topic>@<segment>`, a name no
  *   Kafka topic can have): the same offset fence and conditional writes as live folding, so a
@@ -110,6 +113,25 @@ async function liveTargets(deps: BuildDeps, partitions: readonly number[], skipp
 }
 
 /**
+ * The partitions whose history below the live position is no longer in Kafka; throws
+ * `BUILD_HISTORY_INCOMPLETE` for them unless the view says `backfill: 'retained'`.
+ */
+function historyGone(view: View<any, any>, partitions: readonly number[], low: ReadonlyMap<number, bigint>, targets: ReadonlyMap<number, bigint>): number[] {
+  const topic = view.source;
+  const gone = partitions.filter((p) => low.get(p)! > 0n && targets.get(p)! > 0n);
+  if (gone.length > 0 && view.backfill !== 'retained') {
+    const where = gone.map((p) => `${topic}/${p} starts at offset ${low.get(p)}`).join(', ');
+    throw new EngineError(
+      'BUILD_HISTORY_INCOMPLETE',
+      `view "${view.name}" version ${view.version} needs a build from the start of topic "${topic}", but its early records are no longer in Kafka (${where}; retention or deleted records): a build from what is left would not be exact. ` +
+        `Give the view backfill: 'retained' to build from the retained history (the registry records from which offsets), or raise the topic's retention before the next rebuild`,
+      { context: { view: view.name, topic, earliest: Object.fromEntries(gone.map((p) => [p, String(low.get(p))])) } },
+    );
+  }
+  return gone;
+}
+
+/**
  * Builds `deps.view` (the version in the code) unless its alias already names it; resolves once
  * the alias names it. Throws `BUILD_HISTORY_INCOMPLETE` (see the module header) or rejects with
  * what stopped the build; a build stopped by the task's stop resolves with `false`.
@@ -125,16 +147,7 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
   const low = new Map(offsets.map((o) => [o.partition, BigInt(o.low)]));
   let handover = background ? await readHandover(deps.documentClient, deps.tableName, view) : undefined;
   let targets = await liveTargets(deps, partitions, handover?.skipped);
-  const gone = partitions.filter((p) => low.get(p)! > 0n && targets.get(p)! > 0n);
-  if (gone.length > 0 && view.backfill !== 'retained') {
-    const where = gone.map((p) => `${topic}/${p} starts at offset ${low.get(p)}`).join(', ');
-    throw new EngineError(
-      'BUILD_HISTORY_INCOMPLETE',
-      `view "${view.name}" version ${view.version} needs a build from the start of topic "${topic}", but its early records are no longer in Kafka (${where}; retention or deleted records): a build from what is left would not be exact. ` +
-        `Give the view backfill: 'retained' to build from the retained history (the registry records from which offsets), or raise the topic's retention before the next rebuild`,
-      { context: { view: view.name, topic, earliest: Object.fromEntries(gone.map((p) => [p, String(low.get(p))])) } },
-    );
-  }
+  const gone = historyGone(view, partitions, low, targets);
   const start = new Map(partitions.map((p) => [p, gone.includes(p) ? low.get(p)! : 0n]));
   const total = () => partitions.reduce((sum, p) => sum + Number(targets.get(p)! - start.get(p)!), 0);
   const position = new Map<number, bigint>();
@@ -159,6 +172,8 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
   };
 
   if (!finishedHere()) {
+    // At once, so `/health` and the stats show the build from its start.
+    report();
     const buildApp: App = { ...deps.app, views: [view], triggers: [], sourceTopics: [topic], functions: [] };
     const processor = new BatchProcessor({
       app: buildApp,
@@ -540,8 +555,10 @@ export async function buildNeeded(deps: BuildDeps, live: number | undefined): Pr
   const offsets = await deps.admin.fetchTopicOffsets(view.source);
   const partitions = offsets.map((o) => o.partition);
   const handover = await readHandover(deps.documentClient, deps.tableName, view);
+  const targets = await liveTargets(deps, partitions, handover.skipped);
+  // Before the task joins its group: a build that cannot be exact stops the start.
+  historyGone(view, partitions, new Map(offsets.map((o) => [o.partition, BigInt(o.low)])), targets);
   if (handover.closing || Object.keys(handover.skipped).length > 0) return true;
-  const targets = await liveTargets(deps, partitions);
   for (const p of partitions) {
     const checkpoint = await deps.store.readCheckpoint(buildCheckpointTopic(view.source, segment), p);
     if ((checkpoint !== undefined ? BigInt(checkpoint) : 0n) < targets.get(p)!) return true;

@@ -586,7 +586,11 @@ class EngineRuntime {
       await admin.disconnect().catch(() => {});
     }
     if (background.length === 0) return true;
-    for (const check of background) await prepareBackgroundBuild(documentClient, config.tableName, viewOf(check));
+    for (const check of background) {
+      await prepareBackgroundBuild(documentClient, config.tableName, viewOf(check));
+      // Shown as under way from now on (`/health`, stats), before its first progress report.
+      this.builds.set(check.view, { view: check.view, version: check.version, done: 0, total: 0, rate: 0, etaSeconds: undefined });
+    }
     this.buildGate = new BuildGate({ documentClient, tableName: config.tableName, store, stopping: () => this.stopping !== undefined || this.fatal !== undefined }, background.map(viewOf));
     const buildAdmin = this.kafka.admin();
     await this.connectAdmin(buildAdmin);

@@ -358,8 +358,13 @@ describe.skipIf(!onApache)('view builds when history is gone', () => {
       const retained = defineView({ ...sums('added', topic), backfill: 'retained' });
       const second = start(defineApp({ name, views: [sums('kept', topic), retained] }));
       await second.ready;
-      await second.stop();
       const storage = testStorage(table);
+      // The build runs beside live folding: the task is ready before its swap.
+      await waitFor(
+        async () => (await storage.documentClient.send(new GetCommand({ TableName: table, Key: { pk: '_tributary', sk: 'view#added' }, ConsistentRead: true }))).Item?.live === 1,
+        { timeoutMs: 60_000, message: 'the retained build to be swapped in' },
+      );
+      await second.stop();
       const { Item } = await storage.documentClient.send(new GetCommand({ TableName: table, Key: { pk: '_tributary', sk: 'view#added' }, ConsistentRead: true }));
       expect(Item?.live).toBe(1);
       expect(Item?.versions['1'].retainedFrom).toEqual({ 0: '100' });
