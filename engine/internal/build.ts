@@ -233,7 +233,7 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
           }
           await heartbeat();
           const last = batch.messages[batch.messages.length - 1];
-          if (last !== undefined && BigInt(last.offset) + 1n >= target && position.get(p)! < target && !beyond) position.set(p, target);
+          if (last !== undefined && BigInt(last.offset) + 1n >= target && position.get(p)! < target) position.set(p, target);
           if (background) {
             // Unresolved records are fetched again: wait a little for the live position to move past them.
             if (records.length === 0 && beyond) await delay(200);
