@@ -1,14 +1,17 @@
 /**
  * Builds of a view version: a view the table has never had live, or a version above the live
  * one, is folded from its source topic's earliest offset into its own items (view segment
- * `<view>@<version>`, see `viewSegment`) before the task joins its consumer group; then the
- * view's alias (`live` on its registry item) flips to it in one conditional write.
+ * `<view>@<version>`, see `viewSegment`); then the view's alias (`live` on its registry item)
+ * flips to it in one conditional write. Most builds run beside live folding (see
+ * {@link BuildGate} for the handover, {@link buildsInBackground} for which); the others before
+ * the task joins its consumer group.
  *
- * - **Target.** Per partition, the live group's position: the larger of its committed offset
- *   and its checkpoint. Every record below it was applied and its trigger changes delivered
- *   from the version live before; the build folds exactly those, with no triggers. The live
- *   group resumes from its commit after the swap and folds the rest into the new version, with
- *   triggers: no change is delivered twice, none skipped.
+ * - **Target.** Per partition, the live group's position: the largest of its committed offset,
+ *   its checkpoint and (in the background) the offset up to which live batches left the view to
+ *   the build. Every record below it was applied and its trigger changes delivered from the
+ *   version live before, or was skipped for this view by a live batch; the build folds exactly
+ *   those, with no triggers. Live folding folds the rest into the new version, with triggers: no
+ *   change is delivered twice.
  * - **Exactness.** The build is a BatchProcessor of this one view under its own consumer group
  *   (`<group>.build.<segment>`), with its own checkpoints (topic `<topic>@<segment>`, a name no
  *   Kafka topic can have): the same offset fence and conditional writes as live folding, so a
@@ -17,11 +20,12 @@
  *   exact and stops with `BUILD_HISTORY_INCOMPLETE`, unless the view says `backfill: 'retained'`;
  *   then it folds what is there and the registry records from where.
  */
-import { UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import { viewRegistryKey, viewSegment } from '../../sdk/contract/index.ts';
 import type { App, SourceRecord, View } from '../../sdk/index.ts';
 import type { ChangeSink, DeadLetterSink } from './change-sink.ts';
+import { delay } from './concurrency.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import type { ItemStore } from './processor.ts';
 import { BatchProcessor } from './processor.ts';
@@ -63,6 +67,11 @@ export interface BuildDeps {
   readonly progressIntervalMs: number;
   /** Resolves when the task is asked to stop: the build ends, resumable. */
   readonly stopRequested: Promise<void>;
+  /**
+   * The build runs beside live folding (see {@link BuildGate}): it chases the live group's
+   * position and hands over before the swap. Otherwise it runs before the task joins its group.
+   */
+  readonly background?: boolean;
 }
 
 const noChanges: ChangeSink = {
@@ -81,7 +90,11 @@ export function buildGroupId(groupId: string, segment: string): string {
   return `${groupId}.build.${segment}`;
 }
 
-async function liveTargets(deps: BuildDeps, partitions: readonly number[]): Promise<Map<number, bigint>> {
+/**
+ * Per partition, the live group's position: the largest of its committed offset, its checkpoint
+ * and (for a build in the background) the offsets up to which live batches skipped the view.
+ */
+async function liveTargets(deps: BuildDeps, partitions: readonly number[], skipped: Readonly<Record<string, number>> = {}): Promise<Map<number, bigint>> {
   const topic = deps.view.source;
   const [committed] = await deps.admin.fetchOffsets({ groupId: deps.groupId, topics: [topic] });
   const targets = new Map<number, bigint>();
@@ -90,25 +103,21 @@ async function liveTargets(deps: BuildDeps, partitions: readonly number[]): Prom
     const fromCommit = commit !== undefined && /^\d+$/.test(commit) ? BigInt(commit) : 0n;
     const checkpoint = await deps.store.readCheckpoint(topic, partition);
     const fromCheckpoint = checkpoint !== undefined && /^\d+$/.test(checkpoint) ? BigInt(checkpoint) : 0n;
-    targets.set(partition, fromCommit > fromCheckpoint ? fromCommit : fromCheckpoint);
+    const claim = skipped[String(partition)];
+    const fromSkips = typeof claim === 'number' ? BigInt(claim) : 0n;
+    let target = fromCommit > fromCheckpoint ? fromCommit : fromCheckpoint;
+    if (fromSkips > target) target = fromSkips;
+    targets.set(partition, target);
   }
   return targets;
 }
 
 /**
- * Builds `deps.view` (the version in the code) unless its alias already names it; resolves once
- * the alias names it. Throws `BUILD_HISTORY_INCOMPLETE` (see the module header) or rejects with
- * what stopped the build; a build stopped by the task's stop resolves with `false`.
+ * The partitions whose history below the live position is no longer in Kafka; throws
+ * `BUILD_HISTORY_INCOMPLETE` for them unless the view says `backfill: 'retained'`.
  */
-export async function buildView(deps: BuildDeps, live: number | undefined): Promise<boolean> {
-  const { view } = deps;
-  if (live !== undefined && live >= view.version) return true;
-  const segment = viewSegment(view.name, view.version);
+function historyGone(view: View<any, any>, partitions: readonly number[], low: ReadonlyMap<number, bigint>, targets: ReadonlyMap<number, bigint>): number[] {
   const topic = view.source;
-  const offsets = await deps.admin.fetchTopicOffsets(topic);
-  const partitions = offsets.map((o) => o.partition).sort((a, b) => a - b);
-  const low = new Map(offsets.map((o) => [o.partition, BigInt(o.low)]));
-  const targets = await liveTargets(deps, partitions);
   const gone = partitions.filter((p) => low.get(p)! > 0n && targets.get(p)! > 0n);
   if (gone.length > 0 && view.backfill !== 'retained') {
     const where = gone.map((p) => `${topic}/${p} starts at offset ${low.get(p)}`).join(', ');
@@ -119,8 +128,28 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
       { context: { view: view.name, topic, earliest: Object.fromEntries(gone.map((p) => [p, String(low.get(p))])) } },
     );
   }
+  return gone;
+}
+
+/**
+ * Builds `deps.view` (the version in the code) unless its alias already names it; resolves once
+ * the alias names it. Throws `BUILD_HISTORY_INCOMPLETE` (see the module header) or rejects with
+ * what stopped the build; a build stopped by the task's stop resolves with `false`.
+ */
+export async function buildView(deps: BuildDeps, live: number | undefined): Promise<boolean> {
+  const { view } = deps;
+  if (live !== undefined && live >= view.version) return true;
+  const background = deps.background === true;
+  const segment = viewSegment(view.name, view.version);
+  const topic = view.source;
+  const offsets = await deps.admin.fetchTopicOffsets(topic);
+  const partitions = offsets.map((o) => o.partition).sort((a, b) => a - b);
+  const low = new Map(offsets.map((o) => [o.partition, BigInt(o.low)]));
+  let handover = background ? await readHandover(deps.documentClient, deps.tableName, view) : undefined;
+  let targets = await liveTargets(deps, partitions, handover?.skipped);
+  const gone = historyGone(view, partitions, low, targets);
   const start = new Map(partitions.map((p) => [p, gone.includes(p) ? low.get(p)! : 0n]));
-  const total = partitions.reduce((sum, p) => sum + Number(targets.get(p)! - start.get(p)!), 0);
+  const total = () => partitions.reduce((sum, p) => sum + Number(targets.get(p)! - start.get(p)!), 0);
   const position = new Map<number, bigint>();
   for (const p of partitions) {
     const checkpoint = await deps.store.readCheckpoint(buildCheckpointTopic(topic, segment), p);
@@ -129,15 +158,22 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
   }
   const remaining = () => partitions.filter((p) => position.get(p)! < targets.get(p)!);
   const done = () => partitions.reduce((sum, p) => sum + Number((position.get(p)! < targets.get(p)! ? position.get(p)! : targets.get(p)!) - start.get(p)!), 0);
+  // In the background the targets move until the handover closes (see BuildGate): the build is done once they stand still and are reached.
+  let closing = handover?.closing === true;
+  let closed = false;
+  const finishedHere = () => remaining().length === 0 && (!background || closed);
   const startedMs = Date.now();
   const doneAtStart = done();
   const report = () => {
     const elapsed = (Date.now() - startedMs) / 1000;
     const rate = elapsed > 0 ? (done() - doneAtStart) / elapsed : 0;
-    deps.progress({ view: view.name, version: view.version, done: done(), total, rate: Math.round(rate), etaSeconds: rate > 0 ? Math.ceil((total - done()) / rate) : undefined });
+    const all = total();
+    deps.progress({ view: view.name, version: view.version, done: done(), total: all, rate: Math.round(rate), etaSeconds: rate > 0 ? Math.ceil((all - done()) / rate) : undefined });
   };
 
-  if (remaining().length > 0) {
+  if (!finishedHere()) {
+    // At once, so `/health` and the stats show the build from its start.
+    report();
     const buildApp: App = { ...deps.app, views: [view], triggers: [], sourceTopics: [topic], functions: [] };
     const processor = new BatchProcessor({
       app: buildApp,
@@ -158,6 +194,7 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
     let finish!: () => void;
     const finished = new Promise<void>((resolve) => (finish = resolve));
     const timer = setInterval(report, deps.progressIntervalMs);
+    let poll: ReturnType<typeof setInterval> | undefined;
     try {
       await consumer.connect();
       await consumer.subscribe({ topics: [topic], fromBeginning: true });
@@ -168,8 +205,12 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
           const p = batch.partition;
           const target = targets.get(p)!;
           const records: SourceRecord[] = [];
+          let beyond = false;
           for (const m of batch.messages) {
-            if (BigInt(m.offset) >= target) break;
+            if (BigInt(m.offset) >= target) {
+              beyond = true;
+              break;
+            }
             if (BigInt(m.offset) < start.get(p)!) continue;
             records.push({
               topic,
@@ -188,13 +229,16 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
             await processor.checkpoint(topic, p, next);
             await consumer.commitOffsets([{ topic, partition: p, offset: next }]);
             resolveOffset(records[records.length - 1]!.offset);
-            position.set(p, BigInt(next));
+            if (BigInt(next) > position.get(p)!) position.set(p, BigInt(next));
           }
           await heartbeat();
           const last = batch.messages[batch.messages.length - 1];
           if (last !== undefined && BigInt(last.offset) + 1n >= target && position.get(p)! < target) position.set(p, target);
-          if (position.get(p)! >= target) consumer.pause([{ topic, partitions: [p] }]);
-          if (remaining().length === 0) finish();
+          if (background) {
+            // Unresolved records are fetched again: wait a little for the live position to move past them.
+            if (records.length === 0 && beyond) await delay(200);
+          } else if (position.get(p)! >= target) consumer.pause([{ topic, partitions: [p] }]);
+          if (finishedHere()) finish();
         },
       });
       // As live folding does on a join: another build task may have moved a partition's stream time on.
@@ -205,20 +249,45 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
           finish();
         }
       });
-      // Other tasks may build some partitions: their checkpoints say how far they got.
-      const poll = setInterval(() => {
-        void Promise.all(
-          remaining().map(async (p) => {
-            const checkpoint = await deps.store.readCheckpoint(buildCheckpointTopic(topic, segment), p);
-            if (checkpoint !== undefined && BigInt(checkpoint) > position.get(p)!) position.set(p, BigInt(checkpoint));
-          }),
-        ).then(() => {
-          if (remaining().length === 0) finish();
-        }, () => {});
-      }, 1_000);
-      if (remaining().length === 0) finish();
+      // Other tasks may build some partitions: their checkpoints say how far they got. In the
+      // background, the live position is read again, and the handover closed once the build is near it.
+      let polling = false;
+      poll = setInterval(() => {
+        if (polling) return;
+        polling = true;
+        void (async () => {
+          await Promise.all(
+            remaining().map(async (p) => {
+              const checkpoint = await deps.store.readCheckpoint(buildCheckpointTopic(topic, segment), p);
+              if (checkpoint !== undefined && BigInt(checkpoint) > position.get(p)!) position.set(p, BigInt(checkpoint));
+            }),
+          );
+          if (background && !closed) {
+            handover = await readHandover(deps.documentClient, deps.tableName, view);
+            closing ||= handover.closing;
+            if (!closing) {
+              targets = await liveTargets(deps, partitions, handover.skipped);
+              const behind = partitions.reduce((sum, p) => sum + (position.get(p)! < targets.get(p)! ? Number(targets.get(p)! - position.get(p)!) : 0), 0);
+              if (behind <= HANDOVER_LAG) {
+                await closeHandover(deps.documentClient, deps.tableName, view);
+                closing = true;
+              }
+            }
+            if (closing) {
+              // Read after the close: no live batch skips the view any more, so these targets stand.
+              handover = await readHandover(deps.documentClient, deps.tableName, view);
+              targets = await liveTargets(deps, partitions, handover.skipped);
+              closed = true;
+            }
+          }
+          if (finishedHere()) finish();
+        })().then(
+          () => (polling = false),
+          () => (polling = false),
+        );
+      }, background ? 300 : 1_000);
+      if (finishedHere()) finish();
       const stopped = await Promise.race([finished.then(() => false), deps.stopRequested.then(() => true)]);
-      clearInterval(poll);
       if (failure !== undefined) throw failure;
       if (stopped) return false;
     } catch (error) {
@@ -230,6 +299,7 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
       });
     } finally {
       clearInterval(timer);
+      if (poll !== undefined) clearInterval(poll);
       await consumer.disconnect().catch(() => {});
     }
   }
@@ -277,4 +347,221 @@ function checkpointsUnder(store: ItemStore, topic: string, segment: string): Ite
     readWindows: (pk, below, above) => store.readWindows(pk, below, above),
     writeAtomically: (puts, deletes) => store.writeAtomically(puts, deletes),
   };
+}
+
+/**
+ * How far behind the live position (records, all partitions together) a build in the background
+ * closes its handover: from then on live batches wait for it instead of skipping its view.
+ */
+export const HANDOVER_LAG = 500;
+
+/** How long a live batch waits for a build to fold the records before it, before the batch is retried. */
+const HANDOVER_WAIT_MS = 120_000;
+
+/** The handover state of a version's build, on the view's registry item (`versions.<v>`). */
+interface Handover {
+  /** Per partition, the offset below which live batches skipped the view: the build folds up to it. */
+  readonly skipped: Readonly<Record<string, number>>;
+  /** Set once the build is near the live position: no live batch skips the view after it. */
+  readonly closing: boolean;
+  /** The live version (the alias). */
+  readonly live: number | undefined;
+}
+
+function storageFailure(what: string, view: View<any, any>, error: unknown): EngineError {
+  return new EngineError('STORAGE_FAILED', `${what} of view "${view.name}" version ${view.version} failed: ${errorInfo(error).message}`, {
+    retriable: true,
+    cause: error,
+    context: { view: view.name },
+  });
+}
+
+const isConditionFailure = (error: unknown) => (error as { name?: string }).name === 'ConditionalCheckFailedException';
+
+async function readHandover(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>): Promise<Handover> {
+  try {
+    const { Item } = await client.send(new GetCommand({ TableName: tableName, Key: viewRegistryKey(view.name), ConsistentRead: true }));
+    const version = (Item?.versions as Record<string, { skipped?: Record<string, number>; closing?: string }> | undefined)?.[String(view.version)];
+    return { skipped: version?.skipped ?? {}, closing: version?.closing !== undefined, live: typeof Item?.live === 'number' ? Item.live : undefined };
+  } catch (error) {
+    throw storageFailure('reading the build state', view, error);
+  }
+}
+
+/**
+ * Makes the registry ready for a build in the background: an empty map of skipped offsets on
+ * the version's entry (recorded by the start-up check). Called before the task joins its group.
+ */
+export async function prepareBackgroundBuild(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>): Promise<void> {
+  try {
+    await client.send(
+      new UpdateCommand({
+        TableName: tableName,
+        Key: viewRegistryKey(view.name),
+        UpdateExpression: 'SET versions.#v.skipped = if_not_exists(versions.#v.skipped, :empty)',
+        ConditionExpression: 'attribute_exists(versions.#v)',
+        ExpressionAttributeNames: { '#v': String(view.version) },
+        ExpressionAttributeValues: { ':empty': {} },
+      }),
+    );
+  } catch (error) {
+    throw storageFailure('preparing the build', view, error);
+  }
+}
+
+async function closeHandover(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>): Promise<void> {
+  try {
+    await client.send(
+      new UpdateCommand({
+        TableName: tableName,
+        Key: viewRegistryKey(view.name),
+        UpdateExpression: 'SET versions.#v.closing = if_not_exists(versions.#v.closing, :now)',
+        ExpressionAttributeNames: { '#v': String(view.version) },
+        ExpressionAttributeValues: { ':now': new Date().toISOString() },
+      }),
+    );
+  } catch (error) {
+    throw storageFailure('closing the handover', view, error);
+  }
+}
+
+/** Records that live batches skip the view below `next` on `partition`; false once the handover is closing. */
+async function claimSkip(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>, partition: number, next: number): Promise<boolean> {
+  try {
+    await client.send(
+      new UpdateCommand({
+        TableName: tableName,
+        Key: viewRegistryKey(view.name),
+        UpdateExpression: 'SET versions.#v.skipped.#p = :next',
+        ConditionExpression: 'attribute_not_exists(versions.#v.closing) AND (attribute_not_exists(live) OR live < :version) AND (attribute_not_exists(versions.#v.skipped.#p) OR versions.#v.skipped.#p < :next)',
+        ExpressionAttributeNames: { '#v': String(view.version), '#p': String(partition) },
+        ExpressionAttributeValues: { ':next': next, ':version': view.version },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw storageFailure('recording a skipped batch', view, error);
+    const state = await readHandover(client, tableName, view);
+    // A larger offset recorded already (a batch read again) still covers this one.
+    return !state.closing && (state.live === undefined || state.live < view.version);
+  }
+}
+
+/**
+ * The live side of builds in the background. For a view being built, a live batch of partition
+ * p starting at offset f:
+ * - folds the view when the build's checkpoint of p is at f or past it (the build folded every
+ *   record before the batch; overlap is fenced), and from then on every later batch of p this
+ *   task folds in the same group generation;
+ * - otherwise, until the build closes its handover, skips the view, after recording on the
+ *   registry that the build must fold up to the batch's end (the build chases that offset);
+ * - once the handover is closing, waits (the batch heartbeats meanwhile) for the build's
+ *   checkpoint to reach f: every record before f was skipped by a recorded batch or is below the
+ *   live group's position, both of which the build reaches before it swaps;
+ * - after the swap, folds the view: every record below the live position was folded by the
+ *   build, every later one by a live batch that waited for it.
+ * Records the build folds deliver no trigger changes.
+ */
+export class BuildGate {
+  private readonly building = new Map<string, View<any, any>>();
+  /** `<view>/<partition>` → the group generation in which this task handed the partition over. */
+  private readonly handedOver = new Map<string, number>();
+
+  constructor(
+    private readonly deps: { readonly documentClient: DynamoDBDocumentClient; readonly tableName: string; readonly store: ItemStore; readonly stopping: () => boolean },
+    views: readonly View<any, any>[],
+  ) {
+    for (const view of views) this.building.set(view.name, view);
+  }
+
+  /** The view's alias names the built version: live batches fold it without asking. */
+  swapped(view: string): void {
+    this.building.delete(view);
+  }
+
+  /** The views a live batch of `records` (one partition, offset order) leaves to their builds; waits when a handover is closing. */
+  async skip(topic: string, partition: number, records: readonly SourceRecord[], generation: number): Promise<ReadonlySet<string> | undefined> {
+    if (this.building.size === 0 || records.length === 0) return undefined;
+    const first = BigInt(records[0]!.offset);
+    const next = Number(BigInt(records[records.length - 1]!.offset) + 1n);
+    let skip: Set<string> | undefined;
+    for (const view of [...this.building.values()]) {
+      if (view.source !== topic) continue;
+      const key = `${view.name}/${partition}`;
+      if (this.handedOver.get(key) === generation) continue;
+      if (await this.builtThrough(view, partition, first)) {
+        this.handedOver.set(key, generation);
+        continue;
+      }
+      if (await claimSkip(this.deps.documentClient, this.deps.tableName, view, partition, next)) {
+        (skip ??= new Set()).add(view.name);
+        continue;
+      }
+      await this.waitFor(view, partition, first, key, generation);
+    }
+    return skip;
+  }
+
+  private async builtThrough(view: View<any, any>, partition: number, first: bigint): Promise<boolean> {
+    const checkpoint = await this.deps.store.readCheckpoint(buildCheckpointTopic(view.source, viewSegment(view.name, view.version)), partition);
+    return checkpoint !== undefined && BigInt(checkpoint) >= first;
+  }
+
+  private async waitFor(view: View<any, any>, partition: number, first: bigint, key: string, generation: number): Promise<void> {
+    const deadline = Date.now() + HANDOVER_WAIT_MS;
+    for (;;) {
+      if (await this.builtThrough(view, partition, first)) {
+        this.handedOver.set(key, generation);
+        return;
+      }
+      const state = await readHandover(this.deps.documentClient, this.deps.tableName, view);
+      if (state.live !== undefined && state.live >= view.version) {
+        this.swapped(view.name);
+        return;
+      }
+      if (this.deps.stopping() || Date.now() > deadline) {
+        throw new EngineError(
+          'BUILD_FAILED',
+          `a live batch of ${view.source}/${partition} waited ${HANDOVER_WAIT_MS} ms for the build of view "${view.name}" version ${view.version} to fold the records before offset ${first}; the batch is retried`,
+          { retriable: true, context: { view: view.name, topic: view.source, partition } },
+        );
+      }
+      await delay(100);
+    }
+  }
+}
+
+/**
+ * Whether a view's build can run beside live folding ({@link BuildGate}). Not yet for a windowed
+ * view (its stream time would have to pass from the build to live folding at the handover), a
+ * table aggregation or a table other views look up or aggregate (their events and rows come
+ * from other views' batches), nor a repartitioned one: those build before the task joins its group.
+ */
+export function buildsInBackground(app: App, view: View<any, any>): boolean {
+  if (view.window !== undefined || view.over !== undefined || view.repartition === true) return false;
+  const used = app.views.some((v) => v.over?.name === view.name || Object.values(v.lookup ?? {}).some((l) => l.table.name === view.name));
+  return !used;
+}
+
+/**
+ * Whether a build of `deps.view` has records to fold: false when the live group never folded
+ * its source (a first deployment) and no live batch skipped the view yet, so the swap can be
+ * made at once, before the task joins its group, and live folding delivers every change.
+ */
+export async function buildNeeded(deps: BuildDeps, live: number | undefined): Promise<boolean> {
+  const { view } = deps;
+  if (live !== undefined && live >= view.version) return false;
+  const segment = viewSegment(view.name, view.version);
+  const offsets = await deps.admin.fetchTopicOffsets(view.source);
+  const partitions = offsets.map((o) => o.partition);
+  const handover = await readHandover(deps.documentClient, deps.tableName, view);
+  const targets = await liveTargets(deps, partitions, handover.skipped);
+  // Before the task joins its group: a build that cannot be exact stops the start.
+  historyGone(view, partitions, new Map(offsets.map((o) => [o.partition, BigInt(o.low)])), targets);
+  if (handover.closing || Object.keys(handover.skipped).length > 0) return true;
+  for (const p of partitions) {
+    const checkpoint = await deps.store.readCheckpoint(buildCheckpointTopic(view.source, segment), p);
+    if ((checkpoint !== undefined ? BigInt(checkpoint) : 0n) < targets.get(p)!) return true;
+  }
+  return false;
 }

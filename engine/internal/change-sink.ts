@@ -18,6 +18,11 @@ export interface ChangeOrigin {
    * @default always `owned`
    */
   readonly right?: () => DeliveryVerdict;
+  /**
+   * Views the batch leaves out: their builds fold these records (build.ts, `BuildGate`).
+   * @default none
+   */
+  readonly skipViews?: ReadonlySet<string>;
 }
 
 /**

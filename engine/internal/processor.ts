@@ -212,7 +212,7 @@ export class BatchProcessor {
     const now = this.deps.now ?? (() => new Date());
     const clock = this.windowedSources.has(topic) ? new StreamClock(await this.streamTimeOf(topic, partition)) : undefined;
     const started = performance.now();
-    const { routed, forwarding } = this.route(topic, partition, records, clock);
+    const { routed, forwarding } = this.route(topic, partition, records, clock, origin.skipViews);
     // Per batch: CPU of decoding, routing and folding, summed over its items (see foldAndWrite),
     // and the misses written first without a read.
     const routedMs = performance.now() - started;
@@ -373,7 +373,7 @@ export class BatchProcessor {
    * view; a source's records to the views folding it directly, and (produced now, awaited before
    * the batch is durable) to the repartition topics of those folding it through one.
    */
-  private route(topic: string, partition: number, records: readonly SourceRecord[], clock: StreamClock | undefined): { routed: ReturnType<typeof routeRecords>; forwarding: Promise<void> } {
+  private route(topic: string, partition: number, records: readonly SourceRecord[], clock: StreamClock | undefined, skip?: ReadonlySet<string>): { routed: ReturnType<typeof routeRecords>; forwarding: Promise<void> } {
     const { app } = this.deps;
     const plan = this.repartition;
     const internal = plan.viewOf(topic);
@@ -383,7 +383,8 @@ export class BatchProcessor {
       attachVia(routed.items.values(), originals.via);
       return { routed: { ...routed, deadLetters: [...originals.deadLetters, ...routed.deadLetters] }, forwarding: Promise.resolve() };
     }
-    const routed = routeRecords(plan.active ? plan.directViews : app.views, records, clock);
+    const direct = plan.active ? plan.directViews : app.views;
+    const routed = routeRecords(skip === undefined || skip.size === 0 ? direct : direct.filter((v) => !skip.has(v.name)), records, clock);
     this.warnRekeyed(routed.items.values());
     const forwarded = plan.forwardedFrom(topic);
     if (forwarded.length === 0) return { routed, forwarding: Promise.resolve() };

@@ -34,7 +34,7 @@ import { itemId } from './fold.ts';
 import { changeSuperseded } from './ledger.ts';
 import { startHealthServer, type HealthServer } from './health.ts';
 import { partitionLag } from './lag.ts';
-import { buildView, type BuildProgress } from './build.ts';
+import { BuildGate, buildNeeded, buildsInBackground, buildView, prepareBackgroundBuild, type BuildDeps, type BuildProgress } from './build.ts';
 import { checkViewDefinitions, type DefinitionCheck } from './lifecycle.ts';
 import { removeReplacedVersions } from './retire.ts';
 import { checkTriggerFunctions, checkViewsTable } from './preflight.ts';
@@ -221,6 +221,9 @@ class EngineRuntime {
   private definitions: DefinitionCheck[] = [];
   /** Builds in progress in this task, per view (their last progress report). */
   private readonly builds = new Map<string, BuildProgress>();
+  /** Views built beside live folding: which live batches leave them out (build.ts), and the builds. */
+  private buildGate: BuildGate | undefined;
+  private backgroundBuilds: Promise<unknown> | undefined;
   /** The background removal of replaced view versions' items (retire.ts), awaited on stop. */
   private removals: Promise<unknown> | undefined;
   /** Stops listening for SIGINT/SIGTERM; set while `handleSignals` listens. */
@@ -536,54 +539,85 @@ class EngineRuntime {
 
   /**
    * Builds every view whose code's version is not the live one (a view new to the table, or a
-   * version bump), one after the other, before the task joins its group; false when a stop
-   * came first (the builds resume at the next start).
+   * version bump), one after the other. Those a build can hand over to live folding (build.ts,
+   * `buildsInBackground`) run beside it, after the task joins its group; the others run before
+   * it joins. False when a stop came first (the builds resume at the next start).
    */
   private async runBuilds(documentClient: DynamoDBDocumentClient, store: DynamoItemStore, deadLetters: DeadLetterSink): Promise<boolean> {
     const { app, config, log } = this;
     const pending = this.definitions.filter((d) => d.live === undefined || d.live < d.version);
     if (pending.length === 0) return true;
+    const viewOf = (check: DefinitionCheck) => app.views.find((v) => v.name === check.view)!;
+    const deps = (view: App['views'][number], admin: Admin, inBackground: boolean): BuildDeps => ({
+      app,
+      view,
+      groupId: config.groupId,
+      kafka: this.kafka,
+      admin,
+      store,
+      documentClient,
+      tableName: config.tableName,
+      deadLetters,
+      limits: {
+        writeConcurrency: config.writeConcurrency,
+        maxConflictRetries: config.maxConflictRetries,
+        sessionTimeoutMs: config.sessionTimeoutMs,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+        maxBytesPerPartition: config.maxBytesPerPartition,
+      },
+      progressIntervalMs: Math.min(config.metricsIntervalMs, 5_000),
+      stopRequested: this.stopRequested,
+      progress: (progress) => {
+        this.builds.set(view.name, progress);
+        log.info('view build progress', { ...progress });
+        log.raw(emfViewLine(app.name, view.name, { [METRIC.buildRecordsRemaining]: progress.total - progress.done }));
+      },
+      background: inBackground,
+    });
+    const build = async (check: DefinitionCheck, admin: Admin, inBackground: boolean): Promise<boolean> => {
+      const view = viewOf(check);
+      log.info('view build starting', { view: view.name, version: view.version, live: check.live ?? null, background: inBackground });
+      const built = await buildView(deps(view, admin, inBackground), check.live);
+      if (!built) return false;
+      this.buildGate?.swapped(view.name);
+      this.builds.delete(view.name);
+      log.info('view build swapped', { view: view.name, version: view.version });
+      return true;
+    };
     const admin = this.kafka.admin();
     await this.connectAdmin(admin);
+    const background: DefinitionCheck[] = [];
     try {
+      // Before the join: the builds that cannot run beside live folding, and those with nothing to fold.
       for (const check of pending) {
-        const view = app.views.find((v) => v.name === check.view)!;
-        log.info('view build starting', { view: view.name, version: view.version, live: check.live ?? null });
-        const built = await buildView(
-          {
-            app,
-            view,
-            groupId: config.groupId,
-            kafka: this.kafka,
-            admin,
-            store,
-            documentClient,
-            tableName: config.tableName,
-            deadLetters,
-            limits: {
-              writeConcurrency: config.writeConcurrency,
-              maxConflictRetries: config.maxConflictRetries,
-              sessionTimeoutMs: config.sessionTimeoutMs,
-              heartbeatIntervalMs: config.heartbeatIntervalMs,
-              maxBytesPerPartition: config.maxBytesPerPartition,
-            },
-            progressIntervalMs: Math.min(config.metricsIntervalMs, 5_000),
-            stopRequested: this.stopRequested,
-            progress: (progress) => {
-              this.builds.set(view.name, progress);
-              log.info('view build progress', { ...progress });
-              log.raw(emfViewLine(app.name, view.name, { [METRIC.buildRecordsRemaining]: progress.total - progress.done }));
-            },
-          },
-          check.live,
-        );
-        if (!built) return false;
-        this.builds.delete(view.name);
-        log.info('view build swapped', { view: view.name, version: view.version });
+        const view = viewOf(check);
+        if (buildsInBackground(app, view) && (await buildNeeded(deps(view, admin, true), check.live))) background.push(check);
+        else if (!(await build(check, admin, false))) return false;
       }
     } finally {
       await admin.disconnect().catch(() => {});
     }
+    if (background.length === 0) return true;
+    for (const check of background) {
+      await prepareBackgroundBuild(documentClient, config.tableName, viewOf(check));
+      // Shown as under way from now on (`/health`, stats), before its first progress report.
+      this.builds.set(check.view, { view: check.view, version: check.version, done: 0, total: 0, rate: 0, etaSeconds: undefined });
+    }
+    this.buildGate = new BuildGate({ documentClient, tableName: config.tableName, store, stopping: () => this.stopping !== undefined || this.fatal !== undefined }, background.map(viewOf));
+    const buildAdmin = this.kafka.admin();
+    await this.connectAdmin(buildAdmin);
+    this.backgroundBuilds = (async () => {
+      try {
+        for (const check of background) {
+          if (!(await build(check, buildAdmin, true))) return;
+          // The start-up removal ran before this swap: the replaced version goes now (retire.ts).
+          const removal = { documentClient, tableName: config.tableName, log, stopRequested: this.stopRequested, graceMs: config.replacedVersionGraceMs };
+          this.removals = Promise.all([this.removals, removeReplacedVersions(removal, check.view)]);
+        }
+      } finally {
+        await buildAdmin.disconnect().catch(() => {});
+      }
+    })().catch((error: unknown) => this.fail(error));
     return true;
   }
 
@@ -682,7 +716,10 @@ class EngineRuntime {
     const beat = this.keepHeartbeating(heartbeat);
     let outcome: { value: BatchResult } | undefined;
     try {
-      outcome = await retrying(`batch ${topic}/${partition}`, () => processor.apply(topic, partition, records, { right }), {
+      outcome = await retrying(`batch ${topic}/${partition}`, async () => {
+        const skipViews = await this.buildGate?.skip(topic, partition, records, generation);
+        return processor.apply(topic, partition, records, { right, ...(skipViews !== undefined ? { skipViews } : {}) });
+      }, {
         policy: this.retryPolicy,
         log,
         message: 'batch failed; retrying',
@@ -1022,6 +1059,7 @@ class EngineRuntime {
     }
     if (this.windowTimer !== undefined) clearInterval(this.windowTimer);
     await this.windowTick;
+    await this.backgroundBuilds;
     await this.removals;
     await this.dispatcher?.close().catch((error) => log.warn('trigger dispatcher close failed', { error }));
     await this.producer?.disconnect().catch(() => {});

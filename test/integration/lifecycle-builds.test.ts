@@ -1,9 +1,10 @@
 /**
  * View builds on the real stack: a view added to a running app, and a view whose reducer
- * changed with a version bump, are built from the whole topic into their own items before the
- * task folds live again; the view's alias then names the new version, readers follow it, and
- * both the built view and the views that were there stay equal to a reference fold of every
- * record (asserted on a Scan of the version's own items, not on the engine's reads).
+ * changed with a version bump, are built from the whole topic into their own items beside live
+ * folding (the app's other view keeps changing meanwhile); the view's alias then names the new
+ * version, readers follow it, and both the built view and the views that were there stay equal
+ * to a reference fold of every record, those produced during the build included (asserted on a
+ * Scan of the version's own items, not on the engine's reads).
  */
 import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -91,14 +92,45 @@ describe('view builds', () => {
     const { Item } = await testStorage(tableName).documentClient.send(
       new GetCommand({ TableName: tableName, Key: { pk: '_tributary', sk: `view#${view}` }, ConsistentRead: true }),
     );
-    return Item as { versions: Record<string, { removedAt?: string }> } | undefined;
+    return Item as { live?: number; versions: Record<string, { removedAt?: string }> } | undefined;
   }
+
+  /**
+   * Produces rounds of events (appended to `events`) until the registry records `view`'s swap to
+   * `version`; returns what `watch` read after each round, for the rounds read before the swap.
+   */
+  async function produceDuringBuild(
+    run: { table: string; topic: string; producer: Awaited<ReturnType<typeof connectProducer>>; events: FixtureEvent[]; random: () => number; keys: number },
+    view: string,
+    version: number,
+    watch: () => Promise<unknown>,
+  ): Promise<string[]> {
+    const seen: string[] = [];
+    const deadline = Date.now() + 90_000;
+    const swapped = async () => ((await registryEntry(run.table, view))?.live ?? 0) >= version;
+    while (!(await swapped())) {
+      if (Date.now() > deadline) throw new Error(`view "${view}" was not swapped to version ${version} within 90 s`);
+      const round = fixtureEvents(20, run.keys, run.random, run.events.length);
+      run.events.push(...round);
+      await produceEvents(run.producer, run.topic, round);
+      const read = JSON.stringify(await watch());
+      if (!(await swapped())) seen.push(read);
+    }
+    return seen;
+  }
+
+  /** The first page of a view's items, read consistently through its alias. */
+  const firstPage = (table: string, view: ReturnType<typeof sums>) => async () =>
+    (await createViewReader({ dynamodb, tableName: table, aliasCacheMs: 0 }).query(view, { prefix: 'k' }, { limit: 50, consistent: true })).items.map((i) => [i.key, i.state]);
+
+  /** Small fetches make a build of a few thousand records last seconds, long enough to watch live folding beside it. */
+  const SLOW_BUILD = { maxBytesPerPartition: 4_096 };
 
   async function caughtUp(tableName: string, topic: string): Promise<void> {
     await waitForCheckpoints(testStorage(tableName), topic, await highWatermarks(kafka, topic), 60_000);
   }
 
-  it('a view added to a running app is built from the whole topic; the first view keeps folding', async () => {
+  it('a view added to a running app is built from the whole topic beside live folding; the first view keeps changing', async () => {
     const topic = await createTopic(stack().kafkaBrokers, uniqueName('life-add'), PARTITIONS);
     const table = await createTable(uniqueName('life-add'), dynamodb);
     const name = uniqueName('life-add');
@@ -106,7 +138,7 @@ describe('view builds', () => {
     const random = seededRandom(12);
     const events: FixtureEvent[] = [];
     try {
-      const before = fixtureEvents(1_500, 40, random);
+      const before = fixtureEvents(2_500, 40, random);
       events.push(...before);
       await produceEvents(producer, topic, before);
       const first = start(defineApp({ name, views: [sums('orders', topic)] }), table);
@@ -118,9 +150,11 @@ describe('view builds', () => {
       events.push(...whileDown);
       await produceEvents(producer, topic, whileDown);
 
-      const second = start(defineApp({ name, views: [sums('orders', topic), sums('totalOrders', topic)] }), table);
+      const second = start(defineApp({ name, views: [sums('orders', topic), sums('totalOrders', topic)] }), table, undefined, SLOW_BUILD);
       await second.ready;
-      // The new view saw all of history; the old one went on from its commit.
+      // While the new view builds, the first one folds the events produced meanwhile.
+      const seen = await produceDuringBuild({ table, topic, producer, events, random, keys: 40 }, 'totalOrders', 1, firstPage(table, sums('orders', topic)));
+      expect(new Set(seen).size).toBeGreaterThan(1);
       const after = fixtureEvents(500, 40, random, events.length);
       events.push(...after);
       await produceEvents(producer, topic, after);
@@ -147,7 +181,7 @@ describe('view builds', () => {
       const initial = fixtureEvents(2_000, 30, random);
       events.push(...initial);
       await produceEvents(producer, topic, initial);
-      const v1 = start(defineApp({ name, views: [sums('revenue', topic)] }), table);
+      const v1 = start(defineApp({ name, views: [sums('revenue', topic), sums('other', topic)] }), table);
       await v1.ready;
       await caughtUp(table, topic);
       await v1.stop();
@@ -167,8 +201,11 @@ describe('view builds', () => {
       })();
 
       // Removal of version 1 starts 2 s after the swap (the default is a minute).
-      const v2 = start(defineApp({ name, views: [v2View] }), table, undefined, { replacedVersionGraceMs: 2_000 });
+      const v2 = start(defineApp({ name, views: [v2View, sums('other', topic)] }), table, undefined, { replacedVersionGraceMs: 2_000, ...SLOW_BUILD });
       await v2.ready;
+      // While version 2 builds (version 1 frozen), the other view folds the events produced meanwhile.
+      const seen = await produceDuringBuild({ table, topic, producer, events, random, keys: 30 }, 'revenue', 2, firstPage(table, sums('other', topic)));
+      expect(new Set(seen).size).toBeGreaterThan(1);
       const more = fixtureEvents(500, 30, random, events.length);
       events.push(...more);
       await produceEvents(producer, topic, more);
@@ -181,6 +218,7 @@ describe('view builds', () => {
       polling = false;
       await poller;
       expect(await items(table, 'revenue@2')).toEqual(v2Expected);
+      expect(await items(table, 'other')).toEqual(reference(events, 1));
       // Version 1's items go after the swap: all of them, and the registry says so.
       await waitFor(async () => (await items(table, 'revenue')).size === 0, { timeoutMs: 30_000, message: "version 1's items to be removed after the swap" });
       await waitFor(async () => (await registryEntry(table, 'revenue'))?.versions['1']?.removedAt !== undefined, {
@@ -250,7 +288,8 @@ describe('view builds', () => {
 
       const v2 = start(appOf(sums('watched', topic, { version: 2, factor: 3 })), table, lambda);
       await v2.ready;
-      // Built, swapped, and live: nothing was delivered for the 800 records of history.
+      // Built (in the background) and swapped: nothing was delivered for the 800 records of history.
+      await waitFor(async () => (await registryEntry(table, 'watched'))?.live === 2, { timeoutMs: 60_000, message: 'version 2 to be swapped in' });
       expect(received).toEqual([]);
       const later = fixtureEvents(300, 20, random, history.length);
       await produceEvents(producer, topic, later);
@@ -319,8 +358,13 @@ describe.skipIf(!onApache)('view builds when history is gone', () => {
       const retained = defineView({ ...sums('added', topic), backfill: 'retained' });
       const second = start(defineApp({ name, views: [sums('kept', topic), retained] }));
       await second.ready;
-      await second.stop();
       const storage = testStorage(table);
+      // The build runs beside live folding: the task is ready before its swap.
+      await waitFor(
+        async () => (await storage.documentClient.send(new GetCommand({ TableName: table, Key: { pk: '_tributary', sk: 'view#added' }, ConsistentRead: true }))).Item?.live === 1,
+        { timeoutMs: 60_000, message: 'the retained build to be swapped in' },
+      );
+      await second.stop();
       const { Item } = await storage.documentClient.send(new GetCommand({ TableName: table, Key: { pk: '_tributary', sk: 'view#added' }, ConsistentRead: true }));
       expect(Item?.live).toBe(1);
       expect(Item?.versions['1'].retainedFrom).toEqual({ 0: '100' });

@@ -121,6 +121,8 @@ describe('view build crash safety', () => {
 
       const final = spawnEngine(env(2));
       await final.running;
+      // The build runs beside live folding: the task is running before its swap.
+      await waitFor(async () => (await registry())?.live === 2, { timeoutMs: 120_000, message: 'version 2 to be swapped in' });
       const swapped = await registry();
       expect(swapped?.live).toBe(2);
       expect(await items('totals@2')).toEqual(reference(events, 2));
