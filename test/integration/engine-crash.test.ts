@@ -26,8 +26,8 @@ const PARTITIONS = 3;
 const KEYS = 100;
 const CHUNK = 2_000;
 /** Events before the first engine starts; one more chunk follows every kill. */
-const INITIAL_EVENTS = 14_000;
-const KILLS = 6;
+const INITIAL_EVENTS = 8_000;
+const KILLS = 5;
 const APP_MODULE = 'test/integration/fixtures/engine-reference-app.ts';
 
 /** The kill point: a random moment after the engine reported running (not a wait for a condition). */
@@ -125,7 +125,7 @@ describe('engine crash safety', () => {
         await produce(CHUNK);
         engines[index] = spawnOne();
       }
-      expect(kills).toBeGreaterThanOrEqual(5);
+      expect(kills).toBe(KILLS);
 
       const storage = testStorage(table);
       await waitForCheckpoints(storage, topic, await highWatermarks(kafka, topic), 120_000);

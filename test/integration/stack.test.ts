@@ -149,7 +149,9 @@ describe('startLocalStack', () => {
       'AWS_REGION',
       'AWS_SECRET_ACCESS_KEY',
       'KAFKA_BROKERS',
+      'TRIBUTARY_LIVE_ENDPOINT',
     ]);
+    expect(s.env.TRIBUTARY_LIVE_ENDPOINT).toBe(s.live?.managementEndpoint);
     await Promise.all([s.stop(), s.stop()]);
     await s.stop();
     expect(existsSync(s.dataDir)).toBe(false);
