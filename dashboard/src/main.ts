@@ -140,7 +140,7 @@ function onFeed(event: FeedEvent): void {
         const row = document.createElement('tr');
         row.dataset.view = view.name;
         const chart = document.createElement('td');
-        chart.append(sparkline(samples));
+        chart.append(sparkline(samples, 96, 24));
         row.append(cell(view.name), cell(String(view.lag), { 'data-field': 'lag' }), cell(view.changesPerSecond.toFixed(1)), chart);
         return row;
       });

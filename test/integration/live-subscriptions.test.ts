@@ -22,7 +22,7 @@ type Booking = { k: string; n: number };
 type Tally = { count: number; sum: number };
 
 const SECRET = 'live-subscriptions-test-secret';
-const EVENTS = 3_000;
+const EVENTS = 10_000;
 const KEYS = 20;
 
 /** A frame the server sent, as JSON. */
