@@ -141,6 +141,20 @@ export function createLiveHandlers(app: App | undefined, options: LiveHandlersOp
   const snapshotOf = async (view: View<any, any>, target: LiveTarget, id: string, connectionId: string): Promise<boolean> => {
     const reads = views();
     const tagged = (state: unknown): unknown => JSON.parse(stringifyState(state) ?? 'null');
+    if ('keys' in target && view.window !== undefined) {
+      // A windowed view has one item per window: a key's snapshot is its newest window; changes
+      // of every window follow (the client keeps one sequence per key and window).
+      const newest = await Promise.all(target.keys.map((key) => reads.latestWindow(view, key, { consistent: true })));
+      const items: SnapshotItem[] = target.keys.map((key, i) => {
+        const found = newest[i];
+        return found === undefined
+          ? { key, version: 0, state: null }
+          : { key, version: found.version, state: tagged(found.state), window: { start: found.window.start, end: found.window.end } };
+      });
+      const { frames, tooLarge } = snapshotFrames(id, items);
+      for (const frame of [...tooLarge, ...frames]) if (!(await post(connectionId, frame))) return false;
+      return true;
+    }
     if ('keys' in target) {
       const found = await reads.getMany(view, target.keys, { consistent: true });
       const items: SnapshotItem[] = target.keys.map((key, i) => {
@@ -207,6 +221,10 @@ export function createLiveHandlers(app: App | undefined, options: LiveHandlersOp
       if (view === undefined) {
         const names = [...liveViews.keys()];
         await post(connectionId, errorFrame(request.id, 'UNKNOWN_VIEW', `view "${request.view}" is not a live view of app "${app.name}"; live views: ${names.length > 0 ? names.join(', ') : 'none (set live on a view)'}`));
+        return { statusCode: 200 };
+      }
+      if (view.window !== undefined && 'prefix' in request.target) {
+        await post(connectionId, errorFrame(request.id, 'BAD_REQUEST', `view "${view.name}" is windowed: subscribe to its keys (each key's newest window first, then changes of every window); a prefix subscription is for unwindowed views`));
         return { statusCode: 200 };
       }
       const principal = await principalOf(event);

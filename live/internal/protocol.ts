@@ -77,6 +77,8 @@ export interface SnapshotItem {
   readonly version: number;
   /** The state in its tagged JSON form (bigints as `{"$bigint":"…"}`), null when absent. */
   readonly state: unknown;
+  /** For a windowed view: the window of this item (a key's snapshot is its newest window). */
+  readonly window?: { readonly start: number; readonly end: number };
 }
 
 /**
@@ -92,7 +94,7 @@ export function snapshotFrames(id: string, items: readonly SnapshotItem[], done 
   let parts: string[] = [];
   let bytes = overhead;
   for (const item of items) {
-    const json = JSON.stringify({ key: item.key, version: item.version, state: item.state });
+    const json = JSON.stringify({ key: item.key, version: item.version, state: item.state, ...(item.window !== undefined ? { window: item.window } : {}) });
     const size = Buffer.byteLength(json) + 1;
     if (size + overhead > MAX_FRAME_BYTES) {
       tooLarge.push(errorFrame(id, 'TOO_LARGE', `key "${item.key}": its state is ${size} bytes, more than one ${MAX_FRAME_BYTES}-byte frame holds`));

@@ -12,7 +12,7 @@ import { startEngine, type Engine } from '../../engine/index.ts';
 import { createLiveHandlers, LiveSubscriptions, registerLiveHandlers, signLiveToken } from '../../live/index.ts';
 import { startLambdaEndpoint, startWebSocketApi, type LambdaEndpoint, type WebSocketApi } from '../../local/index.ts';
 import { createStorage, LIVE_FUNCTIONS, LIVE_ROUTES } from '../../sdk/contract/index.ts';
-import { defineApp, defineView, type LivePrincipal } from '../../sdk/index.ts';
+import { createViewReader, defineApp, defineView, type LivePrincipal, type View } from '../../sdk/index.ts';
 import { connectProducer, testKafka } from './fixtures/engine-support.ts';
 import { createTable, createTopic, dynamoClient, lambdaClient, LOCAL_CREDENTIALS, stack, uniqueName, waitFor } from './helpers.ts';
 import { ApiGatewayManagementApiClient } from '@aws-sdk/client-apigatewaymanagementapi';
@@ -23,6 +23,7 @@ type Tally = { count: number; sum: number };
 
 const SECRET = 'live-subscriptions-test-secret';
 const EVENTS = 10_000;
+const HOUR = 3_600_000;
 const KEYS = 20;
 
 /** A frame the server sent, as JSON. */
@@ -77,6 +78,7 @@ describe('live subscriptions', () => {
   let engine: Engine | undefined;
   let table: string;
   let topic: string;
+  let hourly: View<Booking, Tally>;
   const subscribers: Subscriber[] = [];
   /** The emulator's lines, for failure messages. */
   const logs: string[] = [];
@@ -93,7 +95,19 @@ describe('live subscriptions', () => {
       // Staff watch every key; anyone else only the key named after them.
       live: { authorize: (principal: LivePrincipal, key: string) => principal.role === 'staff' || key === principal.sub },
     });
-    const app = defineApp({ name: uniqueName('live-app').slice(0, 40), views: [view], live: { batchSize: 50 } });
+    // A windowed view of the `w…` keys only (the last test's events, in this hour and the previous one).
+    hourly = defineView({
+      name: 'hourly',
+      source: topic,
+      key: (e: Booking) => e.k,
+      filter: (e: Booking) => e.k.startsWith('w'),
+      initial: (): Tally => ({ count: 0, sum: 0 }),
+      reduce: (s, e: Booking) => ({ count: s.count + 1, sum: s.sum + e.n }),
+      window: { kind: 'tumbling', sizeMs: HOUR },
+      graceMs: 3 * HOUR,
+      live: true,
+    });
+    const app = defineApp({ name: uniqueName('live-app').slice(0, 40), views: [view, hourly], live: { batchSize: 50 } });
     lambda = await startLambdaEndpoint();
     api = await startWebSocketApi({ lambdaEndpoint: lambda.endpoint, routes: LIVE_ROUTES, authorizer: LIVE_FUNCTIONS.authorizer, region: stack().region, log: (line) => logs.push(line) });
     const management = new ApiGatewayManagementApiClient({ endpoint: api.managementEndpoint, region: stack().region, credentials: LOCAL_CREDENTIALS });
@@ -238,5 +252,48 @@ describe('live subscriptions', () => {
       message: 'the 410 to delete the stale rows',
     });
     expect(await rows.principalOf('gone-connection=')).toBeUndefined();
+  });
+  it('subscribes to a windowed view: each key’s newest window first, then changes of every window; a prefix is refused', async () => {
+    const reader = createViewReader({ dynamodb, tableName: table });
+    // The previous hour's window and the current one (Kafka refuses timestamps over an hour
+    // ahead; the grace of 3 h keeps the previous hour open).
+    const base = Math.floor(Date.now() / HOUR) * HOUR - HOUR;
+    const send = async (events: { k: string; n: number; at: number }[]) => {
+      const producer = await connectProducer(testKafka('live-producer-windows'));
+      try {
+        await producer.send({ topic, acks: -1, messages: events.map((e) => ({ key: e.k, value: JSON.stringify({ k: e.k, n: e.n }), timestamp: String(e.at) })) });
+      } finally {
+        await producer.disconnect();
+      }
+    };
+    await send([{ k: 'w1', n: 1, at: base + 1_000 }, { k: 'w1', n: 2, at: base + 2_000 }, { k: 'w2', n: 5, at: base + 3_000 }]);
+    await waitFor(async () => (await reader.latestWindow(hourly, 'w2', { consistent: true }))?.version === 1 && (await reader.latestWindow(hourly, 'w1', { consistent: true }))?.version === 2, {
+      timeoutMs: 30_000,
+      message: 'the windowed view to fold the first events',
+    });
+
+    const staff = await connect({ sub: 'staff-w', role: 'staff' });
+    staff.send({ action: 'subscribe', id: 'win', view: 'hourly', keys: ['w1', 'w2', 'w3'] });
+    staff.send({ action: 'subscribe', id: 'winp', view: 'hourly', prefix: 'w' });
+    await waitFor(() => staff.of('win', 'snapshot').length > 0 && staff.of('winp', 'error').length > 0, { timeoutMs: 10_000, message: 'the snapshot and the refusal' });
+    const first = { start: base, end: base + HOUR };
+    expect(staff.of('win', 'snapshot').flatMap((f) => f.items)).toEqual([
+      { key: 'w1', version: 2, state: { count: 2, sum: 3 }, window: first },
+      { key: 'w2', version: 1, state: { count: 1, sum: 5 }, window: first },
+      { key: 'w3', version: 0, state: null },
+    ]);
+    expect(staff.of('winp', 'error')[0]).toMatchObject({ code: 'BAD_REQUEST' });
+
+    // A new window of w1, and a late-but-within-grace event of w2's first window.
+    await send([{ k: 'w1', n: 4, at: base + HOUR }, { k: 'w2', n: 1, at: base + 4_000 }]);
+    await waitFor(() => staff.of('win', 'change').length >= 2, { timeoutMs: 30_000, message: 'both windows’ changes' });
+    const changes = staff.of('win', 'change').map((f) => ({ key: f.key, window: f.window, version: f.version, beforeVersion: f.beforeVersion, state: f.state }));
+    expect(changes).toEqual(
+      expect.arrayContaining([
+        { key: 'w1', window: { start: base + HOUR, end: base + 2 * HOUR }, version: 1, beforeVersion: undefined, state: { count: 1, sum: 4 } },
+        { key: 'w2', window: first, version: 2, beforeVersion: 1, state: { count: 2, sum: 6 } },
+      ]),
+    );
+    expect(changes).toHaveLength(2);
   });
 });
