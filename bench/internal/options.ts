@@ -62,128 +62,97 @@ export interface BenchOptions {
   readonly verbose: boolean;
 }
 
+/**
+ * What most scenarios share; each scenario below states only where it differs (its events and
+ * classes, and any other field it sets to something else).
+ */
+const BASE_DEFAULTS = {
+  partitions: 4,
+  seed: 1,
+  probes: 0,
+  probeIntervalMs: 100,
+  backgroundRate: 0,
+  phaseTimeoutMs: 600_000,
+  cacheMaxEntries: undefined,
+} as const satisfies Partial<BenchOptions>;
+
 const SCENARIO_DEFAULTS: Record<Scenario, Omit<BenchOptions, 'scenario' | 'verbose'>> = {
   throughput: {
+    ...BASE_DEFAULTS,
     contenders: ['engine', 'naive'],
     // 50k events over 500 classes: the engine fetches ~5k events per batch, so each key repeats
     // ~10 times per batch. 50k keeps the naive side (one UpdateItem per event, ~300/s against
     // DynamoDB Local on a loaded 2-core machine) near three minutes; raise --events on a bigger box.
     events: 50_000,
     classes: 500,
-    partitions: 4,
-    seed: 1,
     probes: 100,
-    probeIntervalMs: 100,
     backgroundRate: undefined,
-    phaseTimeoutMs: 600_000,
-    cacheMaxEntries: undefined,
   },
   keys: {
+    ...BASE_DEFAULTS,
     contenders: ['engine'],
     // One distinct key per event: a cache without a bound would hold a million states.
     events: 1_000_000,
     classes: 1_000_000,
-    partitions: 4,
-    seed: 1,
-    probes: 0,
-    probeIntervalMs: 100,
-    backgroundRate: 0,
     // DynamoDB Local takes ~500 new items/s on a 2-core machine: a million keys take over half an hour.
     phaseTimeoutMs: 7_200_000,
-    cacheMaxEntries: undefined,
   },
   triggers: {
+    ...BASE_DEFAULTS,
     // The naive side pays one UpdateItem and one synchronous Lambda invocation per event; 10k
     // events keep its phase to a couple of minutes on a loaded 2-core machine.
     contenders: ['engine', 'naive'],
     events: 10_000,
     classes: 500,
-    partitions: 4,
-    seed: 1,
     probes: 50,
-    probeIntervalMs: 100,
     backgroundRate: undefined,
-    phaseTimeoutMs: 600_000,
-    cacheMaxEntries: undefined,
   },
   live: {
+    ...BASE_DEFAULTS,
     // Every subscriber watches every class: each change fans out to all of them.
     contenders: ['engine'],
     events: 5_000,
     classes: 50,
-    partitions: 4,
-    seed: 1,
-    probes: 0,
-    probeIntervalMs: 100,
-    backgroundRate: 0,
-    phaseTimeoutMs: 600_000,
-    cacheMaxEntries: undefined,
   },
   joins: {
+    ...BASE_DEFAULTS,
     // Three engine passes over the same events.
     contenders: ['engine'],
     events: 30_000,
     classes: 200,
-    partitions: 4,
-    seed: 1,
-    probes: 0,
-    probeIntervalMs: 100,
-    backgroundRate: 0,
-    phaseTimeoutMs: 600_000,
-    cacheMaxEntries: undefined,
   },
   rebuild: {
+    ...BASE_DEFAULTS,
     // Live folding, then a build of an added view over the same 20k records, with probes beside it.
     contenders: ['engine'],
     events: 20_000,
     classes: 200,
-    partitions: 4,
-    seed: 1,
     probes: 40,
-    probeIntervalMs: 100,
-    backgroundRate: 0,
-    phaseTimeoutMs: 600_000,
-    cacheMaxEntries: undefined,
   },
   cardinality: {
+    ...BASE_DEFAULTS,
     // Three contenders at four key counts over the same 20k events, plus the retry phase: the
     // naive side (~500 UpdateItems/s against DynamoDB Local here) sets the pace, ~6 minutes.
     contenders: ['engine', 'naive'],
     events: 20_000,
     classes: 500,
-    partitions: 4,
-    seed: 1,
-    probes: 0,
-    probeIntervalMs: 100,
-    backgroundRate: 0,
-    phaseTimeoutMs: 600_000,
-    cacheMaxEntries: undefined,
   },
   streams: {
+    ...BASE_DEFAULTS,
     // 100k events of history before the crash; `--events 1000000` for the long restart run.
     contenders: ['engine'],
     events: 100_000,
     classes: 500,
-    partitions: 4,
-    seed: 1,
     probes: 50,
-    probeIntervalMs: 100,
     backgroundRate: 200,
     phaseTimeoutMs: 1_800_000,
-    cacheMaxEntries: undefined,
   },
   windows: {
+    ...BASE_DEFAULTS,
     // Five engine passes over the same events; 30k keeps the run to a few minutes.
     contenders: ['engine'],
     events: 30_000,
     classes: 200,
-    partitions: 4,
-    seed: 1,
-    probes: 0,
-    probeIntervalMs: 100,
-    backgroundRate: 0,
-    phaseTimeoutMs: 600_000,
-    cacheMaxEntries: undefined,
   },
 };
 
