@@ -41,11 +41,9 @@ interface RecentV2 {
 const fold1 = (s: RecentV1, e: Booking): RecentV1 => ({ applied: s.applied + 1, last: [...s.last, e.seq].slice(-4) });
 const fold2 = (s: RecentV2, e: Booking): RecentV2 => ({ applied: s.applied + 1, last: [...s.last, e.seq].slice(-2), total: s.total + e.seq });
 
-function recentView(topic: string, version: 1 | 2) {
-  return version === 1
-    ? defineView({ name: 'recent', source: topic, repartition: true, key: (e: Booking) => e.memberId, initial: (): RecentV1 => ({ applied: 0, last: [] }), reduce: fold1 })
-    : defineView({ name: 'recent', source: topic, version: 2, repartition: true, key: (e: Booking) => e.memberId, initial: (): RecentV2 => ({ applied: 0, last: [], total: 0 }), reduce: fold2 });
-}
+const recentV1 = (topic: string) => defineView({ name: 'recent', source: topic, repartition: true, key: (e: Booking) => e.memberId, initial: (): RecentV1 => ({ applied: 0, last: [] }), reduce: fold1 });
+const recentV2 = (topic: string) =>
+  defineView({ name: 'recent', source: topic, version: 2, repartition: true, key: (e: Booking) => e.memberId, initial: (): RecentV2 => ({ applied: 0, last: [], total: 0 }), reduce: fold2 });
 
 /** A view folded directly (keyed like the Kafka message), so the live group has folded the source before `recent` exists. */
 function perClassView(topic: string) {
@@ -185,7 +183,7 @@ describe('builds of a repartitioned view', () => {
       await caughtUp(table, topic);
       await before.stop();
 
-      const after = start(defineApp({ name, views: [perClassView(topic), recentView(topic, 1)] }), table);
+      const after = start(defineApp({ name, views: [perClassView(topic), recentV1(topic)] }), table);
       await after.ready;
       const entry = await registry(table);
       expect(entry?.live, 'built and swapped before the task joined its group').toBe(1);
@@ -227,7 +225,7 @@ describe('builds of a repartitioned view', () => {
     const produced: Booking[] = [];
     try {
       // Version 1 runs from the start (swapped at once: nothing to build), folding live.
-      const v1View = recentView(topic, 1);
+      const v1View = recentV1(topic);
       const v1 = start(defineApp({ name, views: [v1View] }), table);
       await v1.ready;
       await produce(producer, topic, produced, random, 600);
@@ -239,7 +237,7 @@ describe('builds of a repartitioned view', () => {
       expect(v1Items).toEqual(v1Reference.states);
 
       // Version 2, with small fetches so the build takes a while; reads go through the alias meanwhile.
-      const v2View = recentView(topic, 2);
+      const v2View = recentV2(topic);
       const v2 = start(defineApp({ name, views: [v2View], triggers: [defineTrigger({ view: v2View, function: fn, name: 'watch' })] }), table, lambda, 4_096);
       const reader = createViewReader({ dynamodb, tableName: table, aliasCacheMs: 0 });
       const members = [...v1Reference.states.keys()].sort();
