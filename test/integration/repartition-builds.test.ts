@@ -17,16 +17,12 @@ import { startLambdaEndpoint } from '../../local/index.ts';
 import { createViewReader, defineApp, defineTrigger, defineView, repartitionTopic, type App, type Change } from '../../sdk/index.ts';
 import { createTable, createTopic, dynamoClient, lambdaClient, stack, uniqueName, waitFor } from './helpers.ts';
 import { connectProducer, highWatermarks, seededRandom, testKafka, testStorage, waitForCheckpoints } from './fixtures/engine-support.ts';
+import { foldRepartitionTopic, tallies, type Booking } from './fixtures/repartition-support.ts';
 
 const PARTITIONS = 3;
 const MEMBERS = 20;
 const CLASSES = 9;
 
-interface Booking {
-  readonly memberId: string;
-  readonly classId: string;
-  readonly seq: number;
-}
 interface RecentV1 {
   readonly applied: number;
   readonly last: number[];
@@ -122,52 +118,6 @@ describe('builds of a repartitioned view', () => {
     await waitForCheckpoints(testStorage(tableName), topic, await highWatermarks(kafka, topic), 60_000);
   }
 
-  /**
-   * The reference: a plain consumer reads `topic` (a repartition topic) to its high watermarks
-   * and folds each original record once, its first copy, per member in the topic's order.
-   */
-  async function referenceOf<S>(topic: string, initial: S, fold: (s: S, e: Booking) => S): Promise<{ states: Map<string, S>; origins: number }> {
-    const watermarks = await highWatermarks(kafka, topic);
-    const consumer = kafka.consumer({ groupId: uniqueName('repartition-builds-reader'), sessionTimeout: 6_000 });
-    const records = new Map<number, { key: string; value: string; origin: string }[]>([...watermarks.keys()].map((p) => [p, []]));
-    await consumer.connect();
-    try {
-      await consumer.subscribe({ topics: [topic], fromBeginning: true });
-      await consumer.run({
-        eachMessage: async ({ partition, message }) => {
-          const header = (name: string) => String(message.headers?.[name]);
-          const origin = `${header('tributary-origin-topic')}/${header('tributary-origin-partition')}@${header('tributary-origin-offset')}`;
-          records.get(partition)!.push({ key: message.key!.toString(), value: message.value!.toString(), origin });
-        },
-      });
-      await waitFor(() => [...watermarks].every(([p, high]) => records.get(p)!.length >= Number(high)), { timeoutMs: 30_000, intervalMs: 100, message: `reading "${topic}"` });
-    } finally {
-      await consumer.disconnect();
-    }
-    const states = new Map<string, S>();
-    const seen = new Set<string>();
-    for (const partition of records.values()) {
-      for (const record of partition) {
-        if (seen.has(record.origin)) continue;
-        seen.add(record.origin);
-        const event = JSON.parse(record.value) as Booking;
-        expect(record.key, 'a copy sits under its view key').toBe(event.memberId);
-        states.set(event.memberId, fold(states.get(event.memberId) ?? initial, event));
-      }
-    }
-    return { states, origins: seen.size };
-  }
-
-  /** Per member: how many bookings, and the sum of their seqs (order-free, from what was produced). */
-  function tallies(produced: readonly Booking[]): Map<string, { applied: number; total: number }> {
-    const out = new Map<string, { applied: number; total: number }>();
-    for (const e of produced) {
-      const t = out.get(e.memberId) ?? { applied: 0, total: 0 };
-      out.set(e.memberId, { applied: t.applied + 1, total: t.total + e.seq });
-    }
-    return out;
-  }
-
   it('a repartitioned view added to an app whose source has history equals the fold of its repartition topic, each booking once', async () => {
     const topic = await createTopic(stack().kafkaBrokers, uniqueName('repb-add'), PARTITIONS);
     const table = await createTable(uniqueName('repb-add'), dynamodb);
@@ -194,7 +144,7 @@ describe('builds of a repartitioned view', () => {
       await caughtUp(table, internal);
       await after.stop();
 
-      const reference = await referenceOf<RecentV1>(internal, { applied: 0, last: [] }, fold1);
+      const reference = await foldRepartitionTopic<RecentV1>(kafka, internal, { applied: 0, last: [] }, fold1);
       expect(reference.origins, 'every booking forwarded').toBe(produced.length);
       const stored = await items(table, 'recent');
       const counts = tallies(produced);
@@ -232,7 +182,7 @@ describe('builds of a repartitioned view', () => {
       await caughtUp(table, topic);
       await caughtUp(table, repartitionTopic(name, 'recent'));
       await v1.stop();
-      const v1Reference = await referenceOf<RecentV1>(repartitionTopic(name, 'recent'), { applied: 0, last: [] }, fold1);
+      const v1Reference = await foldRepartitionTopic<RecentV1>(kafka, repartitionTopic(name, 'recent'), { applied: 0, last: [] }, fold1);
       const v1Items = await items(table, 'recent');
       expect(v1Items).toEqual(v1Reference.states);
 
@@ -251,7 +201,7 @@ describe('builds of a repartitioned view', () => {
       reads.push(await readAll());
       const internal = repartitionTopic(name, 'recent', 2);
       expect(internal).toBe(`${name}.recent.v2.repartition`);
-      const v2History = await referenceOf<RecentV2>(internal, { applied: 0, last: [], total: 0 }, fold2);
+      const v2History = await foldRepartitionTopic<RecentV2>(kafka, internal, { applied: 0, last: [], total: 0 }, fold2);
       expect(v2History.origins, 'the build forwarded every booking of history to the new topic').toBe(produced.length);
       // Each read is the frozen version 1 or the whole version 2 of history: never a mix.
       const v1Whole = canonical(members.map((m) => [m, v1Reference.states.get(m)]));
@@ -273,7 +223,7 @@ describe('builds of a repartitioned view', () => {
       expect(new Set(received.map((c) => c.idempotencyKey)).size).toBe(received.length);
       expect(received.every((c) => c.viewVersion === 2)).toBe(true);
 
-      const reference = await referenceOf<RecentV2>(internal, { applied: 0, last: [], total: 0 }, fold2);
+      const reference = await foldRepartitionTopic<RecentV2>(kafka, internal, { applied: 0, last: [], total: 0 }, fold2);
       expect(reference.origins).toBe(produced.length);
       const stored = await items(table, 'recent@2');
       const counts = tallies(produced);
