@@ -121,7 +121,8 @@ export interface ProcessorDeps {
   /**
    * Per repartition topic, per partition, the offset below which the view's build folded the
    * topic (`versions.<v>.repartitionEnds`, repartition-build.ts): live batches leave those
-   * records out, so the build's work is neither read again nor judged by triggers.
+   * records out (no item reads, writes or dead letters for them), so what the build folded is
+   * not folded again and a poison copy is not dead-lettered twice.
    */
   readonly repartitionFloors?: ReadonlyMap<string, ReadonlyMap<number, bigint>>;
 }
