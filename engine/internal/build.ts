@@ -19,6 +19,9 @@
  * - **History gone.** When a partition's earliest retained offset is above 0 the build cannot be
  *   exact and stops with `BUILD_HISTORY_INCOMPLETE`, unless the view says `backfill: 'retained'`;
  *   then it folds what is there and the registry records from where.
+ *
+ * A repartitioned view builds through repartition-build.ts instead (its history goes through
+ * the version's repartition topic first), with this module's targets, history check and swap.
  */
 import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
