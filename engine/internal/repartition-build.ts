@@ -100,7 +100,8 @@ export async function repartitionFloors(client: DynamoDBDocumentClient, tableNam
 /**
  * Builds `deps.view`, a repartitioned view, before the task joins its group (see the module
  * header); resolves `true` once its alias names the version, `false` when the task's stop came
- * first (the build resumes at the next start). Throws `BUILD_HISTORY_INCOMPLETE` as build.ts.
+ * first (the build resumes at the next start). Throws `BUILD_HISTORY_INCOMPLETE` as build.ts,
+ * `BUILD_FAILED` (retriable) when a leg's Kafka clients fail, `STORAGE_FAILED` for the registry.
  */
 export async function buildRepartitionedView(deps: BuildDeps, live: number | undefined): Promise<boolean> {
   const { view, app } = deps;
@@ -171,6 +172,13 @@ export async function buildRepartitionedView(deps: BuildDeps, live: number | und
       report: (done) => report(forwardTotal + done),
     });
     if (!folded) return false;
+  } catch (error) {
+    if (error instanceof EngineError) throw error;
+    throw new EngineError('BUILD_FAILED', `the build of view "${view.name}" version ${view.version} failed: ${errorInfo(error).message}`, {
+      retriable: true,
+      cause: error,
+      context: { view: view.name, topic: internal },
+    });
   } finally {
     await repartition.producer.disconnect().catch(() => {});
   }
