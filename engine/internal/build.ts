@@ -19,6 +19,9 @@
  * - **History gone.** When a partition's earliest retained offset is above 0 the build cannot be
  *   exact and stops with `BUILD_HISTORY_INCOMPLETE`, unless the view says `backfill: 'retained'`;
  *   then it folds what is there and the registry records from where.
+ *
+ * A repartitioned view builds through repartition-build.ts instead (its history goes through
+ * the version's repartition topic first), with this module's targets, history check and swap.
  */
 import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
@@ -74,7 +77,8 @@ export interface BuildDeps {
   readonly background?: boolean;
 }
 
-const noChanges: ChangeSink = {
+/** The change sink of a build: a build delivers no trigger changes (see the module header). */
+export const noChanges: ChangeSink = {
   deliver: async () => {
     throw new TypeError('a build delivers no trigger changes');
   },
@@ -94,7 +98,7 @@ export function buildGroupId(groupId: string, segment: string): string {
  * Per partition, the live group's position: the largest of its committed offset, its checkpoint
  * and (for a build in the background) the offsets up to which live batches skipped the view.
  */
-async function liveTargets(deps: BuildDeps, partitions: readonly number[], skipped: Readonly<Record<string, number>> = {}): Promise<Map<number, bigint>> {
+export async function liveTargets(deps: BuildDeps, partitions: readonly number[], skipped: Readonly<Record<string, number>> = {}): Promise<Map<number, bigint>> {
   const topic = deps.view.source;
   const [committed] = await deps.admin.fetchOffsets({ groupId: deps.groupId, topics: [topic] });
   const targets = new Map<number, bigint>();
@@ -116,7 +120,7 @@ async function liveTargets(deps: BuildDeps, partitions: readonly number[], skipp
  * The partitions whose history below the live position is no longer in Kafka; throws
  * `BUILD_HISTORY_INCOMPLETE` for them unless the view says `backfill: 'retained'`.
  */
-function historyGone(view: View<any, any>, partitions: readonly number[], low: ReadonlyMap<number, bigint>, targets: ReadonlyMap<number, bigint>): number[] {
+export function historyGone(view: View<any, any>, partitions: readonly number[], low: ReadonlyMap<number, bigint>, targets: ReadonlyMap<number, bigint>): number[] {
   const topic = view.source;
   const gone = partitions.filter((p) => low.get(p)! > 0n && targets.get(p)! > 0n);
   if (gone.length > 0 && view.backfill !== 'retained') {
@@ -310,7 +314,7 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
 }
 
 /** The alias flip: `live` becomes this version, once, conditionally on it being lower (or absent). */
-async function swap(deps: BuildDeps, retainedFrom: Record<string, string> | undefined): Promise<void> {
+export async function swap(deps: BuildDeps, retainedFrom: Record<string, string> | undefined): Promise<void> {
   const { view } = deps;
   try {
     await deps.documentClient.send(
@@ -334,9 +338,10 @@ async function swap(deps: BuildDeps, retainedFrom: Record<string, string> | unde
   }
 }
 
-/** The store a build folds through: its checkpoints kept apart from the live group's. */
-function checkpointsUnder(store: ItemStore, topic: string, segment: string): ItemStore {
-  const own = (t: string) => (t === topic ? buildCheckpointTopic(topic, segment) : t);
+/** The store a build folds through: the checkpoints of `topics` kept apart from the live group's. */
+export function checkpointsUnder(store: ItemStore, topics: string | readonly string[], segment: string): ItemStore {
+  const built = new Set(typeof topics === 'string' ? [topics] : topics);
+  const own = (t: string) => (built.has(t) ? buildCheckpointTopic(t, segment) : t);
   return {
     readItems: (keys) => store.readItems(keys),
     readItem: (key) => store.readItem(key),

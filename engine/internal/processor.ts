@@ -118,6 +118,13 @@ export interface ProcessorDeps {
   readonly now?: () => Date;
   /** Produces the records of repartitioned views to their repartition topics (required when the app has any). */
   readonly repartition?: RepartitionSink;
+  /**
+   * Per repartition topic, per partition, the offset below which the view's build folded the
+   * topic (`versions.<v>.repartitionEnds`, repartition-build.ts): live batches leave those
+   * records out (no item reads, writes or dead letters for them), so what the build folded is
+   * not folded again and a poison copy is not dead-lettered twice.
+   */
+  readonly repartitionFloors?: ReadonlyMap<string, ReadonlyMap<number, bigint>>;
 }
 
 /** Outcome of folding and writing one item. */
@@ -378,7 +385,9 @@ export class BatchProcessor {
     const plan = this.repartition;
     const internal = plan.viewOf(topic);
     if (internal !== undefined) {
-      const originals = originalRecords(internal, records);
+      const floor = this.deps.repartitionFloors?.get(topic)?.get(partition);
+      const kept = floor === undefined ? records : records.filter((r) => BigInt(r.offset) >= floor);
+      const originals = originalRecords(internal, kept);
       const routed = routeRecords([internal], originals.records);
       attachVia(routed.items.values(), originals.via);
       return { routed: { ...routed, deadLetters: [...originals.deadLetters, ...routed.deadLetters] }, forwarding: Promise.resolve() };
@@ -396,7 +405,7 @@ export class BatchProcessor {
       if (sink === undefined) {
         throw new EngineError(
           'INTERNAL_ERROR',
-          `view(s) ${forwarded.map((v) => `"${v.name}"`).join(', ')} fold through a repartition topic, but this processor has nothing to produce to it (a view build of a repartitioned view is not supported yet)`,
+          `view(s) ${forwarded.map((v) => `"${v.name}"`).join(', ')} fold through a repartition topic, but this processor has nothing to produce to it (give it a RepartitionSink)`,
           { context: { topic, partition } },
         );
       }

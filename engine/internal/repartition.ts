@@ -91,7 +91,7 @@ export class RepartitionPlan {
       const list = this.forwarding.get(view.source) ?? [];
       list.push(view);
       this.forwarding.set(view.source, list);
-      this.internal.set(repartitionTopic(app.name, view.name), view);
+      this.internal.set(repartitionTopic(app.name, view.name, view.version), view);
     }
   }
 
@@ -118,7 +118,7 @@ export class RepartitionPlan {
 export function forwardMessages(app: App, items: Iterable<ItemEvents>): { topic: string; messages: RepartitionMessage[] }[] {
   const byTopic = new Map<string, { offset: string; message: RepartitionMessage }[]>();
   for (const item of items) {
-    const topic = repartitionTopic(app.name, item.view.name);
+    const topic = repartitionTopic(app.name, item.view.name, item.view.version);
     const list = byTopic.get(topic) ?? [];
     byTopic.set(topic, list);
     for (const { record } of item.events) list.push({ offset: record.offset, message: messageOf(item.key, record) });
@@ -225,11 +225,11 @@ export interface RepartitionKafka {
 export async function ensureRepartitionTopics(admin: Admin, app: App, log: Logger): Promise<void> {
   if (app.internalTopics.length === 0) return;
   const existing = new Set(await admin.listTopics());
-  const missing = app.views.filter((v) => v.repartition === true && !existing.has(repartitionTopic(app.name, v.name)));
+  const missing = app.views.filter((v) => v.repartition === true && !existing.has(repartitionTopic(app.name, v.name, v.version)));
   if (missing.length === 0) return;
   const { topics } = await admin.fetchTopicMetadata({ topics: [...new Set(missing.map((v) => v.source))] });
   const partitionsOf = new Map(topics.map((t) => [t.name, t.partitions.length]));
-  const wanted = missing.map((v) => ({ topic: repartitionTopic(app.name, v.name), numPartitions: partitionsOf.get(v.source) ?? 1 }));
+  const wanted = missing.map((v) => ({ topic: repartitionTopic(app.name, v.name, v.version), numPartitions: partitionsOf.get(v.source) ?? 1 }));
   try {
     await admin.createTopics({ topics: wanted, waitForLeaders: true });
   } catch (error) {

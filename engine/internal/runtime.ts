@@ -43,6 +43,7 @@ import { createLogger, emfLine, emfViewLine, type Logger } from './log.ts';
 import { PartitionOwnership, type DeliveryVerdict } from './ownership.ts';
 import { BatchProcessor, type BatchResult } from './processor.ts';
 import { createRepartitionProducer, ensureRepartitionTopics } from './repartition.ts';
+import { buildRepartitionedView, repartitionFloors } from './repartition-build.ts';
 import { exitLikeSignal, onShutdownSignal } from './shutdown-signals.ts';
 import { StateCache } from './state-cache.ts';
 import { BatchTimings, type BATCH_STAGES, type BATCH_TIMINGS_WINDOW, type BatchStage, type StageSummary } from './batch-timings.ts';
@@ -415,7 +416,7 @@ class EngineRuntime {
       changes,
       limits: { writeConcurrency: config.writeConcurrency, maxConflictRetries: config.maxConflictRetries },
       log: (level, msg, fields) => log.log(level, msg, fields),
-      ...(repartition !== undefined ? { repartition: repartition.sink } : {}),
+      ...(repartition !== undefined ? { repartition: repartition.sink, repartitionFloors: await repartitionFloors(storage.documentClient, config.tableName, app) } : {}),
     });
     const closer = new WindowCloser({
       views: app.views,
@@ -577,7 +578,8 @@ class EngineRuntime {
     const build = async (check: DefinitionCheck, admin: Admin, inBackground: boolean): Promise<boolean> => {
       const view = viewOf(check);
       log.info('view build starting', { view: view.name, version: view.version, live: check.live ?? null, background: inBackground });
-      const built = await buildView(deps(view, admin, inBackground), check.live);
+      // A repartitioned view never builds in the background (build.ts `buildsInBackground`).
+      const built = view.repartition === true ? await buildRepartitionedView(deps(view, admin, false), check.live) : await buildView(deps(view, admin, inBackground), check.live);
       if (!built) return false;
       this.buildGate?.swapped(view.name);
       this.builds.delete(view.name);

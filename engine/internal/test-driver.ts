@@ -372,7 +372,7 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
   const repartitionSink: RepartitionSink = {
     async forward(batches) {
       for (const { topic, messages } of batches) {
-        const source = app.views.find((v) => repartitionTopic(app.name, v.name) === topic)!.source;
+        const source = app.views.find((v) => repartitionTopic(app.name, v.name, v.version) === topic)!.source;
         const count = options.partitions?.[topic] ?? options.partitions?.[source] ?? partitionCount(source) ?? 1;
         const partitionMetadata = Array.from({ length: count }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
         for (const message of messages) {

@@ -546,13 +546,17 @@ export function defineTrigger<S>(options: TriggerOptions<S>): Trigger<S> {
 }
 
 /**
- * The internal topic a view with `repartition: true` folds through: its source's records, keyed
- * by the view key.
+ * The internal topic a version of a view with `repartition: true` folds through: its source's
+ * records, keyed by the view key. Version 1 folds `<app>.<view>.repartition`; each later version
+ * has a topic of its own, `<app>.<view>.v<version>.repartition`, which its build fills from the
+ * source's history (a new `key` or `filter` would not fit the old topic's partitioning), so a
+ * version bump never mixes the copies of two versions (docs/architecture.md, "View lifecycle").
  *
  * @example repartitionTopic('gym', 'memberBookings') // 'gym.memberBookings.repartition'
+ * @example repartitionTopic('gym', 'memberBookings', 2) // 'gym.memberBookings.v2.repartition'
  */
-export function repartitionTopic(app: string, view: string): string {
-  return `${app}.${view}.repartition`;
+export function repartitionTopic(app: string, view: string, version = 1): string {
+  return version === 1 ? `${app}.${view}.repartition` : `${app}.${view}.v${version}.repartition`;
 }
 
 /**
@@ -630,7 +634,7 @@ export function defineApp(options: AppOptions): App {
       `app "${name}": deadLetterTopic "${deadLetterTopic}" is also a view source; poison would loop. Choose another deadLetterTopic`,
     );
   }
-  const internalTopics = views.filter((v) => v.repartition === true).map((v) => repartitionTopic(name, v.name));
+  const internalTopics = views.filter((v) => v.repartition === true).map((v) => repartitionTopic(name, v.name, v.version));
   for (const topic of internalTopics) {
     if (topic.length > 249 || sourceTopics.includes(topic) || topic === deadLetterTopic) {
       throw new DefinitionError(

@@ -208,8 +208,9 @@ export interface ViewOptions<E, S, L extends Lookups<E> = {}> {
   /**
    * Gives a view keyed unlike its source's Kafka key one defined order (as Kafka Streams'
    * repartition topics do): the engine produces each of the source's records the view keeps
-   * (after `decode`, `filter` and `key`) to the internal topic `<app>.<view>.repartition`, keyed
-   * by the view key, and folds the view from that topic. All events of one view key are then in
+   * (after `decode`, `filter` and `key`) to the internal topic `<app>.<view>.repartition`
+   * (`<app>.<view>.v<N>.repartition` from version 2: see `repartitionTopic`), keyed by the
+   * view key, and folds the view from that topic. All events of one view key are then in
    * one partition, so the view's state is the fold of that topic's records in their order
    * (a record re-produced after a crash is recognised by its original topic, partition and
    * offset and applied once). Use it for an order-sensitive reducer (a capped list, latest,
@@ -568,7 +569,7 @@ export interface App {
   readonly sourceTopics: readonly string[];
   /**
    * The engine's own topics, which it creates, writes and reads: one repartition topic
-   * (`<app>.<view>.repartition`) per view with `repartition: true`.
+   * (`repartitionTopic(app, view, version)`) per view with `repartition: true`.
    */
   readonly internalTopics: readonly string[];
   /** Distinct logical function names named by triggers. */
