@@ -119,8 +119,8 @@ export interface ProcessorDeps {
   /** Produces the records of repartitioned views to their repartition topics (required when the app has any). */
   readonly repartition?: RepartitionSink;
   /**
-   * Live folding beside builds (build.ts): a windowed view from version 2 takes the stream time
-   * its build left on a partition, once per stint (see `BatchProcessor.adoptBuildStreamTimes`).
+   * Live folding beside builds (build.ts): a windowed view takes the stream time its build left
+   * on a partition, once per stint (see `BatchProcessor.adoptBuildStreamTimes`).
    * @default false (a build's own processor, the test driver)
    */
   readonly followsBuilds?: boolean;
@@ -176,7 +176,7 @@ export class BatchProcessor {
    * checkpointed, oldest first: a checkpoint stores the stream time of exactly its offset.
    */
   private readonly streamTimesAt = new Map<string, { next: bigint; times: Record<string, number>; earlierStint?: true }[]>();
-  /** Per source topic, its windowed views from version 2: they may have a build's stream time to take. */
+  /** Per source topic, its windowed views: each may have a build's stream time to take. */
   private readonly builtWindowed = new Map<string, View<any, any>[]>();
   /** `<topic>/<partition>#<stream-time key>` whose build's stream time this stint has looked at. */
   private readonly adopted = new Set<string>();
@@ -200,7 +200,7 @@ export class BatchProcessor {
     this.readFirst = new Set(deps.app.views.flatMap((v) => (v.over !== undefined ? [v.over.name] : [])));
     if (deps.followsBuilds === true) {
       for (const view of deps.app.views) {
-        if (view.window === undefined || view.version < 2) continue;
+        if (view.window === undefined) continue;
         this.builtWindowed.set(view.source, [...(this.builtWindowed.get(view.source) ?? []), view]);
       }
     }
@@ -842,8 +842,8 @@ export class BatchProcessor {
   }
 
   /**
-   * Live folding of a windowed view from version 2 takes, once per stint and partition, the
-   * stream time its build left (build.ts), before its first batch that folds the view: when the
+   * Live folding of a windowed view takes, once per stint and partition, the stream time its
+   * build left (build.ts), if it had one, before its first batch that folds the view: when the
    * build's checkpoint of the partition is at or past the partition's next undecided offset, the
    * build decided every record below it for that version, and stream time after them is the one
    * it stored. Records below the build's checkpoint are then not judged again for the view.

@@ -225,7 +225,7 @@ class EngineRuntime {
   private buildGate: BuildGate | undefined;
   /** The live batch processor, once made (the build gate asks it where a partition's stream time stands). */
   private liveProcessor: BatchProcessor | undefined;
-  /** Per view (version 2 on, swapped), where its final changes start (build.ts, `readFinalsFrom`). */
+  /** Per final view (swapped), where its final changes start (build.ts, `readFinalsFrom`), read once. */
   private readonly finalsFrom = new Map<string, number>();
   private backgroundBuilds: Promise<unknown> | undefined;
   /** The background removal of replaced view versions' items (retire.ts), awaited on stop. */
@@ -433,7 +433,6 @@ class EngineRuntime {
       closed: (id) => this.cache.delete(id),
       finalsFrom: async (view) => {
         if (this.buildGate?.isBuilding(view.name) === true) return undefined;
-        if (view.version < 2) return Number.NEGATIVE_INFINITY;
         let from = this.finalsFrom.get(view.name);
         if (from === undefined) {
           from = await readFinalsFrom(storage.documentClient, config.tableName, view);
