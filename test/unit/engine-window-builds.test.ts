@@ -6,6 +6,7 @@
 // history. Expected values come from a plain fold in the test.
 import { describe, expect, it } from 'vitest';
 import { MemoryItemStore, type PoisonDeadLetter } from '../../engine/index.ts';
+import { buildsInBackground } from '../../engine/internal/build.ts';
 import { BatchProcessor, buildCheckpointTopic, type ItemStore } from '../../engine/internal/processor.ts';
 import { StateCache } from '../../engine/internal/state-cache.ts';
 import { WindowCloser } from '../../engine/internal/window-closer.ts';
@@ -146,6 +147,11 @@ describe('StreamClock.adopt', () => {
 
 describe('a windowed view built beside live folding', () => {
   const expected = reference(records);
+
+  it('is built in the background like an unwindowed view', () => {
+    expect(buildsInBackground(defineApp({ name: 'gym', views: [perSecond, total] }), perSecond)).toBe(true);
+    expect(buildsInBackground(defineApp({ name: 'gym', views: [finalPerSecond] }), finalPerSecond)).toBe(true);
+  });
 
   it('equals one fold of the whole partition: each event applied or dead-lettered as late exactly once', async () => {
     // The build folded three records past the handover (a live batch read again): they are its.
