@@ -231,7 +231,7 @@ export class BatchProcessor {
   private async applyBatch(topic: string, partition: number, records: readonly SourceRecord[], origin: ChangeOrigin): Promise<BatchResult> {
     const { app, store, cache, limits } = this.deps;
     const now = this.deps.now ?? (() => new Date());
-    if (this.builtWindowed.has(topic)) await this.adoptBuildStreamTimes(topic, partition, origin.skipViews);
+    if (this.builtWindowed.has(topic)) await this.adoptBuildStreamTimes(topic, partition, (v) => origin.skipViews?.has(v.name) !== true);
     const clock = this.windowedSources.has(topic) ? new StreamClock(await this.streamTimeOf(topic, partition)) : undefined;
     const started = performance.now();
     const { routed, forwarding } = this.route(topic, partition, records, clock, origin.skipViews);
@@ -823,6 +823,8 @@ export class BatchProcessor {
    */
   async advanceStreamTime(topic: string, partition: number, view: string, timeMs: number): Promise<string | undefined> {
     return this.mutex.run(streamLock(topic, partition), async () => {
+      // From the stream time its build left, if live folding has not taken it yet (never below it).
+      if (this.builtWindowed.has(topic)) await this.adoptBuildStreamTimes(topic, partition, (v) => streamTimeKey(v) === view);
       const known = await this.streamTimeOf(topic, partition);
       const clock = new StreamClock(known);
       if (!clock.advance(view, timeMs)) return undefined;
@@ -848,11 +850,11 @@ export class BatchProcessor {
    * build decided every record below it for that version, and stream time after them is the one
    * it stored. Records below the build's checkpoint are then not judged again for the view.
    * Otherwise live folding took it over at an earlier handover (`BuildGate` folds the view only
-   * once the build is that far) and its own stream time stands. Views the batch leaves to their
-   * build (`skip`) are looked at later.
+   * once the build is that far) and its own stream time stands. Only the views `folds` names are
+   * looked at (a batch leaves the others to their builds, an idle advance raises one view).
    */
-  private async adoptBuildStreamTimes(topic: string, partition: number, skip: ReadonlySet<string> | undefined): Promise<void> {
-    const views = (this.builtWindowed.get(topic) ?? []).filter((v) => skip?.has(v.name) !== true && !this.adopted.has(`${topic}/${partition}#${streamTimeKey(v)}`));
+  private async adoptBuildStreamTimes(topic: string, partition: number, folds: (view: View<any, any>) => boolean): Promise<void> {
+    const views = (this.builtWindowed.get(topic) ?? []).filter((v) => folds(v) && !this.adopted.has(`${topic}/${partition}#${streamTimeKey(v)}`));
     if (views.length === 0) return;
     let state = await this.streamTimeOf(topic, partition);
     for (const view of views) {

@@ -19,7 +19,7 @@ import type { TriggerDeadLetterEntry } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import { itemId } from './fold.ts';
 import { changeIdempotencyKey } from './ledger.ts';
-import type { CheckpointState } from './processor.ts';
+import { buildCheckpointTopic, type CheckpointState } from './processor.ts';
 import { closeShardOf, closingStreamTime, streamTimeKey } from './windows.ts';
 
 /** Closing-index items per query page. */
@@ -111,13 +111,26 @@ export class WindowCloser {
     return this.finalViews.some((v) => v.source === topic);
   }
 
-  /** The stream time that closes `view`'s windows now, from the checkpoints; undefined when unknown. */
+  /**
+   * The stream time that closes `view`'s windows now, from the checkpoints; undefined when
+   * unknown. A partition whose live checkpoint has none for the view version yet (live folding
+   * has not folded it there since its build) has the one its build left, when the build got at
+   * least as far: that is the stream time live folding takes there (`adoptBuildStreamTimes`).
+   */
   async closingTime(view: View<any, any>): Promise<number | undefined> {
     const count = this.deps.partitionCount(view.source);
     if (count === undefined || count <= 0) return undefined;
     const states = await this.deps.store.readCheckpointStates(view.source);
     const key = streamTimeKey(view);
     const byPartition = new Map(states.map((s) => [s.partition, s.streamTime[key]]));
+    const missing = Array.from({ length: count }, (_, p) => p).filter((p) => byPartition.get(p) === undefined);
+    if (missing.length > 0) {
+      const live = new Map(states.map((s) => [s.partition, BigInt(s.offset)]));
+      for (const built of await this.deps.store.readCheckpointStates(buildCheckpointTopic(view.source, key))) {
+        const time = built.streamTime[key];
+        if (time !== undefined && missing.includes(built.partition) && BigInt(built.offset) >= (live.get(built.partition) ?? 0n)) byPartition.set(built.partition, time);
+      }
+    }
     return closingStreamTime(Array.from({ length: count }, (_, p) => byPartition.get(p)));
   }
 

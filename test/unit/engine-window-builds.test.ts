@@ -179,6 +179,30 @@ describe('a windowed view built beside live folding', () => {
   });
 });
 
+describe('a partition live folding has not folded since the build', () => {
+  it("closes by, and idly advances from, the stream time the build left there", async () => {
+    const store = new MemoryItemStore();
+    const build = processor(defineApp({ name: 'gym', views: [finalPerSecond] }), buildStore(store, streamTimeKey(finalPerSecond)), [], false);
+    await fold(build, 0, 8);
+    const builtTime = Math.max(...times.slice(0, 8));
+    const closer = new WindowCloser({
+      views: [finalPerSecond],
+      triggers: [],
+      store,
+      changes: { deliver: async (_t, batch) => batch.map(() => 'delivered' as const) },
+      deadLetters: { send: async () => {} },
+      partitionCount: () => 1,
+    });
+    // No live checkpoint has the version's stream time yet: the build's stands for it.
+    expect(await closer.closingTime(finalPerSecond)).toBe(builtTime);
+    const live = processor(defineApp({ name: 'gym', views: [finalPerSecond, total] }), store, [], true);
+    // An idle advance below it moves nothing: stream time never goes back below the build's.
+    expect(await live.advanceStreamTime('visits', 0, 'perSecond@2', builtTime - 5_000)).toBeUndefined();
+    expect((await live.streamTimeOf('visits', 0)).times['perSecond@2']).toBe(builtTime);
+    expect(await live.advanceStreamTime('visits', 0, 'perSecond@2', builtTime + 5_000)).toBe('0');
+  });
+});
+
 describe("final changes of a windowed view built from history (emit: 'final')", () => {
   it('owes no change for a window closed in history, one for each window closing after the swap, none while the build runs', async () => {
     const report = defineTrigger({ view: finalPerSecond, function: 'report' });
