@@ -31,8 +31,9 @@ import type { ChangeSink, DeadLetterSink } from './change-sink.ts';
 import { delay } from './concurrency.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import type { ItemStore } from './processor.ts';
-import { BatchProcessor } from './processor.ts';
+import { BatchProcessor, buildCheckpointTopic } from './processor.ts';
 import { StateCache } from './state-cache.ts';
+import { closingStreamTime, streamTimeKey } from './windows.ts';
 
 /** Progress of one build, as logs, `/health` and the metric report it. */
 export interface BuildProgress {
@@ -83,11 +84,6 @@ export const noChanges: ChangeSink = {
     throw new TypeError('a build delivers no trigger changes');
   },
 };
-
-/** The topic a build's checkpoints are kept under: `@` never occurs in a Kafka topic name. */
-export function buildCheckpointTopic(topic: string, segment: string): string {
-  return `${topic}@${segment}`;
-}
 
 /** Consumer group of a view version's build. */
 export function buildGroupId(groupId: string, segment: string): string {
@@ -308,23 +304,55 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
     }
   }
   report();
-  await swap(deps, gone.length > 0 ? Object.fromEntries(gone.map((p) => [String(p), String(low.get(p))])) : undefined);
+  const finals = view.window?.emit === 'final' ? await buildFinalsFrom(deps, partitions, segment) : undefined;
+  await swap(deps, gone.length > 0 ? Object.fromEntries(gone.map((p) => [String(p), String(low.get(p))])) : undefined, finals);
   await deps.admin.deleteGroups([buildGroupId(deps.groupId, segment)]).catch(() => {});
   return true;
 }
 
-/** The alias flip: `live` becomes this version, once, conditionally on it being lower (or absent). */
-export async function swap(deps: BuildDeps, retainedFrom: Record<string, string> | undefined): Promise<void> {
+/**
+ * Where the final changes of a built `emit: 'final'` view start: the closing stream time its build
+ * reached, the least over the partitions that had an event for it of the stream time on its
+ * build checkpoints (`closingStreamTime`, partitions without one left out). A window whose close
+ * (`closeAt`) is below it closed in history: the closer clears it without a change. Every later
+ * window gets its final change once it closes live. Undefined when no partition had an event.
+ */
+async function buildFinalsFrom(deps: BuildDeps, partitions: readonly number[], segment: string): Promise<number | undefined> {
+  const key = streamTimeKey(deps.view);
+  const times: number[] = [];
+  for (const p of partitions) {
+    const state = await deps.store.readCheckpointState(buildCheckpointTopic(deps.view.source, segment), p);
+    const time = state?.streamTime[key];
+    if (time !== undefined) times.push(time);
+  }
+  return closingStreamTime(times);
+}
+
+/**
+ * The alias flip: `live` becomes this version, once, conditionally on it being lower (or absent);
+ * with it, for a final view, where its final changes start (`versions.<v>.finalsFrom`).
+ */
+export async function swap(deps: BuildDeps, retainedFrom: Record<string, string> | undefined, finalsFrom?: number): Promise<void> {
   const { view } = deps;
+  const sets = ['live = :v', 'swappedAt = :now'];
+  const values: Record<string, unknown> = { ':v': view.version, ':now': new Date().toISOString() };
+  if (retainedFrom !== undefined) {
+    sets.push('versions.#v.retainedFrom = :from');
+    values[':from'] = retainedFrom;
+  }
+  if (finalsFrom !== undefined) {
+    sets.push('versions.#v.finalsFrom = :finals');
+    values[':finals'] = finalsFrom;
+  }
   try {
     await deps.documentClient.send(
       new UpdateCommand({
         TableName: deps.tableName,
         Key: viewRegistryKey(view.name),
-        UpdateExpression: `SET live = :v, swappedAt = :now${retainedFrom !== undefined ? ', versions.#v.retainedFrom = :from' : ''}`,
+        UpdateExpression: `SET ${sets.join(', ')}`,
         ConditionExpression: 'attribute_not_exists(live) OR live < :v',
-        ExpressionAttributeValues: { ':v': view.version, ':now': new Date().toISOString(), ...(retainedFrom !== undefined ? { ':from': retainedFrom } : {}) },
-        ...(retainedFrom !== undefined ? { ExpressionAttributeNames: { '#v': String(view.version) } } : {}),
+        ExpressionAttributeValues: values,
+        ...(sets.length > 2 ? { ExpressionAttributeNames: { '#v': String(view.version) } } : {}),
       }),
     );
   } catch (error) {
@@ -390,6 +418,21 @@ async function readHandover(client: DynamoDBDocumentClient, tableName: string, v
     return { skipped: version?.skipped ?? {}, closing: version?.closing !== undefined, live: typeof Item?.live === 'number' ? Item.live : undefined };
   } catch (error) {
     throw storageFailure('reading the build state', view, error);
+  }
+}
+
+/**
+ * Where the final changes of a view version start (its swap recorded it, see `buildFinalsFrom`):
+ * a closed window whose `closeAt` is below it is history and gets no change. `-Infinity` when
+ * nothing was recorded (a version never built from history: every window's change is owed).
+ */
+export async function readFinalsFrom(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>): Promise<number> {
+  try {
+    const { Item } = await client.send(new GetCommand({ TableName: tableName, Key: viewRegistryKey(view.name), ConsistentRead: true }));
+    const from = (Item?.versions as Record<string, { finalsFrom?: unknown }> | undefined)?.[String(view.version)]?.finalsFrom;
+    return typeof from === 'number' ? from : Number.NEGATIVE_INFINITY;
+  } catch (error) {
+    throw storageFailure('reading where final changes start', view, error);
   }
 }
 
@@ -473,7 +516,18 @@ export class BuildGate {
   private readonly handedOver = new Map<string, number>();
 
   constructor(
-    private readonly deps: { readonly documentClient: DynamoDBDocumentClient; readonly tableName: string; readonly store: ItemStore; readonly stopping: () => boolean },
+    private readonly deps: {
+      readonly documentClient: DynamoDBDocumentClient;
+      readonly tableName: string;
+      readonly store: ItemStore;
+      readonly stopping: () => boolean;
+      /**
+       * The live processor's next undecided offset of a partition with windowed views
+       * (`BatchProcessor.nextUndecided`): a windowed view's build must have folded up to it, so
+       * that live folding can take the build's stream time there.
+       */
+      readonly nextUndecided?: (topic: string, partition: number) => Promise<bigint>;
+    },
     views: readonly View<any, any>[],
   ) {
     for (const view of views) this.building.set(view.name, view);
@@ -482,6 +536,11 @@ export class BuildGate {
   /** The view's alias names the built version: live batches fold it without asking. */
   swapped(view: string): void {
     this.building.delete(view);
+  }
+
+  /** Whether `view`'s build runs and its alias does not name it yet: its windows close nothing live, its stream time is not advanced idly. */
+  isBuilding(view: string): boolean {
+    return this.building.has(view);
   }
 
   /** The views a live batch of `records` (one partition, offset order) leaves to their builds; waits when a handover is closing. */
@@ -509,7 +568,11 @@ export class BuildGate {
 
   private async builtThrough(view: View<any, any>, partition: number, first: bigint): Promise<boolean> {
     const checkpoint = await this.deps.store.readCheckpoint(buildCheckpointTopic(view.source, viewSegment(view.name, view.version)), partition);
-    return checkpoint !== undefined && BigInt(checkpoint) >= first;
+    if (checkpoint === undefined || BigInt(checkpoint) < first) return false;
+    // A windowed view also needs the build past every record the live side decided (a batch
+    // read again after a crash starts below them): its stream time is taken from there.
+    if (view.window === undefined || this.deps.nextUndecided === undefined) return true;
+    return BigInt(checkpoint) >= (await this.deps.nextUndecided(view.source, partition));
   }
 
   private async waitFor(view: View<any, any>, partition: number, first: bigint, key: string, generation: number): Promise<void> {
@@ -537,13 +600,15 @@ export class BuildGate {
 }
 
 /**
- * Whether a view's build can run beside live folding ({@link BuildGate}). Not yet for a windowed
- * view (its stream time would have to pass from the build to live folding at the handover), a
- * table aggregation or a table other views look up or aggregate (their events and rows come
- * from other views' batches), nor a repartitioned one: those build before the task joins its group.
+ * Whether a view's build can run beside live folding ({@link BuildGate}). Not yet for a table
+ * aggregation or a table other views look up or aggregate (their events and rows come from
+ * other views' batches), nor a repartitioned one: those build before the task joins its group.
+ * A windowed view builds beside it: its version's stream time is its own (`streamTimeKey`), the
+ * build advances it on its checkpoints, and live folding takes it at the handover
+ * (`BatchProcessor.adoptBuildStreamTimes`).
  */
 export function buildsInBackground(app: App, view: View<any, any>): boolean {
-  if (view.window !== undefined || view.over !== undefined || view.repartition === true) return false;
+  if (view.over !== undefined || view.repartition === true) return false;
   const used = app.views.some((v) => v.over?.name === view.name || Object.values(v.lookup ?? {}).some((l) => l.table.name === view.name));
   return !used;
 }

@@ -24,7 +24,7 @@ import { coordinates, type PoisonDeadLetter } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import { ABSENT_TAG, keptStatesBytes, MAX_ITEM_STATES_BYTES, storedBookkeeping, writeBookkeeping, type WrittenState } from './ledger.ts';
 import { originKey } from './repartition.ts';
-import { closeShardOf, closeTimeOf, eventTimeOf, isClosed, windowsOf, windowTtlSeconds, type StreamClock } from './windows.ts';
+import { closeShardOf, closeTimeOf, eventTimeOf, isClosed, streamTimeKey, windowsOf, windowTtlSeconds, type StreamClock } from './windows.ts';
 
 /**
  * Compares two non-negative decimal offsets (Kafka offsets are int64, so strings).
@@ -302,8 +302,9 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
         addEvent(items, view, key, undefined, { record, event });
         continue;
       }
-      // Windowed: the event's time, its windows, and whether they have closed in stream time.
-      if (clock?.decided(record.offset)) {
+      // Windowed: the event's time, its windows, and whether they have closed in its version's stream time.
+      const clockKey = streamTimeKey(view);
+      if (clock?.decided(record.offset, clockKey)) {
         settled += 1;
         continue;
       }
@@ -313,7 +314,7 @@ export function routeRecords(views: readonly View<any, any>[], records: readonly
         continue;
       }
       const timeMs = time.timeMs;
-      const streamTimeMs = clock?.observe(view.name, timeMs) ?? timeMs;
+      const streamTimeMs = clock?.observe(clockKey, timeMs) ?? timeMs;
       const windows = windowsOf(window, timeMs);
       const closed = windows.filter((bounds) => isClosed(window, bounds, streamTimeMs));
       if (closed.length > 0) {

@@ -6,7 +6,7 @@
  * rules are the ledger's, see `ledger.ts`). The caller commits offsets after it resolves.
  * Used by the Kafka runtime and by the in-memory test driver.
  */
-import type { App, Change, SourceRecord, Trigger } from '../../sdk/index.ts';
+import type { App, Change, SourceRecord, Trigger, View } from '../../sdk/index.ts';
 import { offsetsKey, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import type { ChangeOrigin, ChangeOutcome, ChangeSink, DeadLetterSink } from './change-sink.ts';
 import { KeyedMutex, mapLimit } from './concurrency.ts';
@@ -17,7 +17,7 @@ import { foldItem, itemId, routeRecords, snapshotOf, type ItemEvents, type ItemS
 import { clearPending, settleJudged, TriggerLedger, type GateList, type JudgeGate, type PendingDelivery } from './ledger.ts';
 import { planSessions, sessionReadRange } from './sessions.ts';
 import { coordinates } from './dead-letter.ts';
-import { NO_STREAM_TIME, StreamClock, type PartitionStreamTime } from './windows.ts';
+import { NO_STREAM_TIME, StreamClock, streamTimeKey, type PartitionStreamTime } from './windows.ts';
 import { StateCache } from './state-cache.ts';
 import { attachVia, forwardMessages, originalRecords, RepartitionPlan, rekeyedViews, type RepartitionSink } from './repartition.ts';
 
@@ -125,6 +125,17 @@ export interface ProcessorDeps {
    * not folded again and a poison copy is not dead-lettered twice.
    */
   readonly repartitionFloors?: ReadonlyMap<string, ReadonlyMap<number, bigint>>;
+  /**
+   * Live folding beside builds (build.ts): a windowed view takes the stream time its build left
+   * on a partition, once per stint (see `BatchProcessor.adoptBuildStreamTimes`).
+   * @default false (a build's own processor, the test driver)
+   */
+  readonly followsBuilds?: boolean;
+}
+
+/** The topic a view version's build keeps its checkpoints under: `@` never occurs in a Kafka topic name. */
+export function buildCheckpointTopic(topic: string, segment: string): string {
+  return `${topic}@${segment}`;
 }
 
 /** Outcome of folding and writing one item. */
@@ -172,6 +183,10 @@ export class BatchProcessor {
    * checkpointed, oldest first: a checkpoint stores the stream time of exactly its offset.
    */
   private readonly streamTimesAt = new Map<string, { next: bigint; times: Record<string, number>; earlierStint?: true }[]>();
+  /** Per source topic, its windowed views: each may have a build's stream time to take. */
+  private readonly builtWindowed = new Map<string, View<any, any>[]>();
+  /** `<topic>/<partition>#<stream-time key>` whose build's stream time this stint has looked at. */
+  private readonly adopted = new Set<string>();
 
   /** Rows of looked-up tables this task read or wrote, with when (tables.ts `LookupCache`). */
   private readonly lookupRows = new LookupCache();
@@ -190,6 +205,12 @@ export class BatchProcessor {
     this.aggregatesTables = deps.app.views.some((v) => v.over !== undefined);
     this.looksUp = deps.app.views.some((v) => v.lookup !== undefined);
     this.readFirst = new Set(deps.app.views.flatMap((v) => (v.over !== undefined ? [v.over.name] : [])));
+    if (deps.followsBuilds === true) {
+      for (const view of deps.app.views) {
+        if (view.window === undefined) continue;
+        this.builtWindowed.set(view.source, [...(this.builtWindowed.get(view.source) ?? []), view]);
+      }
+    }
   }
 
   private newKeyShare(view: string): NewKeyShare {
@@ -217,6 +238,7 @@ export class BatchProcessor {
   private async applyBatch(topic: string, partition: number, records: readonly SourceRecord[], origin: ChangeOrigin): Promise<BatchResult> {
     const { app, store, cache, limits } = this.deps;
     const now = this.deps.now ?? (() => new Date());
+    if (this.builtWindowed.has(topic)) await this.adoptBuildStreamTimes(topic, partition, (v) => origin.skipViews?.has(v.name) !== true);
     const clock = this.windowedSources.has(topic) ? new StreamClock(await this.streamTimeOf(topic, partition)) : undefined;
     const started = performance.now();
     const { routed, forwarding } = this.route(topic, partition, records, clock, origin.skipViews);
@@ -797,6 +819,7 @@ export class BatchProcessor {
    */
   forgetStreamTimes(): void {
     this.clocks.clear();
+    this.adopted.clear();
     // Kept for the checkpoints of batches still in flight, but another task may have moved the
     // partition on past them: a checkpoint no batch of the new stint reached reads the stored one.
     for (const entries of this.streamTimesAt.values()) for (const entry of entries) entry.earlierStint = true;
@@ -809,6 +832,8 @@ export class BatchProcessor {
    */
   async advanceStreamTime(topic: string, partition: number, view: string, timeMs: number): Promise<string | undefined> {
     return this.mutex.run(streamLock(topic, partition), async () => {
+      // From the stream time its build left, if live folding has not taken it yet (never below it).
+      if (this.builtWindowed.has(topic)) await this.adoptBuildStreamTimes(topic, partition, (v) => streamTimeKey(v) === view);
       const known = await this.streamTimeOf(topic, partition);
       const clock = new StreamClock(known);
       if (!clock.advance(view, timeMs)) return undefined;
@@ -816,6 +841,42 @@ export class BatchProcessor {
       this.noteStreamTime(topic, partition, state);
       return (state.decidedThrough + 1n).toString();
     });
+  }
+
+  /**
+   * The first offset of the partition not decided yet for its windowed views (as this process
+   * knows it, else from its checkpoint): a build must have folded up to it before live folding
+   * takes the build's stream time (build.ts, `BuildGate`).
+   */
+  async nextUndecided(topic: string, partition: number): Promise<bigint> {
+    return (await this.streamTimeOf(topic, partition)).decidedThrough + 1n;
+  }
+
+  /**
+   * Live folding of a windowed view takes, once per stint and partition, the stream time its
+   * build left (build.ts), if it had one, before its first batch that folds the view: when the
+   * build's checkpoint of the partition is at or past the partition's next undecided offset, the
+   * build decided every record below it for that version, and stream time after them is the one
+   * it stored. Records below the build's checkpoint are then not judged again for the view.
+   * Otherwise live folding took it over at an earlier handover (`BuildGate` folds the view only
+   * once the build is that far) and its own stream time stands. Only the views `folds` names are
+   * looked at (a batch leaves the others to their builds, an idle advance raises one view).
+   */
+  private async adoptBuildStreamTimes(topic: string, partition: number, folds: (view: View<any, any>) => boolean): Promise<void> {
+    const views = (this.builtWindowed.get(topic) ?? []).filter((v) => folds(v) && !this.adopted.has(`${topic}/${partition}#${streamTimeKey(v)}`));
+    if (views.length === 0) return;
+    let state = await this.streamTimeOf(topic, partition);
+    for (const view of views) {
+      const key = streamTimeKey(view);
+      const built = await this.deps.store.readCheckpointState(buildCheckpointTopic(topic, key), partition);
+      if (built !== undefined && BigInt(built.offset) - 1n >= state.decidedThrough) {
+        const clock = new StreamClock(state);
+        clock.adopt(key, BigInt(built.offset) - 1n, built.streamTime[key]);
+        state = clock.state();
+      }
+      this.adopted.add(`${topic}/${partition}#${key}`);
+    }
+    this.clocks.set(`${topic}/${partition}`, state);
   }
 
   /** The stream time of a partition as this process knows it, else as its checkpoint stored it. */

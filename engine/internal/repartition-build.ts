@@ -31,9 +31,9 @@ import type { Consumer } from 'kafkajs';
 import { viewRegistryKey, viewSegment } from '../../sdk/contract/index.ts';
 import type { App, SourceRecord, View } from '../../sdk/index.ts';
 import { repartitionTopic } from '../../sdk/index.ts';
-import { buildCheckpointTopic, buildGroupId, checkpointsUnder, historyGone, liveTargets, noChanges, swap, type BuildDeps } from './build.ts';
+import { buildGroupId, checkpointsUnder, historyGone, liveTargets, noChanges, swap, type BuildDeps } from './build.ts';
 import { EngineError, errorInfo } from './errors.ts';
-import { BatchProcessor } from './processor.ts';
+import { BatchProcessor, buildCheckpointTopic } from './processor.ts';
 import { createRepartitionProducer } from './repartition.ts';
 import { StateCache } from './state-cache.ts';
 

@@ -34,7 +34,7 @@ import { itemId } from './fold.ts';
 import { changeSuperseded } from './ledger.ts';
 import { startHealthServer, type HealthServer } from './health.ts';
 import { partitionLag } from './lag.ts';
-import { BuildGate, buildNeeded, buildsInBackground, buildView, prepareBackgroundBuild, type BuildDeps, type BuildProgress } from './build.ts';
+import { BuildGate, buildNeeded, buildsInBackground, buildView, prepareBackgroundBuild, readFinalsFrom, type BuildDeps, type BuildProgress } from './build.ts';
 import { checkViewDefinitions, type DefinitionCheck } from './lifecycle.ts';
 import { removeReplacedVersions } from './retire.ts';
 import { checkTriggerFunctions, checkViewsTable } from './preflight.ts';
@@ -224,6 +224,10 @@ class EngineRuntime {
   private readonly builds = new Map<string, BuildProgress>();
   /** Views built beside live folding: which live batches leave them out (build.ts), and the builds. */
   private buildGate: BuildGate | undefined;
+  /** The live batch processor, once made (the build gate asks it where a partition's stream time stands). */
+  private liveProcessor: BatchProcessor | undefined;
+  /** Per final view (swapped), where its final changes start (build.ts, `readFinalsFrom`), read once. */
+  private readonly finalsFrom = new Map<string, number>();
   private backgroundBuilds: Promise<unknown> | undefined;
   /** The background removal of replaced view versions' items (retire.ts), awaited on stop. */
   private removals: Promise<unknown> | undefined;
@@ -417,7 +421,9 @@ class EngineRuntime {
       limits: { writeConcurrency: config.writeConcurrency, maxConflictRetries: config.maxConflictRetries },
       log: (level, msg, fields) => log.log(level, msg, fields),
       ...(repartition !== undefined ? { repartition: repartition.sink, repartitionFloors: await repartitionFloors(storage.documentClient, config.tableName, app) } : {}),
+      followsBuilds: true,
     });
+    this.liveProcessor = processor;
     const closer = new WindowCloser({
       views: app.views,
       triggers: app.triggers,
@@ -426,6 +432,15 @@ class EngineRuntime {
       deadLetters,
       partitionCount: (topic) => this.partitionCounts.get(topic),
       closed: (id) => this.cache.delete(id),
+      finalsFrom: async (view) => {
+        if (this.buildGate?.isBuilding(view.name) === true) return undefined;
+        let from = this.finalsFrom.get(view.name);
+        if (from === undefined) {
+          from = await readFinalsFrom(storage.documentClient, config.tableName, view);
+          this.finalsFrom.set(view.name, from);
+        }
+        return from;
+      },
     });
 
     const source = createKafkajsConsumer(this.kafka, {
@@ -605,7 +620,17 @@ class EngineRuntime {
       // Shown as under way from now on (`/health`, stats), before its first progress report.
       this.builds.set(check.view, { view: check.view, version: check.version, done: 0, total: 0, rate: 0, etaSeconds: undefined });
     }
-    this.buildGate = new BuildGate({ documentClient, tableName: config.tableName, store, stopping: () => this.stopping !== undefined || this.fatal !== undefined }, background.map(viewOf));
+    this.buildGate = new BuildGate(
+      {
+        documentClient,
+        tableName: config.tableName,
+        store,
+        stopping: () => this.stopping !== undefined || this.fatal !== undefined,
+        // Made after the builds start, before the first live batch.
+        nextUndecided: (topic, partition) => this.liveProcessor!.nextUndecided(topic, partition),
+      },
+      background.map(viewOf),
+    );
     const buildAdmin = this.kafka.admin();
     await this.connectAdmin(buildAdmin);
     this.backgroundBuilds = (async () => {
@@ -938,7 +963,9 @@ class EngineRuntime {
         try {
           const now = Date.now();
           if (!this.lastReadMs.has(key)) this.lastReadMs.set(key, now);
-          for (const { view, timeMs } of idleAdvances(app.views, topic, this.lastReadMs.get(key)!, now)) {
+          // A view being built keeps the stream time its build gives it (build.ts).
+          const idling = app.views.filter((v) => this.buildGate?.isBuilding(v.name) !== true);
+          for (const { view, timeMs } of idleAdvances(idling, topic, this.lastReadMs.get(key)!, now)) {
             const offset = await processor.advanceStreamTime(topic, partition, view, timeMs);
             if (offset !== undefined) await this.commits!.schedule(topic, partition, offset, generation).tail;
           }

@@ -16,7 +16,7 @@ import { WindowCloser, type ClosingPage, type ClosingStore } from './window-clos
 import { StateCache } from './state-cache.ts';
 import { CommitPipeline } from './commit-pipeline.ts';
 import { createLogger } from './log.ts';
-import { idleAdvances } from './windows.ts';
+import { idleAdvances, streamTimeKey } from './windows.ts';
 import { Partitioners } from 'kafkajs';
 import { repartitionTopic } from '../../sdk/index.ts';
 import type { RepartitionSink } from './repartition.ts';
@@ -502,7 +502,7 @@ export function createTestDriver(app: App, options: TestDriverOptions = {}): Tes
     },
     async advanceStreamTime(topic, partition, timeMs) {
       for (const view of app.views) {
-        if (view.window !== undefined && view.source === topic) await advance(topic, partition, view.name, timeMs);
+        if (view.window !== undefined && view.source === topic) await advance(topic, partition, streamTimeKey(view), timeMs);
       }
       await closeWindows();
     },

@@ -6,7 +6,9 @@
  * the removal delivers the window again (at least once, with the same idempotency key).
  *
  * Which stream time closes a window: the least over every partition of the view's source, read
- * from the checkpoint items ({@link closingStreamTime}). The index is eventually consistent:
+ * from the checkpoint items ({@link closingStreamTime}), under the view version's stream-time
+ * key. A view version built from history closes nothing while its build runs, and owes no change
+ * for a window that closed in that history (`finalsFrom`, recorded by the swap). The index is eventually consistent:
  * every item it names is read again (consistently) and judged on what it holds; nothing is
  * assumed from the index alone, and every round scans again.
  */
@@ -17,8 +19,8 @@ import type { TriggerDeadLetterEntry } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import { itemId } from './fold.ts';
 import { changeIdempotencyKey } from './ledger.ts';
-import type { CheckpointState } from './processor.ts';
-import { closeShardOf, closingStreamTime } from './windows.ts';
+import { buildCheckpointTopic, type CheckpointState } from './processor.ts';
+import { closeShardOf, closingStreamTime, streamTimeKey } from './windows.ts';
 
 /** Closing-index items per query page. */
 export const CLOSING_PAGE_SIZE = 100;
@@ -56,11 +58,18 @@ export interface WindowCloserDeps {
   partitionCount(topic: string): number | undefined;
   /** Called for each item whose final change was delivered and whose attributes were removed. */
   closed?(id: string): void;
+  /**
+   * Where `view`'s final changes start (build.ts, `readFinalsFrom`): a closed window whose
+   * `closeAt` is below it closed in the history its build folded, and is cleared without a
+   * change. Undefined while the view's build runs: nothing of it closes yet.
+   * @default every window's change is owed (`-Infinity`)
+   */
+  finalsFrom?(view: View<any, any>): Promise<number | undefined>;
 }
 
 /** What one {@link WindowCloser.closeDue} round did. */
 export interface CloseResult {
-  /** Windows whose final change was settled (delivered, skipped by `when`, or dead-lettered) and cleared. */
+  /** Windows whose final change was settled (delivered, skipped by `when`, or dead-lettered, or none owed: history) and cleared. */
   readonly closed: number;
   /** Final changes handed to triggers. */
   readonly delivered: number;
@@ -102,12 +111,26 @@ export class WindowCloser {
     return this.finalViews.some((v) => v.source === topic);
   }
 
-  /** The stream time that closes `view`'s windows now, from the checkpoints; undefined when unknown. */
+  /**
+   * The stream time that closes `view`'s windows now, from the checkpoints; undefined when
+   * unknown. A partition whose live checkpoint has none for the view version yet (live folding
+   * has not folded it there since its build) has the one its build left, when the build got at
+   * least as far: that is the stream time live folding takes there (`adoptBuildStreamTimes`).
+   */
   async closingTime(view: View<any, any>): Promise<number | undefined> {
     const count = this.deps.partitionCount(view.source);
     if (count === undefined || count <= 0) return undefined;
     const states = await this.deps.store.readCheckpointStates(view.source);
-    const byPartition = new Map(states.map((s) => [s.partition, s.streamTime[view.name]]));
+    const key = streamTimeKey(view);
+    const byPartition = new Map(states.map((s) => [s.partition, s.streamTime[key]]));
+    const missing = Array.from({ length: count }, (_, p) => p).filter((p) => byPartition.get(p) === undefined);
+    if (missing.length > 0) {
+      const live = new Map(states.map((s) => [s.partition, BigInt(s.offset)]));
+      for (const built of await this.deps.store.readCheckpointStates(buildCheckpointTopic(view.source, key))) {
+        const time = built.streamTime[key];
+        if (time !== undefined && missing.includes(built.partition) && BigInt(built.offset) >= (live.get(built.partition) ?? 0n)) byPartition.set(built.partition, time);
+      }
+    }
     return closingStreamTime(Array.from({ length: count }, (_, p) => byPartition.get(p)));
   }
 
@@ -121,6 +144,8 @@ export class WindowCloser {
     let delivered = 0;
     for (const view of this.finalViews) {
       if (view.source !== topic) continue;
+      const from = this.deps.finalsFrom === undefined ? Number.NEGATIVE_INFINITY : await this.deps.finalsFrom(view);
+      if (from === undefined) continue;
       const closing = await this.closingTime(view);
       if (closing === undefined) continue;
       const shard = closeShardOf(viewSegment(view.name, view.version), topic, partition);
@@ -129,7 +154,7 @@ export class WindowCloser {
         const page = await this.deps.store.queryClosing(shard, closing, CLOSING_PAGE_SIZE, startAfter);
         startAfter = page.next;
         if (page.keys.length === 0) break;
-        const outcome = await this.closePage(view, shard, closing, page.keys, origin);
+        const outcome = await this.closePage(view, shard, closing, page.keys, origin, from);
         closed += outcome.closed;
         delivered += outcome.delivered;
       } while (startAfter !== undefined);
@@ -137,7 +162,7 @@ export class WindowCloser {
     return { closed, delivered };
   }
 
-  private async closePage(view: View<any, any>, shard: string, closing: number, keys: readonly ItemKey[], origin: ChangeOrigin): Promise<CloseResult> {
+  private async closePage(view: View<any, any>, shard: string, closing: number, keys: readonly ItemKey[], origin: ChangeOrigin, finalsFrom: number): Promise<CloseResult> {
     const { store, changes, deadLetters } = this.deps;
     const read = await store.readItems(keys.map((key) => ({ id: itemId(key), key })));
     // The index may lag behind the table: only what the item itself says counts.
@@ -146,6 +171,8 @@ export class WindowCloser {
       .filter((item): item is ViewItem => item !== undefined && item.closeShard === shard && item.closeAt !== undefined && item.closeAt < closing)
       .sort((a, b) => a.closeAt! - b.closeAt! || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     if (due.length === 0) return { closed: 0, delivered: 0 };
+    // Windows that closed in the history a build folded owe no change (build.ts, the swap).
+    const owed = due.filter((item) => item.closeAt! >= finalsFrom);
     const letters: TriggerDeadLetterEntry[] = [];
     let delivered = 0;
     await Promise.all(
@@ -153,7 +180,7 @@ export class WindowCloser {
         .filter((trigger) => trigger.view.name === view.name)
         .map(async (trigger) => {
           const accepted: Change[] = [];
-          for (const item of due) {
+          for (const item of owed) {
             const change = finalChange(item, view.version);
             try {
               if (trigger.when(change) === true) accepted.push(change);

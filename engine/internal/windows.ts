@@ -10,7 +10,7 @@
  *   a closed window is late.
  */
 import type { SourceRecord, View, WindowBounds, WindowDefinition } from '../../sdk/index.ts';
-import { preview } from '../../sdk/contract/index.ts';
+import { preview, viewSegment } from '../../sdk/contract/index.ts';
 import { errorInfo } from './errors.ts';
 
 /**
@@ -97,6 +97,19 @@ export function windowTtlSeconds(window: WindowDefinition, bounds: WindowBounds)
 }
 
 /**
+ * The name a view version's stream time is kept under (on checkpoints, in a {@link StreamClock}):
+ * its segment, the view name for version 1 (so the stream time stored before versions existed
+ * stays where it is) and `<view>@<version>` from version 2. Each version has its own: a build
+ * advances its version's while live folding advances the live one's (build.ts).
+ *
+ * @example
+ * streamTimeKey(perDay); // "perDay", or "perDay@2" for version 2
+ */
+export function streamTimeKey(view: Pick<View<any, any>, 'name' | 'version'>): string {
+  return viewSegment(view.name, view.version);
+}
+
+/**
  * What is known of one source partition's stream time: per windowed view, the largest event
  * time read (absent until the view's first event), and the offset through which every record
  * was decided durably (applied, dead-lettered or dropped); a record at or below it is read
@@ -105,8 +118,13 @@ export function windowTtlSeconds(window: WindowDefinition, bounds: WindowBounds)
 export interface PartitionStreamTime {
   /** Last offset decided; -1 when none. */
   readonly decidedThrough: bigint;
-  /** View name -> stream time in epoch ms. */
+  /** Stream-time key ({@link streamTimeKey}) -> stream time in epoch ms. */
   readonly times: Readonly<Record<string, number>>;
+  /**
+   * Per stream-time key, a last decided offset above {@link decidedThrough}: records up to it
+   * were decided for that view version by its build (build.ts), whose stream time the view took.
+   */
+  readonly viewDecided?: Readonly<Record<string, bigint>>;
 }
 
 /** The stream time of a partition nothing is known of. */
@@ -124,15 +142,33 @@ export const NO_STREAM_TIME: PartitionStreamTime = Object.freeze({ decidedThroug
 export class StreamClock {
   private decidedThrough: bigint;
   private readonly times: Record<string, number>;
+  private readonly viewDecided: Record<string, bigint>;
 
   constructor(state: PartitionStreamTime = NO_STREAM_TIME) {
     this.decidedThrough = state.decidedThrough;
     this.times = { ...state.times };
+    this.viewDecided = { ...state.viewDecided };
   }
 
-  /** Whether the record at `offset` was decided before (durably): it must not be judged again. */
-  decided(offset: string): boolean {
-    return BigInt(offset) <= this.decidedThrough;
+  /**
+   * Whether the record at `offset` was decided before (durably), for every view or, with `view`
+   * (a stream-time key), for that one by its build: it must not be judged again.
+   */
+  decided(offset: string, view?: string): boolean {
+    const position = BigInt(offset);
+    if (position <= this.decidedThrough) return true;
+    const own = view === undefined ? undefined : this.viewDecided[view];
+    return own !== undefined && position <= own;
+  }
+
+  /**
+   * Takes a build's stream time for `view` (a stream-time key): the build decided every record
+   * of the partition through `decidedThrough` with stream time `timeMs` after them. The caller
+   * makes sure the build got at least as far as this clock (build.ts, `BuildGate`).
+   */
+  adopt(view: string, decidedThrough: bigint, timeMs: number | undefined): void {
+    if (timeMs !== undefined) this.advance(view, timeMs);
+    if (decidedThrough > this.decidedThrough && !(this.viewDecided[view]! >= decidedThrough)) this.viewDecided[view] = decidedThrough;
   }
 
   /** Reads an event time for `view`: stream time becomes the largest seen. Returns it. */
@@ -163,7 +199,8 @@ export class StreamClock {
 
   /** What the batch leaves. */
   state(): PartitionStreamTime {
-    return { decidedThrough: this.decidedThrough, times: { ...this.times } };
+    const viewDecided = Object.entries(this.viewDecided).filter(([, through]) => through > this.decidedThrough);
+    return { decidedThrough: this.decidedThrough, times: { ...this.times }, ...(viewDecided.length > 0 ? { viewDecided: Object.fromEntries(viewDecided) } : {}) };
   }
 }
 
@@ -207,6 +244,7 @@ export function closeShardOf(view: string, topic: string, partition: number): st
  *
  * @example
  * for (const { view, timeMs } of idleAdvances(app.views, 'bookings', lastReadMs, Date.now())) ...
+ * // `view` is the stream-time key (see streamTimeKey)
  */
 export function idleAdvances(
   views: readonly View<any, any>[],
@@ -218,7 +256,7 @@ export function idleAdvances(
   for (const view of views) {
     const idleMs = view.window?.idleCloseMs;
     if (view.source !== topic || idleMs === undefined) continue;
-    if (nowWallMs - lastReadWallMs >= idleMs) out.push({ view: view.name, timeMs: nowWallMs - idleMs });
+    if (nowWallMs - lastReadWallMs >= idleMs) out.push({ view: streamTimeKey(view), timeMs: nowWallMs - idleMs });
   }
   return out;
 }
