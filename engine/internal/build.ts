@@ -364,6 +364,12 @@ interface Handover {
   readonly skipped: Readonly<Record<string, number>>;
   /** Set once the build is near the live position: no live batch skips the view after it. */
   readonly closing: boolean;
+  /**
+   * Per partition, the first offset of the live batch that handed it over: the build had folded
+   * every record before it, and live batches fold the view from it on, in every task and group
+   * generation (no live batch skips the partition after it).
+   */
+  readonly handedOver: Readonly<Record<string, number>>;
   /** The live version (the alias). */
   readonly live: number | undefined;
 }
@@ -381,16 +387,24 @@ const isConditionFailure = (error: unknown) => (error as { name?: string }).name
 async function readHandover(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>): Promise<Handover> {
   try {
     const { Item } = await client.send(new GetCommand({ TableName: tableName, Key: viewRegistryKey(view.name), ConsistentRead: true }));
-    const version = (Item?.versions as Record<string, { skipped?: Record<string, number>; closing?: string }> | undefined)?.[String(view.version)];
-    return { skipped: version?.skipped ?? {}, closing: version?.closing !== undefined, live: typeof Item?.live === 'number' ? Item.live : undefined };
+    const version = (Item?.versions as Record<string, { skipped?: Record<string, number>; closing?: string; handedOver?: Record<string, number> }> | undefined)?.[
+      String(view.version)
+    ];
+    return {
+      skipped: version?.skipped ?? {},
+      closing: version?.closing !== undefined,
+      handedOver: version?.handedOver ?? {},
+      live: typeof Item?.live === 'number' ? Item.live : undefined,
+    };
   } catch (error) {
     throw storageFailure('reading the build state', view, error);
   }
 }
 
 /**
- * Makes the registry ready for a build in the background: an empty map of skipped offsets on
- * the version's entry (recorded by the start-up check). Called before the task joins its group.
+ * Makes the registry ready for a build in the background: empty maps of skipped offsets and of
+ * handed-over partitions on the version's entry (recorded by the start-up check). Called before
+ * the task joins its group.
  */
 export async function prepareBackgroundBuild(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>): Promise<void> {
   try {
@@ -398,7 +412,7 @@ export async function prepareBackgroundBuild(client: DynamoDBDocumentClient, tab
       new UpdateCommand({
         TableName: tableName,
         Key: viewRegistryKey(view.name),
-        UpdateExpression: 'SET versions.#v.skipped = if_not_exists(versions.#v.skipped, :empty)',
+        UpdateExpression: 'SET versions.#v.skipped = if_not_exists(versions.#v.skipped, :empty), versions.#v.handedOver = if_not_exists(versions.#v.handedOver, :empty)',
         ConditionExpression: 'attribute_exists(versions.#v)',
         ExpressionAttributeNames: { '#v': String(view.version) },
         ExpressionAttributeValues: { ':empty': {} },
@@ -425,47 +439,86 @@ async function closeHandover(client: DynamoDBDocumentClient, tableName: string, 
   }
 }
 
-/** Records that live batches skip the view below `next` on `partition`; false once the handover is closing. */
-async function claimSkip(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>, partition: number, next: number): Promise<boolean> {
+/**
+ * What a live batch may do with a view being built, as the registry decided: leave it to the
+ * build (`skipped`), fold it (`handed-over`: the partition was handed over, or the view swapped),
+ * or wait for the build (`closing`).
+ */
+type SkipClaim = 'skipped' | 'handed-over' | 'closing';
+
+/** Records that live batches skip the view below `next` on `partition`, unless the partition was handed over or the handover is closing. */
+async function claimSkip(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>, partition: number, next: number): Promise<SkipClaim> {
   try {
     await client.send(
       new UpdateCommand({
         TableName: tableName,
         Key: viewRegistryKey(view.name),
         UpdateExpression: 'SET versions.#v.skipped.#p = :next',
-        ConditionExpression: 'attribute_not_exists(versions.#v.closing) AND (attribute_not_exists(live) OR live < :version) AND (attribute_not_exists(versions.#v.skipped.#p) OR versions.#v.skipped.#p < :next)',
+        ConditionExpression:
+          'attribute_not_exists(versions.#v.closing) AND attribute_not_exists(versions.#v.handedOver.#p) AND (attribute_not_exists(live) OR live < :version) AND (attribute_not_exists(versions.#v.skipped.#p) OR versions.#v.skipped.#p < :next)',
         ExpressionAttributeNames: { '#v': String(view.version), '#p': String(partition) },
         ExpressionAttributeValues: { ':next': next, ':version': view.version },
       }),
     );
-    return true;
+    return 'skipped';
   } catch (error) {
     if (!isConditionFailure(error)) throw storageFailure('recording a skipped batch', view, error);
     const state = await readHandover(client, tableName, view);
+    if (state.handedOver[String(partition)] !== undefined || (state.live !== undefined && state.live >= view.version)) return 'handed-over';
     // A larger offset recorded already (a batch read again) still covers this one.
-    return !state.closing && (state.live === undefined || state.live < view.version);
+    return state.closing ? 'closing' : 'skipped';
+  }
+}
+
+/**
+ * Records that live batches fold the view on `partition` from `first` on (the build's checkpoint
+ * is at `first` or past it), once, and only while no live batch left records at or past `first`
+ * to the build: a later live batch folding without asking would fence those out. False when it
+ * was not recorded for that reason; the batch of `first` may still fold the view.
+ */
+async function recordHandover(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>, partition: number, first: number): Promise<boolean> {
+  try {
+    await client.send(
+      new UpdateCommand({
+        TableName: tableName,
+        Key: viewRegistryKey(view.name),
+        UpdateExpression: 'SET versions.#v.handedOver.#p = :first',
+        ConditionExpression: 'attribute_not_exists(versions.#v.handedOver.#p) AND (attribute_not_exists(versions.#v.skipped.#p) OR versions.#v.skipped.#p <= :first)',
+        ExpressionAttributeNames: { '#v': String(view.version), '#p': String(partition) },
+        ExpressionAttributeValues: { ':first': first },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw storageFailure('recording a handover', view, error);
+    // Recorded already (by this batch read again, or another task), or a skip past `first` stands.
+    return (await readHandover(client, tableName, view)).handedOver[String(partition)] !== undefined;
   }
 }
 
 /**
  * The live side of builds in the background. For a view being built, a live batch of partition
  * p starting at offset f:
- * - folds the view when the build's checkpoint of p is at f or past it (the build folded every
- *   record before the batch; overlap is fenced), and from then on every later batch of p this
- *   task folds in the same group generation;
+ * - folds the view when p was handed over (`versions.<v>.handedOver[p]` on the registry item):
+ *   in any task, after any restart or rebalance, also when the build's checkpoint of p is behind
+ *   f again (live folding ran ahead of it);
+ * - otherwise, when the build's checkpoint of p is at f or past it (the build folded every record
+ *   before the batch; overlap is fenced), records the handover of p at f and folds the view;
  * - otherwise, until the build closes its handover, skips the view, after recording on the
  *   registry that the build must fold up to the batch's end (the build chases that offset);
  * - once the handover is closing, waits (the batch heartbeats meanwhile) for the build's
  *   checkpoint to reach f: every record before f was skipped by a recorded batch or is below the
  *   live group's position, both of which the build reaches before it swaps;
  * - after the swap, folds the view: every record below the live position was folded by the
- *   build, every later one by a live batch that waited for it.
- * Records the build folds deliver no trigger changes.
+ *   build, every later one by a live batch that did not skip it.
+ * A skip and a handover of one partition exclude each other on the registry (conditional
+ * writes): no skip is recorded once p is handed over, and no handover at f once a skip reaches
+ * past f. Records the build folds deliver no trigger changes.
  */
 export class BuildGate {
   private readonly building = new Map<string, View<any, any>>();
-  /** `<view>/<partition>` → the group generation in which this task handed the partition over. */
-  private readonly handedOver = new Map<string, number>();
+  /** `<view>/<partition>` of the partitions known to be handed over (recorded on the registry). */
+  private readonly handedOver = new Set<string>();
 
   constructor(
     private readonly deps: { readonly documentClient: DynamoDBDocumentClient; readonly tableName: string; readonly store: ItemStore; readonly stopping: () => boolean },
@@ -480,7 +533,7 @@ export class BuildGate {
   }
 
   /** The views a live batch of `records` (one partition, offset order) leaves to their builds; waits when a handover is closing. */
-  async skip(topic: string, partition: number, records: readonly SourceRecord[], generation: number): Promise<ReadonlySet<string> | undefined> {
+  async skip(topic: string, partition: number, records: readonly SourceRecord[]): Promise<ReadonlySet<string> | undefined> {
     if (this.building.size === 0 || records.length === 0) return undefined;
     const first = BigInt(records[0]!.offset);
     const next = Number(BigInt(records[records.length - 1]!.offset) + 1n);
@@ -488,16 +541,21 @@ export class BuildGate {
     for (const view of [...this.building.values()]) {
       if (view.source !== topic) continue;
       const key = `${view.name}/${partition}`;
-      if (this.handedOver.get(key) === generation) continue;
+      if (this.handedOver.has(key)) continue;
       if (await this.builtThrough(view, partition, first)) {
-        this.handedOver.set(key, generation);
+        await this.handOver(view, partition, first, key);
         continue;
       }
-      if (await claimSkip(this.deps.documentClient, this.deps.tableName, view, partition, next)) {
+      const claim = await claimSkip(this.deps.documentClient, this.deps.tableName, view, partition, next);
+      if (claim === 'skipped') {
         (skip ??= new Set()).add(view.name);
         continue;
       }
-      await this.waitFor(view, partition, first, key, generation);
+      if (claim === 'handed-over') {
+        this.handedOver.add(key);
+        continue;
+      }
+      await this.waitFor(view, partition, first, key);
     }
     return skip;
   }
@@ -507,16 +565,26 @@ export class BuildGate {
     return checkpoint !== undefined && BigInt(checkpoint) >= first;
   }
 
-  private async waitFor(view: View<any, any>, partition: number, first: bigint, key: string, generation: number): Promise<void> {
+  /** The build folded every record before `first`: this batch folds the view, and the handover of the partition is recorded when it can be. */
+  private async handOver(view: View<any, any>, partition: number, first: bigint, key: string): Promise<void> {
+    // Not recorded (a skip past `first` stands): this batch still folds the view, and the next one asks again.
+    if (await recordHandover(this.deps.documentClient, this.deps.tableName, view, partition, Number(first))) this.handedOver.add(key);
+  }
+
+  private async waitFor(view: View<any, any>, partition: number, first: bigint, key: string): Promise<void> {
     const deadline = Date.now() + HANDOVER_WAIT_MS;
     for (;;) {
       if (await this.builtThrough(view, partition, first)) {
-        this.handedOver.set(key, generation);
+        await this.handOver(view, partition, first, key);
         return;
       }
       const state = await readHandover(this.deps.documentClient, this.deps.tableName, view);
       if (state.live !== undefined && state.live >= view.version) {
         this.swapped(view.name);
+        return;
+      }
+      if (state.handedOver[String(partition)] !== undefined) {
+        this.handedOver.add(key);
         return;
       }
       if (this.deps.stopping() || Date.now() > deadline) {
