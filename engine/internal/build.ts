@@ -25,6 +25,7 @@ import type { Admin, Consumer, Kafka } from 'kafkajs';
 import { viewRegistryKey, viewSegment } from '../../sdk/contract/index.ts';
 import type { App, SourceRecord, View } from '../../sdk/index.ts';
 import type { ChangeSink, DeadLetterSink } from './change-sink.ts';
+import type { TestPausePoint } from './config.ts';
 import { delay } from './concurrency.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import type { ItemStore } from './processor.ts';
@@ -72,6 +73,12 @@ export interface BuildDeps {
    * position and hands over before the swap. Otherwise it runs before the task joins its group.
    */
   readonly background?: boolean;
+  /**
+   * Test-only (`TRIBUTARY_TEST_PAUSE_AT`): called at `before-swap` (the build reached its target)
+   * and `after-swap` (the alias names the version); resolves true when the build stopped there
+   * until the task was asked to stop, false at once elsewhere.
+   */
+  readonly pausePoint?: (point: TestPausePoint) => Promise<boolean>;
 }
 
 const noChanges: ChangeSink = {
@@ -304,7 +311,9 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
     }
   }
   report();
+  if (await deps.pausePoint?.('before-swap')) return false;
   await swap(deps, gone.length > 0 ? Object.fromEntries(gone.map((p) => [String(p), String(low.get(p))])) : undefined);
+  if (await deps.pausePoint?.('after-swap')) return true;
   await deps.admin.deleteGroups([buildGroupId(deps.groupId, segment)]).catch(() => {});
   return true;
 }
