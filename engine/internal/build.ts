@@ -480,27 +480,28 @@ async function claimSkip(client: DynamoDBDocumentClient, tableName: string, view
 }
 
 /**
- * Records that live batches fold the view on `partition` from `first` on (the build's checkpoint
- * is at `first` or past it), once, and only while no live batch left records at or past `first`
- * to the build: a later live batch folding without asking would fence those out. False when it
- * was not recorded for that reason; the batch of `first` may still fold the view.
+ * Records that live batches fold the view on `partition` from `from` on, once. `built` is the
+ * build's checkpoint of the partition as read (at `from` or past it). Recorded only while every
+ * record a live batch left to the build is below `built` (folded already): a later live batch
+ * folding without asking must not fence out a skipped record the build still owes. False when
+ * it was not recorded for that reason.
  */
-async function recordHandover(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>, partition: number, first: number): Promise<boolean> {
+async function recordHandover(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>, partition: number, from: number, built: number): Promise<boolean> {
   try {
     await client.send(
       new UpdateCommand({
         TableName: tableName,
         Key: viewRegistryKey(view.name),
-        UpdateExpression: 'SET versions.#v.handedOver.#p = :first',
-        ConditionExpression: 'attribute_not_exists(versions.#v.handedOver.#p) AND (attribute_not_exists(versions.#v.skipped.#p) OR versions.#v.skipped.#p <= :first)',
+        UpdateExpression: 'SET versions.#v.handedOver.#p = :from',
+        ConditionExpression: 'attribute_not_exists(versions.#v.handedOver.#p) AND (attribute_not_exists(versions.#v.skipped.#p) OR versions.#v.skipped.#p <= :built)',
         ExpressionAttributeNames: { '#v': String(view.version), '#p': String(partition) },
-        ExpressionAttributeValues: { ':first': first },
+        ExpressionAttributeValues: { ':from': from, ':built': built },
       }),
     );
     return true;
   } catch (error) {
     if (!isConditionFailure(error)) throw storageFailure('recording a handover', view, error);
-    // Recorded already (by this batch read again, or another task), or a skip past `first` stands.
+    // Recorded already (by this batch read again, or another task), or a skip the build has not folded yet stands.
     return (await readHandover(client, tableName, view)).handedOver[String(partition)] !== undefined;
   }
 }
@@ -512,7 +513,11 @@ async function recordHandover(client: DynamoDBDocumentClient, tableName: string,
  *   in any task, after any restart or rebalance, also when the build's checkpoint of p is behind
  *   f again (live folding ran ahead of it);
  * - otherwise, when the build's checkpoint of p is at f or past it (the build folded every record
- *   before the batch; overlap is fenced), records the handover of p at f and folds the view;
+ *   before the batch; overlap is fenced), folds the view and records the handover of p at f.
+ *   While a record left to the build by a skip is past the build's checkpoint, the handover is
+ *   not recorded yet: this task then folds every later batch of p of its group generation (its
+ *   folds of p run on from f without a gap) and records the handover once the build has folded
+ *   every skipped record;
  * - otherwise, until the build closes its handover, skips the view, after recording on the
  *   registry that the build must fold up to the batch's end (the build chases that offset);
  * - once the handover is closing, waits (the batch heartbeats meanwhile) for the build's
@@ -520,14 +525,19 @@ async function recordHandover(client: DynamoDBDocumentClient, tableName: string,
  *   live group's position, both of which the build reaches before it swaps;
  * - after the swap, folds the view: every record below the live position was folded by the
  *   build, every later one by a live batch that did not skip it.
- * A skip and a handover of one partition exclude each other on the registry (conditional
- * writes): no skip is recorded once p is handed over, and no handover at f once a skip reaches
- * past f. Records the build folds deliver no trigger changes.
+ * No skip is recorded once p is handed over (a conditional write), so a recorded handover
+ * means: every record of p before it was folded by the build, every skipped one too, and live
+ * batches fold the rest. Records the build folds deliver no trigger changes.
  */
 export class BuildGate {
   private readonly building = new Map<string, View<any, any>>();
-  /** `<view>/<partition>` of the partitions known to be handed over (recorded on the registry). */
+  /** `<view>/<partition>` of the partitions whose handover is recorded on the registry. */
   private readonly handedOver = new Set<string>();
+  /**
+   * `<view>/<partition>` → where and in which group generation this task started folding the
+   * partition without a recorded handover (a skip the build had not folded yet stood).
+   */
+  private readonly folding = new Map<string, { readonly generation: number; readonly from: bigint }>();
 
   constructor(
     private readonly deps: { readonly documentClient: DynamoDBDocumentClient; readonly tableName: string; readonly store: ItemStore; readonly stopping: () => boolean },
@@ -542,7 +552,7 @@ export class BuildGate {
   }
 
   /** The views a live batch of `records` (one partition, offset order) leaves to their builds; waits when a handover is closing. */
-  async skip(topic: string, partition: number, records: readonly SourceRecord[]): Promise<ReadonlySet<string> | undefined> {
+  async skip(topic: string, partition: number, records: readonly SourceRecord[], generation: number): Promise<ReadonlySet<string> | undefined> {
     if (this.building.size === 0 || records.length === 0) return undefined;
     const first = BigInt(records[0]!.offset);
     const next = Number(BigInt(records[records.length - 1]!.offset) + 1n);
@@ -551,8 +561,13 @@ export class BuildGate {
       if (view.source !== topic) continue;
       const key = `${view.name}/${partition}`;
       if (this.handedOver.has(key)) continue;
+      const folding = this.folding.get(key);
+      if (folding?.generation === generation) {
+        await this.handOver(view, partition, folding.from, key, generation);
+        continue;
+      }
       if (await this.builtThrough(view, partition, first)) {
-        await this.handOver(view, partition, first, key);
+        await this.handOver(view, partition, first, key, generation);
         continue;
       }
       const claim = await claimSkip(this.deps.documentClient, this.deps.tableName, view, partition, next);
@@ -564,27 +579,41 @@ export class BuildGate {
         this.handedOver.add(key);
         continue;
       }
-      await this.waitFor(view, partition, first, key);
+      await this.waitFor(view, partition, first, key, generation);
     }
     return skip;
   }
 
-  private async builtThrough(view: View<any, any>, partition: number, first: bigint): Promise<boolean> {
+  private async buildCheckpoint(view: View<any, any>, partition: number): Promise<bigint | undefined> {
     const checkpoint = await this.deps.store.readCheckpoint(buildCheckpointTopic(view.source, viewSegment(view.name, view.version)), partition);
-    return checkpoint !== undefined && BigInt(checkpoint) >= first;
+    return checkpoint !== undefined ? BigInt(checkpoint) : undefined;
   }
 
-  /** The build folded every record before `first`: this batch folds the view, and the handover of the partition is recorded when it can be. */
-  private async handOver(view: View<any, any>, partition: number, first: bigint, key: string): Promise<void> {
-    // Not recorded (a skip past `first` stands): this batch still folds the view, and the next one asks again.
-    if (await recordHandover(this.deps.documentClient, this.deps.tableName, view, partition, Number(first))) this.handedOver.add(key);
+  private async builtThrough(view: View<any, any>, partition: number, first: bigint): Promise<boolean> {
+    const checkpoint = await this.buildCheckpoint(view, partition);
+    return checkpoint !== undefined && checkpoint >= first;
   }
 
-  private async waitFor(view: View<any, any>, partition: number, first: bigint, key: string): Promise<void> {
+  /**
+   * The build folded every record before `from`, and this task folds the partition from there:
+   * records the handover when no skip the build still owes stands, else goes on folding the
+   * partition in this group generation.
+   */
+  private async handOver(view: View<any, any>, partition: number, from: bigint, key: string, generation: number): Promise<void> {
+    const built = (await this.buildCheckpoint(view, partition)) ?? from;
+    if (await recordHandover(this.deps.documentClient, this.deps.tableName, view, partition, Number(from), Number(built))) {
+      this.handedOver.add(key);
+      this.folding.delete(key);
+    } else if (this.folding.get(key)?.generation !== generation) {
+      this.folding.set(key, { generation, from });
+    }
+  }
+
+  private async waitFor(view: View<any, any>, partition: number, first: bigint, key: string, generation: number): Promise<void> {
     const deadline = Date.now() + HANDOVER_WAIT_MS;
     for (;;) {
       if (await this.builtThrough(view, partition, first)) {
-        await this.handOver(view, partition, first, key);
+        await this.handOver(view, partition, first, key, generation);
         return;
       }
       const state = await readHandover(this.deps.documentClient, this.deps.tableName, view);

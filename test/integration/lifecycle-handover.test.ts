@@ -57,29 +57,39 @@ describe('build handover across a restart', () => {
 
     // Partition 1 has not been reached by the build: its batch is left to the build, and recorded.
     const first = gate();
-    expect(await first.skip(TOPIC, 1, records(1, 0, 10))).toEqual(new Set(['watched']));
+    expect(await first.skip(TOPIC, 1, records(1, 0, 10), 1)).toEqual(new Set(['watched']));
     expect((await registry()).versions['2']?.skipped).toEqual({ 1: 10 });
     // The build folded partition 0 up to offset 100: the live batch from 100 folds the view.
     await store.writeCheckpoint(buildTopic, 0, '100');
-    expect(await first.skip(TOPIC, 0, records(0, 100, 10))).toBeUndefined();
+    expect(await first.skip(TOPIC, 0, records(0, 100, 10), 1)).toBeUndefined();
     expect((await registry()).versions['2']?.handedOver).toEqual({ 0: 100 });
 
     // The task dies; live folding went on to offset 150, the build's checkpoint stayed at 100.
     // A new task (or the next owner after a rebalance) keeps folding the view on partition 0 ...
     const restarted = gate();
-    expect(await restarted.skip(TOPIC, 0, records(0, 150, 10))).toBeUndefined();
+    expect(await restarted.skip(TOPIC, 0, records(0, 150, 10), 1)).toBeUndefined();
     // ... and still leaves partition 1 to the build, which has not reached it.
-    expect(await restarted.skip(TOPIC, 1, records(1, 10, 10))).toEqual(new Set(['watched']));
+    expect(await restarted.skip(TOPIC, 1, records(1, 10, 10), 1)).toEqual(new Set(['watched']));
     expect((await registry()).versions['2']?.skipped).toEqual({ 1: 20 });
-    // A stale batch of partition 1 from offset 15 (the old owner's, during a rebalance) finds the
-    // build there: the batch folds the view, but no handover is recorded while the skip up to 20
-    // stands (a later batch folding without asking would fence out records the build still owes) ...
+
+    // The next owner of partition 1 reads it again from offset 15 (the batch that skipped up to
+    // 20 was not committed) and finds the build there: it folds the view, but records no
+    // handover while the build has not folded the skipped records up to 20 (a later batch folding
+    // without asking could fence them out) ...
+    const owner = gate();
     await store.writeCheckpoint(buildTopic, 1, '15');
-    expect(await gate().skip(TOPIC, 1, records(1, 15, 5))).toBeUndefined();
+    expect(await owner.skip(TOPIC, 1, records(1, 15, 5), 2)).toBeUndefined();
     expect((await registry()).versions['2']?.handedOver).toEqual({ 0: 100 });
-    // ... so the next batch from 20 is still left to the build.
-    expect(await restarted.skip(TOPIC, 1, records(1, 20, 5))).toEqual(new Set(['watched']));
-    expect((await registry()).versions['2']?.skipped).toEqual({ 1: 25 });
+    // ... folds its next batch of the partition in the same generation (its folds run on from 15) ...
+    expect(await owner.skip(TOPIC, 1, records(1, 20, 5), 2)).toBeUndefined();
+    expect((await registry()).versions['2']?.handedOver).toEqual({ 0: 100 });
+    // ... and records the handover from 15 once the build has folded past the skip.
+    await store.writeCheckpoint(buildTopic, 1, '21');
+    expect(await owner.skip(TOPIC, 1, records(1, 25, 5), 2)).toBeUndefined();
+    expect((await registry()).versions['2']?.handedOver).toEqual({ 0: 100, 1: 15 });
+    // A task in another generation that never folded partition 1 folds it too now.
+    expect(await gate().skip(TOPIC, 1, records(1, 30, 5), 3)).toBeUndefined();
+    expect((await registry()).versions['2']?.skipped).toEqual({ 1: 20 });
 
     // Once the build closes its handover, a new task does not wait for the build on partition 0.
     await documentClient.send(
@@ -93,10 +103,10 @@ describe('build handover across a restart', () => {
     );
     const closing = gate();
     const waited = await Promise.race([
-      closing.skip(TOPIC, 0, records(0, 160, 10)).then((skip) => ({ skip })),
+      closing.skip(TOPIC, 0, records(0, 160, 10), 4).then((skip) => ({ skip })),
       new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 3_000)),
     ]);
     expect(waited).toEqual({ skip: undefined });
-    expect((await registry()).versions['2']?.handedOver).toEqual({ 0: 100 });
+    expect((await registry()).versions['2']?.handedOver).toEqual({ 0: 100, 1: 15 });
   });
 });
