@@ -18,7 +18,6 @@
  *   handover, each with the reference state of that record, none missing up to the last; a
  *   change sent again after a kill (at least once, invariant 4) is the same change.
  */
-import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLambdaEndpoint, type LambdaEndpoint } from '../../local/index.ts';
 import type { Change } from '../../sdk/index.ts';
@@ -35,30 +34,11 @@ import {
   waitForCheckpoints,
   type EngineProcess,
 } from './fixtures/engine-support.ts';
-import { HASH_MODULUS, type FixtureEvent } from './fixtures/engine-reference-app.ts';
-import { multiplierOf } from './fixtures/lifecycle-app.ts';
-import { murmur2 } from './fixtures/murmur2.ts';
+import { checkLiveChanges, finalStates, segmentItems, totalsRegistry, type Totals } from './fixtures/lifecycle-support.ts';
 
 const PARTITIONS = 3;
 const HISTORY = 3_000;
 const KEYS = 60;
-
-type Totals = { count: number; hash: number };
-
-/** Per key, the state after each of its events (index n - 1 = after n events), folded by hand. */
-function referenceStates(events: readonly FixtureEvent[], version: number): Map<string, Totals[]> {
-  const out = new Map<string, Totals[]>();
-  for (const e of events) {
-    const states = out.get(e.k) ?? [];
-    const s = states[states.length - 1] ?? { count: 0, hash: 0 };
-    states.push({ count: s.count + 1, hash: (s.hash * multiplierOf(version) + e.seq) % HASH_MODULUS });
-    out.set(e.k, states);
-  }
-  return out;
-}
-
-const finalStates = (events: readonly FixtureEvent[], version: number) =>
-  new Map([...referenceStates(events, version)].map(([key, states]) => [key, states[states.length - 1]!]));
 
 describe('view build crash safety during the swap', () => {
   let endpoint: LambdaEndpoint;
@@ -110,28 +90,8 @@ describe('view build crash safety during the swap', () => {
       return engine;
     };
     const output = (engine: EngineProcess) => engine.lines.slice(-20).join('\n');
-    const items = async (segment: string) => {
-      const out = new Map<string, unknown>();
-      let start: Record<string, unknown> | undefined;
-      do {
-        const page = await storage.documentClient.send(
-          new ScanCommand({
-            TableName: storage.tableName,
-            FilterExpression: 'begins_with(pk, :prefix) AND attribute_exists(#version)',
-            ExpressionAttributeNames: { '#version': 'version' },
-            ExpressionAttributeValues: { ':prefix': `v#${segment}#` },
-            ExclusiveStartKey: start,
-            ConsistentRead: true,
-          }),
-        );
-        for (const item of page.Items ?? []) out.set(item.key as string, item.state);
-        start = page.LastEvaluatedKey;
-      } while (start !== undefined);
-      return out;
-    };
-    const registry = async () =>
-      (await storage.documentClient.send(new GetCommand({ TableName: storage.tableName, Key: { pk: '_tributary', sk: 'view#totals' }, ConsistentRead: true })))
-        .Item as { live?: number; swappedAt?: string; versions: Record<string, { closing?: string; handedOver?: Record<string, number> }> } | undefined;
+    const items = (segment: string) => segmentItems(storage, segment);
+    const registry = () => totalsRegistry(storage);
     const pausedAt = (engine: EngineProcess, point: string) =>
       waitFor(() => engine.lines.some((line) => line.includes('"msg":"test_pause"') && line.includes(`"point":"${point}"`)), {
         timeoutMs: 90_000,
@@ -140,7 +100,7 @@ describe('view build crash safety during the swap', () => {
       }).catch((error: Error) => {
         throw new Error(`${error.message}; engine output:\n${output(engine)}`);
       });
-    /** Live folding reaches every record produced so far (the live checkpoints pass today's ends). */
+    /** Live folding reaches every record produced so far (the live checkpoints pass the ends read now). */
     const liveCatchesUp = async (engine: EngineProcess) =>
       waitForCheckpoints(storage, topic, await highWatermarks(kafka, topic), 60_000).catch((error: Error) => {
         throw new Error(`${error.message}; engine output:\n${output(engine)}`);
@@ -211,45 +171,10 @@ describe('view build crash safety during the swap', () => {
       // Version 1 stopped at the history (frozen during the build; removed only a minute after the swap).
       expect(await items('totals')).toEqual(v1Items);
 
-      // The trigger: every change of version 2, delivered before its batch's checkpoint.
-      expect(received.length).toBeGreaterThan(0);
-      expect(received.every((c) => c.viewVersion === 2 && c.idempotencyKey.startsWith('totals@2#'))).toBe(true);
-      const byIdempotencyKey = new Map<string, Change<Totals>>();
-      for (const change of received) {
-        const seen = byIdempotencyKey.get(change.idempotencyKey);
-        // Sent again after a kill: the same change.
-        if (seen !== undefined) expect(change.after).toEqual(seen.after);
-        byIdempotencyKey.set(change.idempotencyKey, change);
-      }
-      // Each record's partition (the producer's murmur2 partitioner) and offset (its rank there:
-      // one producer, in order); the partitions' ends confirm them.
-      const ends = [0, 0, 0];
-      const liveFrom = new Map<string, number>(); // key -> count of its first record at or past its partition's handover
-      const counts = new Map<string, number>();
-      const handedOver = swapped?.versions['2']?.handedOver ?? {};
-      for (const e of events) {
-        const partition = (murmur2(Buffer.from(e.k)) & 0x7fffffff) % PARTITIONS;
-        const offset = ends[partition]!++;
-        counts.set(e.k, (counts.get(e.k) ?? 0) + 1);
-        if (offset >= handedOver[String(partition)]! && !liveFrom.has(e.k)) liveFrom.set(e.k, counts.get(e.k)!);
-      }
-      expect(ends.map(String)).toEqual([...(await highWatermarks(kafka, topic))].sort(([a], [b]) => a - b).map(([, high]) => high));
-      const reference = referenceStates(events, 2);
-      const delivered = new Map<string, Change<Totals>[]>();
-      for (const change of byIdempotencyKey.values()) delivered.set(change.key, [...(delivered.get(change.key) ?? []), change]);
-      // Keys with records past their partition's handover, and only those, got changes.
-      expect([...delivered.keys()].sort()).toEqual([...liveFrom.keys()].sort());
-      for (const [key, changes] of delivered) {
-        const states = reference.get(key)!;
-        const got = changes.map((c) => c.after.count).sort((a, b) => a - b);
-        // Every record folded live after the handover (a batch of an old owner may fold a little
-        // before the recorded offset) up to the key's last record, none missing, each exact.
-        expect(got[0]).toBeLessThanOrEqual(liveFrom.get(key)!);
-        expect(got).toEqual(Array.from({ length: states.length - got[0]! + 1 }, (_, i) => got[0]! + i));
-        for (const change of changes) expect(change.after).toEqual(states[change.after.count - 1]);
-      }
+      // The trigger: every change of version 2 was delivered before its batch's checkpoint.
+      const changes = checkLiveChanges(received, events, swapped?.versions['2']?.handedOver ?? {}, PARTITIONS, await highWatermarks(kafka, topic));
       console.log(
-        `[lifecycle-swap-crash] ${events.length} records (${events.length - HISTORY} during the build), ${byIdempotencyKey.size} changes over ${delivered.size} keys, ${received.length - byIdempotencyKey.size} sent again after a kill`,
+        `[lifecycle-swap-crash] ${events.length} records (${events.length - HISTORY} during the build), ${changes.distinct} changes over ${changes.keys} keys, ${changes.sentAgain} sent again after a kill`,
       );
 
       last.child.kill('SIGTERM');
