@@ -8,7 +8,8 @@
  * `TRIBUTARY_HEALTH_PORT`, `TRIBUTARY_HEALTH_HOST` (default 127.0.0.1; the image sets 0.0.0.0),
  * `TRIBUTARY_LOG_LEVEL`, `TRIBUTARY_GROUP_ID`, `TRIBUTARY_SESSION_TIMEOUT_MS`,
  * `TRIBUTARY_HEARTBEAT_INTERVAL_MS`, `TRIBUTARY_MAX_BYTES_PER_PARTITION`, `TRIBUTARY_CACHE_MAX_ENTRIES`,
- * `TRIBUTARY_CACHE_MAX_BYTES`, `TRIBUTARY_STORAGE_OUTAGE_BUDGET_MS`.
+ * `TRIBUTARY_CACHE_MAX_BYTES`, `TRIBUTARY_STORAGE_OUTAGE_BUDGET_MS`; for tests only,
+ * `TRIBUTARY_TEST_PAUSE_AT` with `TRIBUTARY_TEST_HOOKS=1` (`testPauseFromEnv`).
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -21,6 +22,7 @@ import {
   logLevelFromEnv,
   optionalIntFromEnv,
   tableNameFromEnv,
+  testPauseFromEnv,
 } from './internal/config.ts';
 import { ENV } from '../sdk/contract/index.ts';
 import { EngineError, errorInfo } from './internal/errors.ts';
@@ -78,6 +80,7 @@ async function main(): Promise<number> {
   const functionNames = functionNamesFromEnv(env);
   const healthPort = healthPortFromEnv(env);
   const healthHost = healthHostFromEnv(env);
+  const testHooks = testPauseFromEnv(env);
   const app = await loadApp(env[ENV.appModule]?.trim() || DEFAULT_APP_MODULE);
   assertDeployedApp(app, env);
   const groupId = env[ENV.groupId]?.trim() || undefined;
@@ -108,7 +111,7 @@ async function main(): Promise<number> {
     ...(cacheMaxBytes !== undefined ? { cacheMaxBytes } : {}),
     ...(storageOutageBudgetMs !== undefined ? { storageOutageBudgetMs } : {}),
     ...(acceptDefinitionChanges.length > 0 ? { acceptDefinitionChanges } : {}),
-  });
+  }, testHooks);
   try {
     await engine.ready;
     await engine.done;

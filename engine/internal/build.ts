@@ -28,6 +28,7 @@ import type { Admin, Consumer, Kafka } from 'kafkajs';
 import { viewRegistryKey, viewSegment } from '../../sdk/contract/index.ts';
 import type { App, SourceRecord, View } from '../../sdk/index.ts';
 import type { ChangeSink, DeadLetterSink } from './change-sink.ts';
+import type { TestPausePoint } from './config.ts';
 import { delay } from './concurrency.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import type { ItemStore } from './processor.ts';
@@ -76,6 +77,12 @@ export interface BuildDeps {
    * position and hands over before the swap. Otherwise it runs before the task joins its group.
    */
   readonly background?: boolean;
+  /**
+   * Test-only (`TRIBUTARY_TEST_PAUSE_AT`): called at `before-swap` (the build reached its target)
+   * and `after-swap` (the alias names the version); resolves true when the build stopped there
+   * until the task was asked to stop, false at once elsewhere.
+   */
+  readonly pausePoint?: (point: TestPausePoint) => Promise<boolean>;
 }
 
 /** The change sink of a build: a build delivers no trigger changes (see the module header). */
@@ -305,7 +312,9 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
   }
   report();
   const finals = view.window?.emit === 'final' ? await buildFinalsFrom(deps, partitions, segment) : undefined;
+  if (await deps.pausePoint?.('before-swap')) return false;
   await swap(deps, gone.length > 0 ? Object.fromEntries(gone.map((p) => [String(p), String(low.get(p))])) : undefined, finals);
+  if (await deps.pausePoint?.('after-swap')) return true;
   await deps.admin.deleteGroups([buildGroupId(deps.groupId, segment)]).catch(() => {});
   return true;
 }
@@ -397,6 +406,12 @@ interface Handover {
   readonly skipped: Readonly<Record<string, number>>;
   /** Set once the build is near the live position: no live batch skips the view after it. */
   readonly closing: boolean;
+  /**
+   * Per partition, the first offset of the live batch that handed it over: the build had folded
+   * every record before it, and live batches fold the view from it on, in every task and group
+   * generation (no live batch skips the partition after it).
+   */
+  readonly handedOver: Readonly<Record<string, number>>;
   /** The live version (the alias). */
   readonly live: number | undefined;
 }
@@ -414,8 +429,15 @@ const isConditionFailure = (error: unknown) => (error as { name?: string }).name
 async function readHandover(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>): Promise<Handover> {
   try {
     const { Item } = await client.send(new GetCommand({ TableName: tableName, Key: viewRegistryKey(view.name), ConsistentRead: true }));
-    const version = (Item?.versions as Record<string, { skipped?: Record<string, number>; closing?: string }> | undefined)?.[String(view.version)];
-    return { skipped: version?.skipped ?? {}, closing: version?.closing !== undefined, live: typeof Item?.live === 'number' ? Item.live : undefined };
+    const version = (Item?.versions as Record<string, { skipped?: Record<string, number>; closing?: string; handedOver?: Record<string, number> }> | undefined)?.[
+      String(view.version)
+    ];
+    return {
+      skipped: version?.skipped ?? {},
+      closing: version?.closing !== undefined,
+      handedOver: version?.handedOver ?? {},
+      live: typeof Item?.live === 'number' ? Item.live : undefined,
+    };
   } catch (error) {
     throw storageFailure('reading the build state', view, error);
   }
@@ -437,8 +459,9 @@ export async function readFinalsFrom(client: DynamoDBDocumentClient, tableName: 
 }
 
 /**
- * Makes the registry ready for a build in the background: an empty map of skipped offsets on
- * the version's entry (recorded by the start-up check). Called before the task joins its group.
+ * Makes the registry ready for a build in the background: empty maps of skipped offsets and of
+ * handed-over partitions on the version's entry (recorded by the start-up check). Called before
+ * the task joins its group.
  */
 export async function prepareBackgroundBuild(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>): Promise<void> {
   try {
@@ -446,7 +469,7 @@ export async function prepareBackgroundBuild(client: DynamoDBDocumentClient, tab
       new UpdateCommand({
         TableName: tableName,
         Key: viewRegistryKey(view.name),
-        UpdateExpression: 'SET versions.#v.skipped = if_not_exists(versions.#v.skipped, :empty)',
+        UpdateExpression: 'SET versions.#v.skipped = if_not_exists(versions.#v.skipped, :empty), versions.#v.handedOver = if_not_exists(versions.#v.handedOver, :empty)',
         ConditionExpression: 'attribute_exists(versions.#v)',
         ExpressionAttributeNames: { '#v': String(view.version) },
         ExpressionAttributeValues: { ':empty': {} },
@@ -473,47 +496,96 @@ async function closeHandover(client: DynamoDBDocumentClient, tableName: string, 
   }
 }
 
-/** Records that live batches skip the view below `next` on `partition`; false once the handover is closing. */
-async function claimSkip(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>, partition: number, next: number): Promise<boolean> {
+/**
+ * What a live batch may do with a view being built, as the registry decided: leave it to the
+ * build (`skipped`), fold it (`handed-over`: the partition was handed over, or the view swapped),
+ * or wait for the build (`closing`).
+ */
+type SkipClaim = 'skipped' | 'handed-over' | 'closing';
+
+/** Records that live batches skip the view below `next` on `partition`, unless the partition was handed over or the handover is closing. */
+async function claimSkip(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>, partition: number, next: number): Promise<SkipClaim> {
   try {
     await client.send(
       new UpdateCommand({
         TableName: tableName,
         Key: viewRegistryKey(view.name),
         UpdateExpression: 'SET versions.#v.skipped.#p = :next',
-        ConditionExpression: 'attribute_not_exists(versions.#v.closing) AND (attribute_not_exists(live) OR live < :version) AND (attribute_not_exists(versions.#v.skipped.#p) OR versions.#v.skipped.#p < :next)',
+        ConditionExpression:
+          'attribute_not_exists(versions.#v.closing) AND attribute_not_exists(versions.#v.handedOver.#p) AND (attribute_not_exists(live) OR live < :version) AND (attribute_not_exists(versions.#v.skipped.#p) OR versions.#v.skipped.#p < :next)',
         ExpressionAttributeNames: { '#v': String(view.version), '#p': String(partition) },
         ExpressionAttributeValues: { ':next': next, ':version': view.version },
       }),
     );
-    return true;
+    return 'skipped';
   } catch (error) {
     if (!isConditionFailure(error)) throw storageFailure('recording a skipped batch', view, error);
     const state = await readHandover(client, tableName, view);
+    if (state.handedOver[String(partition)] !== undefined || (state.live !== undefined && state.live >= view.version)) return 'handed-over';
     // A larger offset recorded already (a batch read again) still covers this one.
-    return !state.closing && (state.live === undefined || state.live < view.version);
+    return state.closing ? 'closing' : 'skipped';
+  }
+}
+
+/**
+ * Records that live batches fold the view on `partition` from `from` on, once. `built` is the
+ * build's checkpoint of the partition as read (at `from` or past it). Recorded only while every
+ * record a live batch left to the build is below `built` (folded already): a later live batch
+ * folding without asking must not fence out a skipped record the build still owes. False when
+ * it was not recorded for that reason.
+ */
+async function recordHandover(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>, partition: number, from: number, built: number): Promise<boolean> {
+  try {
+    await client.send(
+      new UpdateCommand({
+        TableName: tableName,
+        Key: viewRegistryKey(view.name),
+        UpdateExpression: 'SET versions.#v.handedOver.#p = :from',
+        ConditionExpression: 'attribute_not_exists(versions.#v.handedOver.#p) AND (attribute_not_exists(versions.#v.skipped.#p) OR versions.#v.skipped.#p <= :built)',
+        ExpressionAttributeNames: { '#v': String(view.version), '#p': String(partition) },
+        ExpressionAttributeValues: { ':from': from, ':built': built },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw storageFailure('recording a handover', view, error);
+    // Recorded already (by this batch read again, or another task), or a skip the build has not folded yet stands.
+    return (await readHandover(client, tableName, view)).handedOver[String(partition)] !== undefined;
   }
 }
 
 /**
  * The live side of builds in the background. For a view being built, a live batch of partition
  * p starting at offset f:
- * - folds the view when the build's checkpoint of p is at f or past it (the build folded every
- *   record before the batch; overlap is fenced), and from then on every later batch of p this
- *   task folds in the same group generation;
+ * - folds the view when p was handed over (`versions.<v>.handedOver[p]` on the registry item):
+ *   in any task, after any restart or rebalance, also when the build's checkpoint of p is behind
+ *   f again (live folding ran ahead of it);
+ * - otherwise, when the build's checkpoint of p is at f or past it (the build folded every record
+ *   before the batch; overlap is fenced), folds the view and records the handover of p at f.
+ *   While a record left to the build by a skip is past the build's checkpoint, the handover is
+ *   not recorded yet: this task then folds every later batch of p of its group generation (its
+ *   folds of p run on from f without a gap) and records the handover once the build has folded
+ *   every skipped record;
  * - otherwise, until the build closes its handover, skips the view, after recording on the
  *   registry that the build must fold up to the batch's end (the build chases that offset);
  * - once the handover is closing, waits (the batch heartbeats meanwhile) for the build's
  *   checkpoint to reach f: every record before f was skipped by a recorded batch or is below the
  *   live group's position, both of which the build reaches before it swaps;
  * - after the swap, folds the view: every record below the live position was folded by the
- *   build, every later one by a live batch that waited for it.
- * Records the build folds deliver no trigger changes.
+ *   build, every later one by a live batch that did not skip it.
+ * No skip is recorded once p is handed over (a conditional write), so a recorded handover
+ * means: every record of p before it was folded by the build, every skipped one too, and live
+ * batches fold the rest. Records the build folds deliver no trigger changes.
  */
 export class BuildGate {
   private readonly building = new Map<string, View<any, any>>();
-  /** `<view>/<partition>` → the group generation in which this task handed the partition over. */
-  private readonly handedOver = new Map<string, number>();
+  /** `<view>/<partition>` of the partitions whose handover is recorded on the registry. */
+  private readonly handedOver = new Set<string>();
+  /**
+   * `<view>/<partition>` → where and in which group generation this task started folding the
+   * partition without a recorded handover (a skip the build had not folded yet stood).
+   */
+  private readonly folding = new Map<string, { readonly generation: number; readonly from: bigint }>();
 
   constructor(
     private readonly deps: {
@@ -552,13 +624,23 @@ export class BuildGate {
     for (const view of [...this.building.values()]) {
       if (view.source !== topic) continue;
       const key = `${view.name}/${partition}`;
-      if (this.handedOver.get(key) === generation) continue;
-      if (await this.builtThrough(view, partition, first)) {
-        this.handedOver.set(key, generation);
+      if (this.handedOver.has(key)) continue;
+      const folding = this.folding.get(key);
+      if (folding?.generation === generation) {
+        await this.handOver(view, partition, folding.from, key, generation);
         continue;
       }
-      if (await claimSkip(this.deps.documentClient, this.deps.tableName, view, partition, next)) {
+      if (await this.builtThrough(view, partition, first)) {
+        await this.handOver(view, partition, first, key, generation);
+        continue;
+      }
+      const claim = await claimSkip(this.deps.documentClient, this.deps.tableName, view, partition, next);
+      if (claim === 'skipped') {
         (skip ??= new Set()).add(view.name);
+        continue;
+      }
+      if (claim === 'handed-over') {
+        this.handedOver.add(key);
         continue;
       }
       await this.waitFor(view, partition, first, key, generation);
@@ -566,25 +648,49 @@ export class BuildGate {
     return skip;
   }
 
-  private async builtThrough(view: View<any, any>, partition: number, first: bigint): Promise<boolean> {
+  private async buildCheckpoint(view: View<any, any>, partition: number): Promise<bigint | undefined> {
     const checkpoint = await this.deps.store.readCheckpoint(buildCheckpointTopic(view.source, viewSegment(view.name, view.version)), partition);
-    if (checkpoint === undefined || BigInt(checkpoint) < first) return false;
+    return checkpoint !== undefined ? BigInt(checkpoint) : undefined;
+  }
+
+  private async builtThrough(view: View<any, any>, partition: number, first: bigint): Promise<boolean> {
+    const checkpoint = await this.buildCheckpoint(view, partition);
+    if (checkpoint === undefined || checkpoint < first) return false;
     // A windowed view also needs the build past every record the live side decided (a batch
     // read again after a crash starts below them): its stream time is taken from there.
     if (view.window === undefined || this.deps.nextUndecided === undefined) return true;
-    return BigInt(checkpoint) >= (await this.deps.nextUndecided(view.source, partition));
+    return checkpoint >= (await this.deps.nextUndecided(view.source, partition));
+  }
+
+  /**
+   * The build folded every record before `from`, and this task folds the partition from there:
+   * records the handover when no skip the build still owes stands, else goes on folding the
+   * partition in this group generation.
+   */
+  private async handOver(view: View<any, any>, partition: number, from: bigint, key: string, generation: number): Promise<void> {
+    const built = (await this.buildCheckpoint(view, partition)) ?? from;
+    if (await recordHandover(this.deps.documentClient, this.deps.tableName, view, partition, Number(from), Number(built))) {
+      this.handedOver.add(key);
+      this.folding.delete(key);
+    } else if (this.folding.get(key)?.generation !== generation) {
+      this.folding.set(key, { generation, from });
+    }
   }
 
   private async waitFor(view: View<any, any>, partition: number, first: bigint, key: string, generation: number): Promise<void> {
     const deadline = Date.now() + HANDOVER_WAIT_MS;
     for (;;) {
       if (await this.builtThrough(view, partition, first)) {
-        this.handedOver.set(key, generation);
+        await this.handOver(view, partition, first, key, generation);
         return;
       }
       const state = await readHandover(this.deps.documentClient, this.deps.tableName, view);
       if (state.live !== undefined && state.live >= view.version) {
         this.swapped(view.name);
+        return;
+      }
+      if (state.handedOver[String(partition)] !== undefined) {
+        this.handedOver.add(key);
         return;
       }
       if (this.deps.stopping() || Date.now() > deadline) {

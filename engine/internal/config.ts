@@ -471,3 +471,56 @@ export function optionalIntFromEnv(env: Env, name: string): number | undefined {
   }
   return value;
 }
+
+/** Where a test can make the engine stop and wait (test-only, see {@link testPauseFromEnv}). */
+export type TestPausePoint = 'before-swap' | 'after-swap';
+
+/** Every {@link TestPausePoint}, in the order a build reaches them. */
+export const TEST_PAUSE_POINTS: readonly TestPausePoint[] = ['before-swap', 'after-swap'];
+
+/**
+ * Test-only hooks of an engine task, passed by engine/main.ts from the environment (never an
+ * {@link EngineOptions} field: production code has no way to set them by accident).
+ */
+export interface EngineTestHooks {
+  /**
+   * The build stops at this point, logs `test_pause` (with `point`, `view`, `version`) and waits
+   * until the task is asked to stop, so a test can SIGKILL it there:
+   * - `before-swap`: the build reached its target, before the alias write;
+   * - `after-swap`: right after the alias write, before the build's group is deleted and the
+   *   replaced version's removal is scheduled.
+   * @default undefined (no pause)
+   */
+  readonly pauseAt?: TestPausePoint;
+}
+
+/**
+ * Reads the test-only `TRIBUTARY_TEST_PAUSE_AT` (`before-swap` | `after-swap`). It counts only
+ * with `TRIBUTARY_TEST_HOOKS=1` beside it; set without it, or to an unknown point, the start
+ * fails with `INVALID_CONFIG`, so a stray variable never parks a production build.
+ *
+ * @example
+ * testPauseFromEnv({ TRIBUTARY_TEST_HOOKS: '1', TRIBUTARY_TEST_PAUSE_AT: 'before-swap' }); // { pauseAt: 'before-swap' }
+ */
+export function testPauseFromEnv(env: Env): EngineTestHooks {
+  const raw = env[TEST_PAUSE_AT_ENV]?.trim() ?? '';
+  if (raw === '') return {};
+  if (env[TEST_HOOKS_ENV]?.trim() !== '1') {
+    throw new EngineError(
+      'INVALID_CONFIG',
+      `${TEST_PAUSE_AT_ENV}=${preview(raw)} is a test-only hook (the engine would stop at that point of a view build and wait forever); it counts only with ${TEST_HOOKS_ENV}=1. Unset ${TEST_PAUSE_AT_ENV} outside tests`,
+      { context: { variable: TEST_PAUSE_AT_ENV } },
+    );
+  }
+  if (!TEST_PAUSE_POINTS.includes(raw as TestPausePoint)) {
+    throw new EngineError('INVALID_CONFIG', `${TEST_PAUSE_AT_ENV} must be one of ${TEST_PAUSE_POINTS.join(', ')}, received ${preview(raw)}`, {
+      context: { variable: TEST_PAUSE_AT_ENV },
+    });
+  }
+  return { pauseAt: raw as TestPausePoint };
+}
+
+/** The test-only pause point of a view build (see {@link testPauseFromEnv}). */
+const TEST_PAUSE_AT_ENV = 'TRIBUTARY_TEST_PAUSE_AT';
+/** Must be `1` for any test-only hook to count. */
+const TEST_HOOKS_ENV = 'TRIBUTARY_TEST_HOOKS';

@@ -26,6 +26,8 @@ import {
   kafkaConfigFromEnv,
   type EngineConfig,
   type EngineOptions,
+  type EngineTestHooks,
+  type TestPausePoint,
 } from './config.ts';
 import { DEFAULT_DEAD_LETTER_MAX_BYTES, encodeDeadLetter, groupDeadLetters, type DeadLetter } from './dead-letter.ts';
 import { DynamoItemStore } from './dynamodb-store.ts';
@@ -125,7 +127,8 @@ function kafkaLogCreator(log: Logger) {
 
 /**
  * Starts an engine task for an app: joins the app's consumer group and folds its source
- * topics into the views table.
+ * topics into the views table. `testHooks` are for tests only (engine/main.ts passes them from
+ * `TRIBUTARY_TEST_PAUSE_AT`, see `testPauseFromEnv`); an app never passes them.
  *
  * @example
  * const engine = startEngine({ app, tableName: 'gym-views', kafka: { brokers: ['127.0.0.1:9092'] } });
@@ -133,11 +136,11 @@ function kafkaLogCreator(log: Logger) {
  * // ... later
  * await engine.stop();
  */
-export function startEngine(options: EngineOptions): Engine {
+export function startEngine(options: EngineOptions, testHooks: EngineTestHooks = {}): Engine {
   const config = compileConfig(options);
   const sink = options.logSink ?? ((line: string) => process.stdout.write(`${line}\n`));
   const log = createLogger(config.logLevel, sink, { app: config.app.name });
-  const runtime = new EngineRuntime(config, options, log);
+  const runtime = new EngineRuntime(config, options, log, testHooks);
   return runtime.start();
 }
 
@@ -238,6 +241,7 @@ class EngineRuntime {
     private readonly config: EngineConfig,
     private readonly options: EngineOptions,
     private readonly log: Logger,
+    private readonly testHooks: EngineTestHooks,
   ) {
     this.app = config.app;
     this.retryPolicy = {
@@ -589,6 +593,7 @@ class EngineRuntime {
         log.raw(emfViewLine(app.name, view.name, { [METRIC.buildRecordsRemaining]: progress.total - progress.done }));
       },
       background: inBackground,
+      ...(this.testHooks.pauseAt !== undefined ? { pausePoint: this.testPause(this.testHooks.pauseAt, view) } : {}),
     });
     const build = async (check: DefinitionCheck, admin: Admin, inBackground: boolean): Promise<boolean> => {
       const view = viewOf(check);
@@ -646,6 +651,19 @@ class EngineRuntime {
       }
     })().catch((error: unknown) => this.fail(error));
     return true;
+  }
+
+  /**
+   * The test-only pause of a build at `pauseAt` (`TRIBUTARY_TEST_PAUSE_AT`): logs `test_pause` and
+   * waits until the task is asked to stop; true once it was.
+   */
+  private testPause(pauseAt: TestPausePoint, view: App['views'][number]): (point: TestPausePoint) => Promise<boolean> {
+    return async (point) => {
+      if (point !== pauseAt) return false;
+      this.log.warn('test_pause', { point, view: view.name, version: view.version });
+      await this.stopRequested;
+      return true;
+    };
   }
 
   /** Checks the brokers answer and the source topics exist; creates the dead-letter topic when it is missing. */

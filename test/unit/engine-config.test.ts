@@ -9,6 +9,7 @@ import {
   logLevelFromEnv,
   tableNameFromEnv,
 } from '../../engine/index.ts';
+import { testPauseFromEnv } from '../../engine/internal/config.ts';
 import { KeyedMutex, mapLimit } from '../../engine/internal/concurrency.ts';
 import { createLogger, emfLine } from '../../engine/internal/log.ts';
 import { defineApp, defineTrigger, defineView } from '../../sdk/index.ts';
@@ -79,6 +80,22 @@ describe('environment helpers', () => {
     expect(healthHostFromEnv({ TRIBUTARY_HEALTH_HOST: '::1' })).toBe('::1');
     expect(healthHostFromEnv({ TRIBUTARY_HEALTH_HOST: 'localhost' })).toBe('localhost');
     expect(logLevelFromEnv({ TRIBUTARY_LOG_LEVEL: 'DEBUG' })).toBe('debug');
+  });
+
+  it('take the test-only pause point only with TRIBUTARY_TEST_HOOKS=1, and only a known one', () => {
+    expect(testPauseFromEnv({})).toEqual({});
+    expect(testPauseFromEnv({ TRIBUTARY_TEST_HOOKS: '1' })).toEqual({});
+    expect(testPauseFromEnv({ TRIBUTARY_TEST_HOOKS: '1', TRIBUTARY_TEST_PAUSE_AT: 'before-swap' })).toEqual({ pauseAt: 'before-swap' });
+    expect(testPauseFromEnv({ TRIBUTARY_TEST_HOOKS: '1', TRIBUTARY_TEST_PAUSE_AT: ' after-swap ' })).toEqual({ pauseAt: 'after-swap' });
+    // Set by accident (no TRIBUTARY_TEST_HOOKS=1): a startup error, never a parked build.
+    for (const hooks of [undefined, '0', 'true']) {
+      expect(() => testPauseFromEnv({ TRIBUTARY_TEST_PAUSE_AT: 'before-swap', ...(hooks !== undefined ? { TRIBUTARY_TEST_HOOKS: hooks } : {}) })).toThrowError(
+        expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringMatching(/test-only.*TRIBUTARY_TEST_HOOKS=1/) }),
+      );
+    }
+    expect(() => testPauseFromEnv({ TRIBUTARY_TEST_HOOKS: '1', TRIBUTARY_TEST_PAUSE_AT: 'mid-swap' })).toThrowError(
+      expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringMatching(/before-swap, after-swap, received "mid-swap"/) }),
+    );
   });
 });
 
