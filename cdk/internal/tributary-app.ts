@@ -12,7 +12,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { ENV, IDEMPOTENCY_PK, METRIC, METRICS_NAMESPACE, TABLE_INDEXES, TABLE_KEY_SCHEMA, TABLE_TTL_ATTRIBUTE } from '../../sdk/contract/index.ts';
+import { ENV, IDEMPOTENCY_PK, buildGroupIds, METRIC, METRICS_NAMESPACE, TABLE_INDEXES, TABLE_KEY_SCHEMA, TABLE_TTL_ATTRIBUTE } from '../../sdk/contract/index.ts';
 import { DeploymentError } from './errors.ts';
 import { findHandlers } from './handlers.ts';
 import { LiveApi } from './live.ts';
@@ -377,6 +377,13 @@ export class TributaryApp extends Construct {
       sid: 'KafkaConsumerGroup',
       actions: ['kafka-cluster:AlterGroup', 'kafka-cluster:DescribeGroup'],
       resources: [sibling('group', config.consumerGroup)],
+    }));
+    // Builds of the code's view versions (a view added or bumped) run under groups of their
+    // own, which the engine deletes once a build has swapped.
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'KafkaBuildGroups',
+      actions: ['kafka-cluster:AlterGroup', 'kafka-cluster:DescribeGroup', 'kafka-cluster:DeleteGroup'],
+      resources: buildGroupIds(config.consumerGroup, config.app).map((group) => sibling('group', group)),
     }));
   }
 

@@ -25,7 +25,7 @@
  */
 import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
-import { viewRegistryKey, viewSegment } from '../../sdk/contract/index.ts';
+import { buildGroupId, viewRegistryKey, viewSegment } from '../../sdk/contract/index.ts';
 import type { App, SourceRecord, View } from '../../sdk/index.ts';
 import type { ChangeSink, DeadLetterSink } from './change-sink.ts';
 import type { TestPausePoint } from './config.ts';
@@ -91,11 +91,6 @@ export const noChanges: ChangeSink = {
     throw new TypeError('a build delivers no trigger changes');
   },
 };
-
-/** Consumer group of a view version's build. */
-export function buildGroupId(groupId: string, segment: string): string {
-  return `${groupId}.build.${segment}`;
-}
 
 /**
  * Per partition, the live group's position: the largest of its committed offset, its checkpoint

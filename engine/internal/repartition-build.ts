@@ -28,19 +28,14 @@
  */
 import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Consumer } from 'kafkajs';
-import { viewRegistryKey, viewSegment } from '../../sdk/contract/index.ts';
+import { buildGroupId, repartitionFoldGroupId, viewRegistryKey, viewSegment } from '../../sdk/contract/index.ts';
 import type { App, SourceRecord, View } from '../../sdk/index.ts';
 import { repartitionTopic } from '../../sdk/index.ts';
-import { buildGroupId, checkpointsUnder, historyGone, liveTargets, noChanges, swap, type BuildDeps } from './build.ts';
+import { checkpointsUnder, historyGone, liveTargets, noChanges, swap, type BuildDeps } from './build.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import { BatchProcessor, buildCheckpointTopic } from './processor.ts';
 import { createRepartitionProducer } from './repartition.ts';
 import { StateCache } from './state-cache.ts';
-
-/** Consumer group of a repartitioned view version's fold leg (its forward leg uses `buildGroupId`). */
-export function repartitionFoldGroupId(groupId: string, segment: string): string {
-  return `${buildGroupId(groupId, segment)}.repartition`;
-}
 
 /** What a repartitioned view's registry item says about a version's build. */
 interface RepartitionBuildState {

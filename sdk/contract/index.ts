@@ -50,6 +50,9 @@ export type {
   ViewsTable,
 } from '../internal/storage.ts';
 export { IDEMPOTENCY_PK } from '../internal/idempotency.ts';
+
+// Consumer groups of view builds (the engine names them; the CDK app grants them)
+export { buildGroupId, buildGroupIds, repartitionFoldGroupId } from '../internal/consumer-groups.ts';
 export { HIGH_WATER_MARK_SK_PREFIX } from '../internal/high-water-mark.ts';
 
 // Live subscriptions: function names, routes, the fan-out trigger's name, the `live#` rows

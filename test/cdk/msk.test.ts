@@ -1,7 +1,7 @@
 /**
  * The CDK app's stack (`TributaryStack`, configured by `-c tributary:*` context as cdk.json and
  * `npx cdk deploy -c` do) with an existing MSK cluster (IAM auth) in an imported VPC: the Kafka
- * permissions are scoped to the cluster, the app's topics and its consumer group, and nothing is
+ * permissions are scoped to the cluster, the app's topics, its consumer group and its view builds' groups, and nothing is
  * looked up. One synth, asset bundling skipped (tributary-app.test.ts covers bundling).
  */
 import * as cdk from 'aws-cdk-lib';
@@ -68,9 +68,14 @@ describe('MSK with IAM auth', () => {
       `${BASE}:topic/${CLUSTER_PATH}/fixture-members`,
     ]);
     expect(byAction('kafka-cluster:WriteData')).toEqual([`${BASE}:topic/${CLUSTER_PATH}/fixture.dead-letter`]);
-    expect(byAction('kafka-cluster:AlterGroup')).toEqual([`${BASE}:group/${CLUSTER_PATH}/fixture`]);
-    // The engine neither creates, deletes nor reconfigures anything in the cluster.
-    expect(actionsOf(kafka).filter((a) => /Create|Delete|Alter(?!Group)|Transactional/.test(a))).toEqual([]);
+    // Its own group, and the groups of the builds of the app's two views (version 1 each).
+    const buildGroups = [`${BASE}:group/${CLUSTER_PATH}/fixture.build.attendance`, `${BASE}:group/${CLUSTER_PATH}/fixture.build.members`];
+    expect(byAction('kafka-cluster:AlterGroup').sort()).toEqual([`${BASE}:group/${CLUSTER_PATH}/fixture`, ...buildGroups]);
+    expect(byAction('kafka-cluster:DescribeGroup').sort()).toEqual([`${BASE}:group/${CLUSTER_PATH}/fixture`, ...buildGroups]);
+    // It deletes a build's group once the build swapped, and nothing else.
+    expect(byAction('kafka-cluster:DeleteGroup').sort()).toEqual(buildGroups);
+    // The engine neither creates, deletes nor reconfigures anything else in the cluster.
+    expect(actionsOf(kafka).filter((a) => a !== 'kafka-cluster:DeleteGroup' && /Create|Delete|Alter(?!Group)|Transactional/.test(a))).toEqual([]);
   });
 
   it('has no wildcard action or resource beyond the documented exceptions', () => {
