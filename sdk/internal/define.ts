@@ -405,6 +405,19 @@ export interface TableViewOptions<R, S> {
   readonly name: string;
   /** The table to aggregate (in the app's views too). */
   readonly source: Table<R>;
+  /**
+   * The version of this definition, as for a view over a topic: a new aggregation, or a higher
+   * version, is built from the whole history of the table's rows (its source topic) before the
+   * engine joins its group, and then swapped in (README, "Changing views").
+   * @default 1
+   */
+  readonly version?: number;
+  /**
+   * What a build folds of the table's source topic: `'all'` (from its first record) or
+   * `'retained'` (what the topic still has), as for a view over a topic.
+   * @default 'all'
+   */
+  readonly backfill?: ViewBackfill;
   /** The group of a row. Returning nothing for a row leaves it out of every group (poison). */
   readonly key: (row: R) => ViewKey | undefined | null;
   /** Rows for which this returns false belong to no group. @default every row counts */
