@@ -606,7 +606,8 @@ export class BuildGate {
  * Whether a view's build can run beside live folding ({@link BuildGate}). Not yet for a windowed
  * view (its stream time would have to pass from the build to live folding at the handover), a
  * table aggregation or a table other views look up or aggregate (their events and rows come
- * from other views' batches), nor a repartitioned one: those build before the task joins its group.
+ * from other views' batches; an aggregation's build relies on the table's rows standing still,
+ * see the module header), nor a repartitioned one: those build before the task joins its group.
  */
 export function buildsInBackground(app: App, view: View<any, any>): boolean {
   if (view.window !== undefined || view.over !== undefined || view.repartition === true) return false;
