@@ -185,10 +185,13 @@ function historyGone(view: View<any, any>, partitions: readonly number[], low: R
   const gone = partitions.filter((p) => low.get(p)! > 0n && targets.get(p)! > 0n);
   if (gone.length > 0 && view.backfill !== 'retained') {
     const where = gone.map((p) => `${topic}/${p} starts at offset ${low.get(p)}`).join(', ');
+    const fix =
+      view.over !== undefined
+        ? `A table aggregation builds only from the whole history (a row missing from it would later be subtracted without having been added): keep the table's topic whole (compaction keeps it so, retention and deleted records do not) and deploy the aggregation again`
+        : `Give the view backfill: 'retained' to build from the retained history (the registry records from which offsets), or raise the topic's retention before the next rebuild`;
     throw new EngineError(
       'BUILD_HISTORY_INCOMPLETE',
-      `view "${view.name}" version ${view.version} needs a build from the start of topic "${topic}", but its early records are no longer in Kafka (${where}; retention or deleted records): a build from what is left would not be exact. ` +
-        `Give the view backfill: 'retained' to build from the retained history (the registry records from which offsets), or raise the topic's retention before the next rebuild`,
+      `view "${view.name}" version ${view.version} needs a build from the start of topic "${topic}", but its early records are no longer in Kafka (${where}; retention or deleted records): a build from what is left would not be exact. ${fix}`,
       { context: { view: view.name, topic, earliest: Object.fromEntries(gone.map((p) => [p, String(low.get(p))])) } },
     );
   }

@@ -456,7 +456,6 @@ function defineTableView<R, S>(options: TableViewOptions<R, S>): View<RowChange<
     name,
     source: table.source,
     ...(options.version !== undefined ? { version: options.version } : {}),
-    ...(options.backfill !== undefined ? { backfill: options.backfill } : {}),
     key: (change) => options.key((change.new ?? change.old)!),
     ...(options.filter !== undefined ? { filter: (change: RowChange<R>) => options.filter!((change.new ?? change.old)!) } : {}),
     initial,

@@ -408,16 +408,12 @@ export interface TableViewOptions<R, S> {
   /**
    * The version of this definition, as for a view over a topic: a new aggregation, or a higher
    * version, is built from the whole history of the table's rows (its source topic) before the
-   * engine joins its group, and then swapped in (README, "Changing views").
+   * engine joins its group, and then swapped in (README, "View lifecycle"). There is no
+   * `backfill: 'retained'`: a build from part of the rows' history would later subtract rows it
+   * never added, so it needs the whole topic (a compacted one is whole).
    * @default 1
    */
   readonly version?: number;
-  /**
-   * What a build folds of the table's source topic: `'all'` (from its first record) or
-   * `'retained'` (what the topic still has), as for a view over a topic.
-   * @default 'all'
-   */
-  readonly backfill?: ViewBackfill;
   /** The group of a row. Returning nothing for a row leaves it out of every group (poison). */
   readonly key: (row: R) => ViewKey | undefined | null;
   /** Rows for which this returns false belong to no group. @default every row counts */
