@@ -351,6 +351,17 @@ export interface View<E = unknown, S = unknown> {
    * the topic directly.
    */
   readonly over?: Table<any>;
+  /**
+   * Set on a view that aggregates a table: the functions it was defined with
+   * ({@link TableViewOptions}), which its compiled `key`, `filter` and `reduce` call. The
+   * engine's definition fingerprint covers them (a changed `subtract` is a changed definition).
+   */
+  readonly aggregate?: {
+    readonly key: (row: any) => unknown;
+    readonly filter?: (row: any) => boolean;
+    readonly reduce: (state: any, row: any, record: SourceRecord) => unknown;
+    readonly subtract: (state: any, row: any, record: SourceRecord) => unknown;
+  };
 }
 
 /**

@@ -204,6 +204,26 @@ describe('builds of a table aggregation', () => {
         const past = Object.entries(change.offsets).some(([at, offset]) => BigInt(offset) >= BigInt(position.get(Number(at.split('/')[1]))!));
         expect(past, `change ${change.idempotencyKey} (offsets ${JSON.stringify(change.offsets)}) comes from history`).toBe(true);
       }
+      if (second.version > 1) {
+        // The aggregation's own reducer changed again without a version bump: refused at start.
+        // (The text must differ: tiersView's factor is a captured constant, which no fingerprint sees.)
+        const changed = defineView({
+          name: 'tiers',
+          source: members,
+          version: second.version,
+          key: (m) => m.tier,
+          initial: (): TierStats => ({ members: 0, visits: 0 }),
+          reduce: (s, m) => ({ members: count(s.members, 1), visits: s.visits + 5 * m.visits }),
+          subtract: (s, m) => (s.members === 1 ? DELETE : { members: count(s.members, -1), visits: s.visits - 5 * m.visits }),
+        });
+        const unbumped = start(defineApp({ name: appName, views: [members, changed] }));
+        const error = await unbumped.ready.then(
+          () => unbumped.stop().then(() => undefined),
+          (e: unknown) => e as { code?: string },
+        );
+        await unbumped.done.catch(() => {});
+        expect(error?.code).toBe('VIEW_DEFINITION_CHANGED');
+      }
       // Each tier's last change is its final state.
       for (const [tier, state] of Object.entries(expected)) {
         const changes = received.filter((c) => c.key === tier);
