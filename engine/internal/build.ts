@@ -19,14 +19,20 @@
  * - **History gone.** When a partition's earliest retained offset is above 0 the build cannot be
  *   exact and stops with `BUILD_HISTORY_INCOMPLETE`, unless the view says `backfill: 'retained'`;
  *   then it folds what is there and the registry records from where.
+ * - **Table aggregations** (a view `over` a table) have no events of their own: they are the
+ *   table's row changes. Their build folds the table's source topic into a private copy of the
+ *   table (segment {@link buildTableCopy}) together with the aggregation, so the row changes are
+ *   derived from the copy's rows exactly as live folding derives them from the table's. Its
+ *   target also covers every record the stored table rows already applied (a batch that wrote
+ *   rows and crashed before its checkpoint): live folding derives no change from those again.
  *
  * A repartitioned view builds through repartition-build.ts instead (its history goes through
  * the version's repartition topic first), with this module's targets, history check and swap.
  */
-import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, ScanCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
-import { buildGroupId, viewRegistryKey, viewSegment } from '../../sdk/contract/index.ts';
-import type { App, SourceRecord, View } from '../../sdk/index.ts';
+import { buildGroupId, offsetsKey, VIEW_PK_PREFIX, viewRegistryKey, viewSegment } from '../../sdk/contract/index.ts';
+import type { App, SourceRecord, Table, View } from '../../sdk/index.ts';
 import type { ChangeSink, DeadLetterSink } from './change-sink.ts';
 import type { TestPausePoint } from './config.ts';
 import { delay } from './concurrency.ts';
@@ -93,6 +99,64 @@ export const noChanges: ChangeSink = {
 };
 
 /**
+ * The private copy of `table` that the build of an aggregation's version (`segment`) folds: the
+ * table under the name `<table>~build~<segment>` (`~` cannot occur in a view name, so no view's
+ * segment is this one), its poison dead-lettered (and dropped: the table's fold letters it).
+ * Its items are removed after the swap (retire.ts, `removeTableCopies`).
+ */
+export function buildTableCopy(table: Table<any>, segment: string): Table<any> {
+  return Object.freeze({ ...table, name: buildTableCopyName(table.name, segment), version: 1, onPoison: 'dead-letter' as const });
+}
+
+/** The name (and segment) of the table copy of an aggregation version's build, see {@link buildTableCopy}. */
+export function buildTableCopyName(table: string, segment: string): string {
+  return `${table}~build~${segment}`;
+}
+
+/**
+ * Per partition of the table's source, one past the largest offset its stored rows (the
+ * table's version in the code) have applied, by a Scan of the rows' offsets: a batch writes its
+ * rows before its checkpoint, so after a crash the rows can be ahead of the live position, and
+ * the records they applied derive no row change again when live folding re-reads them.
+ */
+async function rowsReach(deps: BuildDeps, table: View<any, any>): Promise<Map<number, bigint>> {
+  const prefix = `${VIEW_PK_PREFIX}${viewSegment(table.name, table.version)}#`;
+  const reach = new Map<number, bigint>();
+  const topicPrefix = offsetsKey(table.source, 0).replace(/0$/, '');
+  let start: Record<string, unknown> | undefined;
+  try {
+    do {
+      const page = await deps.documentClient.send(
+        new ScanCommand({
+          TableName: deps.tableName,
+          FilterExpression: 'begins_with(pk, :prefix)',
+          ProjectionExpression: 'offsets',
+          ExpressionAttributeValues: { ':prefix': prefix },
+          ExclusiveStartKey: start,
+          ConsistentRead: true,
+        }),
+      );
+      for (const item of page.Items ?? []) {
+        for (const [at, offset] of Object.entries((item.offsets ?? {}) as Record<string, string>)) {
+          if (!at.startsWith(topicPrefix) || !/^\d+$/.test(offset)) continue;
+          const partition = Number(at.slice(topicPrefix.length));
+          const next = BigInt(offset) + 1n;
+          if (next > (reach.get(partition) ?? 0n)) reach.set(partition, next);
+        }
+      }
+      start = page.LastEvaluatedKey;
+    } while (start !== undefined);
+  } catch (error) {
+    throw new EngineError('STORAGE_FAILED', `reading the rows of table "${table.name}" for a build failed: ${errorInfo(error).message}`, {
+      retriable: true,
+      cause: error,
+      context: { view: table.name },
+    });
+  }
+  return reach;
+}
+
+/**
  * Per partition, the live group's position: the largest of its committed offset, its checkpoint
  * and (for a build in the background) the offsets up to which live batches skipped the view.
  */
@@ -123,10 +187,13 @@ export function historyGone(view: View<any, any>, partitions: readonly number[],
   const gone = partitions.filter((p) => low.get(p)! > 0n && targets.get(p)! > 0n);
   if (gone.length > 0 && view.backfill !== 'retained') {
     const where = gone.map((p) => `${topic}/${p} starts at offset ${low.get(p)}`).join(', ');
+    const fix =
+      view.over !== undefined
+        ? `A table aggregation builds only from the whole history (a row missing from it would later be subtracted without having been added): keep the table's topic whole (compaction keeps it so, retention and deleted records do not) and deploy the aggregation again`
+        : `Give the view backfill: 'retained' to build from the retained history (the registry records from which offsets), or raise the topic's retention before the next rebuild`;
     throw new EngineError(
       'BUILD_HISTORY_INCOMPLETE',
-      `view "${view.name}" version ${view.version} needs a build from the start of topic "${topic}", but its early records are no longer in Kafka (${where}; retention or deleted records): a build from what is left would not be exact. ` +
-        `Give the view backfill: 'retained' to build from the retained history (the registry records from which offsets), or raise the topic's retention before the next rebuild`,
+      `view "${view.name}" version ${view.version} needs a build from the start of topic "${topic}", but its early records are no longer in Kafka (${where}; retention or deleted records): a build from what is left would not be exact. ${fix}`,
       { context: { view: view.name, topic, earliest: Object.fromEntries(gone.map((p) => [p, String(low.get(p))])) } },
     );
   }
@@ -149,6 +216,10 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
   const low = new Map(offsets.map((o) => [o.partition, BigInt(o.low)]));
   let handover = background ? await readHandover(deps.documentClient, deps.tableName, view) : undefined;
   let targets = await liveTargets(deps, partitions, handover?.skipped);
+  if (view.over !== undefined) {
+    // Before the join only (buildsInBackground): the rows stand still while the build runs.
+    for (const [p, reached] of await rowsReach(deps, view.over)) if (targets.has(p) && reached > targets.get(p)!) targets.set(p, reached);
+  }
   const gone = historyGone(view, partitions, low, targets);
   const start = new Map(partitions.map((p) => [p, gone.includes(p) ? low.get(p)! : 0n]));
   const total = () => partitions.reduce((sum, p) => sum + Number(targets.get(p)! - start.get(p)!), 0);
@@ -176,12 +247,15 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
   if (!finishedHere()) {
     // At once, so `/health` and the stats show the build from its start.
     report();
-    const buildApp: App = { ...deps.app, views: [view], triggers: [], sourceTopics: [topic], functions: [] };
+    const copy = view.over !== undefined ? buildTableCopy(view.over, segment) : undefined;
+    const views: View<any, any>[] = copy !== undefined ? [copy, Object.freeze({ ...view, over: copy })] : [view];
+    const buildApp: App = { ...deps.app, views, triggers: [], sourceTopics: [topic], functions: [] };
     const processor = new BatchProcessor({
       app: buildApp,
       store: checkpointsUnder(deps.store, topic, segment),
       cache: new StateCache({ maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 }),
-      deadLetters: deps.deadLetters,
+      // The copy's poison is the table's, dead-lettered by the table's own fold already.
+      deadLetters: copy !== undefined ? { send: (letters) => deps.deadLetters.send(letters.filter((l) => l.kind !== 'poison' || l.view !== copy.name)) } : deps.deadLetters,
       changes: noChanges,
       limits: deps.limits,
     });
@@ -703,7 +777,8 @@ export class BuildGate {
 /**
  * Whether a view's build can run beside live folding ({@link BuildGate}). Not yet for a table
  * aggregation or a table other views look up or aggregate (their events and rows come from
- * other views' batches), nor a repartitioned one: those build before the task joins its group.
+ * other views' batches; an aggregation's build relies on the table's rows standing still, see
+ * the module header), nor a repartitioned one: those build before the task joins its group.
  * A windowed view builds beside it: its version's stream time is its own (`streamTimeKey`), the
  * build advances it on its checkpoints, and live folding takes it at the handover
  * (`BatchProcessor.adoptBuildStreamTimes`).

@@ -5,7 +5,8 @@
  *
  * What the fingerprint covers, and what it cannot:
  * - covered: the source topic, the text of `decode`, `filter`, `key`, `reduce`, `merge` and the
- *   window's `timestamp`, the output of `initial()`, `maxStateBytes` (a state past it is poison),
+ *   window's `timestamp` (for a table aggregation also the table's name and its own `key`,
+ *   `filter`, `reduce` and `subtract`, which the compiled ones call), the output of `initial()`, `maxStateBytes` (a state past it is poison),
  *   whether a schema is set and its vendor, and the window's kind, sizes, `graceMs` and
  *   `idleCloseMs` (they decide which events apply);
  * - not covered: what a function calls or captures (a helper imported from another module, a
@@ -20,7 +21,10 @@
  *
  * Fingerprints recorded before the canonical form (function text with whitespace collapsed) are
  * still recognised: when the code's fingerprint of that older form matches, the start-up check
- * records the canonical one in its place ({@link legacyViewFingerprint}).
+ * records the canonical one in its place ({@link legacyViewFingerprint}). So is, for a table
+ * aggregation, the fingerprint of engines that saw only its compiled wrappers
+ * ({@link earlierViewFingerprints}): that form cannot tell its functions apart, so a change of them
+ * deployed together with that engine upgrade is taken as the same definition, once.
  */
 import { createHash } from 'node:crypto';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
@@ -84,10 +88,21 @@ function initialText(view: View<any, any>): string {
  * The parts of a view's definition the fingerprint is made of (see the module header), by name.
  * Exposed for the error message that names what changed.
  */
-export function fingerprintParts(view: View<any, any>, normalisedText: FunctionText = canonicalText): Record<string, string> {
+export function fingerprintParts(view: View<any, any>, normalisedText: FunctionText = canonicalText, withAggregate = true): Record<string, string> {
   const window = view.window;
   const vendor = (view.schema as { '~standard'?: { vendor?: unknown } } | undefined)?.['~standard']?.vendor;
+  const aggregate = withAggregate ? view.aggregate : undefined;
   return {
+    // A table aggregation's own functions: its compiled key/filter/reduce only call them.
+    ...(aggregate !== undefined
+      ? {
+          over: view.over?.name ?? 'none',
+          rowKey: normalisedText(aggregate.key),
+          rowFilter: normalisedText(aggregate.filter),
+          add: normalisedText(aggregate.reduce),
+          subtract: normalisedText(aggregate.subtract),
+        }
+      : {}),
     source: view.source,
     decode: normalisedText(view.decode),
     schema: view.schema === undefined ? 'none' : `vendor ${String(vendor)}`,
@@ -128,7 +143,20 @@ export function viewFingerprint(view: View<any, any>): string {
  * whitespace collapsed), to recognise a registry entry they recorded.
  */
 export function legacyViewFingerprint(view: View<any, any>): string {
-  return `sha256:${createHash('sha256').update(JSON.stringify(fingerprintParts(view, collapsedText))).digest('hex')}`;
+  // Those engines did not see a table aggregation's own functions either.
+  return `sha256:${createHash('sha256').update(JSON.stringify(fingerprintParts(view, collapsedText, false))).digest('hex')}`;
+}
+
+/**
+ * The fingerprints engines recorded for this code before the current form: the whitespace-collapsed
+ * one ({@link legacyViewFingerprint}) and, for a table aggregation, the canonical one without its
+ * own functions (engines before they were covered saw only the compiled wrappers).
+ */
+export function earlierViewFingerprints(view: View<any, any>): string[] {
+  const hash = (parts: Record<string, string>) => `sha256:${createHash('sha256').update(JSON.stringify(parts)).digest('hex')}`;
+  const out = [legacyViewFingerprint(view)];
+  if (view.aggregate !== undefined) out.push(hash(fingerprintParts(view, canonicalText, false)));
+  return out;
 }
 
 /**
@@ -265,8 +293,9 @@ export async function checkViewDefinitions(
     for (let attempt = 0; ; attempt += 1) {
       const entry = await readEntry(client, tableName, view.name);
       let verdict = judgeDefinition(view.version, fingerprint, entry);
-      // Recorded by an engine before the canonical form, from this same code: not a change.
-      const legacy = verdict.kind === 'changed' && verdict.recorded === legacyViewFingerprint(view);
+      // Recorded by an earlier engine from this same code (before the canonical form, or before
+      // an aggregation's own functions were covered): not a change.
+      const legacy = verdict.kind === 'changed' && earlierViewFingerprints(view).includes(verdict.recorded);
       const accepted = verdict.kind === 'changed' && (legacy || accept.has(view.name));
       const message = accepted ? undefined : refusal(view, verdict);
       if (message !== undefined) {

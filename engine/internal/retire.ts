@@ -15,6 +15,8 @@
  */
 import { BatchWriteCommand, GetCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { TABLE_INDEXES, VIEW_INDEX_SHARDS, viewIndexPartition, viewRegistryKey, viewSegment } from '../../sdk/contract/index.ts';
+import type { View } from '../../sdk/index.ts';
+import { buildTableCopyName } from './build.ts';
 import { errorInfo } from './errors.ts';
 import type { Logger } from './log.ts';
 
@@ -74,28 +76,10 @@ export async function removeReplacedVersions(deps: RemovalDeps, view: string): P
     for (const version of replaced) {
       const segment = viewSegment(view, version);
       deps.log.info('removing a replaced view version', { view, version, live, segment });
-      let deleted = 0;
-      for (let shard = 0; shard < VIEW_INDEX_SHARDS; shard += 1) {
-        let start: Record<string, unknown> | undefined;
-        do {
-          if (stopped) return;
-          const page = await deps.documentClient.send(
-            new QueryCommand({
-              TableName: deps.tableName,
-              IndexName: TABLE_INDEXES.byKey.indexName,
-              KeyConditionExpression: 'ixShard = :shard',
-              ExpressionAttributeValues: { ':shard': viewIndexPartition(segment, shard) },
-              Limit: REMOVAL_PAGE,
-              ExclusiveStartKey: start,
-            }),
-          );
-          const keys = (page.Items ?? []).map((item) => ({ pk: item.pk as string, sk: item.sk as string }));
-          for (let i = 0; i < keys.length; i += DELETE_BATCH) await deleteKeys(deps, keys.slice(i, i + DELETE_BATCH));
-          deleted += keys.length;
-          if (keys.length > 0) deps.log.info('replaced view version removal progress', { view, version, shard, shards: VIEW_INDEX_SHARDS, deleted });
-          start = page.LastEvaluatedKey;
-        } while (start !== undefined);
-      }
+      const deleted = await deleteSegment(deps, segment, () => stopped, (shard, total) =>
+        deps.log.info('replaced view version removal progress', { view, version, shard, shards: VIEW_INDEX_SHARDS, deleted: total }),
+      );
+      if (deleted === undefined) return;
       await deps.documentClient.send(
         new UpdateCommand({
           TableName: deps.tableName,
@@ -110,6 +94,87 @@ export async function removeReplacedVersions(deps: RemovalDeps, view: string): P
     }
   } catch (error) {
     deps.log.warn('removing replaced view versions failed; the next start goes on', { view, error: errorInfo(error).message });
+  }
+}
+
+/**
+ * Deletes every item of one segment, one `byKey` index page of one shard at a time; `onPage` after
+ * each page that deleted keys. Resolves with the count, or undefined when `stopped` ended it.
+ */
+async function deleteSegment(
+  deps: RemovalDeps,
+  segment: string,
+  stopped: () => boolean,
+  onPage: (shard: number, deleted: number) => void,
+): Promise<number | undefined> {
+  let deleted = 0;
+  for (let shard = 0; shard < VIEW_INDEX_SHARDS; shard += 1) {
+    let start: Record<string, unknown> | undefined;
+    do {
+      if (stopped()) return undefined;
+      const page = await deps.documentClient.send(
+        new QueryCommand({
+          TableName: deps.tableName,
+          IndexName: TABLE_INDEXES.byKey.indexName,
+          KeyConditionExpression: 'ixShard = :shard',
+          ExpressionAttributeValues: { ':shard': viewIndexPartition(segment, shard) },
+          Limit: REMOVAL_PAGE,
+          ExclusiveStartKey: start,
+        }),
+      );
+      const keys = (page.Items ?? []).map((item) => ({ pk: item.pk as string, sk: item.sk as string }));
+      for (let i = 0; i < keys.length; i += DELETE_BATCH) await deleteKeys(deps, keys.slice(i, i + DELETE_BATCH));
+      deleted += keys.length;
+      if (keys.length > 0) onPage(shard, deleted);
+      start = page.LastEvaluatedKey;
+    } while (start !== undefined);
+  }
+  return deleted;
+}
+
+/**
+ * Removes the private table copies the builds of a table aggregation folded (build.ts,
+ * `buildTableCopy`), once their version is live or replaced: for every recorded version at or
+ * below `live` without `tableCopyRemovedAt`, the copy's items (no reader ever reads them, so no
+ * grace period), then `tableCopyRemovedAt` on the version. A version above `live` (a build
+ * under way) keeps its copy. Never rejects: a failure is logged, and the next start tries again.
+ *
+ * @example
+ * await removeTableCopies(removal, tiers); // tiers = defineView({ source: membersTable, … })
+ */
+export async function removeTableCopies(deps: RemovalDeps, view: View<any, any>): Promise<void> {
+  const table = view.over;
+  if (table === undefined) return;
+  let stopped = false;
+  void deps.stopRequested.then(() => (stopped = true));
+  try {
+    const { Item } = await deps.documentClient.send(new GetCommand({ TableName: deps.tableName, Key: viewRegistryKey(view.name), ConsistentRead: true }));
+    const entry = Item as (RegistryEntry & { versions?: Record<string, { tableCopyRemovedAt?: string }> }) | undefined;
+    const live = entry?.live;
+    if (entry === undefined || live === undefined) return;
+    const versions = Object.entries(entry.versions ?? {})
+      .filter(([version, recorded]) => Number(version) <= live && recorded.tableCopyRemovedAt === undefined)
+      .map(([version]) => Number(version));
+    for (const version of versions) {
+      const segment = buildTableCopyName(table.name, viewSegment(view.name, version));
+      const deleted = await deleteSegment(deps, segment, () => stopped, (shard, total) =>
+        deps.log.info('build table copy removal progress', { view: view.name, version, segment, shard, shards: VIEW_INDEX_SHARDS, deleted: total }),
+      );
+      if (deleted === undefined) return;
+      await deps.documentClient.send(
+        new UpdateCommand({
+          TableName: deps.tableName,
+          Key: viewRegistryKey(view.name),
+          UpdateExpression: 'SET versions.#v.tableCopyRemovedAt = :now',
+          ConditionExpression: 'attribute_exists(versions.#v)',
+          ExpressionAttributeNames: { '#v': String(version) },
+          ExpressionAttributeValues: { ':now': new Date().toISOString() },
+        }),
+      );
+      if (deleted > 0) deps.log.info('build table copy removed', { view: view.name, version, segment, deleted });
+    }
+  } catch (error) {
+    deps.log.warn('removing build table copies failed; the next start goes on', { view: view.name, error: errorInfo(error).message });
   }
 }
 

@@ -38,7 +38,7 @@ import { startHealthServer, type HealthServer } from './health.ts';
 import { partitionLag } from './lag.ts';
 import { BuildGate, buildNeeded, buildsInBackground, buildView, prepareBackgroundBuild, readFinalsFrom, type BuildDeps, type BuildProgress } from './build.ts';
 import { checkViewDefinitions, type DefinitionCheck } from './lifecycle.ts';
-import { removeReplacedVersions } from './retire.ts';
+import { removeReplacedVersions, removeTableCopies } from './retire.ts';
 import { checkTriggerFunctions, checkViewsTable } from './preflight.ts';
 import { retrying, type RetryPolicy } from './retry-policy.ts';
 import { createLogger, emfLine, emfViewLine, type Logger } from './log.ts';
@@ -414,7 +414,11 @@ class EngineRuntime {
     if (!(await this.runBuilds(storage.documentClient, store, deadLetters))) return;
     // Versions the alias no longer names lose their items, in the background (retire.ts).
     const removal = { documentClient: storage.documentClient, tableName: config.tableName, log, stopRequested: this.stopRequested, graceMs: config.replacedVersionGraceMs };
-    this.removals = Promise.all(app.views.map((view) => removeReplacedVersions(removal, view.name)));
+    this.removals = Promise.all([
+      ...app.views.map((view) => removeReplacedVersions(removal, view.name)),
+      // The table copies the builds of table aggregations folded (build.ts, `buildTableCopy`).
+      ...app.views.filter((view) => view.over !== undefined).map((view) => removeTableCopies(removal, view)),
+    ]);
     const changes = this.buildChangeSink(deadLetters, store, lambda);
     const processor = new BatchProcessor({
       app,

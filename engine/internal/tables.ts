@@ -14,7 +14,7 @@
 import type { SourceRecord, View } from '../../sdk/index.ts';
 import type { ViewKey } from '../../sdk/index.ts';
 import { DEFAULT_LOOKUP_MAX_AGE_MS } from '../../sdk/index.ts';
-import { offsetsKey, parseState, preview, stringifyState, viewItemKey, viewKeyProblem, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
+import { offsetsKey, parseState, preview, stringifyState, viewItemKey, viewKeyProblem, viewSegment, type ItemKey, type ViewItem } from '../../sdk/contract/index.ts';
 import { coordinates, type PoisonDeadLetter } from './dead-letter.ts';
 import { errorInfo } from './errors.ts';
 import { compareOffsets, itemId, unstorableReason, type ItemEvents, type ItemSnapshot, type RoutedEvent } from './fold.ts';
@@ -125,7 +125,8 @@ export function deriveGroupEvents(
   const letters: PoisonDeadLetter[] = [];
   const out = new Map<string, ItemEvents>();
   const add = (view: View<any, any>, key: string, record: SourceRecord, event: { old: unknown; new: unknown }): void => {
-    const itemKey = viewItemKey(view.name, key);
+    // The version in the code: a bumped aggregation folds into its own segment (fold.ts writes it there).
+    const itemKey = viewItemKey(viewSegment(view.name, view.version), key);
     const id = itemId(itemKey);
     let item = out.get(id);
     if (item === undefined) {
@@ -250,7 +251,8 @@ export async function attachLookups(
           poisoned = true;
           break;
         }
-        const itemKey = viewItemKey(lookup.table.name, String(key));
+        // The rows of the table's version in the code (a bumped table has its own segment).
+        const itemKey = viewItemKey(viewSegment(lookup.table.name, lookup.table.version), String(key));
         const id = itemId(itemKey);
         wanted.set(id, { id, key: itemKey });
         const age = lookup.maxAgeMs ?? DEFAULT_LOOKUP_MAX_AGE_MS;

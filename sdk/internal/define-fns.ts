@@ -455,6 +455,7 @@ function defineTableView<R, S>(options: TableViewOptions<R, S>): View<RowChange<
   const view = defineStreamView<RowChange<R>, S>({
     name,
     source: table.source,
+    ...(options.version !== undefined ? { version: options.version } : {}),
     key: (change) => options.key((change.new ?? change.old)!),
     ...(options.filter !== undefined ? { filter: (change: RowChange<R>) => options.filter!((change.new ?? change.old)!) } : {}),
     initial,
@@ -469,7 +470,8 @@ function defineTableView<R, S>(options: TableViewOptions<R, S>): View<RowChange<
     ...(options.deleteRetentionMs !== undefined ? { deleteRetentionMs: options.deleteRetentionMs } : {}),
   });
   // The engine asks key() and filter() of one row at a time: { old: row } or { new: row }.
-  return Object.freeze({ ...view, over: table });
+  const aggregate = Object.freeze({ key: options.key, reduce: add, subtract, ...(options.filter !== undefined ? { filter: options.filter } : {}) });
+  return Object.freeze({ ...view, over: table, aggregate });
 }
 
 /**

@@ -352,6 +352,17 @@ export interface View<E = unknown, S = unknown> {
    * the topic directly.
    */
   readonly over?: Table<any>;
+  /**
+   * Set on a view that aggregates a table: the functions it was defined with
+   * ({@link TableViewOptions}), which its compiled `key`, `filter` and `reduce` call. The
+   * engine's definition fingerprint covers them (a changed `subtract` is a changed definition).
+   */
+  readonly aggregate?: {
+    readonly key: (row: any) => unknown;
+    readonly filter?: (row: any) => boolean;
+    readonly reduce: (state: any, row: any, record: SourceRecord) => unknown;
+    readonly subtract: (state: any, row: any, record: SourceRecord) => unknown;
+  };
 }
 
 /**
@@ -406,6 +417,15 @@ export interface TableViewOptions<R, S> {
   readonly name: string;
   /** The table to aggregate (in the app's views too). */
   readonly source: Table<R>;
+  /**
+   * The version of this definition, as for a view over a topic: a new aggregation, or a higher
+   * version, is built from the whole history of the table's rows (its source topic) before the
+   * engine joins its group, and then swapped in (README, "View lifecycle"). There is no
+   * `backfill: 'retained'`: a build from part of the rows' history would later subtract rows it
+   * never added, so it needs the whole topic (a compacted one is whole).
+   * @default 1
+   */
+  readonly version?: number;
   /** The group of a row. Returning nothing for a row leaves it out of every group (poison). */
   readonly key: (row: R) => ViewKey | undefined | null;
   /** Rows for which this returns false belong to no group. @default every row counts */

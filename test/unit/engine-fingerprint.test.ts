@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { canonicalFunctionText } from '../../engine/internal/canonical-code.ts';
-import { viewFingerprint } from '../../engine/internal/lifecycle.ts';
-import { defineView, max, sum, type ViewOptions } from '../../sdk/index.ts';
+import { earlierViewFingerprints, viewFingerprint } from '../../engine/internal/lifecycle.ts';
+import { defineTable, defineView, max, sum, type ViewOptions } from '../../sdk/index.ts';
 
 interface Order {
   customer: string;
@@ -64,5 +64,38 @@ describe('what the canonical form keeps', () => {
     // A property of the event is never rewritten: e.k2 is another field than e.k.
     expect(canonicalFunctionText('(s, e) => { function tag(k) { return label(k) } return sum(s, tag(e.k2)) }')).not.toBe(source);
     expect(canonicalFunctionText('[native code]')).toBeUndefined();
+  });
+});
+
+describe('the fingerprint of a table aggregation', () => {
+  interface Row {
+    tier: string;
+    visits: number;
+  }
+  const members = defineTable<Row>({ name: 'members', source: 'members' });
+  const tiers = (parts: { key?: (r: Row) => string; reduce?: (s: { n: number }, r: Row) => { n: number }; subtract?: (s: { n: number }, r: Row) => { n: number } }) =>
+    defineView({
+      name: 'tiers',
+      source: members,
+      key: parts.key ?? ((r) => r.tier),
+      initial: () => ({ n: 0 }),
+      reduce: parts.reduce ?? ((s, r) => ({ n: s.n + r.visits })),
+      subtract: parts.subtract ?? ((s, r) => ({ n: s.n - r.visits })),
+    });
+
+  it('covers its own key, reduce and subtract, not only the compiled wrappers', () => {
+    const same = viewFingerprint(tiers({}));
+    expect(viewFingerprint(tiers({}))).toBe(same);
+    expect(viewFingerprint(tiers({ reduce: (s, r) => ({ n: s.n + 2 * r.visits }) }))).not.toBe(same);
+    expect(viewFingerprint(tiers({ subtract: (s, r) => ({ n: s.n - 2 * r.visits }) }))).not.toBe(same);
+    expect(viewFingerprint(tiers({ key: (r) => r.tier.toLowerCase() }))).not.toBe(same);
+  });
+
+  it('recognises the fingerprint an engine recorded before it covered them (the wrappers only)', () => {
+    const changed = tiers({ subtract: (s, r) => ({ n: s.n - 2 * r.visits }) });
+    const earlier = earlierViewFingerprints(tiers({}));
+    // The wrappers alone cannot tell the two apart: that older form is the same for both.
+    expect(earlierViewFingerprints(changed)).toEqual(earlier);
+    expect(earlier).not.toContain(viewFingerprint(tiers({})));
   });
 });

@@ -88,6 +88,38 @@ describe('tables', () => {
     ]);
   });
 
+  it('reads and folds an aggregation of version 2 in its own segment (tiers@2), row by row across restarts and in one batch', async () => {
+    const tiers2 = defineView({
+      name: 'tiers',
+      source: members,
+      version: 2,
+      key: (m) => m.tier,
+      initial: (): TierStats => ({ members: 0, visits: 0 }),
+      reduce: (s, m) => ({ members: count(s.members, 1), visits: s.visits + m.visits }),
+      subtract: (s, m) => (s.members === 1 ? DELETE : { members: count(s.members, -1), visits: s.visits - m.visits }),
+    });
+    expect(tiers2.version).toBe(2);
+    for (const batches of [OPS.map((op) => [op]), [OPS]]) {
+      const driver = createTestDriver(defineApp({ name: 'gym', views: [members, tiers2] }));
+      for (const batch of batches) {
+        const results = await driver.send('member-changes', send(batch));
+        // The group items are read from their own segment: no write is refused for a stale read.
+        expect(results.reduce((sum, r) => sum + r.conflicts, 0)).toBe(0);
+        // A restart empties the state cache: the next batch reads the group items from the table.
+        driver.restart();
+      }
+      const read = new Map<string, TierStats>();
+      for (const tier of ['gold', 'silver', 'bronze']) {
+        const state = driver.state<TierStats>('tiers@2', tier);
+        if (state !== undefined) read.set(tier, state);
+        // Nothing under version 1's segment.
+        expect(driver.state('tiers', tier)).toBeUndefined();
+      }
+      expect(read).toEqual(expectedTiers(OPS));
+      expect(driver.deadLetters).toEqual([]);
+    }
+  });
+
   it('applies each row change once when the engine crashes between the group writes and the row write, and on a full replay', async () => {
     const driver = createTestDriver(app);
     await driver.send('member-changes', send(OPS.slice(0, 3)));
