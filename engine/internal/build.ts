@@ -158,9 +158,16 @@ async function rowsReach(deps: BuildDeps, table: View<any, any>): Promise<Map<nu
 
 /**
  * Per partition, the live group's position: the largest of its committed offset, its checkpoint
- * and (for a build in the background) the offsets up to which live batches skipped the view.
+ * and (for a build in the background) the offsets up to which live batches skipped the view;
+ * for a partition handed over to live folding (`handedOver`), at most its handover offset: every
+ * record from there on is folded live, with its trigger changes, never by the build.
  */
-export async function liveTargets(deps: BuildDeps, partitions: readonly number[], skipped: Readonly<Record<string, number>> = {}): Promise<Map<number, bigint>> {
+export async function liveTargets(
+  deps: BuildDeps,
+  partitions: readonly number[],
+  skipped: Readonly<Record<string, number>> = {},
+  handedOver: Readonly<Record<string, number>> = {},
+): Promise<Map<number, bigint>> {
   const topic = deps.view.source;
   const [committed] = await deps.admin.fetchOffsets({ groupId: deps.groupId, topics: [topic] });
   const targets = new Map<number, bigint>();
@@ -173,6 +180,8 @@ export async function liveTargets(deps: BuildDeps, partitions: readonly number[]
     const fromSkips = typeof claim === 'number' ? BigInt(claim) : 0n;
     let target = fromCommit > fromCheckpoint ? fromCommit : fromCheckpoint;
     if (fromSkips > target) target = fromSkips;
+    const from = handedOver[String(partition)];
+    if (typeof from === 'number' && BigInt(from) < target) target = BigInt(from);
     targets.set(partition, target);
   }
   return targets;
@@ -215,7 +224,7 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
   const partitions = offsets.map((o) => o.partition).sort((a, b) => a - b);
   const low = new Map(offsets.map((o) => [o.partition, BigInt(o.low)]));
   let handover = background ? await readHandover(deps.documentClient, deps.tableName, view) : undefined;
-  let targets = await liveTargets(deps, partitions, handover?.skipped);
+  let targets = await liveTargets(deps, partitions, handover?.skipped, handover?.handedOver);
   if (view.over !== undefined) {
     // Before the join only (buildsInBackground): the rows stand still while the build runs.
     for (const [p, reached] of await rowsReach(deps, view.over)) if (targets.has(p) && reached > targets.get(p)!) targets.set(p, reached);
@@ -342,7 +351,7 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
             handover = await readHandover(deps.documentClient, deps.tableName, view);
             closing ||= handover.closing;
             if (!closing) {
-              targets = await liveTargets(deps, partitions, handover.skipped);
+              targets = await liveTargets(deps, partitions, handover.skipped, handover.handedOver);
               const behind = partitions.reduce((sum, p) => sum + (position.get(p)! < targets.get(p)! ? Number(targets.get(p)! - position.get(p)!) : 0), 0);
               if (behind <= HANDOVER_LAG) {
                 await closeHandover(deps.documentClient, deps.tableName, view);
@@ -352,7 +361,7 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
             if (closing) {
               // Read after the close: no live batch skips the view any more, so these targets stand.
               handover = await readHandover(deps.documentClient, deps.tableName, view);
-              targets = await liveTargets(deps, partitions, handover.skipped);
+              targets = await liveTargets(deps, partitions, handover.skipped, handover.handedOver);
               closed = true;
             }
           }
@@ -476,9 +485,9 @@ interface Handover {
   /** Set once the build is near the live position: no live batch skips the view after it. */
   readonly closing: boolean;
   /**
-   * Per partition, the first offset of the live batch that handed it over: the build had folded
-   * every record before it, and live batches fold the view from it on, in every task and group
-   * generation (no live batch skips the partition after it).
+   * Per partition, the handover offset: the build folded every record before it (and no record at
+   * or past it), live batches fold the view from it on, with trigger changes, in every task and
+   * group generation (no live batch skips the partition after it).
    */
   readonly handedOver: Readonly<Record<string, number>>;
   /** The live version (the alias). */
@@ -597,28 +606,27 @@ async function claimSkip(client: DynamoDBDocumentClient, tableName: string, view
 }
 
 /**
- * Records that live batches fold the view on `partition` from `from` on, once. `built` is the
- * build's checkpoint of the partition as read (at `from` or past it). Recorded only while every
- * record a live batch left to the build is below `built` (folded already): a later live batch
- * folding without asking must not fence out a skipped record the build still owes. False when
- * it was not recorded for that reason.
+ * Records that live batches fold the view on `partition` from `at` on, once, while no live batch
+ * left a record at or past `at` to the build (`skipped[p] <= at`): the build must have folded
+ * every skipped record before live folding starts, and the handover offset must be where its
+ * trigger changes start. False when it was not recorded for that reason (a skip moved on).
  */
-async function recordHandover(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>, partition: number, from: number, built: number): Promise<boolean> {
+async function recordHandover(client: DynamoDBDocumentClient, tableName: string, view: View<any, any>, partition: number, at: bigint): Promise<boolean> {
   try {
     await client.send(
       new UpdateCommand({
         TableName: tableName,
         Key: viewRegistryKey(view.name),
-        UpdateExpression: 'SET versions.#v.handedOver.#p = :from',
-        ConditionExpression: 'attribute_not_exists(versions.#v.handedOver.#p) AND (attribute_not_exists(versions.#v.skipped.#p) OR versions.#v.skipped.#p <= :built)',
+        UpdateExpression: 'SET versions.#v.handedOver.#p = :at',
+        ConditionExpression: 'attribute_not_exists(versions.#v.handedOver.#p) AND (attribute_not_exists(versions.#v.skipped.#p) OR versions.#v.skipped.#p <= :at)',
         ExpressionAttributeNames: { '#v': String(view.version), '#p': String(partition) },
-        ExpressionAttributeValues: { ':from': from, ':built': built },
+        ExpressionAttributeValues: { ':at': Number(at) },
       }),
     );
     return true;
   } catch (error) {
     if (!isConditionFailure(error)) throw storageFailure('recording a handover', view, error);
-    // Recorded already (by this batch read again, or another task), or a skip the build has not folded yet stands.
+    // Recorded already (by this batch read again, or another task), or a skip past `at` stands.
     return (await readHandover(client, tableName, view)).handedOver[String(partition)] !== undefined;
   }
 }
@@ -629,32 +637,33 @@ async function recordHandover(client: DynamoDBDocumentClient, tableName: string,
  * - folds the view when p was handed over (`versions.<v>.handedOver[p]` on the registry item):
  *   in any task, after any restart or rebalance, also when the build's checkpoint of p is behind
  *   f again (live folding ran ahead of it);
- * - otherwise, when the build's checkpoint of p is at f or past it (the build folded every record
- *   before the batch; overlap is fenced), folds the view and records the handover of p at f.
- *   While a record left to the build by a skip is past the build's checkpoint, the handover is
- *   not recorded yet: this task then folds every later batch of p of its group generation (its
- *   folds of p run on from f without a gap) and records the handover once the build has folded
- *   every skipped record;
+ * - otherwise, when the build's checkpoint of p is at or past the handover offset h, records the
+ *   handover of p at h and folds the view. h is the largest of f, the skip (`skipped[p]`: a
+ *   batch that skipped up to past f was read again, uncommitted, after a rebalance or a crash)
+ *   and the live checkpoint of p (records of a batch before a crash, read again): every record
+ *   below h was left to the build or applied before the build by the live group, the build has
+ *   folded it (the batch's overlap is fenced, quiet), and the build never folds a record at or
+ *   past h (its target stops there, see `liveTargets`), so from h on every record's change comes
+ *   from live folding, once;
  * - otherwise, until the build closes its handover, skips the view, after recording on the
  *   registry that the build must fold up to the batch's end (the build chases that offset);
  * - once the handover is closing, waits (the batch heartbeats meanwhile) for the build's
- *   checkpoint to reach f: every record before f was skipped by a recorded batch or is below the
- *   live group's position, both of which the build reaches before it swaps;
+ *   checkpoint to reach h: every record before it was skipped by a recorded batch or is below
+ *   the live group's position, both of which the build reaches before it swaps;
  * - after the swap, folds the view: every record below the live position was folded by the
  *   build, every later one by a live batch that did not skip it.
- * No skip is recorded once p is handed over (a conditional write), so a recorded handover
- * means: every record of p before it was folded by the build, every skipped one too, and live
- * batches fold the rest. Records the build folds deliver no trigger changes.
+ * No skip is recorded once p is handed over, and no handover below a recorded skip (conditional
+ * writes), so a recorded handover means: every record of p before it was folded by the build,
+ * every skipped one too, and live batches fold the rest. Records the build folds deliver no
+ * trigger changes. A live batch never folds the view before the handover is recorded: a fold
+ * racing the build over records it still owes would give some of them changes and leave others
+ * quiet, and a stale owner's batch past a skip, folding once the handover is recorded, would
+ * fence out records below it that the build has not folded.
  */
 export class BuildGate {
   private readonly building = new Map<string, View<any, any>>();
   /** `<view>/<partition>` of the partitions whose handover is recorded on the registry. */
   private readonly handedOver = new Set<string>();
-  /**
-   * `<view>/<partition>` → where and in which group generation this task started folding the
-   * partition without a recorded handover (a skip the build had not folded yet stood).
-   */
-  private readonly folding = new Map<string, { readonly generation: number; readonly from: bigint }>();
 
   constructor(
     private readonly deps: {
@@ -685,7 +694,7 @@ export class BuildGate {
   }
 
   /** The views a live batch of `records` (one partition, offset order) leaves to their builds; waits when a handover is closing. */
-  async skip(topic: string, partition: number, records: readonly SourceRecord[], generation: number): Promise<ReadonlySet<string> | undefined> {
+  async skip(topic: string, partition: number, records: readonly SourceRecord[]): Promise<ReadonlySet<string> | undefined> {
     if (this.building.size === 0 || records.length === 0) return undefined;
     const first = BigInt(records[0]!.offset);
     const next = Number(BigInt(records[records.length - 1]!.offset) + 1n);
@@ -694,15 +703,7 @@ export class BuildGate {
       if (view.source !== topic) continue;
       const key = `${view.name}/${partition}`;
       if (this.handedOver.has(key)) continue;
-      const folding = this.folding.get(key);
-      if (folding?.generation === generation) {
-        await this.handOver(view, partition, folding.from, key, generation);
-        continue;
-      }
-      if (await this.builtThrough(view, partition, first)) {
-        await this.handOver(view, partition, first, key, generation);
-        continue;
-      }
+      if (await this.handOver(view, partition, first, key)) continue;
       const claim = await claimSkip(this.deps.documentClient, this.deps.tableName, view, partition, next);
       if (claim === 'skipped') {
         (skip ??= new Set()).add(view.name);
@@ -712,7 +713,7 @@ export class BuildGate {
         this.handedOver.add(key);
         continue;
       }
-      await this.waitFor(view, partition, first, key, generation);
+      await this.waitFor(view, partition, first, key);
     }
     return skip;
   }
@@ -722,37 +723,34 @@ export class BuildGate {
     return checkpoint !== undefined ? BigInt(checkpoint) : undefined;
   }
 
-  private async builtThrough(view: View<any, any>, partition: number, first: bigint): Promise<boolean> {
-    const checkpoint = await this.buildCheckpoint(view, partition);
-    if (checkpoint === undefined || checkpoint < first) return false;
+  /**
+   * Hands `partition` over at the batch of `first` when the build has folded every record live
+   * folding does not fold from there (see the class): true once the handover is recorded (here
+   * or by another task), false while the build is not that far.
+   */
+  private async handOver(view: View<any, any>, partition: number, first: bigint, key: string): Promise<boolean> {
+    const built = await this.buildCheckpoint(view, partition);
+    if (built === undefined || built < first) return false;
     // A windowed view also needs the build past every record the live side decided (a batch
     // read again after a crash starts below them): its stream time is taken from there.
-    if (view.window === undefined || this.deps.nextUndecided === undefined) return true;
-    return checkpoint >= (await this.deps.nextUndecided(view.source, partition));
-  }
-
-  /**
-   * The build folded every record before `from`, and this task folds the partition from there:
-   * records the handover when no skip the build still owes stands, else goes on folding the
-   * partition in this group generation.
-   */
-  private async handOver(view: View<any, any>, partition: number, from: bigint, key: string, generation: number): Promise<void> {
-    const built = (await this.buildCheckpoint(view, partition)) ?? from;
-    if (await recordHandover(this.deps.documentClient, this.deps.tableName, view, partition, Number(from), Number(built))) {
-      this.handedOver.add(key);
-      this.folding.delete(key);
-    } else if (this.folding.get(key)?.generation !== generation) {
-      this.folding.set(key, { generation, from });
+    if (view.window !== undefined && this.deps.nextUndecided !== undefined && built < (await this.deps.nextUndecided(view.source, partition))) return false;
+    const state = await readHandover(this.deps.documentClient, this.deps.tableName, view);
+    if (state.handedOver[String(partition)] === undefined) {
+      const claim = state.skipped[String(partition)];
+      const live = await this.deps.store.readCheckpoint(view.source, partition);
+      let at = first;
+      if (typeof claim === 'number' && BigInt(claim) > at) at = BigInt(claim);
+      if (live !== undefined && /^\d+$/.test(live) && BigInt(live) > at) at = BigInt(live);
+      if (built < at || !(await recordHandover(this.deps.documentClient, this.deps.tableName, view, partition, at))) return false;
     }
+    this.handedOver.add(key);
+    return true;
   }
 
-  private async waitFor(view: View<any, any>, partition: number, first: bigint, key: string, generation: number): Promise<void> {
+  private async waitFor(view: View<any, any>, partition: number, first: bigint, key: string): Promise<void> {
     const deadline = Date.now() + HANDOVER_WAIT_MS;
     for (;;) {
-      if (await this.builtThrough(view, partition, first)) {
-        await this.handOver(view, partition, first, key, generation);
-        return;
-      }
+      if (await this.handOver(view, partition, first, key)) return;
       const state = await readHandover(this.deps.documentClient, this.deps.tableName, view);
       if (state.live !== undefined && state.live >= view.version) {
         this.swapped(view.name);
@@ -801,7 +799,7 @@ export async function buildNeeded(deps: BuildDeps, live: number | undefined): Pr
   const offsets = await deps.admin.fetchTopicOffsets(view.source);
   const partitions = offsets.map((o) => o.partition);
   const handover = await readHandover(deps.documentClient, deps.tableName, view);
-  const targets = await liveTargets(deps, partitions, handover.skipped);
+  const targets = await liveTargets(deps, partitions, handover.skipped, handover.handedOver);
   // Before the task joins its group: a build that cannot be exact stops the start.
   historyGone(view, partitions, new Map(offsets.map((o) => [o.partition, BigInt(o.low)])), targets);
   if (handover.closing || Object.keys(handover.skipped).length > 0) return true;

@@ -766,7 +766,7 @@ class EngineRuntime {
     let outcome: { value: BatchResult } | undefined;
     try {
       outcome = await retrying(`batch ${topic}/${partition}`, async () => {
-        const skipViews = await this.buildGate?.skip(topic, partition, records, generation);
+        const skipViews = await this.buildGate?.skip(topic, partition, records);
         return processor.apply(topic, partition, records, { right, ...(skipViews !== undefined ? { skipViews } : {}) });
       }, {
         policy: this.retryPolicy,
