@@ -11,7 +11,8 @@
  *   the build. Every record below it was applied and its trigger changes delivered from the
  *   version live before, or was skipped for this view by a live batch; the build folds exactly
  *   those, with no triggers. Live folding folds the rest into the new version, with triggers: no
- *   change is delivered twice.
+ *   change is delivered twice. A partition's target stops at its recorded handover offset
+ *   (`versions.<v>.handedOver[p]`): every record from there on gets its change from live folding.
  * - **Exactness.** The build is a BatchProcessor of this one view under its own consumer group
  *   (`<group>.build.<segment>`), with its own checkpoints (topic `<topic>@<segment>`, a name no
  *   Kafka topic can have): the same offset fence and conditional writes as live folding, so a
@@ -176,15 +177,23 @@ export async function liveTargets(
     const fromCommit = commit !== undefined && /^\d+$/.test(commit) ? BigInt(commit) : 0n;
     const checkpoint = await deps.store.readCheckpoint(topic, partition);
     const fromCheckpoint = checkpoint !== undefined && /^\d+$/.test(checkpoint) ? BigInt(checkpoint) : 0n;
-    const claim = skipped[String(partition)];
-    const fromSkips = typeof claim === 'number' ? BigInt(claim) : 0n;
-    let target = fromCommit > fromCheckpoint ? fromCommit : fromCheckpoint;
-    if (fromSkips > target) target = fromSkips;
-    const from = handedOver[String(partition)];
-    if (typeof from === 'number' && BigInt(from) < target) target = BigInt(from);
-    targets.set(partition, target);
+    targets.set(partition, partitionTarget(fromCommit, fromCheckpoint, skipped[String(partition)], handedOver[String(partition)]));
   }
   return targets;
+}
+
+/**
+ * One partition's build target (see {@link liveTargets}): the largest of the live group's commit,
+ * its checkpoint and the skip, at most the handover offset when one is recorded.
+ *
+ * @example
+ * partitionTarget(10n, 12n, 20, 15); // 15n: from 15 on, live folding folds every record
+ */
+export function partitionTarget(commit: bigint, checkpoint: bigint, skipped: number | undefined, handedOver: number | undefined): bigint {
+  let target = commit > checkpoint ? commit : checkpoint;
+  if (skipped !== undefined && BigInt(skipped) > target) target = BigInt(skipped);
+  if (handedOver !== undefined && BigInt(handedOver) < target) target = BigInt(handedOver);
+  return target;
 }
 
 /**
@@ -391,7 +400,9 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
   report();
   const finals = view.window?.emit === 'final' ? await buildFinalsFrom(deps, partitions, segment) : undefined;
   if (await deps.pausePoint?.('before-swap')) return false;
-  await swap(deps, gone.length > 0 ? Object.fromEntries(gone.map((p) => [String(p), String(low.get(p))])) : undefined, finals);
+  // In the background, a partition no live batch handed over before the swap is handed over by it, at its target.
+  const handedOverAt = background ? new Map(partitions.map((p) => [p, targets.get(p)!])) : undefined;
+  await swap(deps, gone.length > 0 ? Object.fromEntries(gone.map((p) => [String(p), String(low.get(p))])) : undefined, finals, handedOverAt);
   if (await deps.pausePoint?.('after-swap')) return true;
   await deps.admin.deleteGroups([buildGroupId(deps.groupId, segment)]).catch(() => {});
   return true;
@@ -417,12 +428,21 @@ async function buildFinalsFrom(deps: BuildDeps, partitions: readonly number[], s
 
 /**
  * The alias flip: `live` becomes this version, once, conditionally on it being lower (or absent);
- * with it, for a final view, where its final changes start (`versions.<v>.finalsFrom`).
+ * with it, for a final view, where its final changes start (`versions.<v>.finalsFrom`), and, for
+ * a build in the background, `handedOverAt`: the build's final target of each partition, recorded
+ * as its handover offset where no live batch recorded one (every record from the target on is
+ * folded live after the close, with its trigger changes; none below it is).
  */
-export async function swap(deps: BuildDeps, retainedFrom: Record<string, string> | undefined, finalsFrom?: number): Promise<void> {
+export async function swap(deps: BuildDeps, retainedFrom: Record<string, string> | undefined, finalsFrom?: number, handedOverAt?: ReadonlyMap<number, bigint>): Promise<void> {
   const { view } = deps;
   const sets = ['live = :v', 'swappedAt = :now'];
   const values: Record<string, unknown> = { ':v': view.version, ':now': new Date().toISOString() };
+  const names: Record<string, string> = { '#v': String(view.version) };
+  for (const [partition, at] of handedOverAt ?? []) {
+    sets.push(`versions.#v.handedOver.#h${partition} = if_not_exists(versions.#v.handedOver.#h${partition}, :h${partition})`);
+    names[`#h${partition}`] = String(partition);
+    values[`:h${partition}`] = Number(at);
+  }
   if (retainedFrom !== undefined) {
     sets.push('versions.#v.retainedFrom = :from');
     values[':from'] = retainedFrom;
@@ -439,7 +459,7 @@ export async function swap(deps: BuildDeps, retainedFrom: Record<string, string>
         UpdateExpression: `SET ${sets.join(', ')}`,
         ConditionExpression: 'attribute_not_exists(live) OR live < :v',
         ExpressionAttributeValues: values,
-        ...(sets.length > 2 ? { ExpressionAttributeNames: { '#v': String(view.version) } } : {}),
+        ...(sets.length > 2 ? { ExpressionAttributeNames: names } : {}),
       }),
     );
   } catch (error) {
@@ -655,10 +675,11 @@ async function recordHandover(client: DynamoDBDocumentClient, tableName: string,
  * No skip is recorded once p is handed over, and no handover below a recorded skip (conditional
  * writes), so a recorded handover means: every record of p before it was folded by the build,
  * every skipped one too, and live batches fold the rest. Records the build folds deliver no
- * trigger changes. A live batch never folds the view before the handover is recorded: a fold
- * racing the build over records it still owes would give some of them changes and leave others
- * quiet, and a stale owner's batch past a skip, folding once the handover is recorded, would
- * fence out records below it that the build has not folded.
+ * trigger changes. The handover waits for the build to pass the skip because a stale owner's
+ * batch past the skip, folding once p is handed over, would otherwise fence out records below it
+ * the build has not folded. A live batch never folds the view before the handover is recorded: a
+ * fold racing the build over records it still owes would give some of them changes and leave
+ * the others, the build's, quiet.
  */
 export class BuildGate {
   private readonly building = new Map<string, View<any, any>>();

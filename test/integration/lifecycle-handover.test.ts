@@ -6,13 +6,17 @@
  * handover from the build's checkpoint alone: it made the batch skip the view (its records then
  * folded by the build, quietly: trigger changes after the handover missing) or, once the
  * handover was closing, wait for the build to fold records live folding had already applied.
+ * A batch read again from below a skip (or below the live checkpoint) is left to the build until
+ * the build has folded past it, and then hands the partition over at the skip (the checkpoint),
+ * not at its first offset: the trigger's changes start at the recorded offset. The swap records
+ * the build's target for a partition no live batch handed over.
  *
  * Runs `BuildGate` (engine/internal/build.ts) against the registry item and checkpoints on
  * DynamoDB Local; no broker is needed for the gate.
  */
 import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
-import { BuildGate, prepareBackgroundBuild } from '../../engine/internal/build.ts';
+import { BuildGate, prepareBackgroundBuild, swap, type BuildDeps } from '../../engine/internal/build.ts';
 import { buildCheckpointTopic } from '../../engine/internal/processor.ts';
 import { DynamoItemStore } from '../../engine/internal/dynamodb-store.ts';
 import { defineView, type SourceRecord } from '../../sdk/index.ts';
@@ -53,6 +57,7 @@ describe('build handover across a restart', () => {
     const gate = () => new BuildGate({ documentClient, tableName, store, stopping: () => false }, [view]);
     const registry = async () =>
       (await documentClient.send(new GetCommand({ TableName: tableName, Key: viewRegistryKey('watched'), ConsistentRead: true }))).Item as {
+        live?: number;
         versions: Record<string, { skipped?: Record<string, number>; handedOver?: Record<string, number> }>;
       };
 
@@ -120,5 +125,13 @@ describe('build handover across a restart', () => {
     ]);
     expect(waited).toEqual({ skip: undefined });
     expect((await registry()).versions['2']?.handedOver).toEqual({ 0: 100, 1: 20, 2: 40 });
+
+    // The swap records the build's target as the handover offset of a partition no live batch
+    // handed over (partition 3: its first batch after the close comes after the swap), and keeps
+    // every recorded one.
+    await swap({ view, documentClient, tableName } as BuildDeps, undefined, undefined, new Map([[0, 100n], [1, 20n], [2, 40n], [3, 60n]]));
+    const swapped = await registry();
+    expect(swapped.live).toBe(2);
+    expect(swapped.versions['2']?.handedOver).toEqual({ 0: 100, 1: 20, 2: 40, 3: 60 });
   });
 });
