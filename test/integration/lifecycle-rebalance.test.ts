@@ -4,9 +4,11 @@
  * events keep being produced; one task is SIGKILLed mid-build, after both held partitions of
  * the live group. The other takes its partitions (live and build) over, finishes the build and
  * swaps. Asserted: version 2 equals the reference fold of every record (order-sensitive hash),
- * version 1 is as the build found it, `live` is 2, every partition was handed over, and the
- * trigger got one distinct change per record folded live after its partition's handover, each
- * exact, none missing up to the last (a change sent again after the kill is the same change).
+ * version 1 is as the build found it, `live` is 2, every partition was handed over (by a live
+ * batch, or by the swap at the build's target when the survivor's first batch of a partition
+ * came after it), and the trigger got one distinct change per record at or past its partition's
+ * handover offset and none before it, each exact (a change sent again after the kill is the
+ * same change).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLambdaEndpoint, type LambdaEndpoint } from '../../local/index.ts';
