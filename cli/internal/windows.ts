@@ -7,7 +7,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { createViewReader, isTributaryError, type App, type View, type WindowSnapshot } from '../../sdk/index.ts';
-import { checkpointKey, DOCUMENT_CLIENT_OPTIONS } from '../../sdk/contract/index.ts';
+import { checkpointKey, DOCUMENT_CLIENT_OPTIONS, viewRegistryKey, viewSegment } from '../../sdk/contract/index.ts';
 import { CliError } from './errors.ts';
 import { findView, firstLine, toJson } from './project.ts';
 
@@ -89,12 +89,19 @@ export function windowLine(item: WindowSnapshot<unknown>, status: WindowStatus, 
   return `${options.withKey ? `${item.key} ` : ''}${formatWindow(item.window, options.compact ? 19 : 23)}  ${status.padEnd(6)}  v${item.version}  ${compactState(item.state, options.stateChars)}`;
 }
 
-/** Reads the stream time of `view` in each partition of its source (those the checkpoints know). */
+/**
+ * Reads the stream time of `view` in each partition of its source (those the checkpoints know),
+ * for the version its alias names: that is the version reads show, and each version keeps its
+ * own stream time (`<view>@<version>` from version 2; docs/architecture.md "Windows").
+ */
 export async function readStreamTimes(client: DynamoDBDocumentClient, table: string, view: View<any, any>, partitions: Iterable<number>): Promise<Map<string, number>> {
+  const registry = await client.send(new GetCommand({ TableName: table, Key: viewRegistryKey(view.name), ProjectionExpression: 'live', ConsistentRead: true }));
+  const live = typeof registry.Item?.live === 'number' ? registry.Item.live : 1;
+  const key = viewSegment(view.name, live);
   const times = new Map<string, number>();
   await Promise.all([...new Set(partitions)].map(async (partition) => {
     const out = await client.send(new GetCommand({ TableName: table, Key: checkpointKey(view.source, partition), ProjectionExpression: 'streamTime' }));
-    const time = (out.Item?.streamTime as Record<string, unknown> | undefined)?.[view.name];
+    const time = (out.Item?.streamTime as Record<string, unknown> | undefined)?.[key];
     if (typeof time === 'number') times.set(`${view.source}/${partition}`, time);
   }));
   return times;

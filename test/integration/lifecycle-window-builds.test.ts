@@ -9,6 +9,7 @@
  */
 import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readStreamTimes } from '../../cli/internal/windows.ts';
 import { startEngine, type Engine } from '../../engine/index.ts';
 import { startLambdaEndpoint } from '../../local/index.ts';
 import { createViewReader, defineApp, defineTrigger, defineView, tumbling, type Change } from '../../sdk/index.ts';
@@ -222,6 +223,11 @@ describe('windowed view builds beside live folding', () => {
       // Each version's stream time is its own on the live checkpoints: version 1's under the view name.
       const checkpoint = (await storage.documentClient.send(new GetCommand({ TableName: table, Key: { pk: '_tributary', sk: `checkpoint#${topic}#0` }, ConsistentRead: true }))).Item;
       expect(Object.keys(checkpoint?.streamTime ?? {}).sort()).toEqual(['perSecond', 'perSecond@2']);
+      // What `tributary dev` and `tributary views windows` show is the live version's stream time:
+      // per partition the largest event time produced to it.
+      const shown = await readStreamTimes(storage.documentClient, table, windowed(topic, 2), Array.from({ length: PARTITIONS }, (_, p) => p));
+      const largest = (p: number) => Math.max(...events.filter((e) => e.partition === p).map((e) => e.at));
+      expect(Object.fromEntries(shown)).toEqual(Object.fromEntries(Array.from({ length: PARTITIONS }, (_, p) => [`${topic}/${p}`, largest(p)])));
       await third.stop();
     } finally {
       await producer.disconnect();
