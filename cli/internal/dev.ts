@@ -263,6 +263,8 @@ export async function runDev(options: DevOptions): Promise<DevSession> {
         if (line.includes('"msg":"view build progress"')) {
           // A view new to the table, or with a bumped version, is built from history first.
           const b = JSON.parse(line) as { view: string; version: number; done: number; total: number; rate: number; etaSeconds?: number };
+          // A view on a topic with no history (a fresh start) has nothing to build: no line for it.
+          if (b.total === 0) return;
           print(`[dev] building ${b.view} v${b.version}: ${b.done}/${b.total} records, ${b.rate}/s, ETA ${b.etaSeconds ?? '?'} s`);
           return;
         }
