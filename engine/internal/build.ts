@@ -40,6 +40,7 @@ import { delay } from './concurrency.ts';
 import { EngineError, errorInfo } from './errors.ts';
 import type { ItemStore } from './processor.ts';
 import { BatchProcessor, buildCheckpointTopic } from './processor.ts';
+import { toSourceRecord } from './kafka-consumer.ts';
 import { StateCache } from './state-cache.ts';
 import { closingStreamTime, streamTimeKey } from './windows.ts';
 
@@ -306,15 +307,7 @@ export async function buildView(deps: BuildDeps, live: number | undefined): Prom
               break;
             }
             if (BigInt(m.offset) < start.get(p)!) continue;
-            records.push({
-              topic,
-              partition: p,
-              offset: m.offset,
-              key: m.key,
-              value: m.value,
-              timestampMs: Number(m.timestamp),
-              headers: Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, Array.isArray(v) ? (v[0] === undefined ? undefined : Buffer.from(v[0])) : v === undefined ? undefined : Buffer.from(v)])),
-            });
+            records.push(toSourceRecord(topic, p, m));
           }
           if (!isRunning() || isStale()) return;
           if (records.length > 0) {

@@ -35,6 +35,7 @@ import { checkpointsUnder, historyGone, liveTargets, noChanges, swap, type Build
 import { EngineError, errorInfo } from './errors.ts';
 import { BatchProcessor, buildCheckpointTopic } from './processor.ts';
 import { createRepartitionProducer } from './repartition.ts';
+import { toSourceRecord } from './kafka-consumer.ts';
 import { StateCache } from './state-cache.ts';
 
 /** What a repartitioned view's registry item says about a version's build. */
@@ -239,15 +240,7 @@ async function consumeUpTo(deps: BuildDeps, processor: BatchProcessor, leg: Leg)
         for (const m of batch.messages) {
           if (BigInt(m.offset) >= target) break;
           if (BigInt(m.offset) < leg.start.get(p)!) continue;
-          records.push({
-            topic: leg.topic,
-            partition: p,
-            offset: m.offset,
-            key: m.key,
-            value: m.value,
-            timestampMs: Number(m.timestamp),
-            headers: Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, Array.isArray(v) ? (v[0] === undefined ? undefined : Buffer.from(v[0])) : v === undefined ? undefined : Buffer.from(v)])),
-          });
+          records.push(toSourceRecord(leg.topic, p, m));
         }
         if (!isRunning() || isStale()) return;
         if (records.length > 0) {
