@@ -29,7 +29,7 @@ import {
 import { checkLiveChanges, finalStates, segmentItems, totalsRegistry, type Totals } from './fixtures/lifecycle-support.ts';
 
 const PARTITIONS = 3;
-const HISTORY = 3_000;
+const HISTORY = 8_000;
 const KEYS = 60;
 
 /** The partitions of the live group's last assignment an engine logged (`joined consumer group`). */
