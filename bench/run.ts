@@ -9,7 +9,9 @@
  *    write requests are counted by a client middleware;
  * 2. agreement — the two contenders' views are compared on a sample of keys;
  * 3. latency — restarted on the caught-up topic, under a moderate background load, probe
- *    events are produced one at a time and timed until a read shows them.
+ *    events are produced one at a time and timed until a read shows them; the probes of the
+ *    first `--warmup-ms` (a fresh process: cold state cache, JIT and connections) are reported
+ *    on rows of their own.
  *
  * @example
  * npm run bench                                   # ~2-3 minutes, 100k events
@@ -160,6 +162,12 @@ function renderMemoryTimeline(points: readonly MemoryPoint[], totalKeys: number)
   return renderGrid(header, body, 'number');
 }
 
+/** A latency probe: when it was produced, and whether in the warm-up (`BenchOptions.warmupMs`). */
+interface Probe {
+  readonly at: number;
+  readonly cold: boolean;
+}
+
 /** Measured figures of one contender. */
 interface ContenderResult {
   contender: Contender;
@@ -171,7 +179,10 @@ interface ContenderResult {
   cost?: ContenderCost;
   events?: number;
   peakRssBytes?: number;
+  /** Produce->view of the probes after the warm-up. */
   latenciesMs: number[];
+  /** Produce->view of the probes of the warm-up: the first seconds of a fresh process. */
+  coldLatenciesMs: number[];
   probeTimeouts: number;
   /** User+system CPU seconds of the contender's process per million events (throughput phase). */
   cpuPerMillion?: number;
@@ -382,8 +393,8 @@ async function measureLatency(
   generator: BookingGenerator,
   visibleKeys: (classIds: string[]) => Promise<Set<string>>,
   runId: string,
-  producedAt: Map<string, number>,
-): Promise<{ latenciesMs: number[]; timeouts: number }> {
+  producedAt: Map<string, Probe>,
+): Promise<{ latenciesMs: number[]; coldLatenciesMs: number[]; timeouts: number }> {
   let stopBackground = false;
   const background = (async () => {
     const perTick = Math.max(0, Math.round((options.backgroundRate ?? 0) / 10));
@@ -394,9 +405,10 @@ async function measureLatency(
     }
   })();
   const latenciesMs: number[] = [];
+  const coldLatenciesMs: number[] = [];
   let timeouts = 0;
-  /** Probe key -> performance.now() just before its produce request. */
-  const outstanding = new Map<string, number>();
+  /** Probe key -> when it was produced (performance.now() just before its produce request). */
+  const outstanding = new Map<string, Probe>();
   let producing = true;
   const poller = (async () => {
     while (producing || outstanding.size > 0) {
@@ -405,11 +417,11 @@ async function measureLatency(
         const seen = await visibleKeys(keys);
         const now = performance.now();
         for (const key of keys) {
-          const started = outstanding.get(key)!;
+          const probe = outstanding.get(key)!;
           if (seen.has(key)) {
-            latenciesMs.push(now - started);
+            (probe.cold ? coldLatenciesMs : latenciesMs).push(now - probe.at);
             outstanding.delete(key);
-          } else if (now - started > PROBE_TIMEOUT_MS) {
+          } else if (now - probe.at > PROBE_TIMEOUT_MS) {
             timeouts++;
             outstanding.delete(key);
           }
@@ -419,11 +431,14 @@ async function measureLatency(
     }
   })();
   const sends: Promise<unknown>[] = [];
-  for (let i = 0; i < options.probes; i++) {
+  const warmupEnds = performance.now() + options.warmupMs;
+  // Warm-up probes first (as many as fit in warmupMs), then the measured ones.
+  for (let i = 0, measured = 0; measured < options.probes; i++) {
     const event = probeEvent(runId, contender, i);
-    const started = performance.now();
-    producedAt.set(event.classId, started);
-    outstanding.set(event.classId, started);
+    const probe: Probe = { at: performance.now(), cold: performance.now() < warmupEnds };
+    if (!probe.cold) measured++;
+    producedAt.set(event.classId, probe);
+    outstanding.set(event.classId, probe);
     sends.push(producer.send({ topic, acks: -1, messages: [toMessage(event)] }));
     await sleep(options.probeIntervalMs);
   }
@@ -432,7 +447,7 @@ async function measureLatency(
   await poller;
   stopBackground = true;
   await background;
-  return { latenciesMs, timeouts };
+  return { latenciesMs, coldLatenciesMs, timeouts };
 }
 
 /** Which of `classIds` have an item in the naive table (consistent batch reads). */
@@ -537,6 +552,8 @@ async function main(): Promise<void> {
   /** The engine's trigger phase again with `changes: 'coalesced'` (the engine contender runs the default, 'every'). */
   let coalescedPhase: { invocations: number; changes: number; seconds: number } | undefined;
   const functionLatenciesMs = new Map<Contender, number[]>();
+  /** Produce->function of the warm-up probes. */
+  const coldFunctionLatenciesMs = new Map<Contender, number[]>();
   const kafka = new Kafka({ clientId: 'bench', brokers: [...stack.kafka.brokers], logLevel: logLevel.NOTHING });
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   const progressAdmin = kafka.admin();
@@ -580,13 +597,14 @@ async function main(): Promise<void> {
       region: stack.region,
       dynamodbEndpoint: stack.dynamodb.endpoint,
       cacheMaxEntries: options.cacheMaxEntries,
+      ...(options.maxBytesPerPartition === undefined ? {} : { maxBytesPerPartition: options.maxBytesPerPartition }),
       triggerFunction: triggerScenario ? TRIGGER_FUNCTION : undefined,
       verbose: options.verbose,
     });
 
     // Phase 1: throughput, writes per event, peak memory.
     for (const contender of options.contenders) {
-      const result: ContenderResult = { contender, latenciesMs: [], probeTimeouts: 0 };
+      const result: ContenderResult = { contender, latenciesMs: [], coldLatenciesMs: [], probeTimeouts: 0 };
       results.set(contender, result);
       await ensureViewsTable(ddb, tables[contender]);
       log(`${contender}: consuming ${num()(target)} events`);
@@ -702,7 +720,7 @@ async function main(): Promise<void> {
           await waitForProgress(`${contender} catch-up`, caughtUp, options.phaseTimeoutMs, () =>
             progressOf(contender, ddb, tables[contender], topic, baseline, worker),
           );
-          log(`${contender}: ${options.probes} latency probes at ${backgroundRate} events/s background load`);
+          log(`${contender}: ${options.probes} latency probes at ${backgroundRate} events/s background load, after ${num(1)(options.warmupMs / 1000)} s of warm-up probes`);
           const visible =
             contender === 'engine'
               ? async (classIds: string[]) => {
@@ -710,22 +728,25 @@ async function main(): Promise<void> {
                   return new Set(items.filter((item) => item !== undefined).map((item) => item!.key));
                 }
               : (classIds: string[]) => naiveVisible(ddb, tables.naive, classIds);
-          const producedAt = new Map<string, number>();
+          const producedAt = new Map<string, Probe>();
           const measured = await measureLatency({ ...options, backgroundRate }, contender, producer, topic, generator, visible, runId, producedAt);
           if (triggerScenario) {
             // A change reaches the function after its write is durable; give stragglers a moment.
             const deadline = Date.now() + 10_000;
             while ([...producedAt.keys()].some((k) => !sink.probeArrivals.has(k)) && Date.now() < deadline) await sleep(20);
             const latencies: number[] = [];
-            for (const [key, at] of producedAt) {
+            const cold: number[] = [];
+            for (const [key, probe] of producedAt) {
               const arrived = sink.probeArrivals.get(key);
-              if (arrived !== undefined) latencies.push(arrived - at);
+              if (arrived !== undefined) (probe.cold ? cold : latencies).push(arrived - probe.at);
             }
             functionLatenciesMs.set(contender, latencies);
+            coldFunctionLatenciesMs.set(contender, cold);
             log(`${contender}: produce->function p50 ${percentile(latencies, 50)?.toFixed(1)} ms, p99 ${percentile(latencies, 99)?.toFixed(1)} ms (${latencies.length} of ${producedAt.size} probes arrived)`);
           }
           if (contender === 'engine') batchTimings = ((await worker.stats()).engineStats as { batchTimings?: typeof batchTimings } | undefined)?.batchTimings;
           result.latenciesMs = measured.latenciesMs;
+          result.coldLatenciesMs = measured.coldLatenciesMs;
           result.probeTimeouts = measured.timeouts;
           log(`${contender}: p50 ${percentile(measured.latenciesMs, 50)?.toFixed(1)} ms, p99 ${percentile(measured.latenciesMs, 99)?.toFixed(1)} ms, ${measured.timeouts} probes timed out`);
         } catch (error) {
@@ -756,11 +777,21 @@ async function main(): Promise<void> {
     { metric: 'on-demand USD / million events', engine: engine?.cost?.usdPerMillionEvents, naive: naive?.cost?.usdPerMillionEvents, format: num(4), better: 'lower' },
     { metric: 'produce->view p50 (ms)', engine: percentile(engine?.latenciesMs ?? [], 50), naive: percentile(naive?.latenciesMs ?? [], 50), format: num(1), better: 'lower' },
     { metric: 'produce->view p99 (ms)', engine: percentile(engine?.latenciesMs ?? [], 99), naive: percentile(naive?.latenciesMs ?? [], 99), format: num(1), better: 'lower' },
+    ...(options.warmupMs > 0
+      ? ([50, 99] as const).map((p) => ({
+          metric: `produce->view p${p} (ms), first ${num(0)(options.warmupMs / 1000)} s (warm-up)`,
+          engine: percentile(engine?.coldLatenciesMs ?? [], p),
+          naive: percentile(naive?.coldLatenciesMs ?? [], p),
+          format: num(1),
+          better: 'lower' as const,
+        }))
+      : []),
     { metric: 'CPU s / million events (user+sys, throughput)', engine: engine?.cpuPerMillion, naive: naive?.cpuPerMillion, format: num(1), better: 'lower' },
     { metric: 'peak RSS (throughput phase)', engine: engine?.peakRssBytes, naive: naive?.peakRssBytes, format: mib, better: 'lower' },
   ];
   console.log('');
-  console.log(`Tributary bench — scenario ${options.scenario}: ${num()(options.events)} events, ${num()(options.classes)} classes (keys), ${options.partitions} partitions, seed ${options.seed}`);
+  const fetchNote = options.maxBytesPerPartition === undefined ? '' : `, engine maxBytesPerPartition ${num()(options.maxBytesPerPartition)}`;
+  console.log(`Tributary bench — scenario ${options.scenario}: ${num()(options.events)} events, ${num()(options.classes)} classes (keys), ${options.partitions} partitions, seed ${options.seed}${fetchNote}`);
   console.log(renderTable(rows));
   console.log(priceNote());
   const sizeRows = [...results.values()].flatMap((r) =>
@@ -785,11 +816,18 @@ async function main(): Promise<void> {
     console.log('');
     console.log(renderCpuProfile(engineProfile) ?? `no CPU profile at ${engineProfile}`);
   }
-  if (options.probes > 0) console.log(`latency probes: ${options.probes} per contender, one every ${options.probeIntervalMs} ms, under ${backgroundRate} events/s background load`);
+  if (options.probes > 0) {
+    console.log(`latency probes: ${options.probes} per contender, one every ${options.probeIntervalMs} ms, under ${backgroundRate} events/s background load`);
+    if (options.warmupMs > 0) {
+      // Each latency phase starts a fresh process: an empty state cache (the engine reads each key
+      // at its first touch; the naive UpdateItem never reads), a cold JIT and new connections.
+      console.log(`  each after ${num(1)(options.warmupMs / 1000)} s of the same load and probes in a fresh process; the rows marked (warm-up) time those probes (a cold state cache: the engine reads a key at its first touch)`);
+    }
+  }
   console.log(`views agree (engine vs naive): ${agreement}`);
   for (const r of results.values()) {
     if (r.counts) console.log(`${r.contender} DynamoDB requests: ${JSON.stringify(r.counts.requests)}`);
-    if (r.latenciesMs.length || r.probeTimeouts) console.log(`${r.contender} latency probes: ${r.latenciesMs.length} measured, ${r.probeTimeouts} timed out`);
+    if (r.latenciesMs.length || r.probeTimeouts) console.log(`${r.contender} latency probes: ${r.latenciesMs.length} measured, ${r.coldLatenciesMs.length} in the warm-up, ${r.probeTimeouts} timed out`);
     if (r.error) console.log(`${r.contender} FAILED: ${r.error}`);
   }
   if (triggerPhases.size > 0) {
@@ -812,13 +850,22 @@ async function main(): Promise<void> {
       { metric: "events/s with trigger, changes: 'coalesced'", engine: coalescedPhase && options.events / coalescedPhase.seconds, naive: undefined, format: num(0), better: 'higher' },
       { metric: 'produce->function p50 (ms)', engine: fn('engine', 50), naive: fn('naive', 50), format: num(1), better: 'lower' },
       { metric: 'produce->function p99 (ms)', engine: fn('engine', 99), naive: fn('naive', 99), format: num(1), better: 'lower' },
+      ...(options.warmupMs > 0
+        ? ([50, 99] as const).map((p) => ({
+            metric: `produce->function p${p} (ms), first ${num(0)(options.warmupMs / 1000)} s (warm-up)`,
+            engine: percentile(coldFunctionLatenciesMs.get('engine') ?? [], p),
+            naive: percentile(coldFunctionLatenciesMs.get('naive') ?? [], p),
+            format: num(1),
+            better: 'lower' as const,
+          }))
+        : []),
     ];
     console.log('');
     console.log(`Triggers — every change of the view delivered to "${TRIGGER_FUNCTION}" on the local Lambda endpoint`);
     console.log(renderTable(triggerRows));
     console.log("engine column: the trigger's default, changes: 'every' (one change per event that changed a class); rows marked 'coalesced': the engine on the same events once more with changes: 'coalesced' (at most one change per class and batch)");
     console.log('naive column: measured in this run; a kafkajs consumer that sends one UpdateItem and then one synchronous Invoke per event');
-    for (const [c, latencies] of functionLatenciesMs) console.log(`${c} produce->function probes: ${latencies.length} arrived`);
+    for (const [c, latencies] of functionLatenciesMs) console.log(`${c} produce->function probes: ${latencies.length} arrived, ${coldFunctionLatenciesMs.get(c)?.length ?? 0} in the warm-up`);
   } else {
     console.log('trigger figures: run `npm run bench -- --scenario triggers`');
   }

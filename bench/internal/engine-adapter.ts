@@ -36,6 +36,7 @@ export async function startBenchEngine(config: WorkerConfig, dynamodb: DynamoDBC
       if (!line.startsWith('{"_aws"')) process.stderr.write(`[engine] ${line}\n`);
     },
     ...(config.cacheMaxEntries === undefined ? {} : { cacheMaxEntries: config.cacheMaxEntries }),
+    ...(config.maxBytesPerPartition === undefined ? {} : { maxBytesPerPartition: config.maxBytesPerPartition }),
     ...(config.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: config.sessionTimeoutMs, heartbeatIntervalMs: Math.floor(config.sessionTimeoutMs / 10) }),
   });
   engine.done.catch((error: unknown) => process.stderr.write(`[engine] stopped with ${String(error)}\n`));

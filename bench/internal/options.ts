@@ -49,6 +49,12 @@ export interface BenchOptions {
   /** Pause between two probes. */
   readonly probeIntervalMs: number;
   /**
+   * Before the measured probes, this long of the same background load and probes, reported on
+   * rows of their own: each latency phase starts a fresh process, so its first seconds pay a cold
+   * state cache (the engine reads a key at its first touch), a cold JIT and new connections.
+   */
+  readonly warmupMs: number;
+  /**
    * Background load (events/s) while probing: "moderate load". Undefined = auto: a fifth of the
    * slower contender's measured throughput (capped at 500/s), so neither falls behind and the
    * probes time the pipeline, not a backlog.
@@ -58,6 +64,8 @@ export interface BenchOptions {
   readonly phaseTimeoutMs: number;
   /** State cache limit handed to the engine (entries), when its options take one. */
   readonly cacheMaxEntries: number | undefined;
+  /** The engine's `maxBytesPerPartition` (bytes fetched per partition and poll); undefined = its default. */
+  readonly maxBytesPerPartition: number | undefined;
   /** Print the stack's and the workers' logs. */
   readonly verbose: boolean;
 }
@@ -71,9 +79,11 @@ const BASE_DEFAULTS = {
   seed: 1,
   probes: 0,
   probeIntervalMs: 100,
+  warmupMs: 0,
   backgroundRate: 0,
   phaseTimeoutMs: 600_000,
   cacheMaxEntries: undefined,
+  maxBytesPerPartition: undefined,
 } as const satisfies Partial<BenchOptions>;
 
 const SCENARIO_DEFAULTS: Record<Scenario, Omit<BenchOptions, 'scenario' | 'verbose'>> = {
@@ -86,6 +96,7 @@ const SCENARIO_DEFAULTS: Record<Scenario, Omit<BenchOptions, 'scenario' | 'verbo
     events: 50_000,
     classes: 500,
     probes: 100,
+    warmupMs: 10_000,
     backgroundRate: undefined,
   },
   keys: {
@@ -105,6 +116,7 @@ const SCENARIO_DEFAULTS: Record<Scenario, Omit<BenchOptions, 'scenario' | 'verbo
     events: 10_000,
     classes: 500,
     probes: 50,
+    warmupMs: 10_000,
     backgroundRate: undefined,
   },
   live: {
@@ -163,14 +175,17 @@ const FLAGS = {
   seed: 'BENCH_SEED',
   probes: 'BENCH_PROBES',
   'probe-interval-ms': 'BENCH_PROBE_INTERVAL_MS',
+  'warmup-ms': 'BENCH_WARMUP_MS',
   'background-rate': 'BENCH_BACKGROUND_RATE',
   'phase-timeout-ms': 'BENCH_PHASE_TIMEOUT_MS',
   'cache-max-entries': 'BENCH_CACHE_MAX_ENTRIES',
+  'max-bytes-per-partition': 'BENCH_MAX_BYTES_PER_PARTITION',
 } as const;
 
 const USAGE = `usage: npm run bench -- [--scenario throughput|keys|triggers|windows|joins|rebuild|cardinality|streams|live] [--contenders engine,naive]
   [--events N] [--classes N] [--partitions N] [--seed N] [--probes N] [--probe-interval-ms N]
-  [--background-rate N] [--phase-timeout-ms N] [--cache-max-entries N] [--verbose]
+  [--warmup-ms N] [--background-rate N] [--phase-timeout-ms N] [--cache-max-entries N]
+  [--max-bytes-per-partition N] [--verbose]
   (each flag also reads BENCH_<FLAG> from the environment, e.g. BENCH_EVENTS=50000)`;
 
 /** Thrown for bad flags; the message carries the usage line. */
@@ -231,9 +246,11 @@ export function parseBenchOptions(argv: readonly string[], env: Readonly<Record<
     seed: numbers.seed ?? base.seed,
     probes: numbers.probes ?? base.probes,
     probeIntervalMs: numbers['probe-interval-ms'] ?? base.probeIntervalMs,
+    warmupMs: numbers['warmup-ms'] ?? base.warmupMs,
     backgroundRate: numbers['background-rate'] ?? base.backgroundRate,
     phaseTimeoutMs: numbers['phase-timeout-ms'] ?? base.phaseTimeoutMs,
     cacheMaxEntries: numbers['cache-max-entries'] ?? base.cacheMaxEntries,
+    maxBytesPerPartition: numbers['max-bytes-per-partition'] ?? base.maxBytesPerPartition,
     verbose: flags.has('verbose') || env.BENCH_VERBOSE === '1',
   };
   if (options.events < 1 || options.classes < 1 || options.partitions < 1) {

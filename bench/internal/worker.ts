@@ -28,6 +28,8 @@ export interface WorkerConfig {
   readonly region: string;
   readonly dynamodbEndpoint: string;
   readonly cacheMaxEntries: number | undefined;
+  /** The engine's fetch size per partition (`maxBytesPerPartition`); undefined = its default. */
+  readonly maxBytesPerPartition?: number;
   /**
    * Trigger scenario: the engine delivers every view change to this function; the naive worker
    * invokes it once per event, after that event's `UpdateItem`.
