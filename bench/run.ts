@@ -168,6 +168,18 @@ interface Probe {
   readonly cold: boolean;
 }
 
+/** The p50 and p99 rows of the warm-up probes' latencies (none without a warm-up). */
+function warmupRows(what: string, warmupMs: number, engine: readonly number[] | undefined, naive: readonly number[] | undefined): ResultRow[] {
+  if (warmupMs <= 0) return [];
+  return ([50, 99] as const).map((p) => ({
+    metric: `${what} p${p} (ms), first ${num(0)(warmupMs / 1000)} s (warm-up)`,
+    engine: percentile(engine ?? [], p),
+    naive: percentile(naive ?? [], p),
+    format: num(1),
+    better: 'lower',
+  }));
+}
+
 /** Measured figures of one contender. */
 interface ContenderResult {
   contender: Contender;
@@ -435,7 +447,8 @@ async function measureLatency(
   // Warm-up probes first (as many as fit in warmupMs), then the measured ones.
   for (let i = 0, measured = 0; measured < options.probes; i++) {
     const event = probeEvent(runId, contender, i);
-    const probe: Probe = { at: performance.now(), cold: performance.now() < warmupEnds };
+    const at = performance.now();
+    const probe: Probe = { at, cold: at < warmupEnds };
     if (!probe.cold) measured++;
     producedAt.set(event.classId, probe);
     outstanding.set(event.classId, probe);
@@ -742,7 +755,7 @@ async function main(): Promise<void> {
             }
             functionLatenciesMs.set(contender, latencies);
             coldFunctionLatenciesMs.set(contender, cold);
-            log(`${contender}: produce->function p50 ${percentile(latencies, 50)?.toFixed(1)} ms, p99 ${percentile(latencies, 99)?.toFixed(1)} ms (${latencies.length} of ${producedAt.size} probes arrived)`);
+            log(`${contender}: produce->function p50 ${percentile(latencies, 50)?.toFixed(1)} ms, p99 ${percentile(latencies, 99)?.toFixed(1)} ms (${latencies.length} of ${options.probes} probes arrived, ${cold.length} of ${producedAt.size - options.probes} in the warm-up)`);
           }
           if (contender === 'engine') batchTimings = ((await worker.stats()).engineStats as { batchTimings?: typeof batchTimings } | undefined)?.batchTimings;
           result.latenciesMs = measured.latenciesMs;
@@ -777,15 +790,7 @@ async function main(): Promise<void> {
     { metric: 'on-demand USD / million events', engine: engine?.cost?.usdPerMillionEvents, naive: naive?.cost?.usdPerMillionEvents, format: num(4), better: 'lower' },
     { metric: 'produce->view p50 (ms)', engine: percentile(engine?.latenciesMs ?? [], 50), naive: percentile(naive?.latenciesMs ?? [], 50), format: num(1), better: 'lower' },
     { metric: 'produce->view p99 (ms)', engine: percentile(engine?.latenciesMs ?? [], 99), naive: percentile(naive?.latenciesMs ?? [], 99), format: num(1), better: 'lower' },
-    ...(options.warmupMs > 0
-      ? ([50, 99] as const).map((p) => ({
-          metric: `produce->view p${p} (ms), first ${num(0)(options.warmupMs / 1000)} s (warm-up)`,
-          engine: percentile(engine?.coldLatenciesMs ?? [], p),
-          naive: percentile(naive?.coldLatenciesMs ?? [], p),
-          format: num(1),
-          better: 'lower' as const,
-        }))
-      : []),
+    ...warmupRows('produce->view', options.warmupMs, engine?.coldLatenciesMs, naive?.coldLatenciesMs),
     { metric: 'CPU s / million events (user+sys, throughput)', engine: engine?.cpuPerMillion, naive: naive?.cpuPerMillion, format: num(1), better: 'lower' },
     { metric: 'peak RSS (throughput phase)', engine: engine?.peakRssBytes, naive: naive?.peakRssBytes, format: mib, better: 'lower' },
   ];
@@ -850,15 +855,7 @@ async function main(): Promise<void> {
       { metric: "events/s with trigger, changes: 'coalesced'", engine: coalescedPhase && options.events / coalescedPhase.seconds, naive: undefined, format: num(0), better: 'higher' },
       { metric: 'produce->function p50 (ms)', engine: fn('engine', 50), naive: fn('naive', 50), format: num(1), better: 'lower' },
       { metric: 'produce->function p99 (ms)', engine: fn('engine', 99), naive: fn('naive', 99), format: num(1), better: 'lower' },
-      ...(options.warmupMs > 0
-        ? ([50, 99] as const).map((p) => ({
-            metric: `produce->function p${p} (ms), first ${num(0)(options.warmupMs / 1000)} s (warm-up)`,
-            engine: percentile(coldFunctionLatenciesMs.get('engine') ?? [], p),
-            naive: percentile(coldFunctionLatenciesMs.get('naive') ?? [], p),
-            format: num(1),
-            better: 'lower' as const,
-          }))
-        : []),
+      ...warmupRows('produce->function', options.warmupMs, coldFunctionLatenciesMs.get('engine'), coldFunctionLatenciesMs.get('naive')),
     ];
     console.log('');
     console.log(`Triggers — every change of the view delivered to "${TRIGGER_FUNCTION}" on the local Lambda endpoint`);
